@@ -1,0 +1,46 @@
+"""PicMetric: what three neural networks see in a photo (ImageNet labels, COCO objects, faces with landmarks).
+
+Typical use::
+
+    from picmetric import load_image, analyze
+    analysis = analyze(load_image("photo.jpg"))
+    print(analysis.to_dict())
+"""
+
+from .errors import (
+    FetchError,
+    ImageTooLargeError,
+    InvalidImageError,
+    ModelUnavailableError,
+    PicMetricError,
+    URLRefusedError,
+)
+from .intake import LoadedImage, fetch_image, load_image
+from .pipeline import TASKS, Analysis, AnalysisOptions, Analyzer, InvalidOptionsError, analyze, default_analyzer
+from .results import Classification, Detections, Faces
+from .seed import seed_response
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TASKS",
+    "Analysis",
+    "AnalysisOptions",
+    "Analyzer",
+    "Classification",
+    "Detections",
+    "Faces",
+    "FetchError",
+    "ImageTooLargeError",
+    "InvalidImageError",
+    "InvalidOptionsError",
+    "LoadedImage",
+    "ModelUnavailableError",
+    "PicMetricError",
+    "URLRefusedError",
+    "analyze",
+    "default_analyzer",
+    "fetch_image",
+    "load_image",
+    "seed_response",
+]

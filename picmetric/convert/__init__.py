@@ -1,0 +1,1 @@
+"""Weight converters: package checkpoints (Darknet, PyTorch) to ONNX graphs, without torch."""

@@ -1,0 +1,25 @@
+"""Typed errors. Every message is meant to be shown to a user as is: it says what was wrong, never a trace."""
+
+
+class PicMetricError(Exception):
+    """Base class: anything PicMetric refuses or cannot do, with a user-facing message."""
+
+
+class InvalidImageError(PicMetricError):
+    """The bytes are empty, not an image, or a damaged one."""
+
+
+class ImageTooLargeError(InvalidImageError):
+    """Too many pixels or absurd dimensions (decompression-bomb guard)."""
+
+
+class URLRefusedError(PicMetricError):
+    """The URL is not allowed: wrong scheme, or a host that points inside the network."""
+
+
+class FetchError(PicMetricError):
+    """The URL was allowed but fetching it failed: timeout, HTTP error, too large, or not an image."""
+
+
+class ModelUnavailableError(PicMetricError):
+    """A model's weights package is not installed or its file is missing."""

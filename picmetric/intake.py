@@ -1,0 +1,252 @@
+"""Image intake: bytes, a path or a URL in; a checked, oriented, RGB working copy out.
+
+Everything a user can hand us is refused here with a typed, readable error, before any model sees it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import ipaddress
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import numpy as np
+import pillow_heif
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import FetchError, ImageTooLargeError, InvalidImageError, URLRefusedError
+from .settings import Settings, get_settings
+
+pillow_heif.register_heif_opener()
+# Our own pixel limit is checked before decoding; Pillow's global guard would only duplicate it with a worse message.
+Image.MAX_IMAGE_PIXELS = None
+
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # orientations that swap width and height
+_HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image. ``pixels`` is the working copy (RGB uint8, longest side capped); ``scale`` maps
+    working-copy coordinates to original ones (``original = working * scale``)."""
+
+    data: bytes
+    sha256: str
+    md5: str
+    format: str
+    width: int
+    height: int
+    pixels: np.ndarray
+    scale: float
+    source: str = "upload"
+    name: str | None = None
+
+    @property
+    def working_size(self) -> tuple[int, int]:
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency is flattened onto white, 16-bit values are scaled, not clipped."""
+    if image.mode in _HIGH_BIT_DEPTH_MODES:
+        values = np.asarray(image, dtype=np.float32)
+        peak = 65535.0 if image.mode != "F" else max(float(values.max()), 1.0)
+        if image.mode == "I" and values.max() <= 255:
+            peak = 255.0
+        gray = np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def load_image(
+    source: bytes | str | Path,
+    *,
+    settings: Settings | None = None,
+    origin: str = "upload",
+    name: str | None = None,
+) -> LoadedImage:
+    """Decode an image from bytes or a file path and prepare the working copy the models see."""
+    settings = settings or get_settings()
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidImageError(f"no such file: {path}")
+        if path.stat().st_size > settings.max_upload_bytes:
+            raise ImageTooLargeError(
+                f"{path.name} is {path.stat().st_size / 1e6:.1f} MB; the limit is {settings.max_upload_bytes / 1e6:.0f} MB"
+            )
+        name = name or path.name
+        data = path.read_bytes()
+    else:
+        data = bytes(source)
+    if not data:
+        raise InvalidImageError("the file is empty (0 bytes)")
+    if len(data) > settings.max_upload_bytes:
+        raise ImageTooLargeError(
+            f"the file is {len(data) / 1e6:.1f} MB; the limit is {settings.max_upload_bytes / 1e6:.0f} MB"
+        )
+    try:
+        image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise InvalidImageError("this is not an image PicMetric can read (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC)") from None
+    except Exception as exc:  # a damaged header can raise almost anything inside a decoder
+        raise InvalidImageError(f"the image header is damaged ({exc})") from None
+
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise InvalidImageError(f"the image has no pixels ({width}x{height})")
+    if width > settings.max_dimension or height > settings.max_dimension:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height}; each side must be at most {settings.max_dimension} pixels"
+        )
+    if width * height > settings.max_pixels:
+        raise ImageTooLargeError(
+            f"the image has {width * height / 1e6:.0f} megapixels; the limit is {settings.max_pixels / 1e6:.0f}"
+        )
+
+    image_format = (image.format or "unknown").upper()
+    try:
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # unreadable EXIF: treat as upright, as viewers do
+        orientation = 1
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the picture itself is fine
+            if image_format == "JPEG":
+                # Let libjpeg decode at a reduced scale when the working copy will be smaller anyway.
+                cap = settings.working_max_side
+                image.draft("RGB", (cap, cap) if max(width, height) > cap else (width, height))
+            image.seek(0)  # first frame of an animation
+            image.load()
+            oriented = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidImageError(f"the image data is damaged or truncated ({exc})") from None
+
+    rgb = _to_rgb(oriented)
+    # Original dimensions after EXIF orientation (the draft above may have shrunk the decoded size).
+    orig_w, orig_h = (height, width) if orientation in _TRANSPOSING_ORIENTATIONS else (width, height)
+    longest = max(rgb.size)
+    if longest > settings.working_max_side:
+        factor = settings.working_max_side / longest
+        rgb = rgb.resize(
+            (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor))),
+            Image.Resampling.BILINEAR,
+            reducing_gap=2.0,
+        )
+    return LoadedImage(
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        md5=hashlib.md5(data).hexdigest(),
+        format=image_format,
+        width=orig_w,
+        height=orig_h,
+        pixels=np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)),
+        scale=orig_w / rgb.width,
+        source=origin,
+        name=name,
+    )
+
+
+# --- URL intake ---------------------------------------------------------------------------------------------------
+
+_ACCEPTED_CONTENT_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
+
+
+def _allowed_networks(settings: Settings) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(cidr, strict=False) for cidr in settings.url_allow_networks]
+
+
+def check_address(address: str, settings: Settings) -> None:
+    """Refuse addresses that are not public internet ones (loopback, private, link-local and cloud metadata,
+    multicast, reserved), unless a configured network explicitly allows them."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if any(ip in net for net in _allowed_networks(settings)):
+        return
+    if not ip.is_global or ip.is_multicast:
+        raise URLRefusedError(f"refusing to fetch from {ip}: it is not a public internet address")
+
+
+def _resolve(host: str, port: int, settings: Settings) -> str:
+    """Resolve ``host`` once and check every address; the connection then goes to the checked address only."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        raise FetchError(f"cannot resolve host {host!r}") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    for address in addresses:
+        check_address(address, settings)
+    return addresses[0]
+
+
+def fetch_image_bytes(url: str, *, settings: Settings | None = None) -> bytes:
+    """Download an image over http(s) with SSRF protection, redirect checks, a timeout and a byte limit."""
+    settings = settings or get_settings()
+    limit = settings.max_upload_bytes
+    current = url.strip()
+    for _hop in range(settings.url_max_redirects + 1):
+        parts = urlsplit(current)
+        if parts.scheme not in ("http", "https"):
+            raise URLRefusedError(f"only http and https URLs are accepted, not {parts.scheme or 'a bare path'!r}")
+        if not parts.hostname:
+            raise URLRefusedError("the URL has no host name")
+        if parts.username or parts.password:
+            raise URLRefusedError("URLs with a user name or password are not accepted")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        address = _resolve(parts.hostname, port, settings)
+        # Connect to the address we checked (no second DNS lookup to rebind), but speak to the named host.
+        netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        target = parts._replace(netloc=netloc).geturl()
+        host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+        extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+        try:
+            with httpx.Client(timeout=settings.url_timeout_s, follow_redirects=False, trust_env=False) as client:
+                request = client.build_request(
+                    "GET", target, headers={"Host": host_header, "User-Agent": "PicMetric/1.0"}, extensions=extensions
+                )
+                with client.send(request, stream=True) as response:
+                    if response.is_redirect:
+                        location = response.headers.get("location")
+                        if not location:
+                            raise FetchError("the server sent a redirect without a location")
+                        current = urljoin(current, location)
+                        continue
+                    if response.status_code >= 400:
+                        raise FetchError(f"the server answered HTTP {response.status_code} for {url}")
+                    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                    if content_type and not content_type.startswith(_ACCEPTED_CONTENT_TYPES):
+                        raise FetchError(f"the URL returned {content_type}, not an image")
+                    declared = response.headers.get("content-length")
+                    if declared and declared.isdigit() and int(declared) > limit:
+                        raise FetchError(f"the image is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB")
+                    chunks, received = [], 0
+                    for chunk in response.iter_bytes():
+                        received += len(chunk)
+                        if received > limit:
+                            raise FetchError(f"the download exceeded the {limit / 1e6:.0f} MB limit")
+                        chunks.append(chunk)
+                    return b"".join(chunks)
+        except httpx.TimeoutException:
+            raise FetchError(f"the server at {parts.hostname} did not answer within {settings.url_timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise FetchError(f"could not fetch {url}: {exc.__class__.__name__}") from None
+    raise FetchError(f"too many redirects (more than {settings.url_max_redirects})")
+
+
+def fetch_image(url: str, *, settings: Settings | None = None) -> LoadedImage:
+    """Fetch a URL and decode it like an upload; the URL is kept as the image's name."""
+    data = fetch_image_bytes(url, settings=settings)
+    return load_image(data, settings=settings, origin="url", name=url)

@@ -1,0 +1,64 @@
+"""Model base class: lazy, lock-guarded loading of ONNX Runtime sessions, shared by all analyzers."""
+
+from __future__ import annotations
+
+import os
+import threading
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import onnxruntime as ort
+
+from ..settings import get_settings
+
+
+def available_providers() -> list[str]:
+    """CUDA first when this ONNX Runtime build offers it, CPU always."""
+    offered = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in offered]
+
+
+def create_session(model_path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = get_settings().intra_op_threads or (os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    # Spinning threads burn the shared cores that the other models (run concurrently) need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(model_path), sess_options=options, providers=available_providers())
+
+
+class OnnxModel(ABC):
+    """A model that loads on first use, once, even when several threads ask at the same time."""
+
+    #: short identifier used in results, timings and storage
+    name: str = "model"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[str, ort.InferenceSession] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._sessions is not None
+
+    @property
+    def sessions(self) -> dict[str, ort.InferenceSession]:
+        if self._sessions is None:
+            self.load()
+        assert self._sessions is not None
+        return self._sessions
+
+    def load(self) -> None:
+        with self._lock:
+            if self._sessions is None:
+                self._sessions = {key: create_session(path) for key, path in self._model_files().items()}
+
+    @abstractmethod
+    def _model_files(self) -> dict[str, Path]:
+        """ONNX files to open, by role (converting into the cache first where needed)."""
+
+    @property
+    @abstractmethod
+    def version(self) -> str:
+        """Identifies weights and settings that change outputs (stored with every analysis)."""

@@ -1,0 +1,228 @@
+"""One call from image to everything: the three models run concurrently, each followed by its render."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from .annotate import RENDER_FORMATS, BoxAnnotator, FaceAnnotator, encode_image
+from .errors import PicMetricError
+from .intake import LoadedImage
+from .models import CLASSIFIERS, FaceDetector, ImageClassifier, ObjectDetector
+from .models.classifier import DEFAULT_CLASSIFIER
+from .models.detector import DETECTOR_SIZES
+from .results import Classification, Detections, Faces
+
+TASKS = ("labels", "objects", "faces")
+
+
+class InvalidOptionsError(PicMetricError, ValueError):
+    """An analysis option is out of range."""
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """What to run and how. Everything that changes stored results is here (and in ``cache_key``)."""
+
+    tasks: tuple[str, ...] = TASKS
+    classifier: str = DEFAULT_CLASSIFIER
+    top_k: int = 5
+    detector_size: int = 416
+    min_confidence: float = 0.25
+    iou_threshold: float = 0.45
+    min_face_size: int = 20
+    face_confidence: float = 0.9
+    render_format: str = "webp"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tasks", tuple(t for t in TASKS if t in set(self.tasks)))
+        problems = []
+        if not self.tasks:
+            problems.append(f"choose at least one task of {', '.join(TASKS)}")
+        if self.classifier not in CLASSIFIERS:
+            problems.append(f"classifier must be one of {', '.join(CLASSIFIERS)}")
+        if not 1 <= self.top_k <= 20:
+            problems.append("top_k must be between 1 and 20")
+        if self.detector_size not in DETECTOR_SIZES:
+            problems.append(f"detector_size must be one of {DETECTOR_SIZES}")
+        for name in ("min_confidence", "iou_threshold", "face_confidence"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must be between 0 and 1")
+        if not 12 <= self.min_face_size <= 2000:
+            problems.append("min_face_size must be between 12 and 2000 pixels")
+        if self.render_format not in RENDER_FORMATS:
+            problems.append(f"render_format must be one of {', '.join(RENDER_FORMATS)}")
+        if problems:
+            raise InvalidOptionsError("; ".join(problems))
+
+    @property
+    def cache_key(self) -> str:
+        """Stable text that identifies these options, for de-duplicating stored analyses."""
+        return ";".join(f"{k}={v if not isinstance(v, tuple) else ','.join(v)}" for k, v in asdict(self).items())
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["tasks"] = list(self.tasks)
+        return data
+
+
+@dataclass
+class Analysis:
+    """Everything PicMetric found in one image. Coordinates are pixels of the original (EXIF-rotated) image."""
+
+    sha256: str
+    md5: str
+    format: str
+    width: int
+    height: int
+    source: str
+    name: str | None
+    options: AnalysisOptions
+    classification: Classification | None
+    detections: Detections | None
+    faces: Faces | None
+    timings_ms: dict[str, float]
+    model_versions: dict[str, str]
+    renders: dict[str, bytes] = field(default_factory=dict, repr=False)
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def to_dict(self) -> dict:
+        return {
+            "image": {
+                "sha256": self.sha256,
+                "md5": self.md5,
+                "format": self.format,
+                "width": self.width,
+                "height": self.height,
+                "source": self.source,
+                "name": self.name,
+            },
+            "options": self.options.to_dict(),
+            "labels": self.classification.to_dict()["labels"] if self.classification else None,
+            "objects": self.detections.to_dict()["objects"] if self.detections is not None else None,
+            "faces": self.faces.to_dict()["faces"] if self.faces is not None else None,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "model_versions": self.model_versions,
+            "renders": sorted(self.renders),
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+class Analyzer:
+    """Holds the loaded models (one per configuration, loaded lazily) and a worker pool; safe to share."""
+
+    def __init__(self, max_workers: int = 3) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[tuple, object] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="picmetric")
+        self._box_annotator = BoxAnnotator()
+        self._face_annotator = FaceAnnotator()
+
+    def _model(self, key: tuple, factory):
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = factory()
+            return self._models[key]
+
+    def classifier(self, key: str = DEFAULT_CLASSIFIER) -> ImageClassifier:
+        return self._model(("classifier", key), lambda: ImageClassifier(key))
+
+    def detector(self, input_size: int = 416) -> ObjectDetector:
+        return self._model(("detector", input_size), lambda: ObjectDetector(input_size))
+
+    def face_detector(self) -> FaceDetector:
+        return self._model(("faces",), FaceDetector)
+
+    def warm_up(self, options: AnalysisOptions | None = None) -> None:
+        """Load (and on first use convert) every model these options need, so the first analysis is fast."""
+        options = options or AnalysisOptions()
+        self.classifier(options.classifier).load()
+        self.detector(options.detector_size).load()
+        self.face_detector().load()
+
+    def loaded_models(self) -> dict[str, bool]:
+        with self._lock:
+            return {getattr(m, "version"): getattr(m, "loaded") for m in self._models.values()}
+
+    # Each task returns (result in original pixels, render bytes or None, timings).
+    def _labels(self, image: LoadedImage, options: AnalysisOptions):
+        model = self.classifier(options.classifier)
+        started = time.perf_counter()
+        result = model.predict(image.pixels, top_k=options.top_k)
+        return result, None, {"labels": _ms(started)}, model.version
+
+    def _objects(self, image: LoadedImage, options: AnalysisOptions):
+        model = self.detector(options.detector_size)
+        started = time.perf_counter()
+        found = model.predict(image.pixels, options.min_confidence, options.iou_threshold)
+        inferred = time.perf_counter()
+        render = encode_image(self._box_annotator.annotate(image.pixels, found), options.render_format)
+        return found.scaled(image.scale), render, {"objects": _ms(started, inferred), "objects_render": _ms(inferred)}, model.version
+
+    def _faces(self, image: LoadedImage, options: AnalysisOptions):
+        model = self.face_detector()
+        started = time.perf_counter()
+        min_face = max(12, round(options.min_face_size / image.scale))
+        found = model.predict(image.pixels, options.face_confidence, min_face_size=min_face)
+        inferred = time.perf_counter()
+        render = encode_image(self._face_annotator.annotate(image.pixels, found), options.render_format)
+        return found.scaled(image.scale), render, {"faces": _ms(started, inferred), "faces_render": _ms(inferred)}, model.version
+
+    def analyze(self, image: LoadedImage, options: AnalysisOptions | None = None, *, concurrent: bool = True) -> Analysis:
+        options = options or AnalysisOptions()
+        started = time.perf_counter()
+        runners = {"labels": self._labels, "objects": self._objects, "faces": self._faces}
+        if concurrent:
+            futures = {task: self._pool.submit(runners[task], image, options) for task in options.tasks}
+            outcomes = {task: future.result() for task, future in futures.items()}
+        else:
+            outcomes = {task: runners[task](image, options) for task in options.tasks}
+        timings: dict[str, float] = {}
+        for _, _, task_timings, _ in outcomes.values():
+            timings.update(task_timings)
+        timings["total"] = _ms(started)
+        renders = {task: render for task, (_, render, _, _) in outcomes.items() if render is not None}
+        return Analysis(
+            sha256=image.sha256,
+            md5=image.md5,
+            format=image.format,
+            width=image.width,
+            height=image.height,
+            source=image.source,
+            name=image.name,
+            options=options,
+            classification=outcomes["labels"][0] if "labels" in outcomes else None,
+            detections=outcomes["objects"][0] if "objects" in outcomes else None,
+            faces=outcomes["faces"][0] if "faces" in outcomes else None,
+            timings_ms=timings,
+            model_versions={task: outcome[3] for task, outcome in outcomes.items()},
+            renders=renders,
+        )
+
+
+def _ms(start: float, end: float | None = None) -> float:
+    return ((end if end is not None else time.perf_counter()) - start) * 1000.0
+
+
+_default_analyzer: Analyzer | None = None
+_default_lock = threading.Lock()
+
+
+def default_analyzer() -> Analyzer:
+    """The process-wide analyzer, so every caller shares one copy of each model."""
+    global _default_analyzer
+    with _default_lock:
+        if _default_analyzer is None:
+            _default_analyzer = Analyzer()
+        return _default_analyzer
+
+
+def analyze(image: LoadedImage, options: AnalysisOptions | None = None) -> Analysis:
+    """Analyse a loaded image with the shared analyzer."""
+    return default_analyzer().analyze(image, options)
+
+
+__all__ = ["Analysis", "AnalysisOptions", "Analyzer", "InvalidOptionsError", "TASKS", "analyze", "default_analyzer"]
