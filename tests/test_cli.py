@@ -1,0 +1,54 @@
+"""The CLI as a user runs it: a real process, real files, exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "picmetric", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+
+
+def test_analyze_prints_a_summary_and_writes_renders(tmp_path, zidane_path, bus_path):
+    out = tmp_path / "out"
+    result = run("analyze", str(zidane_path), str(bus_path), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "zidane.jpg  1280x720 JPEG" in result.stdout
+    assert "faces  : 2" in result.stdout and "person" in result.stdout
+    assert "image" in result.stderr  # the progress bar for several images
+    files = sorted(p.name for p in out.iterdir())
+    assert len([f for f in files if f.endswith("_objects.webp")]) == 2
+    assert len([f for f in files if f.endswith(".json")]) == 2
+
+
+def test_analyze_json(zidane_path):
+    result = run("analyze", str(zidane_path), "--json", "--tasks", "faces,objects")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert len(data["faces"]) == 2 and data["labels"] is None
+
+
+def test_bad_input_exits_non_zero_with_a_clear_message(tmp_path, zidane_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    result = run("analyze", str(text), str(zidane_path), "-q")
+    assert result.returncode == 1
+    assert "notes.txt: this is not an image" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "zidane.jpg" in result.stdout  # the good image is still analysed
+
+
+def test_refused_url_and_bad_option(zidane_path):
+    result = run("analyze", "http://169.254.169.254/latest/meta-data/")
+    assert result.returncode == 1 and "not a public internet address" in result.stderr
+    result = run("analyze", str(zidane_path), "--min-confidence", "3")
+    assert result.returncode == 2 and "min_confidence must be between 0 and 1" in result.stderr
+
+
+def test_models_list():
+    result = run("models", "list")
+    assert result.returncode == 0 and "EfficientNet-Lite2" in result.stdout

@@ -1,0 +1,163 @@
+"""Every kind of input a user can hand over: decoded right, or refused with a clear, typed error."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import zlib
+
+import numpy as np
+import pillow_heif
+import pytest
+from PIL import Image
+
+from picmetric import ImageTooLargeError, InvalidImageError, load_image
+from picmetric.settings import Settings
+
+
+def encode(image: Image.Image, fmt: str, **params) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **params)
+    return buffer.getvalue()
+
+
+def gradient(width: int = 64, height: int = 48) -> Image.Image:
+    x = np.linspace(0, 255, width, dtype=np.uint8)[None, :].repeat(height, 0)
+    y = np.linspace(0, 255, height, dtype=np.uint8)[:, None].repeat(width, 1)
+    return Image.fromarray(np.stack([x, y, 255 - x], axis=2))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A valid PNG whose header claims a huge size but which holds a few bytes of pixels: a decompression-bomb probe."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+def test_common_formats_decode_to_rgb(fmt):
+    loaded = load_image(encode(gradient(), fmt))
+    assert loaded.format == fmt
+    assert (loaded.width, loaded.height) == (64, 48)
+    assert loaded.pixels.shape == (48, 64, 3) and loaded.pixels.dtype == np.uint8
+
+
+def test_heic_decodes():
+    pillow_heif.register_heif_opener()
+    loaded = load_image(encode(gradient(), "HEIF", quality=90))
+    assert loaded.format in ("HEIF", "HEIC")
+    assert loaded.pixels.shape == (48, 64, 3)
+    assert abs(int(loaded.pixels[24, 63, 0]) - 255) < 20  # colours survive
+
+
+def test_hashes_are_of_the_original_bytes():
+    data = encode(gradient(), "PNG")
+    loaded = load_image(data)
+    assert loaded.sha256 == hashlib.sha256(data).hexdigest()
+    assert loaded.md5 == hashlib.md5(data).hexdigest()
+    assert loaded.data == data
+
+
+def test_exif_rotation_is_applied():
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    image.paste((0, 0, 255), (0, 0, 20, 20))  # left half blue
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    loaded = load_image(encode(image, "JPEG", exif=exif.tobytes(), quality=95))
+    assert (loaded.width, loaded.height) == (20, 40)
+    assert loaded.pixels.shape == (40, 20, 3)
+    top = loaded.pixels[5, 10]
+    assert top[2] > 200 and top[0] < 60  # the blue half is now on top
+
+
+def test_cmyk_jpeg_becomes_rgb():
+    loaded = load_image(encode(Image.new("CMYK", (30, 20), (0, 255, 255, 0)), "JPEG"))  # pure red in CMYK
+    r, g, b = loaded.pixels[10, 15]
+    assert r > 200 and g < 60 and b < 60
+
+
+def test_16_bit_png_is_scaled_not_clipped():
+    values = np.linspace(0, 65535, 64, dtype=np.uint16)[None, :].repeat(8, 0)
+    loaded = load_image(encode(Image.fromarray(values), "PNG"))
+    row = loaded.pixels[0, :, 0]
+    assert row[0] == 0 and row[-1] == 255
+    assert 100 < row[32] < 160  # mid-grey stays mid-grey
+
+
+def test_transparency_is_flattened_onto_white():
+    rgba = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
+    assert (load_image(encode(rgba, "PNG")).pixels == 255).all()
+    la = Image.new("LA", (10, 10), (0, 0))
+    assert (load_image(encode(la, "PNG")).pixels == 255).all()
+    palette = Image.new("P", (10, 10), 0)
+    palette.info["transparency"] = 0
+    assert (load_image(encode(palette, "PNG", transparency=0)).pixels == 255).all()
+
+
+def test_animated_gif_uses_the_first_frame():
+    frames = [Image.new("RGB", (16, 16), colour) for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    r, g, b = load_image(data).pixels[8, 8]
+    assert r > 200 and g < 50 and b < 50
+
+
+def test_working_copy_is_capped_and_scale_maps_back():
+    settings = Settings(working_max_side=200)
+    loaded = load_image(encode(gradient(800, 400), "JPEG"), settings=settings)
+    assert (loaded.width, loaded.height) == (800, 400)
+    assert max(loaded.pixels.shape[:2]) == 200
+    assert loaded.scale == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"hello, this is a text file\n" * 10, "not an image"),
+        (b"<html><body>not found</body></html>", "not an image"),
+    ],
+)
+def test_non_images_are_refused(data, message):
+    with pytest.raises(InvalidImageError, match=message):
+        load_image(data)
+
+
+def test_truncated_jpeg_is_refused():
+    data = encode(gradient(256, 256), "JPEG", quality=95)
+    with pytest.raises(InvalidImageError, match="truncated|damaged"):
+        load_image(data[: len(data) // 2])
+
+
+def test_huge_png_header_is_refused_before_decoding():
+    with pytest.raises(ImageTooLargeError, match="100000x100000"):
+        load_image(png_header_only(100_000, 100_000))
+
+
+def test_pixel_limit_is_configurable():
+    with pytest.raises(ImageTooLargeError, match="megapixels"):
+        load_image(encode(gradient(400, 400), "PNG"), settings=Settings(max_pixels=100_000))
+
+
+def test_absurd_aspect_dimension_is_refused():
+    with pytest.raises(ImageTooLargeError, match="each side"):
+        load_image(png_header_only(30_000, 2))
+
+
+def test_byte_limit_is_enforced():
+    with pytest.raises(ImageTooLargeError, match="limit"):
+        load_image(encode(gradient(), "BMP"), settings=Settings(max_upload_bytes=1000))
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(InvalidImageError, match="no such file"):
+        load_image(tmp_path / "nope.jpg")
+
+
+def test_path_input_keeps_the_file_name(tmp_path):
+    path = tmp_path / "photo.png"
+    path.write_bytes(encode(gradient(), "PNG"))
+    assert load_image(path).name == "photo.png"

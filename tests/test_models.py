@@ -1,0 +1,88 @@
+"""Acceptance on real photos: the objects, faces and labels a person would expect."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from picmetric import load_image
+from picmetric.models import CLASSIFIERS
+
+from .conftest import imagenet_samples
+
+
+def iou(a, b) -> float:
+    tl, br = np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])
+    inter = np.prod(np.clip(br - tl, 0, None))
+    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
+    return float(inter / (area(a) + area(b) - inter))
+
+
+# Hand-checked boxes (x1, y1, x2, y2) of the clearly visible objects in bus.jpg (810x1080).
+BUS_TRUTH = {
+    "bus": [[22, 231, 805, 756]],
+    "person": [[48, 398, 245, 902], [670, 380, 810, 876], [221, 405, 344, 857]],
+}
+
+
+def test_bus_photo_finds_the_bus_and_the_people(analyzer, bus_path):
+    image = load_image(bus_path)
+    found = analyzer.detector().predict(image.pixels).scaled(image.scale)
+    for label, truths in BUS_TRUTH.items():
+        boxes = found.xyxy[np.array(found.labels) == label]
+        for truth in truths:
+            best = max((iou(np.array(truth, np.float32), b) for b in boxes), default=0.0)
+            assert best >= 0.5, f"{label} at {truth} not found (best IoU {best:.2f})"
+
+
+def test_zidane_has_two_people_and_two_faces_with_sane_landmarks(analyzer, zidane_path):
+    analysis = analyzer.analyze(load_image(zidane_path))
+    persons = analysis.detections.xyxy[np.array(analysis.detections.labels) == "person"]
+    assert len(persons) >= 2
+    faces = analysis.faces
+    assert len(faces) == 2
+    for box, points in zip(faces.xyxy, faces.landmarks):
+        x1, y1, x2, y2 = box
+        assert ((points[:, 0] >= x1) & (points[:, 0] <= x2) & (points[:, 1] >= y1) & (points[:, 1] <= y2)).all()
+        eyes_y, mouth_y = points[:2, 1].mean(), points[3:, 1].mean()
+        assert eyes_y < points[2, 1] < mouth_y  # eyes above the nose above the mouth
+        # every face belongs to a detected person
+        assert any(p[0] <= x1 and p[1] <= y1 + 5 and x2 <= p[2] and y2 <= p[3] for p in persons)
+
+
+@pytest.mark.parametrize("key", list(CLASSIFIERS))
+def test_classifier_gets_at_least_17_of_20_imagenet_images(analyzer, key):
+    classifier = analyzer.classifier(key)
+    samples = imagenet_samples()
+    assert len(samples) == 20
+    correct = sum(
+        int(classifier.predict(load_image(path).pixels, top_k=1).class_id[0] == label) for path, label in samples
+    )
+    assert correct >= 17, f"{key}: {correct}/20 top-1"
+
+
+def test_classifier_probabilities_are_a_distribution(analyzer, zidane_path):
+    result = analyzer.classifier().predict(load_image(zidane_path).pixels, top_k=1000)
+    assert abs(float(result.confidence.sum()) - 1.0) < 1e-3
+    assert (np.diff(result.confidence) <= 0).all()
+    assert len(set(result.names)) > 900  # human-readable names, not ids
+
+
+def test_min_face_size_drops_small_faces(analyzer, bus_path):
+    image = load_image(bus_path)
+    detector = analyzer.face_detector()
+    assert len(detector.predict(image.pixels, min_confidence=0.9)) == 2  # two small faces behind the windscreen
+    assert len(detector.predict(image.pixels, min_confidence=0.9, min_face_size=80)) == 0
+
+
+def test_models_load_once_and_lazily(analyzer):
+    from picmetric import Analyzer
+
+    fresh = Analyzer()
+    classifier = fresh.classifier("mobilenet_v2")
+    assert not classifier.loaded
+    assert fresh.classifier("mobilenet_v2") is classifier
+    classifier.load()
+    sessions = classifier.sessions
+    classifier.load()
+    assert classifier.sessions is sessions

@@ -1,0 +1,108 @@
+"""The one-call pipeline: concurrency, timings, JSON shapes (PicMetric's and the seed's), options."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from picmetric import AnalysisOptions, InvalidOptionsError, load_image, seed_response
+from picmetric.results import LANDMARK_NAMES
+
+
+def test_concurrent_and_sequential_runs_agree(analyzer, zidane_path):
+    image = load_image(zidane_path)
+    together = analyzer.analyze(image, concurrent=True)
+    one_by_one = analyzer.analyze(image, concurrent=False)
+    np.testing.assert_allclose(together.detections.xyxy, one_by_one.detections.xyxy)
+    np.testing.assert_allclose(together.faces.xyxy, one_by_one.faces.xyxy)
+    assert together.classification.names == one_by_one.classification.names
+
+
+def test_analysis_records_timings_versions_and_renders(analyzer, bus_path):
+    analysis = analyzer.analyze(load_image(bus_path))
+    for key in ("labels", "objects", "faces", "objects_render", "faces_render", "total"):
+        assert analysis.timings_ms[key] > 0
+    assert analysis.timings_ms["total"] >= analysis.timings_ms["faces"]
+    assert analysis.model_versions == {
+        "labels": "efficientnet_lite2@260",
+        "objects": "yolov4-tiny@416",
+        "faces": "mtcnn@0.6,0.7,0.7",
+    }
+    assert set(analysis.renders) == {"objects", "faces"}
+    for data in analysis.renders.values():
+        assert Image.open(io.BytesIO(data)).size == (810, 1080)
+
+
+def test_to_dict_is_plain_json(analyzer, zidane_path):
+    data = analyzer.analyze(load_image(zidane_path)).to_dict()
+    text = json.dumps(data)
+    again = json.loads(text)
+    assert again["image"]["width"] == 1280 and again["image"]["md5"]
+    assert {o["label"] for o in again["objects"]} >= {"person"}
+    assert set(again["faces"][0]["landmarks"]) == set(LANDMARK_NAMES)
+    assert len(again["labels"]) == 5
+
+
+def test_boxes_are_in_original_pixels_when_the_working_copy_is_smaller(analyzer, zidane_path):
+    from picmetric.settings import Settings
+
+    full = analyzer.analyze(load_image(zidane_path))
+    small = analyzer.analyze(load_image(zidane_path, settings=Settings(working_max_side=640)))
+    assert small.width == 1280
+    best_full = full.faces.xyxy[np.argmax(full.faces.confidence)]
+    best_small = small.faces.xyxy[np.argmax(small.faces.confidence)]
+    np.testing.assert_allclose(best_small, best_full, atol=12)  # same face, same coordinates, at half resolution
+
+
+def test_task_subset_runs_only_those_models(analyzer, zidane_path):
+    analysis = analyzer.analyze(load_image(zidane_path), AnalysisOptions(tasks=("faces",)))
+    assert analysis.classification is None and analysis.detections is None
+    assert len(analysis.faces) == 2
+    assert set(analysis.renders) == {"faces"}
+    assert "labels" not in analysis.timings_ms
+
+
+def test_seed_shape_field_by_field(analyzer, zidane_path):
+    analysis = analyzer.analyze(load_image(zidane_path))
+    seed = seed_response(analysis, original_url="o", objects_url="y", faces_url="f")
+    assert list(seed) == ["error", "hash", "original", "resnet", "yolov3", "yolov3_source", "faces_source"]
+    assert seed["error"] == "" and seed["hash"] == analysis.md5
+    assert (seed["original"], seed["yolov3_source"], seed["faces_source"]) == ("o", "y", "f")
+    resnet = json.loads(seed["resnet"])  # a JSON document inside a string, as the seed sent it
+    assert len(resnet) == 3 and all(isinstance(v, str) and 0 < float(v) <= 1 for v in resnet.values())
+    assert all(" " not in label for label in resnet)
+    yolo = json.loads(seed["yolov3"])
+    assert float(yolo["person"]) == pytest.approx(float(analysis.detections.confidence.max()) * 100, rel=1e-5)
+
+
+def test_seed_error_shape():
+    seed = seed_response(None, error="this is not an image")
+    assert seed["error"] == "this is not an image" and seed["hash"] == "" and len(seed) == 7
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"tasks": ()},
+        {"classifier": "resnet"},
+        {"top_k": 0},
+        {"detector_size": 512},
+        {"min_confidence": 1.5},
+        {"iou_threshold": -0.1},
+        {"min_face_size": 5},
+        {"render_format": "gif"},
+    ],
+)
+def test_bad_options_are_refused(bad):
+    with pytest.raises(InvalidOptionsError):
+        AnalysisOptions(**bad)
+
+
+def test_options_cache_key_is_stable_and_distinguishes():
+    assert AnalysisOptions().cache_key == AnalysisOptions().cache_key
+    assert AnalysisOptions(tasks=("faces", "labels")).cache_key == AnalysisOptions(tasks=("labels", "faces")).cache_key
+    assert AnalysisOptions(min_confidence=0.3).cache_key != AnalysisOptions().cache_key

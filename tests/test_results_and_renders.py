@@ -1,0 +1,68 @@
+"""Result types validate what they hold; annotators draw where the results are; encoders give real files."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from picmetric.annotate import BoxAnnotator, FaceAnnotator, encode_image
+from picmetric.results import Classification, Detections, Faces
+
+NAMES = ["person", "bus"]
+
+
+def test_detections_validate_their_arrays():
+    with pytest.raises(ValueError, match="shape"):
+        Detections(np.zeros((2, 3)), [0.5, 0.5], [0, 1], NAMES)
+    with pytest.raises(ValueError, match="confidence"):
+        Detections(np.zeros((1, 4)), [1.5], [0], NAMES)
+    with pytest.raises(ValueError, match="class id"):
+        Detections(np.zeros((1, 4)), [0.5], [7], NAMES)
+    with pytest.raises(ValueError, match="x2 >= x1"):
+        Detections([[10, 10, 5, 20]], [0.5], [0], NAMES)
+    assert len(Detections(np.zeros((0, 4)), [], [], NAMES)) == 0
+
+
+def test_faces_and_classification_validate():
+    with pytest.raises(ValueError, match="landmarks"):
+        Faces([[0, 0, 10, 10]], [0.9], np.zeros((1, 4, 2)))
+    with pytest.raises(ValueError, match="one name"):
+        Classification([1, 2], [0.5, 0.2], ["a"], model="m")
+
+
+def test_display_filter_keeps_the_same_boxes():
+    d = Detections([[0, 0, 10, 10], [5, 5, 20, 20], [1, 1, 3, 3]], [0.9, 0.3, 0.6], [0, 1, 0], NAMES)
+    assert d.filter(0.5).labels == ["person", "person"]
+    assert d.filter(0.0, classes={"bus"}).to_dict()["objects"][0]["box"] == [5, 5, 20, 20]
+
+
+def test_box_annotator_draws_on_the_box_edges_only():
+    image = np.full((200, 300, 3), 127, np.uint8)
+    d = Detections([[50, 60, 150, 160]], [0.9], [1], NAMES)
+    out = BoxAnnotator().annotate(image, d)
+    assert out.shape == image.shape and (image == 127).all()  # input untouched
+    assert (out[110, 50] != 127).any()  # left edge drawn
+    assert (out[110, 100] == 127).all()  # box interior untouched
+    assert (out[190, 250] == 127).all()  # far away untouched
+
+
+def test_face_annotator_marks_landmarks():
+    image = np.zeros((120, 120, 3), np.uint8)
+    landmarks = np.array([[[40, 50], [80, 50], [60, 65], [45, 85], [75, 85]]], np.float32)
+    out = FaceAnnotator().annotate(image, Faces([[20, 20, 100, 110]], [0.99], landmarks))
+    for x, y in landmarks[0].astype(int):
+        assert out[y, x].any()
+
+
+@pytest.mark.parametrize("fmt", ["webp", "png", "jpeg"])
+def test_encoders_write_decodable_files(fmt):
+    image = np.random.default_rng(1).integers(0, 255, size=(50, 70, 3), dtype=np.uint8)
+    data = encode_image(image, fmt)
+    decoded = Image.open(io.BytesIO(data))
+    assert decoded.format == {"webp": "WEBP", "png": "PNG", "jpeg": "JPEG"}[fmt]
+    assert decoded.size == (70, 50)
+    if fmt == "png":
+        assert (np.asarray(decoded) == image).all()  # lossless and RGB order kept
