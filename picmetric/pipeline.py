@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from .annotate import RENDER_FORMATS, BoxAnnotator, FaceAnnotator, encode_image
 from .errors import PicMetricError
 from .intake import LoadedImage
-from .models import CLASSIFIERS, FaceDetector, ImageClassifier, ObjectDetector
+from .models import CLASSIFIERS, FaceDetector, ImageClassifier, ObjectDetector, OnnxModel
 from .models.classifier import DEFAULT_CLASSIFIER
 from .models.detector import DETECTOR_SIZES
 from .results import Classification, Detections, Faces
@@ -116,7 +116,7 @@ class Analyzer:
 
     def __init__(self, max_workers: int = 3) -> None:
         self._lock = threading.Lock()
-        self._models: dict[tuple, object] = {}
+        self._models: dict[tuple, OnnxModel] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="picmetric")
         self._box_annotator = BoxAnnotator()
         self._face_annotator = FaceAnnotator()
@@ -126,6 +126,11 @@ class Analyzer:
             if key not in self._models:
                 self._models[key] = factory()
             return self._models[key]
+
+    def use(self, model: OnnxModel) -> None:
+        """Serve this model instance for its configuration (e.g. a detector reading other weights)."""
+        with self._lock:
+            self._models[model.registry_key] = model
 
     def classifier(self, key: str = DEFAULT_CLASSIFIER) -> ImageClassifier:
         return self._model(("classifier", key), lambda: ImageClassifier(key))
@@ -145,7 +150,7 @@ class Analyzer:
 
     def loaded_models(self) -> dict[str, bool]:
         with self._lock:
-            return {getattr(m, "version"): getattr(m, "loaded") for m in self._models.values()}
+            return {m.version: m.loaded for m in self._models.values()}
 
     # Each task returns (result in original pixels, render bytes or None, timings).
     def _labels(self, image: LoadedImage, options: AnalysisOptions):

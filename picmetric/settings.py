@@ -1,20 +1,28 @@
-"""One settings object, read from the environment (prefix ``PICMETRIC_``) or a ``.env`` file."""
+"""One settings object, read from the environment (prefix ``PICMETRIC_``), a ``.env`` file, or a mapping such as
+Streamlit's ``st.secrets``. The seed system's variable names (``DATABASE_URL``, ``S3_KEY``, ``S3_SECRET``,
+``S3_BUCKET``, ``S3_LOCATION``) are accepted too. Secrets are ``SecretStr``: they never print."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 
 def _default_cache_dir() -> Path:
     return Path.home() / ".cache" / "picmetric" / "models"
 
 
+def _alias(name: str, *seed_names: str) -> AliasChoices:
+    return AliasChoices(f"PICMETRIC_{name.upper()}", *seed_names)
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PICMETRIC_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PICMETRIC_", env_file=".env", extra="ignore", populate_by_name=True)
 
     # Intake limits: a decoded image costs width * height * 3 bytes, so the pixel limit is the bomb guard.
     max_pixels: int = Field(default=50_000_000, gt=0)
@@ -33,6 +41,53 @@ class Settings(BaseSettings):
     # Inference.
     model_cache_dir: Path = Field(default_factory=_default_cache_dir)
     intra_op_threads: int = Field(default=0, ge=0, description="threads per model; 0 = number of cores")
+
+    # Storage: SQLite file and a local folder by default; PostgreSQL and S3 when configured.
+    data_dir: Path = Field(default=Path("data"))
+    database_url: SecretStr | None = Field(default=None, validation_alias=_alias("database_url", "DATABASE_URL"))
+    s3_bucket: str | None = Field(default=None, validation_alias=_alias("s3_bucket", "S3_BUCKET"))
+    s3_region: str = Field(default="us-east-1", validation_alias=_alias("s3_region", "S3_REGION"))
+    s3_endpoint_url: str | None = Field(default=None, validation_alias=_alias("s3_endpoint_url", "S3_ENDPOINT_URL"))
+    s3_access_key: SecretStr | None = Field(default=None, validation_alias=_alias("s3_access_key", "S3_KEY"))
+    s3_secret_key: SecretStr | None = Field(default=None, validation_alias=_alias("s3_secret_key", "S3_SECRET"))
+    s3_public_base_url: str | None = Field(
+        default=None,
+        validation_alias=_alias("s3_public_base_url", "S3_LOCATION"),
+        description="when set, blob URLs are this prefix + key; otherwise presigned URLs",
+    )
+    s3_presign_seconds: int = Field(default=3600, gt=0)
+    s3_prefix: str = Field(default="", description="key prefix inside the bucket")
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _modern_scheme(cls, value):
+        """The seed used Heroku's ``postgres://``; SQLAlchemy 2 only knows ``postgresql://``."""
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str) and raw.startswith("postgres://"):
+            raw = "postgresql://" + raw[len("postgres://") :]
+        return raw or None
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'picmetric.sqlite3').resolve()}"
+
+    @property
+    def safe_database_url(self) -> str:
+        """The database URL with its password masked, for logs and the System page."""
+        return make_url(self.resolved_database_url).render_as_string(hide_password=True)
+
+
+def settings_from_mapping(values: Mapping[str, object]) -> Settings:
+    """Settings from e.g. ``st.secrets``: keys are field names, ``PICMETRIC_`` variable names or the seed's names;
+    the environment fills the rest."""
+    fields = {}
+    for key, value in values.items():
+        if not isinstance(value, (str, int, float, list)):
+            continue  # nested sections (e.g. [connections]) are not ours
+        fields[key[len("PICMETRIC_") :].lower() if key.startswith("PICMETRIC_") else key] = value
+    return Settings(**fields)
 
 
 @lru_cache(maxsize=1)

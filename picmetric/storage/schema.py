@@ -1,0 +1,124 @@
+"""Tables. Results are stored as rows (labels, objects, faces) so history can filter by label, class, face count
+and date in SQL, without parsing JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    md5: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    format: Mapped[str] = mapped_column(String(16), nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)  # upload | url
+    original_name: Mapped[str | None] = mapped_column(Text)
+    blob_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    content_type: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False, index=True)
+
+    analyses: Mapped[list[AnalysisRow]] = relationship(back_populates="image", cascade="all, delete-orphan")
+
+
+class AnalysisRow(Base):
+    __tablename__ = "analyses"
+    __table_args__ = (UniqueConstraint("image_id", "options_key", name="uq_analysis_image_options"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True)
+    options_key: Mapped[str] = mapped_column(String(64), nullable=False)  # sha256 of AnalysisOptions.cache_key
+    options: Mapped[dict] = mapped_column(JSON, nullable=False)
+    model_versions: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    timings_ms: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # running | done | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    top_label: Mapped[str | None] = mapped_column(String(128), index=True)
+    top_confidence: Mapped[float | None] = mapped_column(Float)
+    object_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    face_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False, index=True)
+
+    image: Mapped[ImageRow] = relationship(back_populates="analyses")
+    labels: Mapped[list[LabelRow]] = relationship(cascade="all, delete-orphan", order_by="LabelRow.rank")
+    objects: Mapped[list[ObjectRow]] = relationship(cascade="all, delete-orphan", order_by="ObjectRow.id")
+    faces: Mapped[list[FaceRow]] = relationship(cascade="all, delete-orphan", order_by="FaceRow.id")
+    renders: Mapped[list[RenderRow]] = relationship(cascade="all, delete-orphan")
+
+
+class LabelRow(Base):
+    __tablename__ = "labels"
+    __table_args__ = (Index("ix_labels_name", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id", ondelete="CASCADE"), nullable=False, index=True)
+    rank: Mapped[int] = mapped_column(Integer, nullable=False)
+    class_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    model: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class ObjectRow(Base):
+    __tablename__ = "objects"
+    __table_args__ = (Index("ix_objects_label", "label"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id", ondelete="CASCADE"), nullable=False, index=True)
+    class_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    label: Mapped[str] = mapped_column(String(64), nullable=False)
+    confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    x1: Mapped[float] = mapped_column(Float, nullable=False)
+    y1: Mapped[float] = mapped_column(Float, nullable=False)
+    x2: Mapped[float] = mapped_column(Float, nullable=False)
+    y2: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class FaceRow(Base):
+    __tablename__ = "faces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id", ondelete="CASCADE"), nullable=False, index=True)
+    confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    x1: Mapped[float] = mapped_column(Float, nullable=False)
+    y1: Mapped[float] = mapped_column(Float, nullable=False)
+    x2: Mapped[float] = mapped_column(Float, nullable=False)
+    y2: Mapped[float] = mapped_column(Float, nullable=False)
+    landmarks: Mapped[list] = mapped_column(JSON, nullable=False)  # [[x, y] * 5], LANDMARK_NAMES order
+
+
+class RenderRow(Base):
+    __tablename__ = "renders"
+    __table_args__ = (UniqueConstraint("analysis_id", "kind", name="uq_render_analysis_kind"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id", ondelete="CASCADE"), nullable=False, index=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # objects | faces
+    blob_key: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
+    content_type: Mapped[str] = mapped_column(String(64), nullable=False)
