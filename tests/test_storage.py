@@ -1,0 +1,349 @@
+"""Storage guarantees, against SQLite + a local folder and against PostgreSQL + a real S3 server (SeaweedFS)."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from picmetric import AnalysisOptions, InvalidImageError
+from picmetric.models import FaceDetector
+from picmetric.settings import Settings
+from picmetric.storage import (
+    AnalysisFailedError,
+    DatabaseError,
+    HistoryFilter,
+    Repository,
+    StorageError,
+)
+from picmetric.storage.db import current_revision, head_revision, make_engine, upgrade
+from picmetric.storage.schema import AnalysisRow, ImageRow
+
+from .conftest import imagenet_samples, s3_settings
+
+
+def _count(repo: Repository, column) -> int:
+    with repo.engine.connect() as conn:
+        return conn.scalar(select(func.count(column)))
+
+
+def test_same_image_twice_runs_the_models_once(repository, zidane_path, analyzer):
+    data = zidane_path.read_bytes()
+    first = repository.submit(data, name="zidane.jpg")
+    second = repository.submit(data, name="again.jpg")
+    assert analyzer.calls == 1
+    assert not first.cached and second.cached
+    assert first.id == second.id
+    assert len(second.analysis.faces) == 2
+    np.testing.assert_allclose(second.analysis.detections.xyxy, first.analysis.detections.xyxy, atol=0.01)
+    assert second.analysis.classification.names == first.analysis.classification.names
+    assert second.analysis.name == "zidane.jpg"  # the first upload's name is the image's name
+
+
+def test_other_options_are_a_new_analysis_of_the_same_image(repository, zidane_path, analyzer):
+    data = zidane_path.read_bytes()
+    repository.submit(data)
+    repository.submit(data, options=AnalysisOptions(min_confidence=0.5))
+    assert analyzer.calls == 2
+    assert _count(repository, ImageRow.id) == 1 and _count(repository, AnalysisRow.id) == 2
+
+
+def test_eight_threads_same_new_image_store_it_once(repository, bus_path, analyzer):
+    data = bus_path.read_bytes()
+    barrier = threading.Barrier(8)
+
+    def submit(_):
+        barrier.wait()
+        return repository.submit(data)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(submit, range(8)))
+    assert analyzer.calls == 1
+    assert len({r.id for r in results}) == 1
+    assert _count(repository, ImageRow.id) == 1 and _count(repository, AnalysisRow.id) == 1
+    assert len(repository.blobs.keys()) == 4  # original, two renders, thumbnail
+
+
+def test_blobs_are_readable_and_content_typed(repository, zidane_path):
+    stored = repository.submit(zidane_path.read_bytes(), name="zidane.jpg")
+    assert set(stored.blob_keys) == {"original", "objects", "faces", "thumbnail"}
+    assert repository.blob(stored.blob_keys["original"]) == zidane_path.read_bytes()
+    data, content_type = repository.image_bytes(stored.sha256, "faces")
+    assert content_type == "image/webp" and Image.open(io.BytesIO(data)).size == (1280, 720)
+    assert repository.image_bytes(stored.sha256, "original")[1] == "image/jpeg"
+    assert repository.image_bytes("0" * 64) is None
+
+
+def test_get_and_find_by_md5(repository, zidane_path):
+    stored = repository.submit(zidane_path.read_bytes())
+    assert repository.get(stored.sha256).id == stored.id
+    assert repository.find_by_md5(stored.analysis.md5).id == stored.id
+    assert repository.get("f" * 64) is None
+
+
+def test_bad_input_stores_nothing(repository):
+    with pytest.raises(InvalidImageError):
+        repository.submit(b"definitely not an image")
+    assert _count(repository, ImageRow.id) == 0 and repository.blobs.keys() == []
+
+
+def test_delete_removes_rows_and_blobs_but_keeps_shared_ones(repository, zidane_path, bus_path):
+    zidane = repository.submit(zidane_path.read_bytes())
+    bus = repository.submit(bus_path.read_bytes())
+    assert repository.delete(zidane.sha256)
+    assert repository.get(zidane.sha256) is None
+    assert repository.get(bus.sha256) is not None
+    assert sorted(repository.blobs.keys()) == sorted(bus.blob_keys.values())
+    assert not repository.delete(zidane.sha256)
+
+
+def test_reset_removes_everything(repository, zidane_path):
+    repository.submit(zidane_path.read_bytes())
+    repository.reset()
+    assert repository.stats()["images"] == 0
+    assert repository.blobs.keys() == []
+
+
+def test_sweep_removes_only_orphans(repository, zidane_path):
+    stored = repository.submit(zidane_path.read_bytes())
+    repository.blobs.put("renders/orphan.webp", b"left by a crash", "image/webp")
+    assert repository.sweep_orphans() == ["renders/orphan.webp"]
+    assert sorted(repository.blobs.keys()) == sorted(stored.blob_keys.values())
+
+
+def test_failed_analysis_is_recorded_and_retried(repository, tmp_path, zidane_path, analyzer):
+    broken = tmp_path / "broken-mtcnn"
+    broken.mkdir()
+    for net in ("pnet", "rnet", "onet"):
+        (broken / f"{net}.onnx").write_bytes(b"this is not an ONNX model")
+    healthy = analyzer.face_detector()
+    analyzer.use(FaceDetector(weights_dir=broken))
+    try:
+        with pytest.raises(AnalysisFailedError, match="analysis failed"):
+            repository.submit(zidane_path.read_bytes())
+    finally:
+        analyzer.use(healthy)
+    history = repository.history(HistoryFilter(status="failed"))
+    assert history.total == 1 and history.items[0].status == "failed" and history.items[0].error
+    assert repository.stats()["failed"] == 1
+    retried = repository.submit(zidane_path.read_bytes())  # models fixed: the next submission succeeds
+    assert retried.status == "done" and len(retried.analysis.faces) == 2
+    assert repository.stats()["failed"] == 0
+
+
+def test_stats_and_health(repository, zidane_path):
+    repository.submit(zidane_path.read_bytes())
+    stats = repository.stats()
+    assert stats["images"] == 1 and stats["analyses"] == 1 and stats["faces"] == 2 and stats["labels"] == 5
+    assert stats["original_bytes"] == len(zidane_path.read_bytes())
+    assert repository.health() == {"database": "ok", "storage": "ok"}
+
+
+# --- history filters on a database holding 200+ real analyses --------------------------------------------------
+
+
+def _variants(count: int) -> list[bytes]:
+    """``count`` distinct real photos: the 22 shipped ones, cropped and mirrored in different ways."""
+    from .conftest import sample_photo
+
+    sources = [Image.open(p).convert("RGB") for p, _ in imagenet_samples()]
+    sources += [Image.open(sample_photo(n)).convert("RGB") for n in ("bus.jpg", "zidane.jpg")]
+    out = []
+    for i in range(count):
+        image = sources[i % len(sources)]
+        variant = i // len(sources)
+        w, h = image.size
+        inset = 0.02 * variant
+        image = image.crop((int(w * inset), int(h * inset), int(w * (1 - inset / 2)), int(h * (1 - inset / 2))))
+        if variant % 2:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        image.thumbnail((320, 320))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=85)
+        out.append(buffer.getvalue())
+    return out
+
+
+@pytest.fixture(scope="module", params=["sqlite-local", "postgres-s3"])
+def full_history(request, tmp_path_factory, analyzer):
+    """200+ stored analyses, built once per backend for the filter tests."""
+    from .conftest import backend_settings
+
+    tmp = tmp_path_factory.mktemp(f"history-{request.param}")
+    repo = Repository(backend_settings(request, tmp), analyzer=analyzer)
+    if request.param == "postgres-s3":
+        repo.blobs.ensure_bucket()
+    repo.reset()
+    stored = [repo.submit(data, source="url" if i % 5 == 0 else "upload") for i, data in enumerate(_variants(210))]
+    yield repo, stored
+    repo.reset()
+    repo.engine.dispose()
+
+
+def _expected(stored, keep) -> set[str]:
+    return {s.sha256 for s in stored if keep(s.analysis)}
+
+
+def _found(repo: Repository, filters: HistoryFilter) -> set[str]:
+    page, found = 1, set()
+    while True:
+        result = repo.history(filters, page=page, page_size=50)
+        found |= {item.sha256 for item in result.items}
+        if page >= result.pages:
+            assert result.total == len(found)
+            return found
+        page += 1
+
+
+def test_history_filters_return_exactly_the_right_rows(full_history):
+    repo, stored = full_history
+    assert repo.stats()["analyses"] >= 200
+    cases = [
+        (HistoryFilter(object_class="person"), lambda a: "person" in a.detections.labels),
+        (HistoryFilter(label="dog"), lambda a: any("dog" in n.lower() for n in a.classification.names)),
+        (
+            HistoryFilter(text="car"),
+            lambda a: any("car" in n.lower() for n in a.classification.names)
+            or any("car" in n for n in a.detections.labels),
+        ),
+        (HistoryFilter(min_faces=1), lambda a: len(a.faces) >= 1),
+        (HistoryFilter(min_faces=2), lambda a: len(a.faces) >= 2),
+        (HistoryFilter(source="url"), lambda a: a.source == "url"),
+    ]
+    for filters, keep in cases:
+        expected = _expected(stored, keep)
+        assert expected, f"the data set should contain matches for {filters}"
+        assert _found(repo, filters) == expected, filters
+
+
+def test_history_date_range_and_order(full_history):
+    repo, stored = full_history
+    moments = sorted(s.analysis.created_at for s in stored)
+    middle = moments[len(moments) // 2]
+    newer = _found(repo, HistoryFilter(date_from=middle))
+    assert newer == {s.sha256 for s in stored if s.analysis.created_at >= middle}
+    assert _found(repo, HistoryFilter(date_to=middle - timedelta(microseconds=1))) == {
+        s.sha256 for s in stored if s.analysis.created_at < middle
+    }
+    first_page = repo.history(page=1, page_size=50)
+    assert len(first_page.items) == 50 and first_page.total == len(stored)
+    dates = [item.created_at for item in first_page.items]
+    assert dates == sorted(dates, reverse=True)
+    assert first_page.items[0].thumbnail_key is not None
+    future = datetime.now(timezone.utc) + timedelta(days=1)
+    assert repo.history(HistoryFilter(date_from=future)).total == 0
+
+
+# --- failures of the real services ------------------------------------------------------------------------------
+
+
+def test_s3_down_mid_test_fails_clearly_and_leaves_no_row(seaweed, postgres, tmp_path, analyzer, zidane_path):
+    repo = Repository(s3_settings(seaweed, tmp_path, database_url=postgres.url), analyzer=analyzer)
+    repo.blobs.ensure_bucket()
+    repo.reset()
+    seaweed.stop()
+    try:
+        with pytest.raises(StorageError, match="object storage") as failure:
+            repo.submit(zidane_path.read_bytes())
+        assert "test-secret-value" not in str(failure.value) and "test-access" not in str(failure.value)
+        assert _count(repo, ImageRow.id) == 0 and _count(repo, AnalysisRow.id) == 0
+    finally:
+        seaweed.start()
+    stored = repo.submit(zidane_path.read_bytes())
+    assert stored.status == "done" and repo.blobs.exists(stored.blob_keys["original"])
+    repo.reset()
+
+
+def test_database_down_fails_clearly_and_leaves_no_orphan_blob(seaweed, postgres, tmp_path, analyzer, bus_path):
+    repo = Repository(s3_settings(seaweed, tmp_path, database_url=postgres.url), analyzer=analyzer)
+    repo.blobs.ensure_bucket()
+    repo.reset()
+    postgres.block_connections()
+    try:
+        with pytest.raises(DatabaseError, match="database could not") as failure:
+            repo.submit(bus_path.read_bytes())
+        assert "postgres" not in str(failure.value).lower() or "@" not in str(failure.value)
+        assert repo.blobs.keys() == []
+    finally:
+        postgres.allow_connections()
+    repo.engine.dispose()
+    assert repo.submit(bus_path.read_bytes()).status == "done"
+    repo.reset()
+
+
+def test_presigned_and_public_urls(seaweed, tmp_path, analyzer, zidane_path):
+    import httpx
+
+    repo = Repository(s3_settings(seaweed, tmp_path), analyzer=analyzer)
+    repo.blobs.ensure_bucket()
+    repo.reset()
+    stored = repo.submit(zidane_path.read_bytes())
+    response = httpx.get(stored.urls["original"])  # presigned: a browser can open it
+    assert response.status_code == 200 and response.content == zidane_path.read_bytes()
+    assert response.headers["content-type"] == "image/jpeg"
+    public = Repository(s3_settings(seaweed, tmp_path, s3_public_base_url="https://cdn.example/img"), analyzer=analyzer)
+    assert public.get(stored.sha256).urls["faces"].startswith("https://cdn.example/img/renders/")
+    repo.reset()
+
+
+# --- migrations and configuration -----------------------------------------------------------------------------
+
+
+def _upgrade_in_subprocess(url: str, queue) -> None:
+    try:
+        upgrade(make_engine(url))
+        queue.put("ok")
+    except Exception as exc:  # reported to the parent, which fails the test
+        queue.put(repr(exc))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migrations_are_safe_when_processes_start_together(backend, tmp_path, request):
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    else:
+        from .services import PostgresDatabase
+
+        database = PostgresDatabase()
+        request.addfinalizer(database.drop)
+        url = database.url
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    processes = [context.Process(target=_upgrade_in_subprocess, args=(url, queue)) for _ in range(4)]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(60)
+    assert [queue.get(timeout=5) for _ in processes] == ["ok"] * 4
+    engine = make_engine(url)
+    assert current_revision(engine) == head_revision()
+    assert upgrade(engine) == head_revision()  # again: a no-op
+    engine.dispose()
+
+
+def test_seed_variable_names_and_secret_hygiene(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://picuser:hunter2@db.example:5432/picmetric")
+    monkeypatch.setenv("S3_KEY", "AKIAEXAMPLE")
+    monkeypatch.setenv("S3_SECRET", "very-secret")
+    monkeypatch.setenv("S3_BUCKET", "stonks3")
+    monkeypatch.setenv("S3_LOCATION", "http://stonks3.s3.amazonaws.com/")
+    settings = Settings()
+    assert settings.resolved_database_url.startswith("postgresql://picuser:hunter2@")
+    assert settings.safe_database_url == "postgresql://picuser:***@db.example:5432/picmetric"
+    assert settings.s3_bucket == "stonks3" and settings.s3_public_base_url.startswith("http://stonks3")
+    text = repr(settings) + str(settings)
+    assert "hunter2" not in text and "very-secret" not in text and "AKIAEXAMPLE" not in text
+
+
+def test_settings_from_streamlit_style_secrets():
+    from picmetric.settings import settings_from_mapping
+
+    settings = settings_from_mapping({"DATABASE_URL": "sqlite:///x.db", "PICMETRIC_MAX_PIXELS": 1000, "section": {}})
+    assert settings.resolved_database_url == "sqlite:///x.db" and settings.max_pixels == 1000
