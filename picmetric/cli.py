@@ -16,6 +16,7 @@ from .intake import LoadedImage, fetch_image, load_image
 from .models import CLASSIFIERS
 from .models.detector import DETECTOR_SIZES
 from .pipeline import TASKS, Analysis, AnalysisOptions, default_analyzer
+from .settings import get_settings
 
 
 def _is_url(text: str) -> bool:
@@ -30,10 +31,11 @@ def _percent(value: float) -> str:
     return f"{value:.0%}"
 
 
-def summary(analysis: Analysis) -> list[str]:
+def summary(analysis: Analysis, from_history: bool = False) -> list[str]:
     """Readable lines for one analysis."""
     head = f"{analysis.name or analysis.sha256[:12]}  {analysis.width}x{analysis.height} {analysis.format}"
-    lines = [f"{head}  ({analysis.timings_ms['total']:.0f} ms)"]
+    when = f"from history, analysed {analysis.created_at:%Y-%m-%d %H:%M}" if from_history else None
+    lines = [f"{head}  ({when or format(analysis.timings_ms['total'], '.0f') + ' ms'})"]
     if analysis.classification is not None:
         c = analysis.classification
         lines.append("  labels : " + ", ".join(f"{n} {_percent(p)}" for n, p in zip(c.names, c.confidence)))
@@ -84,6 +86,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"picmetric: {exc}", file=sys.stderr)
         return 2
     analyzer = default_analyzer()
+    repository = _repository() if args.store else None
     results: list[dict] = []
     failures = 0
     targets = args.inputs
@@ -91,7 +94,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for target in progress:
         progress.set_postfix_str(Path(target).name[:30])
         try:
-            analysis = analyzer.analyze(_load(target), options)
+            image = _load(target)
+            from_history = False
+            if repository is not None:
+                stored = repository.submit(image, options=options)
+                analysis, from_history = stored.analysis, stored.cached
+                analysis.renders = {
+                    kind: repository.blob(key) for kind, key in stored.blob_keys.items() if kind in ("objects", "faces")
+                }
+            else:
+                analysis = analyzer.analyze(image, options)
         except PicMetricError as exc:
             failures += 1
             results.append({"input": target, "error": str(exc)})
@@ -100,7 +112,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         written = _write_outputs(analysis, Path(args.out)) if args.out else []
         results.append({"input": target, **analysis.to_dict()})
         if not args.json:
-            lines = summary(analysis)
+            lines = summary(analysis, from_history)
             if written:
                 lines.append("  saved  : " + ", ".join(str(p) for p in written))
             tqdm.write("\n".join(lines), file=sys.stdout)
@@ -108,6 +120,55 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         json.dump(results if len(results) != 1 else results[0], sys.stdout, indent=2)
         sys.stdout.write("\n")
     return 1 if failures else 0
+
+
+def _repository():
+    from .storage import Repository
+
+    return Repository()
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from .storage import HistoryFilter
+
+    page = _repository().history(
+        HistoryFilter(text=args.text, min_faces=args.min_faces, source=args.source), page=args.page, page_size=args.limit
+    )
+    if args.json:
+        json.dump([item.__dict__ | {"created_at": item.created_at.isoformat()} for item in page.items], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    print(f"{page.total} analyses (page {page.page} of {page.pages})")
+    for item in page.items:
+        top = f"{item.top_label} {item.top_confidence:.0%}" if item.top_label else item.status
+        classes = ", ".join(item.object_classes) or "-"
+        print(
+            f"{item.created_at:%Y-%m-%d %H:%M}  {item.sha256[:12]}  {(item.name or '')[:28]:28s}  "
+            f"{top:28s}  faces {item.face_count}  objects: {classes}"
+        )
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    if not args.yes:
+        print("picmetric: reset deletes every stored image and analysis; run again with --yes", file=sys.stderr)
+        return 2
+    _repository().reset()
+    print("all stored analyses and images deleted")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from .storage.db import make_engine, upgrade
+
+    settings = get_settings()
+    if args.action == "upgrade":
+        revision = upgrade(make_engine(settings.resolved_database_url))
+        print(f"{settings.safe_database_url}: schema at revision {revision}")
+    else:
+        removed = _repository().sweep_orphans()
+        print(f"removed {len(removed)} orphaned blobs")
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -144,7 +205,25 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--face-confidence", type=float, default=AnalysisOptions.face_confidence)
     analyze.add_argument("--format", default=AnalysisOptions.render_format, choices=("webp", "png", "jpeg"))
     analyze.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    analyze.add_argument("--store", action="store_true", help="keep the analysis (database + object store)")
     analyze.set_defaults(func=cmd_analyze)
+
+    history = commands.add_parser("history", help="list stored analyses, newest first")
+    history.add_argument("text", nargs="?", help="only those with this ImageNet label or object class")
+    history.add_argument("--min-faces", type=int)
+    history.add_argument("--source", choices=("upload", "url"))
+    history.add_argument("--page", type=int, default=1)
+    history.add_argument("--limit", type=int, default=20)
+    history.add_argument("--json", action="store_true")
+    history.set_defaults(func=cmd_history)
+
+    reset = commands.add_parser("reset", help="delete every stored image and analysis")
+    reset.add_argument("--yes", action="store_true", help="confirm")
+    reset.set_defaults(func=cmd_reset)
+
+    db = commands.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=("upgrade", "sweep"), help="upgrade: apply migrations; sweep: delete orphaned blobs")
+    db.set_defaults(func=cmd_db)
 
     models = commands.add_parser("models", help="list models, or load (and convert) them all")
     models.add_argument("action", choices=("list", "warm"), nargs="?", default="list")

@@ -52,3 +52,28 @@ def test_refused_url_and_bad_option(zidane_path):
 def test_models_list():
     result = run("models", "list")
     assert result.returncode == 0 and "EfficientNet-Lite2" in result.stdout
+
+
+def test_store_history_reset_and_db_upgrade(tmp_path, zidane_path):
+    import os
+
+    env = {**os.environ, "PICMETRIC_DATA_DIR": str(tmp_path / "data")}
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "picmetric", *args], capture_output=True, text=True, timeout=300, env=env
+        )
+
+    assert "schema at revision" in cli("db", "upgrade").stdout
+    first = cli("analyze", str(zidane_path), "--store", "-q")
+    assert first.returncode == 0 and " ms)" in first.stdout
+    second = cli("analyze", str(zidane_path), "--store", "-q")
+    assert "from history" in second.stdout
+    listing = cli("history", "person", "--min-faces", "2")
+    assert "1 analyses" in listing.stdout and "zidane.jpg" in listing.stdout
+    assert "0 analyses" in cli("history", "giraffe").stdout
+    refused = cli("reset")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert "1 analyses" in cli("history").stdout  # nothing was deleted without confirmation
+    assert cli("reset", "--yes").returncode == 0
+    assert "0 analyses" in cli("history").stdout
