@@ -28,6 +28,15 @@ setup() {
   "$VENV/bin/picmetric" models warm >/dev/null
 }
 
+ensure_chromium() {
+  # The browser test drives Debian's Chromium (never a downloaded browser build).
+  command -v chromium >/dev/null 2>&1 && return
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing Debian's chromium for the browser test" >&2
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+}
+
 case "${1:-}" in
   setup)
     setup
@@ -38,6 +47,7 @@ case "${1:-}" in
     ;;
   test)
     setup
+    ensure_chromium
     exec "$VENV/bin/python" -m pytest "${@:2}"
     ;;
   *)

@@ -38,7 +38,7 @@ def _text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
 
 def _label(image: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int]) -> None:
     """A filled tag above (or, at the top edge, inside) the box corner at (x, y)."""
-    scale = max(0.5, max(image.shape[:2]) / 1600)
+    scale = max(0.5, max(image.shape[:2]) / 1100)
     thickness = max(1, round(scale * 1.5))
     (tw, th), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
     pad = max(2, th // 4)

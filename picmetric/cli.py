@@ -138,7 +138,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         json.dump([item.__dict__ | {"created_at": item.created_at.isoformat()} for item in page.items], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    print(f"{page.total} analyses (page {page.page} of {page.pages})")
+    print(page.summary)
     for item in page.items:
         top = f"{item.top_label} {item.top_confidence:.0%}" if item.top_label else item.status
         classes = ", ".join(item.object_classes) or "-"

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+
+import numpy as np
 
 from .annotate import RENDER_FORMATS, BoxAnnotator, FaceAnnotator, encode_image
 from .errors import PicMetricError
 from .intake import LoadedImage
 from .models import CLASSIFIERS, FaceDetector, ImageClassifier, ObjectDetector, OnnxModel
+from .models.base import available_providers
 from .models.classifier import DEFAULT_CLASSIFIER
 from .models.detector import DETECTOR_SIZES
 from .results import Classification, Detections, Faces
 
 TASKS = ("labels", "objects", "faces")
+TaskCallback = Callable[[str, dict[str, float]], None]
 
 
 class InvalidOptionsError(PicMetricError, ValueError):
@@ -147,6 +152,13 @@ class Analyzer:
         self.classifier(options.classifier).load()
         self.detector(options.detector_size).load()
         self.face_detector().load()
+        # One run on a blank photo: ONNX Runtime allocates its buffers on the first run, not at load time.
+        blank = LoadedImage(b"", "", "", "PNG", 320, 240, np.full((240, 320, 3), 127, np.uint8), 1.0)
+        self.analyze(blank, options)
+
+    @staticmethod
+    def providers() -> list[str]:
+        return available_providers()
 
     def loaded_models(self) -> dict[str, bool]:
         with self._lock:
@@ -176,15 +188,31 @@ class Analyzer:
         render = encode_image(self._face_annotator.annotate(image.pixels, found), options.render_format)
         return found.scaled(image.scale), render, {"faces": _ms(started, inferred), "faces_render": _ms(inferred)}, model.version
 
-    def analyze(self, image: LoadedImage, options: AnalysisOptions | None = None, *, concurrent: bool = True) -> Analysis:
+    def analyze(
+        self,
+        image: LoadedImage,
+        options: AnalysisOptions | None = None,
+        *,
+        concurrent: bool = True,
+        on_task_done: TaskCallback | None = None,
+    ) -> Analysis:
+        """Run the chosen tasks (concurrently by default). ``on_task_done(task, timings_ms)`` is called in the
+        caller's thread as each task finishes, so a UI can show progress."""
         options = options or AnalysisOptions()
         started = time.perf_counter()
         runners = {"labels": self._labels, "objects": self._objects, "faces": self._faces}
+        outcomes = {}
         if concurrent:
-            futures = {task: self._pool.submit(runners[task], image, options) for task in options.tasks}
-            outcomes = {task: future.result() for task, future in futures.items()}
+            futures = {self._pool.submit(runners[task], image, options): task for task in options.tasks}
+            for future in as_completed(futures):
+                outcomes[futures[future]] = future.result()
+                if on_task_done:
+                    on_task_done(futures[future], outcomes[futures[future]][2])
         else:
-            outcomes = {task: runners[task](image, options) for task in options.tasks}
+            for task in options.tasks:
+                outcomes[task] = runners[task](image, options)
+                if on_task_done:
+                    on_task_done(task, outcomes[task][2])
         timings: dict[str, float] = {}
         for _, _, task_timings, _ in outcomes.values():
             timings.update(task_timings)
@@ -203,7 +231,7 @@ class Analyzer:
             detections=outcomes["objects"][0] if "objects" in outcomes else None,
             faces=outcomes["faces"][0] if "faces" in outcomes else None,
             timings_ms=timings,
-            model_versions={task: outcome[3] for task, outcome in outcomes.items()},
+            model_versions={task: outcomes[task][3] for task in options.tasks},
             renders=renders,
         )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from picmetric import Analyzer
+from picmetric import Analyzer, pipeline
 from picmetric.models.weights import package_file
 from picmetric.settings import Settings
 from picmetric.storage import Repository
@@ -33,16 +33,19 @@ class CountingAnalyzer(Analyzer):
         self.calls = 0
         self._count_lock = threading.Lock()
 
-    def analyze(self, image, options=None, *, concurrent=True):
+    def analyze(self, image, options=None, **kwargs):
         with self._count_lock:
             self.calls += 1
-        return super().analyze(image, options, concurrent=concurrent)
+        return super().analyze(image, options, **kwargs)
 
 
 @pytest.fixture(scope="session")
 def analyzer() -> CountingAnalyzer:
+    """Loaded once per session, and installed as the process-wide analyzer so the dashboard and API under test
+    share these models (and their call count)."""
     analyzer = CountingAnalyzer()
     analyzer.warm_up()
+    pipeline._default_analyzer = analyzer
     return analyzer
 
 

@@ -70,10 +70,10 @@ def test_store_history_reset_and_db_upgrade(tmp_path, zidane_path):
     second = cli("analyze", str(zidane_path), "--store", "-q")
     assert "from history" in second.stdout
     listing = cli("history", "person", "--min-faces", "2")
-    assert "1 analyses" in listing.stdout and "zidane.jpg" in listing.stdout
+    assert "1 analysis (page 1 of 1)" in listing.stdout and "zidane.jpg" in listing.stdout
     assert "0 analyses" in cli("history", "giraffe").stdout
     refused = cli("reset")
     assert refused.returncode == 2 and "--yes" in refused.stderr
-    assert "1 analyses" in cli("history").stdout  # nothing was deleted without confirmation
+    assert "1 analysis" in cli("history").stdout  # nothing was deleted without confirmation
     assert cli("reset", "--yes").returncode == 0
     assert "0 analyses" in cli("history").stdout

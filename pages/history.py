@@ -1,0 +1,94 @@
+"""History: every stored analysis, filterable, with the full view of any one of them."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timezone
+
+import pandas as pd
+import streamlit as st
+
+from picmetric.storage import HistoryFilter
+from picmetric.ui.resources import get_repository
+from picmetric.ui.thumbnails import thumbnail_src
+from picmetric.ui.views import display_sidebar, show_analysis
+
+PAGE_SIZE = 50
+repository = get_repository()
+st.title("History")
+
+with st.container(border=True):
+    text_col, faces_col, date_col, source_col = st.columns([3, 1, 2, 1])
+    text = text_col.text_input("Label or object class", placeholder="e.g. person, dog, bus")
+    min_faces = faces_col.number_input("Min faces", 0, 100, 0)
+    dates = date_col.date_input("Date range", value=(), format="YYYY-MM-DD")
+    source = source_col.selectbox("Source", ["any", "upload", "url"])
+
+date_from = datetime.combine(dates[0], time.min, timezone.utc) if len(dates) >= 1 else None
+date_to = datetime.combine(dates[-1], time.max, timezone.utc) if len(dates) == 2 else None
+filters = HistoryFilter(
+    text=text or None, min_faces=min_faces or None, date_from=date_from, date_to=date_to,
+    source=None if source == "any" else source,
+)  # fmt: skip
+page_number = st.session_state.get("history_page", 1)
+page = repository.history(filters, page=page_number, page_size=PAGE_SIZE)
+if page_number > page.pages:
+    st.session_state["history_page"] = 1
+    st.rerun()
+
+st.caption(f"{page.summary} · select a row to open it")
+frame = pd.DataFrame(
+    [
+        {
+            "thumbnail": thumbnail_src(repository, item.thumbnail_key),
+            "name": item.name or item.sha256[:12],
+            "top label": f"{item.top_label} ({item.top_confidence:.0%})" if item.top_label else item.status,
+            "objects": ", ".join(item.object_classes),
+            "faces": item.face_count,
+            "source": item.source,
+            "analysed": item.created_at,
+            "ms": round(item.total_ms) if item.total_ms else None,
+            "sha256": item.sha256,
+        }
+        for item in page.items
+    ],
+    columns=["thumbnail", "name", "top label", "objects", "faces", "source", "analysed", "ms", "sha256"],
+)
+event = st.dataframe(
+    frame, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="history-table",
+    row_height=64,
+    column_config={
+        "thumbnail": st.column_config.ImageColumn("", width="small"),
+        "analysed": st.column_config.DatetimeColumn("analysed (UTC)", format="YYYY-MM-DD HH:mm"),
+        "sha256": st.column_config.TextColumn("hash", width="small"),
+    },
+)  # fmt: skip
+previous, _, following = st.columns([1, 4, 1])
+if previous.button("← Newer", disabled=page.page <= 1):
+    st.session_state["history_page"] = page.page - 1
+    st.rerun()
+if following.button("Older →", disabled=page.page >= page.pages, width="stretch"):
+    st.session_state["history_page"] = page.page + 1
+    st.rerun()
+
+selected = None
+if event.selection.rows:
+    selected = frame.iloc[event.selection.rows[0]]["sha256"]
+elif "sha" in st.query_params:
+    selected = st.query_params["sha"]
+
+stored = repository.get(selected) if selected else None
+display = display_sidebar(stored.analysis if stored else None)
+if selected and stored is None:
+    st.warning("That analysis is not in the history (it may have been deleted).")
+elif stored is not None:
+    st.divider()
+    title, action = st.columns([4, 1])
+    title.subheader(stored.analysis.name or stored.sha256[:12])
+    with action.popover("Delete", icon=":material/delete:"):
+        st.write("Delete this image, its analyses and its renders?")
+        if st.button("Yes, delete it", type="primary", key="confirm-delete"):
+            repository.delete(stored.sha256)
+            st.session_state.get("results", {}).pop(stored.sha256, None)
+            st.query_params.clear()
+            st.rerun()
+    show_analysis(repository, stored, display, key="history", history_notice=False)

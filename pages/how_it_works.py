@@ -1,0 +1,95 @@
+"""How it works: a step-by-step walkthrough of the three models on one image, readable on a projector."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from picmetric import load_image
+from picmetric.explain import explain_classifier, explain_detector, explain_faces
+from picmetric.models import CLASSIFIERS
+from picmetric.samples import samples
+from picmetric.ui.charts import logits_chart
+from picmetric.ui.resources import get_analyzer, get_repository, working_image
+
+analyzer = get_analyzer()
+repository = get_repository()
+
+if st.sidebar.toggle("Presentation mode", value=True, help="Larger text for a projector"):
+    st.html("<style>.stMainBlockContainer p, .stMainBlockContainer li {font-size: 1.3rem; line-height: 1.6;}</style>")
+
+choices = {f"sample:{s.key}": s.title for s in samples()}
+for sha, stored in st.session_state.get("results", {}).items():
+    choices[f"stored:{sha}"] = f"Your photo: {stored.analysis.name or sha[:12]}"
+choice = st.sidebar.selectbox("Image", list(choices), format_func=choices.get)
+classifier_key = st.sidebar.selectbox("Classifier", list(CLASSIFIERS), format_func=lambda k: CLASSIFIERS[k].title)
+
+if choice.startswith("stored:"):
+    image = working_image(repository, choice.split(":", 1)[1])
+else:
+    image = load_image(next(s for s in samples() if f"sample:{s.key}" == choice).path)
+
+st.title("How PicMetric sees a photo")
+st.markdown(
+    "Three neural networks look at the same photo **at the same time**. Each one first turns the photo into a "
+    "grid of numbers of the size it was trained on, then produces raw numbers, which a little arithmetic turns "
+    "into the answer you see."
+)
+
+st.header("1 · What is in the picture? — ImageNet classification")
+walk = explain_classifier(analyzer, image, classifier_key)
+left, right = st.columns([1, 2])
+left.image(walk.network_input, caption=f"What {walk.spec.title} sees: {walk.tensor_shape[2]}×{walk.tensor_shape[3]} px", width="stretch")
+right.markdown(
+    f"""
+- **Pre-processing:** the central {walk.spec.input_size / walk.spec.resize_size:.0%} of the photo is cut out and
+  resized to {walk.spec.input_size}×{walk.spec.input_size} pixels, then every colour value is rescaled to roughly
+  −1…+1. The network receives a tensor of shape `{walk.tensor_shape}` (values {walk.tensor_range[0]:.2f} to
+  {walk.tensor_range[1]:.2f}).
+- **Raw output:** 1,000 *logits*, one score per ImageNet class. They can be any number.
+- **Final output:** *softmax* turns logits into probabilities that add up to 100 %.
+- **Accuracy:** {walk.spec.title} names the right class first for **{walk.spec.top1} %** of ImageNet's
+  validation photos ({walk.spec.licence}).
+"""
+)
+st.plotly_chart(logits_chart(walk.top_names, walk.top_logits, walk.top_probabilities), key="logits")
+
+st.header("2 · Which objects, and where? — YOLOv4-tiny")
+walk_objects = explain_detector(analyzer, image)
+left, right = st.columns([1, 2])
+left.image(walk_objects.network_input, caption=f"Letterboxed to {walk_objects.tensor_shape[2]}×{walk_objects.tensor_shape[3]} px", width="stretch")
+right.markdown(
+    f"""
+- **Pre-processing:** the photo is shrunk to fit a {walk_objects.tensor_shape[2]} px square without distortion;
+  the empty bands are grey (*letterbox*). Tensor shape `{walk_objects.tensor_shape}`.
+- **Raw output:** two grids, `{walk_objects.head_shapes[0]}` and `{walk_objects.head_shapes[1]}`. Every cell guesses
+  3 boxes, each with an *objectness* score and 80 class scores: **{walk_objects.raw_boxes:,} guesses** in total.
+- **Thresholding:** {len(walk_objects.before_nms)} guesses are at least 5 % sure (left picture); only those
+  at least 25 % sure are kept.
+- **Non-maximum suppression (NMS):** overlapping guesses for the same class are merged, keeping the most
+  confident one: **{len(walk_objects.after_nms)} objects** remain (right picture).
+- **Accuracy:** 40.2 % AP50 on COCO (the small, fast "tiny" version of YOLOv4).
+"""
+)
+left, right = st.columns(2)
+left.image(walk_objects.before_render, caption=f"Raw guesses ≥ 5 %: {len(walk_objects.before_nms)} boxes", width="stretch")
+right.image(walk_objects.after_render, caption=f"After NMS: {len(walk_objects.after_nms)} objects", width="stretch")
+
+st.header("3 · Where are the faces? — MTCNN, a cascade of three small networks")
+walk_faces = explain_faces(analyzer, image)
+st.markdown(
+    f"""
+- **Image pyramid:** P-Net only sees 12×12 pixel windows, so the photo is shown to it at
+  **{len(walk_faces.scales)} sizes**, from {walk_faces.pyramid_sizes[0][0]}×{walk_faces.pyramid_sizes[0][1]} down
+  to {walk_faces.pyramid_sizes[-1][0]}×{walk_faces.pyramid_sizes[-1][1]} px: large faces become small enough to fit.
+- **P-Net** (proposal network) marks every window that might be a face: **{walk_faces.stage_counts['pnet']}
+  candidates**.
+- **R-Net** (refine network) looks at each candidate at 24×24 px and rejects most:
+  **{walk_faces.stage_counts['rnet']} left**.
+- **O-Net** (output network) looks at 48×48 px, gives the final box, a score and **5 landmarks** (eyes, nose,
+  mouth corners): **{walk_faces.stage_counts['onet']} faces**.
+- **Accuracy:** about 95 % of faces found on the FDDB benchmark (Zhang et al., 2016).
+"""
+)
+columns = st.columns(3)
+for column, stage, title in zip(columns, ("pnet", "rnet", "onet"), ("P-Net proposals", "after R-Net", "after O-Net")):
+    column.image(walk_faces.stage_renders[stage], caption=f"{title}: {walk_faces.stage_counts[stage]}", width="stretch")

@@ -1,0 +1,68 @@
+"""System: models and their state, storage health and statistics, recent log lines, and reset."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from picmetric import logs
+from picmetric.models import CLASSIFIERS
+from picmetric.ui.resources import get_analyzer, get_repository
+
+analyzer = get_analyzer()
+repository = get_repository()
+st.title("System")
+if st.session_state.pop("reset_done", False):
+    st.session_state["reset_confirmation"] = ""
+    st.success("All stored data was deleted.", icon=":material/check:")
+
+st.subheader("Models")
+loaded = analyzer.loaded_models()
+st.dataframe(
+    pd.DataFrame(
+        [{"model": version, "state": "loaded" if state else "not loaded"} for version, state in loaded.items()]
+        + [
+            {"model": f"{spec.key}@{spec.input_size}", "state": "available"}
+            for spec in CLASSIFIERS.values()
+            if f"{spec.key}@{spec.input_size}" not in loaded
+        ]
+    ),
+    hide_index=True,
+    width="stretch",
+)
+st.caption("ONNX Runtime providers: " + ", ".join(analyzer.providers()))
+
+st.subheader("Storage")
+health = repository.health()
+left, right = st.columns(2)
+with left:
+    (st.success if health["database"] == "ok" else st.error)(
+        f"Database: {health['database']} · {repository.settings.safe_database_url}", icon=":material/database:"
+    )
+with right:
+    (st.success if health["storage"] == "ok" else st.error)(
+        f"Object store: {health['storage']} · {repository.blobs.describe()}", icon=":material/cloud:"
+    )
+if health["database"] == "ok":
+    stats = repository.stats()
+    columns = st.columns(5)
+    columns[0].metric("Images", stats["images"])
+    columns[1].metric("Analyses", stats["analyses"])
+    columns[2].metric("Failed", stats["failed"])
+    columns[3].metric("Faces found", stats["faces"])
+    columns[4].metric("Originals stored", f"{stats['original_bytes'] / 1e6:.1f} MB")
+
+st.subheader("Recent log")
+lines = logs.recent_lines(200)
+st.code("\n".join(lines) if lines else "(nothing logged yet)", language=None, height=260)
+
+st.subheader("Reset")
+with st.container(border=True):
+    st.warning("Reset deletes every stored image, render and analysis. It cannot be undone.", icon=":material/warning:")
+    confirmed = st.text_input('Type "delete everything" to confirm', key="reset_confirmation") == "delete everything"
+    if st.button("Reset all data", type="primary", disabled=not confirmed):
+        repository.reset()
+        for key in ("results", "current", "batch", "handled_uploads", "_working_images"):
+            st.session_state.pop(key, None)
+        st.session_state["reset_done"] = True
+        st.rerun()

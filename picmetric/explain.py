@@ -1,0 +1,127 @@
+"""Intermediate results of each model, for the class walkthrough ("How it works"): what goes in, what comes out
+raw, and how the raw output becomes the final answer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .annotate import BoxAnnotator
+from .intake import LoadedImage
+from .models.classifier import CLASSIFIERS, ClassifierSpec, imagenet_names, softmax
+from .models.detector import Candidates, class_aware_nms, letterbox
+from .pipeline import Analyzer
+from .results import Detections
+
+STAGE_COLOURS = {"pnet": (255, 196, 0), "rnet": (255, 96, 0), "onet": (0, 200, 80)}
+
+
+@dataclass(frozen=True)
+class ClassifierWalkthrough:
+    spec: ClassifierSpec
+    network_input: np.ndarray  # what the network sees, turned back into an RGB image
+    tensor_shape: tuple[int, ...]
+    tensor_range: tuple[float, float]
+    top_names: list[str]
+    top_logits: np.ndarray
+    top_probabilities: np.ndarray
+
+
+@dataclass(frozen=True)
+class DetectorWalkthrough:
+    network_input: np.ndarray  # the letterboxed square
+    tensor_shape: tuple[int, ...]
+    head_shapes: list[tuple[int, ...]]
+    raw_boxes: int  # every anchor in every grid cell
+    before_nms: Detections
+    after_nms: Detections
+    before_render: np.ndarray
+    after_render: np.ndarray
+
+
+@dataclass(frozen=True)
+class FaceWalkthrough:
+    scales: list[float]
+    pyramid_sizes: list[tuple[int, int]]
+    stage_counts: dict[str, int]
+    stage_renders: dict[str, np.ndarray]
+    faces: int
+
+
+def explain_classifier(analyzer: Analyzer, image: LoadedImage, key: str, top: int = 10) -> ClassifierWalkthrough:
+    model = analyzer.classifier(key)
+    tensor = model.preprocess(image.pixels)
+    logits = model.logits(tensor)
+    probabilities = softmax(logits)
+    order = np.argsort(logits)[::-1][:top]
+    pixels = tensor[0].transpose(1, 2, 0)
+    if model.spec.tf_normalisation:
+        shown = pixels * 128.0 + 127.0
+    else:
+        shown = (pixels * np.array([0.229, 0.224, 0.225]) + np.array([0.485, 0.456, 0.406])) * 255.0
+    names = imagenet_names()
+    return ClassifierWalkthrough(
+        spec=CLASSIFIERS[key],
+        network_input=np.clip(shown, 0, 255).astype(np.uint8),
+        tensor_shape=tuple(tensor.shape),
+        tensor_range=(float(tensor.min()), float(tensor.max())),
+        top_names=[names[i] for i in order],
+        top_logits=logits[order],
+        top_probabilities=probabilities[order],
+    )
+
+
+def _thin_boxes(image: np.ndarray, boxes: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    canvas = image.copy()
+    width = max(1, round(max(image.shape[:2]) / 700))
+    for x1, y1, x2, y2 in boxes[:, :4].astype(int):
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, width, cv2.LINE_AA)
+    return canvas
+
+
+def explain_detector(
+    analyzer: Analyzer,
+    image: LoadedImage,
+    min_confidence: float = 0.25,
+    iou_threshold: float = 0.45,
+    size: int = 416,
+    shown_from: float = 0.05,
+) -> DetectorWalkthrough:
+    """Raw guesses down to ``shown_from`` (so the overlap NMS removes is visible), then the final objects."""
+    model = analyzer.detector(size)
+    boxed = letterbox(image.pixels, size)
+    raw = model.raw_outputs(boxed)
+    found = model.candidates(image.pixels, boxed, raw, shown_from)
+    before = Detections(found.xyxy, found.confidence, found.class_id, model.class_names)
+    confident = found.confidence >= min_confidence
+    kept = class_aware_nms(Candidates(found.xyxy[confident], found.confidence[confident], found.class_id[confident]), iou_threshold)
+    after = before.select(np.flatnonzero(confident)[kept])
+    annotator = BoxAnnotator()
+    return DetectorWalkthrough(
+        network_input=(boxed.tensor[0].transpose(1, 2, 0) * 255).astype(np.uint8),
+        tensor_shape=tuple(boxed.tensor.shape),
+        head_shapes=[tuple(r.shape) for r in raw],
+        raw_boxes=sum(int(np.prod(r.shape[2:])) * len(h.anchors) for r, h in zip(raw, model.heads)),
+        before_nms=before,
+        after_nms=after,
+        before_render=_thin_boxes(image.pixels, before.xyxy, (255, 64, 64)),
+        after_render=annotator.annotate(image.pixels, after),
+    )
+
+
+def explain_faces(analyzer: Analyzer, image: LoadedImage, min_face_size: int = 20) -> FaceWalkthrough:
+    model = analyzer.face_detector()
+    height, width = image.pixels.shape[:2]
+    min_face = max(12, round(min_face_size / image.scale))
+    scales = model.scales(height, width, min_face)
+    stages, _ = model.stages(image.pixels, min_face)
+    boxes = {"pnet": stages.pnet, "rnet": stages.rnet, "onet": stages.onet}
+    return FaceWalkthrough(
+        scales=scales,
+        pyramid_sizes=[(int(np.ceil(width * s)), int(np.ceil(height * s))) for s in scales],
+        stage_counts={k: len(v) for k, v in boxes.items()},
+        stage_renders={k: _thin_boxes(image.pixels, v, STAGE_COLOURS[k]) for k, v in boxes.items()},
+        faces=len(stages.onet),
+    )

@@ -1,0 +1,20 @@
+"""Thumbnails for tables: a browser URL when the store has one, else a small data URI (blobs are immutable)."""
+
+from __future__ import annotations
+
+import base64
+
+import streamlit as st
+
+from ..storage import Repository
+
+
+@st.cache_data(max_entries=2000, show_spinner=False)
+def _data_uri(key: str, _repository: Repository) -> str:
+    return "data:image/webp;base64," + base64.b64encode(_repository.blob(key)).decode()
+
+
+def thumbnail_src(repository: Repository, key: str | None) -> str | None:
+    if key is None:
+        return None
+    return repository.blobs.url(key) or _data_uri(key, repository)

@@ -1,0 +1,115 @@
+"""End to end in a real browser: `streamlit run app.py`, Debian's Chromium driven by Playwright.
+
+Screenshots of every page land in test-output/screenshots/ for a person to look at."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "test-output" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    port = _free_port()
+    data = tmp_path_factory.mktemp("dashboard-data")
+    log = open(data / "streamlit.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+         "--server.address", "127.0.0.1"],
+        cwd=ROOT, env={**os.environ, "PICMETRIC_DATA_DIR": str(data)}, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail(f"streamlit did not start: {(data / 'streamlit.log').read_text()[-2000:]}")
+    yield url
+    process.kill()
+    process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is required (./bootstrap.sh test installs it)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    time.sleep(1.0)  # let charts finish their entry animation
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_upload_results_history_and_every_page(dashboard, browser, zidane_path):
+    page = browser.new_page(viewport={"width": 1440, "height": 2200})
+    page.goto(dashboard)
+    expect(page.get_by_text("Analyze a photo")).to_be_visible(timeout=90_000)
+    _shot(page, "1-analyze-empty")
+
+    page.locator("input[type=file]").set_input_files(str(zidane_path))
+    main = page.get_by_test_id("stMain")
+    expect(main.get_by_test_id("stMetricValue").first).to_be_visible(timeout=90_000)
+    metrics = main.get_by_test_id("stMetric")
+    expect(metrics.filter(has_text="Faces")).to_contain_text("2")
+    expect(metrics.filter(has_text="Objects")).to_contain_text("5")
+    images = main.locator("[data-testid=stImage] img:visible")
+    expect(images.nth(1)).to_be_visible()
+    assert images.count() >= 2
+    boxes = [images.nth(i).bounding_box() for i in range(2)]
+    assert boxes[0]["width"] > 300 and abs(boxes[0]["y"] - boxes[1]["y"]) < 5  # side by side, not tiny
+    expect(main.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+    _shot(page, "2-analyze-objects")
+
+    main.get_by_role("tab", name="Faces").click()
+    expect(main.get_by_text("2 faces with landmarks")).to_be_visible()
+    _shot(page, "3-analyze-faces")
+    main.get_by_role("tab", name="Labels").click()
+    _shot(page, "4-analyze-labels")
+
+    page.get_by_role("link", name="History").click()
+    expect(page.get_by_text("1 analysis (page 1 of 1)")).to_be_visible(timeout=30_000)
+    grid = page.get_by_test_id("stDataFrame")
+    expect(grid).to_be_visible()
+    expect(grid.get_by_text("zidane.jpg")).to_be_attached()
+    _shot(page, "5-history")
+
+    page.get_by_role("link", name="How it works").click()
+    expect(page.get_by_text("How PicMetric sees a photo")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("After NMS").first).to_be_visible(timeout=60_000)
+    _shot(page, "6-how-it-works")
+
+    page.get_by_role("link", name="System").click()
+    expect(page.get_by_text("Recent log")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("analysed in")).to_be_visible()
+    _shot(page, "7-system")

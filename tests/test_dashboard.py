@@ -1,0 +1,153 @@
+"""Every dashboard page through Streamlit's AppTest: real uploads, real models, real storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture()
+def app(tmp_path, monkeypatch, analyzer):
+    monkeypatch.setenv("PICMETRIC_DATA_DIR", str(tmp_path / "data"))
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def upload(at: AppTest, path: Path, mime: str = "image/jpeg") -> None:
+    at.file_uploader[0].set_value((path.name, path.read_bytes(), mime))
+    at.run()
+    assert not at.exception
+
+
+def test_analyze_page_shows_metrics_images_and_charts(app, zidane_path, analyzer):
+    assert "Upload a photo" in app.info[0].value
+    calls = analyzer.calls
+    upload(app, zidane_path)
+    shown = metrics(app)
+    assert shown["Objects"] == "5" and shown["Faces"] == "2" and shown["Top label"] == "rugby ball"
+    assert shown["Analysis time"].endswith(" ms")
+    assert analyzer.calls == calls + 1
+    assert len(app.get("image")) >= 2  # original and annotated, side by side
+    assert len(app.get("plotly_chart")) == 3  # objects, faces, labels
+    assert {b.label for b in app.get("download_button")} >= {"Objects image", "Faces image", "JSON", "Seed JSON", "Objects CSV"}
+
+
+def test_display_thresholds_refilter_without_running_models(app, zidane_path, analyzer):
+    upload(app, zidane_path)
+    calls = analyzer.calls
+    slider = next(s for s in app.sidebar.slider if s.label.startswith("Object confidence"))
+    slider.set_value(0.9)
+    app.run()
+    assert metrics(app)["Objects"] == "1"  # only the 94 % person is left
+    classes = app.sidebar.multiselect[0]
+    classes.set_value(["tie"])
+    slider = next(s for s in app.sidebar.slider if s.label.startswith("Object confidence"))
+    slider.set_value(0.25)
+    app.run()
+    assert metrics(app)["Objects"] == "2"  # the two ties
+    assert analyzer.calls == calls
+
+
+def test_same_photo_again_is_loaded_from_history(app, zidane_path, analyzer):
+    upload(app, zidane_path)
+    calls = analyzer.calls
+    again = AppTest.from_file(APP, default_timeout=180)  # a new browser session, same server
+    again.run()
+    upload(again, zidane_path)
+    assert analyzer.calls == calls
+    assert any("loaded from history" in i.value for i in again.info)
+
+
+def test_analysis_option_change_reanalyses_the_same_photo(app, zidane_path):
+    upload(app, zidane_path)
+    app.sidebar.selectbox[0].set_value("mobilenet_v2")
+    app.run()
+    assert not app.exception
+    assert metrics(app)["Faces"] == "2"
+    assert app.session_state["results"][app.session_state["current"]].analysis.options.classifier == "mobilenet_v2"
+
+
+def test_bad_upload_gets_a_friendly_error_and_nothing_is_stored(app, tmp_path):
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("this is a text file pretending to be a photo")
+    upload(app, fake)
+    assert any("holiday.jpg: this is not an image" in e.value for e in app.error)
+    app.switch_page("pages/history.py").run()
+    assert app.dataframe[0].value.empty
+
+
+def test_refused_url_gets_a_friendly_error(app):
+    app.text_input[0].set_value("http://169.254.169.254/latest/meta-data/")
+    app.button[0].click()  # the form's submit button
+    app.run()
+    assert any("not a public internet address" in e.value for e in app.error)
+
+
+def test_sample_gallery_one_click(app):
+    next(b for b in app.button if b.label.startswith("Street with a bus")).click()
+    app.run()
+    assert metrics(app)["Faces"] == "2" and int(metrics(app)["Objects"]) >= 4
+
+
+def test_batch_upload_summarises_each_photo(app, zidane_path, bus_path):
+    app.file_uploader[0].set_value(
+        [(p.name, p.read_bytes(), "image/jpeg") for p in (zidane_path, bus_path)]
+    )
+    app.run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert list(table["file"]) == ["zidane.jpg", "bus.jpg"]
+    assert all(link.startswith("/history?sha=") for link in table["open"])
+
+
+def test_history_lists_filters_and_opens_an_analysis(app, zidane_path, bus_path):
+    upload(app, zidane_path)
+    upload(app, bus_path)
+    app.switch_page("pages/history.py").run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert set(table["name"]) == {"zidane.jpg", "bus.jpg"}
+    app.text_input[0].set_value("bus").run()
+    assert list(app.dataframe[0].value["name"]) == ["bus.jpg"]
+    app.text_input[0].set_value("").run()
+    app.number_input[0].set_value(3).run()
+    assert app.dataframe[0].value.empty
+    sha = table[table["name"] == "zidane.jpg"]["sha256"].iloc[0]
+    app.query_params["sha"] = sha
+    app.number_input[0].set_value(0).run()
+    assert metrics(app)["Faces"] == "2"
+
+
+def test_how_it_works_walks_through_each_model(app):
+    app.switch_page("pages/how_it_works.py").run()
+    assert not app.exception
+    headers = " ".join(h.value for h in app.header)
+    assert "ImageNet classification" in headers and "YOLOv4-tiny" in headers and "MTCNN" in headers
+    text = " ".join(m.value for m in app.markdown)
+    assert "(1, 3, 260, 260)" in text and "After NMS" not in text
+    assert "P-Net" in text and "77.6" in text
+
+
+def test_system_page_reset_needs_confirmation(app, zidane_path):
+    upload(app, zidane_path)
+    app.switch_page("pages/system.py").run()
+    assert not app.exception
+    assert metrics(app)["Images"] == "1"
+    reset = next(b for b in app.button if b.label == "Reset all data")
+    assert reset.disabled
+    app.text_input[0].set_value("delete everything").run()
+    reset = next(b for b in app.button if b.label == "Reset all data")
+    assert not reset.disabled
+    reset.click().run()
+    assert metrics(app)["Images"] == "0"
+    assert any("deleted" in s.value for s in app.success)
