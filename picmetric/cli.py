@@ -171,6 +171,16 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "picmetric.api:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+        log_level=args.log_level, proxy_headers=True,
+    )  # fmt: skip
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     analyzer = default_analyzer()
     if args.action == "warm":
@@ -224,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=("upgrade", "sweep"), help="upgrade: apply migrations; sweep: delete orphaned blobs")
     db.set_defaults(func=cmd_db)
+
+    serve = commands.add_parser("serve", help="run the HTTP API (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="processes; each loads the models once")
+    serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    serve.set_defaults(func=cmd_serve)
 
     models = commands.add_parser("models", help="list models, or load (and convert) them all")
     models.add_argument("action", choices=("list", "warm"), nargs="?", default="list")

@@ -11,6 +11,8 @@ import json
 
 from .pipeline import Analysis
 
+SEED_FIELDS = ("error", "hash", "original", "resnet", "yolov3", "yolov3_source", "faces_source")
+
 
 def seed_labels(analysis: Analysis, count: int = 3) -> str:
     if analysis.classification is None:
@@ -38,9 +40,7 @@ def seed_response(
     error: str = "",
 ) -> dict[str, str]:
     if analysis is None:
-        return {k: "" for k in ("hash", "original", "resnet", "yolov3", "yolov3_source", "faces_source")} | {
-            "error": error
-        }
+        return {"error": error} | {k: "" for k in SEED_FIELDS[1:]}
     return {
         "error": error,
         "hash": analysis.md5,

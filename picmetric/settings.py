@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     s3_presign_seconds: int = Field(default=3600, gt=0)
     s3_prefix: str = Field(default="", description="key prefix inside the bucket")
 
+    # HTTP API: admin routes (/reset, /log) need the admin token; DeepStack routes need the API key when set.
+    admin_token: SecretStr | None = None
+    api_key: SecretStr | None = None
+
     @field_validator("database_url", mode="before")
     @classmethod
     def _modern_scheme(cls, value):

@@ -1,0 +1,135 @@
+"""The FastAPI application: seed-compatible routes, the v1 API, DeepStack-compatible routes, operations."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import __version__, logs
+from ..seed import seed_response
+from ..settings import Settings, get_settings
+from ..storage import Repository, StoredAnalysis
+from . import routes_deepstack, routes_ops, routes_seed, routes_v1
+from .common import ApiState
+from .metrics import ApiMetrics
+
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Refuse request bodies over the upload limit while they stream in, before they are buffered."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.limit:
+            return await self._refuse(scope, send)
+        received = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        message = f"the upload is larger than the {self.limit / 1e6:.0f} MB limit"
+        path = scope.get("path", "")
+        if path.startswith("/v1/vision"):
+            body = {"success": False, "error": message}
+        elif path.startswith("/do_data_science"):
+            body = seed_response(None, error=message)
+        else:
+            body = {"detail": message}
+        await JSONResponse(body, status_code=413)(scope, _empty_receive, send)
+
+
+async def _empty_receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+class PicMetricApi(ApiState):
+    def record(self, stored: StoredAnalysis) -> None:
+        self.metrics.analyses.labels("history" if stored.cached else "analysed").inc()
+        if not stored.cached:
+            self.metrics.observe_models(stored.analysis.timings_ms)
+
+
+def create_app(settings: Settings | None = None, repository: Repository | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        logs.install()
+        repo = repository or await run_in_threadpool(Repository, settings)
+        app.state.picmetric = PicMetricApi(settings, repo, ApiMetrics())
+        warm = asyncio.get_running_loop().run_in_executor(None, repo.analyzer.warm_up)  # readyz says when done
+        yield
+        await asyncio.wait_for(asyncio.shield(warm), timeout=120)
+
+    app = FastAPI(
+        title="PicMetric API",
+        version=__version__,
+        description="ImageNet labels, COCO objects and faces with landmarks for any photo; seed-compatible and "
+        "DeepStack-compatible routes.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + _MULTIPART_OVERHEAD)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        api = getattr(request.app.state, "picmetric", None)
+        if api is not None:
+            api.metrics.requests.labels(request.method, template, str(response.status_code)).inc()
+            api.metrics.latency.labels(request.method, template).observe(time.perf_counter() - started)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        return JSONResponse({"detail": problems}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        """Last resort: a generic message and a log line; never a stack trace to the client."""
+        import logging
+
+        logging.getLogger("picmetric.api").exception("unexpected error on %s", request.url.path)
+        return JSONResponse({"detail": "internal error; the details are in the server log"}, status_code=500)
+
+    for module in (routes_seed, routes_v1, routes_deepstack, routes_ops):
+        app.include_router(module.router)
+    return app

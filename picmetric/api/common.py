@@ -1,0 +1,105 @@
+"""Shared pieces of the HTTP API: the app state, upload reading with limits, error mapping, URLs for images."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
+
+from ..errors import FetchError, ImageTooLargeError, InvalidImageError, PicMetricError, URLRefusedError
+from ..pipeline import AnalysisOptions, InvalidOptionsError
+from ..settings import Settings
+from ..storage import AnalysisFailedError, DatabaseError, Repository, StorageError, StoredAnalysis
+from .metrics import ApiMetrics
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    repository: Repository
+    metrics: ApiMetrics
+
+
+def state(request: Request) -> ApiState:
+    return request.app.state.picmetric
+
+
+class BadRequest(PicMetricError):
+    """The request itself is malformed: a missing field, a wrong type."""
+
+
+class Unauthorized(PicMetricError):
+    """A required token or key is missing or wrong."""
+
+
+def status_for(error: Exception) -> int:
+    """HTTP status for each typed error: client mistakes are 4xx, an unavailable backend is 503, never 500."""
+    if isinstance(error, ImageTooLargeError):
+        return 413
+    if isinstance(error, Unauthorized):
+        return 401
+    if isinstance(error, (InvalidImageError, URLRefusedError, FetchError, InvalidOptionsError, BadRequest)):
+        return 400
+    if isinstance(error, AnalysisFailedError):
+        return 422
+    if isinstance(error, (StorageError, DatabaseError)):
+        return 503
+    return 400
+
+
+def tokens_match(given: str | None, expected) -> bool:
+    return bool(given) and expected is not None and hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+
+
+async def read_form(request: Request):
+    try:
+        return await request.form(max_files=4, max_fields=40)
+    except ClientDisconnect:
+        raise BadRequest("the upload was interrupted") from None
+    except Exception as exc:  # malformed multipart bodies raise parser-specific errors
+        raise BadRequest(f"the form could not be read ({exc.__class__.__name__})") from None
+
+
+async def upload_bytes(form, field: str, limit: int) -> tuple[bytes, str | None]:
+    """The bytes of an uploaded file field, refusing a missing field or a file over ``limit``."""
+    upload = form.get(field)
+    if not isinstance(upload, UploadFile):
+        raise BadRequest(f"send the image as a multipart file field named '{field}'")
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise ImageTooLargeError(f"the file is larger than the {limit / 1e6:.0f} MB limit")
+    if not data:
+        raise InvalidImageError("the file is empty (0 bytes)")
+    return data, upload.filename
+
+
+_OPTION_TYPES = {
+    "classifier": str, "top_k": int, "detector_size": int, "min_confidence": float, "iou_threshold": float,
+    "min_face_size": int, "face_confidence": float, "render_format": str,
+}  # fmt: skip
+
+
+def options_from(values) -> AnalysisOptions:
+    """AnalysisOptions from form fields or a JSON object; unknown keys are ignored, bad values refused."""
+    kwargs = {}
+    for key, kind in _OPTION_TYPES.items():
+        if values.get(key) not in (None, ""):
+            try:
+                kwargs[key] = kind(values.get(key))
+            except (TypeError, ValueError):
+                raise InvalidOptionsError(f"{key} must be a {kind.__name__}") from None
+    tasks = values.get("tasks")
+    if tasks:
+        kwargs["tasks"] = tuple(t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks))
+    return AnalysisOptions(**kwargs)
+
+
+def image_urls(request: Request, stored: StoredAnalysis) -> dict[str, str]:
+    """Browser-openable URLs: the object store's own (public or presigned), else this API's image route."""
+    return {
+        kind: stored.urls.get(kind) or str(request.url_for("get_image", sha256=stored.sha256, kind=kind))
+        for kind in stored.blob_keys
+    }

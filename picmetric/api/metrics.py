@@ -1,0 +1,38 @@
+"""Prometheus metrics: requests, latency per route and per model, errors. One registry per app instance."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 2, 5, 10)
+
+
+class ApiMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "picmetric_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "picmetric_http_request_seconds", "HTTP request latency", ["method", "route"],
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.model_latency = Histogram(
+            "picmetric_model_seconds", "Inference latency per model (including its render)", ["model"],
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.errors = Counter(
+            "picmetric_errors_total", "Requests refused or failed, by error type", ["type"], registry=self.registry
+        )
+        self.analyses = Counter(
+            "picmetric_analyses_total", "Analyses served, by whether the models ran", ["outcome"], registry=self.registry
+        )
+
+    def observe_models(self, timings_ms: dict[str, float]) -> None:
+        for task in ("labels", "objects", "faces"):
+            if task in timings_ms:
+                seconds = (timings_ms[task] + timings_ms.get(f"{task}_render", 0.0)) / 1000
+                self.model_latency.labels(task).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

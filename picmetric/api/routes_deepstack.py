@@ -1,0 +1,90 @@
+"""DeepStack / CodeProject.AI compatible vision routes, for home-automation and NVR tools.
+
+Field names and types follow DeepStack's documented API: multipart field ``image``, optional ``min_confidence``
+and ``api_key``; answers ``{"success": true, "predictions": [...], "duration": ms}`` with integer pixel boxes,
+and ``{"success": false, "error": "..."}`` on failure. These routes answer from the models directly and do
+not store anything: NVR tools send a frame every few seconds, which would flood the history.
+"""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import PicMetricError
+from ..intake import load_image
+from ..pipeline import AnalysisOptions, InvalidOptionsError
+from .common import Unauthorized, read_form, state, status_for, tokens_match, upload_bytes
+
+router = APIRouter(prefix="/v1/vision", tags=["deepstack-compatible"])
+DEFAULT_MIN_CONFIDENCE = {"objects": 0.45, "faces": 0.9}  # DeepStack's detection default; MTCNN's reliable cut
+
+
+def _box(xyxy) -> dict[str, int]:
+    x1, y1, x2, y2 = (int(round(float(v))) for v in xyxy)
+    return {"x_min": x1, "y_min": y1, "x_max": x2, "y_max": y2}
+
+
+async def _analyse(request: Request, task: str):
+    """Common part: key check, form parsing, one task on the image; returns (analysis, duration in ms)."""
+    app = state(request)
+    form = await read_form(request)
+    if app.settings.api_key is not None and not tokens_match(form.get("api_key"), app.settings.api_key):
+        raise Unauthorized("Incorrect api key")
+    data, name = await upload_bytes(form, "image", app.settings.max_upload_bytes)
+    options = {"tasks": (task,)}
+    if task in DEFAULT_MIN_CONFIDENCE:
+        raw = form.get("min_confidence")
+        try:
+            threshold = float(raw) if raw not in (None, "") else DEFAULT_MIN_CONFIDENCE[task]
+        except ValueError:
+            raise InvalidOptionsError("min_confidence must be a number between 0 and 1") from None
+        options["min_confidence" if task == "objects" else "face_confidence"] = threshold
+    analysis_options = AnalysisOptions(**options)
+    started = time.perf_counter()
+    image = await run_in_threadpool(load_image, data, settings=app.settings, name=name)
+    analysis = await run_in_threadpool(app.repository.analyzer.analyze, image, analysis_options)
+    app.metrics.observe_models(analysis.timings_ms)
+    return analysis, round((time.perf_counter() - started) * 1000)
+
+
+def _error(request: Request, exc: PicMetricError) -> JSONResponse:
+    state(request).metrics.errors.labels(exc.__class__.__name__).inc()
+    return JSONResponse({"success": False, "error": str(exc)}, status_code=status_for(exc))
+
+
+@router.post("/detection", summary="Objects (COCO-80): label, confidence and box per prediction")
+async def detection(request: Request) -> JSONResponse:
+    try:
+        analysis, duration = await _analyse(request, "objects")
+    except PicMetricError as exc:
+        return _error(request, exc)
+    d = analysis.detections
+    predictions = [
+        {"label": label, "confidence": float(p), **_box(b)} for label, p, b in zip(d.labels, d.confidence, d.xyxy)
+    ]
+    return JSONResponse({"success": True, "predictions": predictions, "duration": duration})
+
+
+@router.post("/face", summary="Faces: confidence and box per prediction")
+async def face(request: Request) -> JSONResponse:
+    try:
+        analysis, duration = await _analyse(request, "faces")
+    except PicMetricError as exc:
+        return _error(request, exc)
+    f = analysis.faces
+    predictions = [{"confidence": float(p), **_box(b)} for p, b in zip(f.confidence, f.xyxy)]
+    return JSONResponse({"success": True, "predictions": predictions, "duration": duration})
+
+
+@router.post("/scene", summary="Scene: the most likely ImageNet label and its confidence")
+async def scene(request: Request) -> JSONResponse:
+    try:
+        analysis, duration = await _analyse(request, "labels")
+    except PicMetricError as exc:
+        return _error(request, exc)
+    name, confidence = analysis.classification.top
+    return JSONResponse({"success": True, "label": name.replace(" ", "_"), "confidence": confidence, "duration": duration})

@@ -1,0 +1,63 @@
+"""Operations: liveness, readiness, Prometheus metrics, and the admin-only reset and log (the seed's)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from .. import logs
+from .common import state, tokens_match
+
+router = APIRouter(tags=["operations"])
+
+
+def _admin_refusal(request: Request) -> JSONResponse | None:
+    expected = state(request).settings.admin_token
+    if expected is None:
+        return JSONResponse({"detail": "admin routes are disabled: set PICMETRIC_ADMIN_TOKEN"}, status_code=403)
+    header = request.headers.get("authorization", "")
+    given = header[7:] if header.lower().startswith("bearer ") else request.headers.get("x-admin-token")
+    if not tokens_match(given, expected):
+        return JSONResponse(
+            {"detail": "admin token missing or wrong (Authorization: Bearer <token>)"},
+            status_code=401, headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+    return None
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: models loaded, database and object store reachable")
+async def readyz(request: Request) -> JSONResponse:
+    app = state(request)
+    checks = await run_in_threadpool(app.repository.health)
+    models = app.repository.analyzer.loaded_models()
+    checks["models"] = "ok" if models and all(models.values()) else "loading"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks, "models": models}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    return Response(state(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.post("/reset", summary="Delete every stored image and analysis (admin token)")
+async def reset(request: Request) -> JSONResponse:
+    refusal = _admin_refusal(request)
+    if refusal is not None:
+        return refusal
+    await run_in_threadpool(state(request).repository.reset)
+    return JSONResponse({"reset": True})
+
+
+@router.get("/log", summary="Recent application log lines (admin token)", response_class=PlainTextResponse)
+async def log(request: Request, lines: int = 200) -> Response:
+    refusal = _admin_refusal(request)
+    if refusal is not None:
+        return refusal
+    return PlainTextResponse("\n".join(logs.recent_lines(max(1, min(lines, 1000)))) + "\n")

@@ -1,0 +1,87 @@
+"""The seed system's routes, same paths and JSON shape, so its clients keep working."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import PicMetricError
+from ..intake import fetch_image
+from ..seed import seed_response
+from ..storage import StoredAnalysis
+from .common import BadRequest, image_urls, read_form, state, status_for, upload_bytes
+
+router = APIRouter(tags=["seed-compatible"])
+
+UPLOAD_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>PicMetric upload</title>
+<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#0f172a}
+form{border:1px solid #cbd5e1;border-radius:.5rem;padding:1rem;margin:1rem 0}
+button{background:#2563eb;color:#fff;border:0;border-radius:.4rem;padding:.5rem 1rem}</style></head>
+<body><h1>PicMetric</h1><p>Send a photo or an image URL; the answer is the seed system's JSON.</p>
+<form action="/do_data_science" method="post" enctype="multipart/form-data">
+<label>Photo <input type="file" name="file" accept="image/*" required></label> <button>Analyze file</button></form>
+<form action="/do_data_science_url" method="post">
+<label>Image URL <input type="url" name="url" size="40" required></label> <button>Analyze URL</button></form>
+<p>API documentation: <a href="/docs">/docs</a></p></body></html>"""
+
+
+def _respond(request: Request, stored: StoredAnalysis) -> JSONResponse:
+    urls = image_urls(request, stored)
+    body = seed_response(
+        stored.analysis,
+        original_url=urls.get("original", ""),
+        objects_url=urls.get("objects", ""),
+        faces_url=urls.get("faces", ""),
+    )
+    return JSONResponse(body)
+
+
+def _error(request: Request, exc: PicMetricError) -> JSONResponse:
+    state(request).metrics.errors.labels(exc.__class__.__name__).inc()
+    return JSONResponse(seed_response(None, error=str(exc)), status_code=status_for(exc))
+
+
+@router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    return RedirectResponse("/upload")
+
+
+@router.get("/upload", response_class=HTMLResponse, summary="HTML form for a file or a URL")
+async def upload_page() -> HTMLResponse:
+    return HTMLResponse(UPLOAD_PAGE)
+
+
+@router.post("/do_data_science", summary="Analyse an uploaded file (multipart field 'file'); seed JSON shape")
+async def do_data_science(request: Request) -> JSONResponse:
+    app = state(request)
+    try:
+        data, name = await upload_bytes(await read_form(request), "file", app.settings.max_upload_bytes)
+        stored = await run_in_threadpool(app.repository.submit, data, source="upload", name=name)
+    except PicMetricError as exc:
+        return _error(request, exc)
+    app.record(stored)
+    return _respond(request, stored)
+
+
+@router.post("/do_data_science_url", summary="Analyse an image URL (form or JSON field 'url'); seed JSON shape")
+async def do_data_science_url(request: Request) -> JSONResponse:
+    app = state(request)
+    try:
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                payload = await request.json()
+            except ValueError:
+                raise BadRequest("the JSON body is malformed") from None
+            url = payload.get("url") if isinstance(payload, dict) else None
+        else:
+            url = (await read_form(request)).get("url")
+        if not isinstance(url, str) or not url.strip():
+            raise BadRequest("send the image address as the field 'url'")
+        image = await run_in_threadpool(fetch_image, url.strip(), settings=app.settings)
+        stored = await run_in_threadpool(app.repository.submit, image)
+    except PicMetricError as exc:
+        return _error(request, exc)
+    app.record(stored)
+    return _respond(request, stored)

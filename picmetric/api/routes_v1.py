@@ -1,0 +1,121 @@
+"""The v1 API: analyses as resources, history with the dashboard's filters, stored images."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..errors import PicMetricError
+from ..intake import fetch_image
+from ..storage import HistoryFilter, StoredAnalysis
+from .common import BadRequest, image_urls, options_from, read_form, state, status_for, upload_bytes
+
+router = APIRouter(prefix="/api/v1", tags=["v1"])
+ImageKind = Literal["original", "objects", "faces", "thumbnail"]
+
+
+def _body(request: Request, stored: StoredAnalysis) -> dict:
+    return {
+        "status": stored.status,
+        "cached": stored.cached,
+        "analysis": stored.analysis.to_dict(),
+        "images": image_urls(request, stored),
+    }
+
+
+def _error(request: Request, exc: PicMetricError) -> JSONResponse:
+    state(request).metrics.errors.labels(exc.__class__.__name__).inc()
+    return JSONResponse({"detail": str(exc)}, status_code=status_for(exc))
+
+
+@router.post(
+    "/analyses",
+    summary="Analyse an image: multipart 'file' (+ option fields) or JSON {'url': ..., 'options': {...}}",
+    responses={200: {"description": "found in history"}, 201: {"description": "analysed now"}},
+)
+async def create_analysis(request: Request) -> JSONResponse:
+    app = state(request)
+    try:
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                payload = await request.json()
+            except ValueError:
+                raise BadRequest("the JSON body is malformed") from None
+            if not isinstance(payload, dict) or not isinstance(payload.get("url"), str):
+                raise BadRequest("send JSON {'url': 'https://...'} or a multipart file field 'file'")
+            options = options_from(payload.get("options") or {})
+            image = await run_in_threadpool(fetch_image, payload["url"].strip(), settings=app.settings)
+            stored = await run_in_threadpool(app.repository.submit, image, options=options)
+        else:
+            form = await read_form(request)
+            options = options_from(form)
+            data, name = await upload_bytes(form, "file", app.settings.max_upload_bytes)
+            stored = await run_in_threadpool(app.repository.submit, data, source="upload", name=name, options=options)
+    except PicMetricError as exc:
+        return _error(request, exc)
+    app.record(stored)
+    return JSONResponse(_body(request, stored), status_code=200 if stored.cached else 201)
+
+
+@router.get("/analyses/{sha256}", summary="The stored analysis of an image (sha256, or the seed's md5)")
+async def get_analysis(request: Request, sha256: str) -> JSONResponse:
+    repository = state(request).repository
+    key = sha256.lower()
+    stored = await run_in_threadpool(repository.find_by_md5 if len(key) == 32 else repository.get, key)
+    if stored is None:
+        return JSONResponse({"detail": f"no analysis for image {sha256}"}, status_code=404)
+    return JSONResponse(_body(request, stored))
+
+
+@router.get("/analyses", summary="History, newest first, with the dashboard's filters")
+async def list_analyses(
+    request: Request,
+    text: str | None = Query(None, description="ImageNet label or object class, substring"),
+    label: str | None = None,
+    object_class: str | None = None,
+    min_faces: int | None = Query(None, ge=0),
+    date_from: datetime | None = None,
+    date_to: datetime | None = None,
+    source: Literal["upload", "url"] | None = None,
+    status: Literal["done", "failed"] | None = None,
+    page: int = Query(1, ge=1),
+    page_size: int = Query(50, ge=1, le=500),
+) -> JSONResponse:
+    filters = HistoryFilter(text, label, object_class, min_faces, date_from, date_to, source, status)
+    result = await run_in_threadpool(state(request).repository.history, filters, page, page_size)
+    items = []
+    for item in result.items:
+        entry = {k: v for k, v in item.__dict__.items() if k != "thumbnail_key"}
+        entry["created_at"] = item.created_at.isoformat()
+        entry["thumbnail"] = str(request.url_for("get_image", sha256=item.sha256, kind="thumbnail"))
+        items.append(entry)
+    return JSONResponse(
+        {"items": items, "total": result.total, "page": result.page, "page_size": result.page_size, "pages": result.pages}
+    )
+
+
+@router.delete("/analyses/{sha256}", status_code=204, summary="Delete an image, its analyses and its blobs")
+async def delete_analysis(request: Request, sha256: str) -> Response:
+    try:
+        deleted = await run_in_threadpool(state(request).repository.delete, sha256.lower())
+    except PicMetricError as exc:
+        return _error(request, exc)
+    if not deleted:
+        return JSONResponse({"detail": f"no analysis for image {sha256}"}, status_code=404)
+    return Response(status_code=204)
+
+
+@router.get("/images/{sha256}/{kind}", name="get_image", summary="The original image or one of its renders")
+async def get_image(request: Request, sha256: str, kind: ImageKind) -> Response:
+    try:
+        found = await run_in_threadpool(state(request).repository.image_bytes, sha256.lower(), kind)
+    except PicMetricError as exc:
+        return _error(request, exc)
+    if found is None:
+        return JSONResponse({"detail": f"no {kind} image for {sha256}"}, status_code=404)
+    data, content_type = found
+    return Response(data, media_type=content_type, headers={"Cache-Control": "public, max-age=31536000, immutable"})

@@ -1,0 +1,388 @@
+"""The HTTP API through real HTTP: uvicorn on a free port, httpx as the client."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+import uvicorn
+
+from picmetric.api import create_app
+from picmetric.settings import Settings
+from picmetric.storage import Repository
+
+ADMIN = "admin-secret-token"
+SEED_FIELDS = ["error", "hash", "original", "resnet", "yolov3", "yolov3_source", "faces_source"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    """uvicorn serving an app in a thread, stopped cleanly at the end."""
+
+    def __init__(self, app) -> None:
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", ws="none"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def photo_server(zidane_path):
+    """A local web server with a photo and an HTML page, for the URL routes."""
+    photo = zidane_path.read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            body, kind = (photo, "image/jpeg") if self.path == "/zidane.jpg" else (b"<html>hi</html>", "text/html")
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def _settings(tmp_path, **extra) -> Settings:
+    return Settings(
+        data_dir=tmp_path, admin_token=ADMIN, url_allow_networks=["127.0.0.1/32"], max_upload_bytes=2_000_000, **extra
+    )
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, analyzer):
+    settings = _settings(tmp_path_factory.mktemp("api"))
+    repository = Repository(settings, analyzer=analyzer)
+    with _Server(create_app(settings, repository)) as url, httpx.Client(base_url=url, timeout=120) as client:
+        client.repository = repository
+        yield client
+
+
+@pytest.fixture()
+def clean(api):
+    api.repository.reset()
+    return api
+
+
+def _file(path, field="file", mime="image/jpeg"):
+    return {field: (path.name, path.read_bytes(), mime)}
+
+
+# --- seed compatibility ----------------------------------------------------------------------------------------
+
+
+def test_upload_form_and_root_redirect(api):
+    page = api.get("/upload")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert 'action="/do_data_science"' in page.text and 'name="file"' in page.text and 'name="url"' in page.text
+    root = api.get("/", follow_redirects=False)
+    assert root.status_code in (302, 307) and root.headers["location"] == "/upload"
+
+
+def test_seed_shape_field_by_field(clean, zidane_path):
+    response = clean.post("/do_data_science", files=_file(zidane_path))
+    assert response.status_code == 200
+    body = response.json()
+    assert list(body) == SEED_FIELDS
+    assert all(isinstance(body[k], str) for k in SEED_FIELDS)
+    assert body["error"] == ""
+    import hashlib
+
+    assert body["hash"] == hashlib.md5(zidane_path.read_bytes()).hexdigest()
+    resnet = json.loads(body["resnet"])
+    assert len(resnet) == 3 and all(0 < float(v) <= 1 for v in resnet.values())
+    yolo = json.loads(body["yolov3"])
+    assert set(yolo) == {"person", "tie"} and 90 < float(yolo["person"]) <= 100
+    for key, kind in (("original", "image/jpeg"), ("yolov3_source", "image/webp"), ("faces_source", "image/webp")):
+        image = httpx.get(body[key])
+        assert image.status_code == 200 and image.headers["content-type"] == kind and len(image.content) > 1000
+
+
+def test_seed_url_route_accepts_form_and_json(clean, photo_server):
+    by_form = clean.post("/do_data_science_url", data={"url": f"{photo_server}/zidane.jpg"})
+    by_json = clean.post("/do_data_science_url", json={"url": f"{photo_server}/zidane.jpg"})
+    assert by_form.status_code == by_json.status_code == 200
+    assert by_form.json()["hash"] == by_json.json()["hash"] != ""
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        ({"files": {"wrong": ("a.jpg", b"x", "image/jpeg")}}, 400, "field named 'file'"),
+        ({"files": {"file": ("a.jpg", b"plain text, not a photo", "image/jpeg")}}, 400, "not an image"),
+        ({"files": {"file": ("a.jpg", b"", "image/jpeg")}}, 400, "empty"),
+        ({"files": {"file": ("big.jpg", b"\xff" * 2_100_000, "image/jpeg")}}, 413, "limit"),
+        ({"content": b"garbage", "headers": {"content-type": "multipart/form-data; boundary=zzz"}}, 400, ""),
+    ],
+)
+def test_seed_upload_errors_keep_the_seed_shape(api, kwargs, status, message):
+    response = api.post("/do_data_science", **kwargs)
+    assert response.status_code == status
+    body = response.json()
+    assert list(body) == SEED_FIELDS and message in body["error"] and body["error"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"json": {"url": "http://169.254.169.254/latest/meta-data/"}}, "not a public internet address"),
+        ({"json": {"url": "ftp://example.com/a.png"}}, "only http and https"),
+        ({"json": {}}, "field 'url'"),
+        ({"data": {"url": ""}}, "field 'url'"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, "malformed"),
+    ],
+)
+def test_seed_url_errors(api, payload, message):
+    response = api.post("/do_data_science_url", **payload)
+    assert response.status_code == 400 and message in response.json()["error"]
+
+
+def test_seed_url_pointing_at_html_is_refused(api, photo_server):
+    response = api.post("/do_data_science_url", data={"url": f"{photo_server}/page.html"})
+    assert response.status_code == 400 and "text/html, not an image" in response.json()["error"]
+
+
+def test_reset_and_log_need_the_admin_token(clean, zidane_path):
+    clean.post("/do_data_science", files=_file(zidane_path))
+    assert clean.get("/reset").status_code == 405  # POST only, unlike the seed
+    assert clean.post("/reset").status_code == 401
+    assert clean.post("/reset", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert clean.get("/log").status_code == 401
+    log = clean.get("/log", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert log.status_code == 200 and "analysed in" in log.text
+    assert clean.post("/reset", headers={"X-Admin-Token": ADMIN}).json() == {"reset": True}
+    assert clean.get("/api/v1/analyses").json()["total"] == 0
+
+
+def test_admin_routes_are_off_without_a_configured_token(tmp_path, analyzer):
+    settings = Settings(data_dir=tmp_path)
+    with _Server(create_app(settings, Repository(settings, analyzer=analyzer))) as url:
+        assert httpx.post(f"{url}/reset", headers={"Authorization": "Bearer anything"}).status_code == 403
+        assert httpx.get(f"{url}/log").status_code == 403
+
+
+# --- v1 API ----------------------------------------------------------------------------------------------------
+
+
+def test_v1_create_then_cached_with_timings(clean, zidane_path, analyzer):
+    calls = analyzer.calls
+    first = clean.post("/api/v1/analyses", files=_file(zidane_path))
+    second = clean.post("/api/v1/analyses", files=_file(zidane_path))
+    assert first.status_code == 201 and second.status_code == 200
+    assert analyzer.calls == calls + 1
+    body = first.json()
+    assert body["cached"] is False and second.json()["cached"] is True
+    timings = body["analysis"]["timings_ms"]
+    assert {"labels", "objects", "faces", "total"} <= set(timings)
+    assert len(body["analysis"]["faces"]) == 2
+    assert set(body["images"]) == {"original", "objects", "faces", "thumbnail"}
+
+
+def test_v1_options_tasks_and_validation(clean, zidane_path):
+    response = clean.post(
+        "/api/v1/analyses", files=_file(zidane_path), data={"tasks": "objects", "min_confidence": "0.5"}
+    )
+    assert response.status_code == 201
+    analysis = response.json()["analysis"]
+    assert analysis["faces"] is None and all(o["confidence"] >= 0.5 for o in analysis["objects"])
+    bad = clean.post("/api/v1/analyses", files=_file(zidane_path), data={"min_confidence": "high"})
+    assert bad.status_code == 400 and "min_confidence" in bad.json()["detail"]
+    bad = clean.post("/api/v1/analyses", files=_file(zidane_path), data={"classifier": "resnet50"})
+    assert bad.status_code == 400 and "classifier must be one of" in bad.json()["detail"]
+
+
+def test_v1_url_get_list_delete_and_images(clean, photo_server, zidane_path, bus_path):
+    made = clean.post("/api/v1/analyses", json={"url": f"{photo_server}/zidane.jpg", "options": {"top_k": 3}})
+    assert made.status_code == 201 and len(made.json()["analysis"]["labels"]) == 3
+    sha = made.json()["analysis"]["image"]["sha256"]
+    md5 = made.json()["analysis"]["image"]["md5"]
+    clean.post("/api/v1/analyses", files=_file(bus_path))
+    assert clean.get(f"/api/v1/analyses/{sha}").json()["analysis"]["image"]["source"] == "url"
+    assert clean.get(f"/api/v1/analyses/{md5}").status_code == 200
+    assert clean.get(f"/api/v1/analyses/{'0' * 64}").status_code == 404
+    listing = clean.get("/api/v1/analyses", params={"object_class": "bus"}).json()
+    assert listing["total"] == 1 and listing["items"][0]["name"] == "bus.jpg"
+    assert clean.get("/api/v1/analyses", params={"min_faces": 2, "source": "url"}).json()["total"] == 1
+    assert clean.get("/api/v1/analyses", params={"page_size": 1}).json()["pages"] == 2
+    assert clean.get("/api/v1/analyses", params={"min_faces": -1}).status_code == 422
+    assert clean.get("/api/v1/analyses", params={"date_from": "yesterday"}).status_code == 422
+    for kind, content_type in (("original", "image/jpeg"), ("faces", "image/webp"), ("thumbnail", "image/webp")):
+        image = clean.get(f"/api/v1/images/{sha}/{kind}")
+        assert image.status_code == 200 and image.headers["content-type"] == content_type
+    assert clean.get(f"/api/v1/images/{sha}/secret").status_code == 422
+    assert clean.delete(f"/api/v1/analyses/{sha}").status_code == 204
+    assert clean.delete(f"/api/v1/analyses/{sha}").status_code == 404
+    assert clean.get(f"/api/v1/images/{sha}/original").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status"),
+    [
+        ({"json": {"file": "x"}}, 400),
+        ({"json": ["not", "an", "object"]}, 400),
+        ({"content": b"{broken", "headers": {"content-type": "application/json"}}, 400),
+        ({"files": {"image": ("a.jpg", b"x", "image/jpeg")}}, 400),
+        ({"json": {"url": "http://10.0.0.1/a.jpg"}}, 400),
+        ({"files": {"file": ("big.jpg", b"\xff" * 2_100_000, "image/jpeg")}}, 413),
+    ],
+)
+def test_v1_errors_are_4xx_with_a_message(api, kwargs, status):
+    response = api.post("/api/v1/analyses", **kwargs)
+    assert response.status_code == status and response.json()["detail"]
+
+
+def test_identical_concurrent_uploads_are_analysed_once(clean, bus_path, analyzer):
+    calls = analyzer.calls
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: clean.post("/api/v1/analyses", files=_file(bus_path)), range(8)))
+    assert sorted(r.status_code for r in responses) == [200] * 7 + [201]
+    assert analyzer.calls == calls + 1
+    assert clean.get("/api/v1/analyses").json()["total"] == 1
+
+
+def test_inference_does_not_block_the_event_loop(clean, tmp_path, zidane_path):
+    from PIL import Image
+
+    photos = []
+    for i in range(4):  # distinct photos, so each one really runs the models
+        path = tmp_path / f"p{i}.jpg"
+        Image.open(zidane_path).rotate(i * 7).save(path, quality=90)
+        photos.append(path)
+    with ThreadPoolExecutor(5) as pool:
+        busy = [pool.submit(clean.post, "/api/v1/analyses", files=_file(p)) for p in photos]
+        time.sleep(0.1)
+        started = time.perf_counter()
+        assert clean.get("/healthz").status_code == 200
+        health_latency = time.perf_counter() - started
+        assert all(f.result().status_code == 201 for f in busy)
+    assert health_latency < 0.5
+
+
+# --- DeepStack compatibility -----------------------------------------------------------------------------------
+
+
+def test_deepstack_detection_shape_and_types(api, zidane_path):
+    body = api.post("/v1/vision/detection", files=_file(zidane_path, "image")).json()
+    assert body["success"] is True and isinstance(body["duration"], int)
+    assert body["predictions"], "persons expected"
+    for p in body["predictions"]:
+        assert set(p) == {"label", "confidence", "x_min", "y_min", "x_max", "y_max"}
+        assert isinstance(p["label"], str) and isinstance(p["confidence"], float) and 0.45 <= p["confidence"] <= 1
+        assert all(isinstance(p[k], int) for k in ("x_min", "y_min", "x_max", "y_max"))
+        assert 0 <= p["x_min"] < p["x_max"] <= 1280 and 0 <= p["y_min"] < p["y_max"] <= 720
+    lower = api.post("/v1/vision/detection", files=_file(zidane_path, "image"), data={"min_confidence": "0.2"}).json()
+    assert len(lower["predictions"]) > len(body["predictions"])
+
+
+def test_deepstack_face_and_scene(api, zidane_path):
+    faces = api.post("/v1/vision/face", files=_file(zidane_path, "image")).json()
+    assert faces["success"] is True and len(faces["predictions"]) == 2
+    for p in faces["predictions"]:
+        assert set(p) == {"confidence", "x_min", "y_min", "x_max", "y_max"}
+        assert isinstance(p["confidence"], float) and all(isinstance(p[k], int) for k in ("x_min", "y_max"))
+    scene = api.post("/v1/vision/scene", files=_file(zidane_path, "image")).json()
+    assert scene["success"] is True and scene["label"] == "rugby_ball" and isinstance(scene["confidence"], float)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "message"),
+    [
+        ({"files": {"file": ("a.jpg", b"x", "image/jpeg")}}, 400, "field named 'image'"),
+        ({"files": {"image": ("a.jpg", b"not a photo at all", "image/jpeg")}}, 400, "not an image"),
+        ({"files": {"image": ("a.jpg", b"x", "image/jpeg")}, "data": {"min_confidence": "lots"}}, 400, "min_confidence"),
+        ({"files": {"image": ("a.jpg", b"x", "image/jpeg")}, "data": {"min_confidence": "7"}}, 400, "between 0 and 1"),
+        ({"files": {"image": ("big.jpg", b"\xff" * 2_100_000, "image/jpeg")}}, 413, "limit"),
+    ],
+)
+def test_deepstack_errors_in_deepstack_shape(api, kwargs, status, message):
+    response = api.post("/v1/vision/detection", **kwargs)
+    assert response.status_code == status
+    assert response.json()["success"] is False and message in response.json()["error"]
+
+
+def test_deepstack_api_key(tmp_path, analyzer, zidane_path):
+    settings = _settings(tmp_path, api_key="nvr-key")
+    with _Server(create_app(settings, Repository(settings, analyzer=analyzer))) as url:
+        missing = httpx.post(f"{url}/v1/vision/face", files=_file(zidane_path, "image"))
+        assert missing.status_code == 401 and missing.json() == {"success": False, "error": "Incorrect api key"}
+        ok = httpx.post(f"{url}/v1/vision/face", files=_file(zidane_path, "image"), data={"api_key": "nvr-key"})
+        assert ok.status_code == 200 and ok.json()["success"] is True
+
+
+# --- operations --------------------------------------------------------------------------------------------------
+
+
+def test_health_readiness_metrics_and_docs(api, zidane_path):
+    assert api.get("/healthz").json() == {"status": "ok"}
+    ready = api.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "storage": "ok", "models": "ok"}
+    api.post("/v1/vision/face", files=_file(zidane_path, "image"))
+    api.post("/v1/vision/face", files={"image": ("x.jpg", b"junk", "image/jpeg")})
+    metrics = api.get("/metrics").text
+    assert 'picmetric_http_requests_total{method="POST",route="/v1/vision/face",status="200"}' in metrics
+    assert 'picmetric_model_seconds_count{model="faces"}' in metrics
+    assert 'picmetric_errors_total{type="InvalidImageError"}' in metrics
+    assert api.get("/docs").status_code == 200
+    paths = api.get("/openapi.json").json()["paths"]
+    assert {"/api/v1/analyses", "/v1/vision/detection", "/do_data_science", "/readyz"} <= set(paths)
+
+
+def test_readyz_reports_a_broken_store(tmp_path, analyzer, seaweed):
+    from .conftest import s3_settings
+
+    settings = s3_settings(seaweed, tmp_path, bucket="never-created-bucket")
+    with _Server(create_app(settings, Repository(settings, analyzer=analyzer))) as url:
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["storage"] != "ok"
+        assert "test-secret-value" not in ready.text
+
+
+def test_picmetric_serve_starts_uvicorn(tmp_path):
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "picmetric", "serve", "--port", str(port), "--log-level", "warning"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("picmetric serve did not answer")
+    finally:
+        process.terminate()
+        process.wait(30)
