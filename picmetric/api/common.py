@@ -54,6 +54,21 @@ def tokens_match(given: str | None, expected) -> bool:
     return bool(given) and expected is not None and hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
 
 
+def is_json(request: Request) -> bool:
+    return request.headers.get("content-type", "").startswith("application/json")
+
+
+async def json_object(request: Request) -> dict:
+    """The request's JSON body, which must be an object."""
+    try:
+        payload = await request.json()
+    except ValueError:
+        raise BadRequest("the JSON body is malformed") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("the JSON body must be an object")
+    return payload
+
+
 async def read_form(request: Request):
     try:
         return await request.form(max_files=4, max_fields=40)

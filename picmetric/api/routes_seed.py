@@ -10,7 +10,7 @@ from ..errors import PicMetricError
 from ..intake import fetch_image
 from ..seed import seed_response
 from ..storage import StoredAnalysis
-from .common import BadRequest, image_urls, read_form, state, status_for, upload_bytes
+from .common import BadRequest, image_urls, is_json, json_object, read_form, state, status_for, upload_bytes
 
 router = APIRouter(tags=["seed-compatible"])
 
@@ -69,14 +69,7 @@ async def do_data_science(request: Request) -> JSONResponse:
 async def do_data_science_url(request: Request) -> JSONResponse:
     app = state(request)
     try:
-        if request.headers.get("content-type", "").startswith("application/json"):
-            try:
-                payload = await request.json()
-            except ValueError:
-                raise BadRequest("the JSON body is malformed") from None
-            url = payload.get("url") if isinstance(payload, dict) else None
-        else:
-            url = (await read_form(request)).get("url")
+        url = (await json_object(request) if is_json(request) else await read_form(request)).get("url")
         if not isinstance(url, str) or not url.strip():
             raise BadRequest("send the image address as the field 'url'")
         image = await run_in_threadpool(fetch_image, url.strip(), settings=app.settings)

@@ -12,7 +12,17 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import PicMetricError
 from ..intake import fetch_image
 from ..storage import HistoryFilter, StoredAnalysis
-from .common import BadRequest, image_urls, options_from, read_form, state, status_for, upload_bytes
+from .common import (
+    BadRequest,
+    image_urls,
+    is_json,
+    json_object,
+    options_from,
+    read_form,
+    state,
+    status_for,
+    upload_bytes,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["v1"])
 ImageKind = Literal["original", "objects", "faces", "thumbnail"]
@@ -40,12 +50,9 @@ def _error(request: Request, exc: PicMetricError) -> JSONResponse:
 async def create_analysis(request: Request) -> JSONResponse:
     app = state(request)
     try:
-        if request.headers.get("content-type", "").startswith("application/json"):
-            try:
-                payload = await request.json()
-            except ValueError:
-                raise BadRequest("the JSON body is malformed") from None
-            if not isinstance(payload, dict) or not isinstance(payload.get("url"), str):
+        if is_json(request):
+            payload = await json_object(request)
+            if not isinstance(payload.get("url"), str):
                 raise BadRequest("send JSON {'url': 'https://...'} or a multipart file field 'file'")
             options = options_from(payload.get("options") or {})
             image = await run_in_threadpool(fetch_image, payload["url"].strip(), settings=app.settings)
