@@ -116,6 +116,16 @@ class Analysis:
         }
 
 
+@dataclass(frozen=True)
+class _TaskOutcome:
+    """One model's part of an analysis: its result in original pixels, its render, timings, model version."""
+
+    result: Classification | Detections | Faces
+    render: bytes | None
+    timings: dict[str, float]
+    version: str
+
+
 class Analyzer:
     """Holds the loaded models (one per configuration, loaded lazily) and a worker pool; safe to share."""
 
@@ -164,29 +174,30 @@ class Analyzer:
         with self._lock:
             return {m.version: m.loaded for m in self._models.values()}
 
-    # Each task returns (result in original pixels, render bytes or None, timings).
-    def _labels(self, image: LoadedImage, options: AnalysisOptions):
+    def _labels(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
         model = self.classifier(options.classifier)
         started = time.perf_counter()
         result = model.predict(image.pixels, top_k=options.top_k)
-        return result, None, {"labels": _ms(started)}, model.version
+        return _TaskOutcome(result, None, {"labels": _ms(started)}, model.version)
 
-    def _objects(self, image: LoadedImage, options: AnalysisOptions):
+    def _objects(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
         model = self.detector(options.detector_size)
         started = time.perf_counter()
         found = model.predict(image.pixels, options.min_confidence, options.iou_threshold)
         inferred = time.perf_counter()
         render = encode_image(self._box_annotator.annotate(image.pixels, found), options.render_format)
-        return found.scaled(image.scale), render, {"objects": _ms(started, inferred), "objects_render": _ms(inferred)}, model.version
+        timings = {"objects": _ms(started, inferred), "objects_render": _ms(inferred)}
+        return _TaskOutcome(found.scaled(image.scale), render, timings, model.version)
 
-    def _faces(self, image: LoadedImage, options: AnalysisOptions):
+    def _faces(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
         model = self.face_detector()
         started = time.perf_counter()
-        min_face = max(12, round(options.min_face_size / image.scale))
+        min_face = max(12, round(options.min_face_size / image.scale))  # the option is in original pixels
         found = model.predict(image.pixels, options.face_confidence, min_face_size=min_face)
         inferred = time.perf_counter()
         render = encode_image(self._face_annotator.annotate(image.pixels, found), options.render_format)
-        return found.scaled(image.scale), render, {"faces": _ms(started, inferred), "faces_render": _ms(inferred)}, model.version
+        timings = {"faces": _ms(started, inferred), "faces_render": _ms(inferred)}
+        return _TaskOutcome(found.scaled(image.scale), render, timings, model.version)
 
     def analyze(
         self,
@@ -201,23 +212,21 @@ class Analyzer:
         options = options or AnalysisOptions()
         started = time.perf_counter()
         runners = {"labels": self._labels, "objects": self._objects, "faces": self._faces}
-        outcomes = {}
+        outcomes: dict[str, _TaskOutcome] = {}
         if concurrent:
             futures = {self._pool.submit(runners[task], image, options): task for task in options.tasks}
-            for future in as_completed(futures):
-                outcomes[futures[future]] = future.result()
-                if on_task_done:
-                    on_task_done(futures[future], outcomes[futures[future]][2])
+            finished = ((futures[future], future.result()) for future in as_completed(futures))
         else:
-            for task in options.tasks:
-                outcomes[task] = runners[task](image, options)
-                if on_task_done:
-                    on_task_done(task, outcomes[task][2])
+            finished = ((task, runners[task](image, options)) for task in options.tasks)
+        for task, outcome in finished:
+            outcomes[task] = outcome
+            if on_task_done:
+                on_task_done(task, outcome.timings)
         timings: dict[str, float] = {}
-        for _, _, task_timings, _ in outcomes.values():
-            timings.update(task_timings)
+        for outcome in outcomes.values():
+            timings.update(outcome.timings)
         timings["total"] = _ms(started)
-        renders = {task: render for task, (_, render, _, _) in outcomes.items() if render is not None}
+        result = {task: outcome.result for task, outcome in outcomes.items()}
         return Analysis(
             sha256=image.sha256,
             md5=image.md5,
@@ -227,12 +236,12 @@ class Analyzer:
             source=image.source,
             name=image.name,
             options=options,
-            classification=outcomes["labels"][0] if "labels" in outcomes else None,
-            detections=outcomes["objects"][0] if "objects" in outcomes else None,
-            faces=outcomes["faces"][0] if "faces" in outcomes else None,
+            classification=result.get("labels"),
+            detections=result.get("objects"),
+            faces=result.get("faces"),
             timings_ms=timings,
-            model_versions={task: outcomes[task][3] for task in options.tasks},
-            renders=renders,
+            model_versions={task: outcomes[task].version for task in options.tasks},
+            renders={task: o.render for task, o in outcomes.items() if o.render is not None},
         )
 
 

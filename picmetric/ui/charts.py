@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..annotate import PALETTE
+from ..models.classifier import CLASSIFIERS
 from ..results import Classification, Detections, Faces
 
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, template="plotly_white")
@@ -21,7 +22,7 @@ def labels_chart(classification: Classification) -> go.Figure:
     frame = pd.DataFrame({"label": classification.names, "probability": classification.confidence * 100})
     figure = px.bar(
         frame.iloc[::-1], x="probability", y="label", orientation="h", text_auto=".1f",
-        title=f"ImageNet top-{len(frame)} ({classification.model})",
+        title=f"ImageNet top-{len(frame)} · {CLASSIFIERS[classification.model].title if classification.model in CLASSIFIERS else classification.model}",
     )  # fmt: skip
     figure.update_layout(**_LAYOUT, xaxis_title="probability (%)", yaxis_title=None, xaxis_range=[0, 100])
     figure.update_traces(marker_color="#2563eb")

@@ -141,7 +141,10 @@ def show_analysis(
         if analysis.classification is None:
             st.caption("Classification was not run for this analysis.")
         else:
-            st.plotly_chart(labels_chart(analysis.classification), key=f"{key}-labels-chart")
+            left, right = st.columns([2, 3])
+            left.image(image.pixels, caption="Original", width="stretch")
+            with right:
+                st.plotly_chart(labels_chart(analysis.classification), key=f"{key}-labels-chart")
     with tabs[3]:
         overlay = objects_render if objects_render is not None else faces_render
         if overlay is None:
