@@ -212,6 +212,7 @@ class Repository:
         content_type = FORMAT_CONTENT_TYPES.get(image.format, "application/octet-stream")
         image_key = original_key(image.sha256, content_type)
         analysis_id: int | None = None
+        image_id: int | None = None
         try:
             put(image_key, image.data, content_type)  # a storage failure stops here, before any row exists
             image_id = self._ensure_image_row(image, image_key, content_type)
@@ -240,7 +241,7 @@ class Repository:
             analysis_id = None
         except BaseException as exc:
             logger.warning("%s: not stored (%s)", image.sha256[:12], exc)
-            self._undo(analysis_id, created_blobs)
+            self._undo(analysis_id, image_id, created_blobs)
             raise
         logger.info(
             "%s %s: analysed in %.0f ms and stored", image.sha256[:12], image.name or "", analysis.timings_ms["total"]
@@ -343,16 +344,30 @@ class Repository:
                 )  # fmt: skip
             )
 
-    def _undo(self, analysis_id: int | None, created_blobs: list[str]) -> None:
-        """Best effort after a failure: drop our claim and the blobs this call created."""
-        if analysis_id is not None:
-            try:
-                with self._session("undo the reservation") as session:
+    def _undo(self, analysis_id: int | None, image_id: int | None, created_blobs: list[str]) -> None:
+        """Best effort after a failure: drop our claim, the image row if nothing else uses it, and the blobs this
+        call created that no row references. With the database unreachable, blobs are kept whenever a row of ours
+        may still point to them (``sweep_orphans`` removes them later)."""
+        referenced: set[str] | None = None
+        try:
+            with self._session("undo the reservation") as session:
+                if analysis_id is not None:
                     session.execute(delete(AnalysisRow).where(AnalysisRow.id == analysis_id))
-                    session.execute(delete(ImageRow).where(~exists().where(AnalysisRow.image_id == ImageRow.id)))
-            except (PicMetricError, SQLAlchemyError):
-                pass  # database down: the stale claim is retaken after _CLAIM_STALE_AFTER
+                if image_id is not None:
+                    session.execute(
+                        delete(ImageRow).where(
+                            ImageRow.id == image_id, ~exists().where(AnalysisRow.image_id == ImageRow.id)
+                        )
+                    )
+                session.flush()
+                referenced = self._referenced_keys(session, among=created_blobs)
+        except (PicMetricError, SQLAlchemyError):
+            if image_id is not None:
+                return  # database down after our image row was written: a stale claim is retaken later
+            referenced = set()  # no row of ours exists, so none can point to these blobs
         for key in created_blobs:
+            if key in referenced:
+                continue
             try:
                 self.blobs.delete(key)
             except PicMetricError:
@@ -509,8 +524,13 @@ class Repository:
 
     # -- deleting ------------------------------------------------------------------------------------------------
 
-    def _referenced_keys(self, session: Session) -> set[str]:
-        return set(session.scalars(select(ImageRow.blob_key))) | set(session.scalars(select(RenderRow.blob_key)))
+    def _referenced_keys(self, session: Session, among: list[str] | None = None) -> set[str]:
+        """Blob keys that rows point to (all of them, or only those of ``among``)."""
+        found = set()
+        for column in (ImageRow.blob_key, RenderRow.blob_key):
+            query = select(column) if among is None else select(column).where(column.in_(among))
+            found |= set(session.scalars(query))
+        return found
 
     def delete(self, sha256: str) -> bool:
         """Remove an image, all its analyses and every blob no other row still uses. False when unknown."""
@@ -524,7 +544,7 @@ class Repository:
             session.delete(image)
             session.flush()
             logger.info("%s: deleted", sha256[:12])
-            keys -= self._referenced_keys(session)
+            keys -= self._referenced_keys(session, among=list(keys))
         for key in keys:  # rows are gone first: nothing can point to a blob we are about to remove
             self.blobs.delete(key)
         return True
