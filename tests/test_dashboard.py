@@ -151,3 +151,29 @@ def test_system_page_reset_needs_confirmation(app, zidane_path):
     reset.click().run()
     assert metrics(app)["Images"] == "0"
     assert any("deleted" in s.value for s in app.success)
+
+
+def test_dashboard_runs_on_postgres_and_s3(tmp_path, monkeypatch, analyzer, seaweed, postgres, zidane_path):
+    """Configured through the seed's variable names, as a deployment would be."""
+    from picmetric.storage import Repository
+
+    from .conftest import s3_settings
+
+    settings = s3_settings(seaweed, tmp_path, bucket="dashboard-test", database_url=postgres.url)
+    Repository(settings, analyzer=analyzer).blobs.ensure_bucket()
+    monkeypatch.setenv("DATABASE_URL", postgres.url)
+    monkeypatch.setenv("S3_BUCKET", "dashboard-test")
+    monkeypatch.setenv("S3_KEY", "test-access")
+    monkeypatch.setenv("S3_SECRET", "test-secret-value")
+    monkeypatch.setenv("PICMETRIC_S3_ENDPOINT_URL", seaweed.endpoint)
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    upload(at, zidane_path)
+    assert metrics(at)["Faces"] == "2"
+    at.switch_page("pages/system.py").run()
+    notes = " ".join(s.value for s in at.success)
+    assert "Database: ok · postgresql" in notes and "Object store: ok · S3 bucket dashboard-test" in notes
+    assert "test-secret-value" not in notes
+    at.text_input[0].set_value("delete everything").run()
+    next(b for b in at.button if b.label == "Reset all data").click().run()
+    assert metrics(at)["Images"] == "0"
