@@ -4,6 +4,7 @@ Screenshots of every page land in test-output/screenshots/ for a person to look 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import socket
@@ -103,6 +104,12 @@ def test_upload_results_history_and_every_page(dashboard, browser, zidane_path):
     expect(grid).to_be_visible()
     expect(grid.get_by_text("zidane.jpg")).to_be_attached()
     _shot(page, "5-history")
+
+    sha = hashlib.sha256(zidane_path.read_bytes()).hexdigest()  # a batch summary links to results like this
+    page.goto(f"{dashboard}/history?sha={sha}")
+    expect(main.get_by_test_id("stMetric").filter(has_text="Faces")).to_contain_text("2", timeout=60_000)
+    expect(main.get_by_role("button", name="Delete")).to_be_visible()
+    _shot(page, "5b-history-open")
 
     page.get_by_role("link", name="How it works").click()
     expect(page.get_by_text("How PicMetric sees a photo")).to_be_visible(timeout=60_000)
