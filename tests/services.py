@@ -62,7 +62,9 @@ class SeaweedS3:
             [
                 weed_binary(), "server", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-master.port={self.ports['master']}", f"-volume.port={self.ports['volume']}",
-                f"-filer.port={self.ports['filer']}", "-s3", f"-s3.port={self.ports['s3']}", "-volume.max=0",
+                f"-filer.port={self.ports['filer']}", "-s3", f"-s3.port={self.ports['s3']}",
+                # every bucket is a collection with volumes of its own: allow plenty, and keep them small
+                "-volume.max=64", "-master.volumeSizeLimitMB=64",
             ],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
