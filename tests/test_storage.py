@@ -347,3 +347,25 @@ def test_settings_from_streamlit_style_secrets():
 
     settings = settings_from_mapping({"DATABASE_URL": "sqlite:///x.db", "PICMETRIC_MAX_PIXELS": 1000, "section": {}})
     assert settings.resolved_database_url == "sqlite:///x.db" and settings.max_pixels == 1000
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_migrations_build_exactly_the_schema_the_code_uses(backend, tmp_path, request):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from picmetric.storage.schema import Base
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'schema.sqlite3'}"
+    else:
+        from .services import PostgresDatabase
+
+        database = PostgresDatabase()
+        request.addfinalizer(database.drop)
+        url = database.url
+    engine = make_engine(url)
+    upgrade(engine)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    engine.dispose()

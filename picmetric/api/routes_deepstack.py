@@ -9,6 +9,7 @@ not store anything: NVR tools send a frame every few seconds, which would flood 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -16,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import PicMetricError
 from ..intake import load_image
-from ..pipeline import AnalysisOptions, InvalidOptionsError
+from ..pipeline import Analysis, AnalysisOptions, InvalidOptionsError
 from .common import Unauthorized, read_form, state, status_for, tokens_match, upload_bytes
 
 router = APIRouter(prefix="/v1/vision", tags=["deepstack-compatible"])
@@ -56,35 +57,43 @@ def _error(request: Request, exc: PicMetricError) -> JSONResponse:
     return JSONResponse({"success": False, "error": str(exc)}, status_code=status_for(exc))
 
 
-@router.post("/detection", summary="Objects (COCO-80): label, confidence and box per prediction")
-async def detection(request: Request) -> JSONResponse:
+async def _answer(request: Request, task: str, fields: Callable[[Analysis], dict]) -> JSONResponse:
     try:
-        analysis, duration = await _analyse(request, "objects")
+        analysis, duration = await _analyse(request, task)
     except PicMetricError as exc:
         return _error(request, exc)
+    return JSONResponse({"success": True, **fields(analysis), "duration": duration})
+
+
+def _objects(analysis: Analysis) -> dict:
     d = analysis.detections
-    predictions = [
-        {"label": label, "confidence": float(p), **_box(b)} for label, p, b in zip(d.labels, d.confidence, d.xyxy)
-    ]
-    return JSONResponse({"success": True, "predictions": predictions, "duration": duration})
+    return {
+        "predictions": [
+            {"label": label, "confidence": float(p), **_box(b)} for label, p, b in zip(d.labels, d.confidence, d.xyxy)
+        ]
+    }
+
+
+def _faces(analysis: Analysis) -> dict:
+    f = analysis.faces
+    return {"predictions": [{"confidence": float(p), **_box(b)} for p, b in zip(f.confidence, f.xyxy)]}
+
+
+def _scene(analysis: Analysis) -> dict:
+    name, confidence = analysis.classification.top
+    return {"label": name.replace(" ", "_"), "confidence": confidence}
+
+
+@router.post("/detection", summary="Objects (COCO-80): label, confidence and box per prediction")
+async def detection(request: Request) -> JSONResponse:
+    return await _answer(request, "objects", _objects)
 
 
 @router.post("/face", summary="Faces: confidence and box per prediction")
 async def face(request: Request) -> JSONResponse:
-    try:
-        analysis, duration = await _analyse(request, "faces")
-    except PicMetricError as exc:
-        return _error(request, exc)
-    f = analysis.faces
-    predictions = [{"confidence": float(p), **_box(b)} for p, b in zip(f.confidence, f.xyxy)]
-    return JSONResponse({"success": True, "predictions": predictions, "duration": duration})
+    return await _answer(request, "faces", _faces)
 
 
 @router.post("/scene", summary="Scene: the most likely ImageNet label and its confidence")
 async def scene(request: Request) -> JSONResponse:
-    try:
-        analysis, duration = await _analyse(request, "labels")
-    except PicMetricError as exc:
-        return _error(request, exc)
-    name, confidence = analysis.classification.top
-    return JSONResponse({"success": True, "label": name.replace(" ", "_"), "confidence": confidence, "duration": duration})
+    return await _answer(request, "labels", _scene)

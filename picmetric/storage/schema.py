@@ -28,6 +28,15 @@ class Base(DeclarativeBase):
     pass
 
 
+class BoxColumns:
+    """A box in original-image pixels, as four plain columns (filterable, unlike JSON)."""
+
+    x1: Mapped[float] = mapped_column(Float, nullable=False)
+    y1: Mapped[float] = mapped_column(Float, nullable=False)
+    x2: Mapped[float] = mapped_column(Float, nullable=False)
+    y2: Mapped[float] = mapped_column(Float, nullable=False)
+
+
 class ImageRow(Base):
     __tablename__ = "images"
 
@@ -85,7 +94,7 @@ class LabelRow(Base):
     model: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
-class ObjectRow(Base):
+class ObjectRow(BoxColumns, Base):
     __tablename__ = "objects"
     __table_args__ = (Index("ix_objects_label", "label"),)
 
@@ -94,22 +103,14 @@ class ObjectRow(Base):
     class_id: Mapped[int] = mapped_column(Integer, nullable=False)
     label: Mapped[str] = mapped_column(String(64), nullable=False)
     confidence: Mapped[float] = mapped_column(Float, nullable=False)
-    x1: Mapped[float] = mapped_column(Float, nullable=False)
-    y1: Mapped[float] = mapped_column(Float, nullable=False)
-    x2: Mapped[float] = mapped_column(Float, nullable=False)
-    y2: Mapped[float] = mapped_column(Float, nullable=False)
 
 
-class FaceRow(Base):
+class FaceRow(BoxColumns, Base):
     __tablename__ = "faces"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id", ondelete="CASCADE"), nullable=False, index=True)
     confidence: Mapped[float] = mapped_column(Float, nullable=False)
-    x1: Mapped[float] = mapped_column(Float, nullable=False)
-    y1: Mapped[float] = mapped_column(Float, nullable=False)
-    x2: Mapped[float] = mapped_column(Float, nullable=False)
-    y2: Mapped[float] = mapped_column(Float, nullable=False)
     landmarks: Mapped[list] = mapped_column(JSON, nullable=False)  # [[x, y] * 5], LANDMARK_NAMES order
 
 
