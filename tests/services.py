@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import psycopg2
 from psycopg2 import sql
 
@@ -25,6 +26,24 @@ def _port_is_free(port: int) -> bool:
             return True
         except OSError:
             return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout_s: float = 90.0) -> bool:
+    """Poll ``url`` until it answers 200; False when it never does within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    return False
 
 
 def free_port_pair() -> int:

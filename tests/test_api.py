@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -19,21 +18,17 @@ from picmetric.api import create_app
 from picmetric.settings import Settings
 from picmetric.storage import Repository
 
+from .services import free_port, wait_for_http
+
 ADMIN = "admin-secret-token"
 SEED_FIELDS = ["error", "hash", "original", "resnet", "yolov3", "yolov3_source", "faces_source"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Server:
     """uvicorn serving an app in a thread, stopped cleanly at the end."""
 
     def __init__(self, app) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", ws="none"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -368,21 +363,13 @@ def test_readyz_reports_a_broken_store(tmp_path, analyzer, seaweed):
 
 
 def test_picmetric_serve_starts_uvicorn(tmp_path):
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "picmetric", "serve", "--port", str(port), "--log-level", "warning"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("picmetric serve did not answer")
+        assert wait_for_http(f"http://127.0.0.1:{port}/healthz", 60), "picmetric serve did not answer"
     finally:
         process.terminate()
         process.wait(30)

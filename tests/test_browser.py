@@ -7,15 +7,15 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
+
+from .services import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "test-output" / "screenshots"
@@ -24,15 +24,9 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory):
-    port = _free_port()
+    port = free_port()
     data = tmp_path_factory.mktemp("dashboard-data")
     log = open(data / "streamlit.log", "w")
     process = subprocess.Popen(
@@ -41,14 +35,7 @@ def dashboard(tmp_path_factory):
         cwd=ROOT, env={**os.environ, "PICMETRIC_DATA_DIR": str(data)}, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
+    if not wait_for_http(f"{url}/_stcore/health"):
         process.kill()
         pytest.fail(f"streamlit did not start: {(data / 'streamlit.log').read_text()[-2000:]}")
     yield url

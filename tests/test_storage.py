@@ -27,6 +27,7 @@ from picmetric.storage.db import current_revision, head_revision, make_engine, u
 from picmetric.storage.schema import AnalysisRow, ImageRow
 
 from .conftest import imagenet_samples, s3_settings
+from .services import PostgresDatabase
 
 
 def _count(repo: Repository, column) -> int:
@@ -304,16 +305,18 @@ def _upgrade_in_subprocess(url: str, queue) -> None:
         queue.put(repr(exc))
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_migrations_are_safe_when_processes_start_together(backend, tmp_path, request):
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
-    else:
-        from .services import PostgresDatabase
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database_url(request, tmp_path) -> str:
+    """A database that has never seen a migration, on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    database = PostgresDatabase()
+    request.addfinalizer(database.drop)
+    return database.url
 
-        database = PostgresDatabase()
-        request.addfinalizer(database.drop)
-        url = database.url
+
+def test_migrations_are_safe_when_processes_start_together(empty_database_url):
+    url = empty_database_url
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     processes = [context.Process(target=_upgrade_in_subprocess, args=(url, queue)) for _ in range(4)]
@@ -349,22 +352,13 @@ def test_settings_from_streamlit_style_secrets():
     assert settings.resolved_database_url == "sqlite:///x.db" and settings.max_pixels == 1000
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_migrations_build_exactly_the_schema_the_code_uses(backend, tmp_path, request):
+def test_migrations_build_exactly_the_schema_the_code_uses(empty_database_url):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
     from picmetric.storage.schema import Base
 
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path / 'schema.sqlite3'}"
-    else:
-        from .services import PostgresDatabase
-
-        database = PostgresDatabase()
-        request.addfinalizer(database.drop)
-        url = database.url
-    engine = make_engine(url)
+    engine = make_engine(empty_database_url)
     upgrade(engine)
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
