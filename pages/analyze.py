@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from picmetric import AnalysisOptions, PicMetricError, fetch_image, load_image
-from picmetric.models import CLASSIFIERS
+from picmetric.models import CLASSIFIERS, FACE_DETECTORS
 from picmetric.samples import samples
 from picmetric.ui.resources import get_repository
 from picmetric.ui.views import display_sidebar, show_analysis
@@ -27,6 +27,9 @@ options = AnalysisOptions(
     ),
     detector_size=st.sidebar.radio("Detector input", (416, 608), horizontal=True, format_func=lambda s: f"{s} px"),
     iou_threshold=st.sidebar.slider("Box overlap (IoU) for NMS", 0.1, 0.9, 0.45, 0.05),
+    face_detector=st.sidebar.radio(
+        "Face detector", list(FACE_DETECTORS), horizontal=True, format_func=lambda k: FACE_DETECTORS[k][2].split(" (")[0]
+    ),
     min_face_size=st.sidebar.slider("Minimum face size (px)", 12, 200, 20),
 )
 

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .errors import PicMetricError
 from .intake import LoadedImage, fetch_image, load_image
-from .models import CLASSIFIERS
+from .models import CLASSIFIERS, FACE_DETECTORS
 from .models.detector import DETECTOR_SIZES
 from .pipeline import TASKS, Analysis, AnalysisOptions, default_analyzer
 from .settings import get_settings
@@ -76,6 +76,7 @@ def _options(args: argparse.Namespace) -> AnalysisOptions:
         min_face_size=args.min_face_size,
         face_confidence=args.face_confidence,
         render_format=args.format,
+        face_detector=args.face_detector,
     )
 
 
@@ -188,12 +189,15 @@ def cmd_models(args: argparse.Namespace) -> int:
             analyzer.classifier(key).load()
         for size in DETECTOR_SIZES:
             analyzer.detector(size).load()
-        analyzer.face_detector().load()
+        for key in FACE_DETECTORS:
+            analyzer.face_detector(key).load()
     for version, loaded in analyzer.loaded_models().items():
         print(f"{version:28s} {'loaded' if loaded else 'not loaded'}")
     if args.action == "list":
         for spec in CLASSIFIERS.values():
             print(f"{spec.key:20s} {spec.title:20s} top-1 {spec.top1:.1f}%  {spec.licence}")
+        for key, (_, score, title) in FACE_DETECTORS.items():
+            print(f"{key:20s} {title:30s} default face score {score}")
     return 0
 
 
@@ -212,7 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--min-confidence", type=float, default=AnalysisOptions.min_confidence)
     analyze.add_argument("--iou", type=float, default=AnalysisOptions.iou_threshold)
     analyze.add_argument("--min-face-size", type=int, default=AnalysisOptions.min_face_size)
-    analyze.add_argument("--face-confidence", type=float, default=AnalysisOptions.face_confidence)
+    analyze.add_argument(
+        "--face-confidence", type=float, default=None, help="minimum face score (default: the face detector's own)"
+    )
+    analyze.add_argument("--face-detector", default=AnalysisOptions.face_detector, choices=list(FACE_DETECTORS))
     analyze.add_argument("--format", default=AnalysisOptions.render_format, choices=("webp", "png", "jpeg"))
     analyze.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     analyze.add_argument("--store", action="store_true", help="keep the analysis (database + object store)")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .annotate import BoxAnnotator
+from .annotate import BoxAnnotator, FaceAnnotator
 from .intake import LoadedImage
 from .models.classifier import CLASSIFIERS, ClassifierSpec, imagenet_names, softmax
 from .models.detector import Candidates, class_aware_nms, letterbox
@@ -39,6 +39,15 @@ class DetectorWalkthrough:
     after_nms: Detections
     before_render: np.ndarray
     after_render: np.ndarray
+
+
+@dataclass(frozen=True)
+class YuNetWalkthrough:
+    passes: list[tuple[float, tuple[int, int], dict[int, tuple[int, int]], dict[int, int]]]  # scale, input, grids, counts
+    raw_candidates: int
+    after_nms: int
+    candidates_render: np.ndarray
+    faces_render: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,26 @@ def explain_detector(
     )
 
 
+def explain_yunet(
+    analyzer: Analyzer, image: LoadedImage, min_face_size: int = 20, min_score: float = 0.8, shown_from: float = 0.3
+) -> YuNetWalkthrough:
+    """Every candidate above ``shown_from`` on each feature map, then the faces NMS keeps above ``min_score``."""
+    model = analyzer.face_detector("yunet")
+    min_face = max(12, round(min_face_size / image.scale))
+    stages = model.stages(image.pixels, min_face, shown_from)
+    final = stages.faces.filter(min_score)
+    return YuNetWalkthrough(
+        passes=[(p.scale, p.input_size, p.grid_sizes, p.candidates_per_stride) for p in stages.passes],
+        raw_candidates=len(stages.candidates),
+        after_nms=len(final),
+        candidates_render=_thin_boxes(image.pixels, stages.candidates.xyxy, (255, 64, 64)),
+        faces_render=FaceAnnotator().annotate(image.pixels, final),
+    )
+
+
 def explain_faces(analyzer: Analyzer, image: LoadedImage, min_face_size: int = 20) -> FaceWalkthrough:
-    model = analyzer.face_detector()
+    """MTCNN's cascade: the boxes that survive P-Net, R-Net and O-Net."""
+    model = analyzer.face_detector("mtcnn")
     height, width = image.pixels.shape[:2]
     min_face = max(12, round(min_face_size / image.scale))
     scales = model.scales(height, width, min_face)

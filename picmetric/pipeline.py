@@ -14,7 +14,16 @@ import numpy as np
 from .annotate import RENDER_FORMATS, BoxAnnotator, FaceAnnotator, encode_image
 from .errors import PicMetricError
 from .intake import LoadedImage
-from .models import CLASSIFIERS, FaceDetector, ImageClassifier, ObjectDetector, OnnxModel
+from .models import (
+    CLASSIFIERS,
+    DEFAULT_FACE_DETECTOR,
+    FACE_DETECTORS,
+    ImageClassifier,
+    MtcnnDetector,
+    ObjectDetector,
+    OnnxModel,
+    YuNetDetector,
+)
 from .models.base import available_providers
 from .models.classifier import DEFAULT_CLASSIFIER
 from .models.detector import DETECTOR_SIZES
@@ -39,12 +48,17 @@ class AnalysisOptions:
     min_confidence: float = 0.25
     iou_threshold: float = 0.45
     min_face_size: int = 20
-    face_confidence: float = 0.9
+    face_confidence: float | None = None  # None: the face detector's own default (FACE_DETECTORS)
     render_format: str = "webp"
+    face_detector: str = DEFAULT_FACE_DETECTOR
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(t for t in TASKS if t in set(self.tasks)))
         problems = []
+        if self.face_detector not in FACE_DETECTORS:
+            problems.append(f"face_detector must be one of {', '.join(FACE_DETECTORS)}")
+        elif self.face_confidence is None:
+            object.__setattr__(self, "face_confidence", FACE_DETECTORS[self.face_detector][1])
         if not self.tasks:
             problems.append(f"choose at least one task of {', '.join(TASKS)}")
         if self.classifier not in CLASSIFIERS:
@@ -54,7 +68,7 @@ class AnalysisOptions:
         if self.detector_size not in DETECTOR_SIZES:
             problems.append(f"detector_size must be one of {DETECTOR_SIZES}")
         for name in ("min_confidence", "iou_threshold", "face_confidence"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be between 0 and 1")
         if not 12 <= self.min_face_size <= 2000:
             problems.append("min_face_size must be between 12 and 2000 pixels")
@@ -63,10 +77,19 @@ class AnalysisOptions:
         if problems:
             raise InvalidOptionsError("; ".join(problems))
 
+    @classmethod
+    def from_stored(cls, values: dict) -> AnalysisOptions:
+        """Options as stored with an analysis; rows from before YuNet existed were analysed with MTCNN."""
+        return cls(**{"face_detector": "mtcnn", **values, "tasks": tuple(values.get("tasks", ()))})
+
     @property
     def cache_key(self) -> str:
-        """Stable text that identifies these options, for de-duplicating stored analyses."""
-        return ";".join(f"{k}={v if not isinstance(v, tuple) else ','.join(v)}" for k, v in asdict(self).items())
+        """Stable text that identifies these options, for de-duplicating stored analyses. MTCNN, the only face
+        detector before YuNet, is left out of it, so rows stored before then keep their key."""
+        values = asdict(self)
+        if values["face_detector"] == "mtcnn":
+            del values["face_detector"]
+        return ";".join(f"{k}={v if not isinstance(v, tuple) else ','.join(v)}" for k, v in values.items())
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -153,15 +176,17 @@ class Analyzer:
     def detector(self, input_size: int = 416) -> ObjectDetector:
         return self._model(("detector", input_size), lambda: ObjectDetector(input_size))
 
-    def face_detector(self) -> FaceDetector:
-        return self._model(("faces",), FaceDetector)
+    def face_detector(self, key: str = DEFAULT_FACE_DETECTOR) -> MtcnnDetector | YuNetDetector:
+        if key not in FACE_DETECTORS:
+            raise ValueError(f"unknown face detector {key!r}; choose one of {', '.join(FACE_DETECTORS)}")
+        return self._model(("faces", key), FACE_DETECTORS[key][0])
 
     def warm_up(self, options: AnalysisOptions | None = None) -> None:
         """Load (and on first use convert) every model these options need, so the first analysis is fast."""
         options = options or AnalysisOptions()
         self.classifier(options.classifier).load()
         self.detector(options.detector_size).load()
-        self.face_detector().load()
+        self.face_detector(options.face_detector).load()
         # One run on a blank photo: ONNX Runtime allocates its buffers on the first run, not at load time.
         blank = LoadedImage(b"", "", "", "PNG", 320, 240, np.full((240, 320, 3), 127, np.uint8), 1.0)
         self.analyze(blank, options)
@@ -190,7 +215,7 @@ class Analyzer:
         return _TaskOutcome(found.scaled(image.scale), render, timings, model.version)
 
     def _faces(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
-        model = self.face_detector()
+        model = self.face_detector(options.face_detector)
         started = time.perf_counter()
         min_face = max(12, round(options.min_face_size / image.scale))  # the option is in original pixels
         found = model.predict(image.pixels, options.face_confidence, min_face_size=min_face)

@@ -79,7 +79,7 @@ def _reference_mtcnn():
 def test_mtcnn_port_matches_the_reference_implementation(analyzer):
     """Same weights, same cascade: boxes and landmarks agree with the reference within a pixel or two."""
     reference = _reference_mtcnn()
-    ours = analyzer.face_detector()
+    ours = analyzer.face_detector("mtcnn")
     for photo in ("bus.jpg", "zidane.jpg"):
         rgb = cv2.cvtColor(cv2.imread(str(sample_photo(photo))), cv2.COLOR_BGR2RGB)
         expected = sorted(reference.detect_faces(rgb), key=lambda f: f["box"][0])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from picmetric import load_image
-from picmetric.models import CLASSIFIERS
+from picmetric.models import CLASSIFIERS, FACE_DETECTORS
 
 from .conftest import imagenet_samples
 
@@ -68,11 +68,12 @@ def test_classifier_probabilities_are_a_distribution(analyzer, zidane_path):
     assert len(set(result.names)) > 900  # human-readable names, not ids
 
 
-def test_min_face_size_drops_small_faces(analyzer, bus_path):
+@pytest.mark.parametrize("key", list(FACE_DETECTORS))
+def test_min_face_size_drops_small_faces(analyzer, bus_path, key):
     image = load_image(bus_path)
-    detector = analyzer.face_detector()
-    assert len(detector.predict(image.pixels, min_confidence=0.9)) == 2  # two small faces behind the windscreen
-    assert len(detector.predict(image.pixels, min_confidence=0.9, min_face_size=80)) == 0
+    detector, default_score = analyzer.face_detector(key), FACE_DETECTORS[key][1]
+    assert len(detector.predict(image.pixels, default_score, min_face_size=20)) == 2  # two faces behind the windscreen
+    assert len(detector.predict(image.pixels, default_score, min_face_size=80)) == 0
 
 
 def test_models_load_once_and_lazily(analyzer):
@@ -86,3 +87,29 @@ def test_models_load_once_and_lazily(analyzer):
     sessions = classifier.sessions
     classifier.load()
     assert classifier.sessions is sessions
+
+
+def _greedy_nms(xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou_threshold: float) -> list[int]:
+    """The textbook per-class greedy NMS, as a reference for OpenCV's."""
+    keep = []
+    for cls in np.unique(class_id):
+        order = [i for i in np.argsort(-scores, kind="stable") if class_id[i] == cls]
+        while order:
+            best, order = order[0], order[1:]
+            keep.append(int(best))
+            order = [i for i in order if iou(xyxy[best], xyxy[i]) <= iou_threshold]
+    return keep
+
+
+@pytest.mark.parametrize("min_confidence", [0.0, 0.05, 0.25])
+def test_opencv_nms_keeps_the_same_boxes_as_greedy_nms(analyzer, bus_path, zidane_path, min_confidence):
+    from picmetric.models.detector import class_aware_nms, letterbox
+
+    detector = analyzer.detector()
+    for path in (bus_path, zidane_path):
+        pixels = load_image(path).pixels
+        boxed = letterbox(pixels, detector.input_size)
+        found = detector.candidates(pixels, boxed, detector.raw_outputs(boxed), min_confidence)
+        kept = class_aware_nms(found, 0.45)
+        assert sorted(kept.tolist()) == sorted(_greedy_nms(found.xyxy, found.confidence, found.class_id, 0.45))
+        assert (np.diff(found.confidence[kept]) <= 0).all()  # best first

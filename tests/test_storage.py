@@ -14,7 +14,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from picmetric import AnalysisOptions, InvalidImageError
-from picmetric.models import FaceDetector
+from picmetric.models import YuNetDetector
 from picmetric.settings import Settings
 from picmetric.storage import (
     AnalysisFailedError,
@@ -120,12 +120,10 @@ def test_sweep_removes_only_orphans(repository, zidane_path):
 
 
 def test_failed_analysis_is_recorded_and_retried(repository, tmp_path, zidane_path, analyzer):
-    broken = tmp_path / "broken-mtcnn"
-    broken.mkdir()
-    for net in ("pnet", "rnet", "onet"):
-        (broken / f"{net}.onnx").write_bytes(b"this is not an ONNX model")
+    broken = tmp_path / "broken-yunet.onnx"
+    broken.write_bytes(b"this is not an ONNX model")
     healthy = analyzer.face_detector()
-    analyzer.use(FaceDetector(weights_dir=broken))
+    analyzer.use(YuNetDetector(weights_path=broken))
     try:
         with pytest.raises(AnalysisFailedError, match="analysis failed"):
             repository.submit(zidane_path.read_bytes())

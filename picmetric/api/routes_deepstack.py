@@ -21,7 +21,8 @@ from ..pipeline import Analysis, AnalysisOptions, InvalidOptionsError
 from .common import Unauthorized, read_form, state, status_for, tokens_match, upload_bytes
 
 router = APIRouter(prefix="/v1/vision", tags=["deepstack-compatible"])
-DEFAULT_MIN_CONFIDENCE = {"objects": 0.45, "faces": 0.9}  # DeepStack's detection default; MTCNN's reliable cut
+# DeepStack's detection default; for faces, the face detector's own default (None)
+DEFAULT_MIN_CONFIDENCE: dict[str, float | None] = {"objects": 0.45, "faces": None}
 
 
 def _box(xyxy) -> dict[str, int]:
@@ -43,7 +44,8 @@ async def _analyse(request: Request, task: str):
             threshold = float(raw) if raw not in (None, "") else DEFAULT_MIN_CONFIDENCE[task]
         except ValueError:
             raise InvalidOptionsError("min_confidence must be a number between 0 and 1") from None
-        options["min_confidence" if task == "objects" else "face_confidence"] = threshold
+        if threshold is not None:
+            options["min_confidence" if task == "objects" else "face_confidence"] = threshold
     analysis_options = AnalysisOptions(**options)
     started = time.perf_counter()
     image = await run_in_threadpool(load_image, data, settings=app.settings, name=name)

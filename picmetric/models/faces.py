@@ -89,7 +89,7 @@ def _crops(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return _normalise(batch).transpose(0, 2, 1, 3)
 
 
-class FaceDetector(OnnxModel):
+class MtcnnDetector(OnnxModel):
     name = "faces"
 
     def __init__(
@@ -109,7 +109,7 @@ class FaceDetector(OnnxModel):
 
     @property
     def registry_key(self) -> tuple:
-        return ("faces",)
+        return ("faces", "mtcnn")
 
     @property
     def version(self) -> str:

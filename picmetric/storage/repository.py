@@ -394,7 +394,7 @@ class Repository:
 
     def _to_stored(self, row: AnalysisRow) -> StoredAnalysis:
         image = row.image
-        options = AnalysisOptions(**{**row.options, "tasks": tuple(row.options.get("tasks", ()))})
+        options = AnalysisOptions.from_stored(row.options)
         tasks = set(options.tasks)
         classification = detections = faces = None
         if "labels" in tasks and row.status == "done":

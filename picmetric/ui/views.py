@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from ..annotate import BoxAnnotator, FaceAnnotator, encode_image
+from ..models import FACE_DETECTORS
 from ..pipeline import Analysis
 from ..seed import seed_response
 from ..storage import Repository, StoredAnalysis
@@ -23,7 +24,7 @@ class DisplayFilter:
     """Thresholds applied to stored results at display time: changing them never re-runs a model."""
 
     min_object_confidence: float = 0.25
-    min_face_confidence: float = 0.9
+    min_face_confidence: float = 0.8
     classes: frozenset[str] | None = None
 
     def apply(self, analysis: Analysis):
@@ -51,7 +52,7 @@ def display_sidebar(analysis: Analysis | None) -> DisplayFilter:
         "Hide weaker detections. Re-filters the stored result; the models do not run again.",
     )  # fmt: skip
     min_faces = _threshold_slider(
-        "Face score ≥", "display_min_face", analysis.options.face_confidence if analysis else 0.9, 0.005,
+        "Face score ≥", "display_min_face", analysis.options.face_confidence if analysis else 0.8, 0.005,
         "Hide less certain faces (display only).",
     )  # fmt: skip
     classes = None
@@ -134,7 +135,7 @@ def show_analysis(
         else:
             left, right = st.columns(2)
             left.image(image.pixels, caption="Original", width="stretch")
-            right.image(faces_render, caption=f"MTCNN · {len(faces)} faces with landmarks", width="stretch")
+            right.image(faces_render, caption=f"{FACE_DETECTORS[analysis.options.face_detector][2]} · {len(faces)} faces with landmarks", width="stretch")
             if len(faces):
                 st.plotly_chart(faces_chart(faces), key=f"{key}-faces-chart")
     with tabs[2]:
