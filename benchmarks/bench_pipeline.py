@@ -39,6 +39,15 @@ CONFIGS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "before": ({"PICMETRIC_INTRA_OP_THREADS": str(os.cpu_count() or 1)}, {"face_detector": "mtcnn"}),
     "default": ({}, {}),
     "mtcnn": ({}, {"face_detector": "mtcnn"}),
+    "float": ({}, {"precision": "float32"}),
+    # thread-budget candidates, each with today's models
+    "intra1": ({"PICMETRIC_INTRA_OP_THREADS": "1"}, {}),
+    "intra2": ({"PICMETRIC_INTRA_OP_THREADS": "2"}, {}),
+    "seq": ({"PICMETRIC_ANALYSIS_THREADS": "1"}, {}),
+    "2threads": ({"PICMETRIC_ANALYSIS_THREADS": "2"}, {}),
+    "noarena": ({"PICMETRIC_ORT_MEMORY_ARENA": "false"}, {}),
+    "jpeg": ({}, {"render_format": "jpeg"}),
+    "1x1": ({"PICMETRIC_INTRA_OP_THREADS": "1", "PICMETRIC_ANALYSIS_THREADS": "1"}, {}),
 }
 
 

@@ -9,6 +9,7 @@ import streamlit as st
 
 from picmetric import AnalysisOptions, PicMetricError, fetch_image, load_image
 from picmetric.models import CLASSIFIERS, FACE_DETECTORS
+from picmetric.models.classifier import PRECISIONS
 from picmetric.samples import samples
 from picmetric.ui.resources import get_repository
 from picmetric.ui.views import display_sidebar, show_analysis
@@ -31,6 +32,10 @@ options = AnalysisOptions(
         "Face detector", list(FACE_DETECTORS), horizontal=True, format_func=lambda k: FACE_DETECTORS[k][2].split(" (")[0]
     ),
     min_face_size=st.sidebar.slider("Minimum face size (px)", 12, 200, 20),
+    precision=st.sidebar.radio(
+        "Classifier precision", PRECISIONS, horizontal=True,
+        help="int8: the quantized EfficientNet-Lite, twice as fast with the same accuracy on the check photos",
+    ),
 )
 
 

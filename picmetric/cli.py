@@ -14,6 +14,7 @@ from tqdm import tqdm
 from .errors import PicMetricError
 from .intake import LoadedImage, fetch_image, load_image
 from .models import CLASSIFIERS, FACE_DETECTORS
+from .models.classifier import PRECISIONS
 from .models.detector import DETECTOR_SIZES
 from .pipeline import TASKS, Analysis, AnalysisOptions, default_analyzer
 from .settings import get_settings
@@ -77,6 +78,7 @@ def _options(args: argparse.Namespace) -> AnalysisOptions:
         face_confidence=args.face_confidence,
         render_format=args.format,
         face_detector=args.face_detector,
+        precision=args.precision,
     )
 
 
@@ -185,8 +187,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     analyzer = default_analyzer()
     if args.action == "warm":
-        for key in CLASSIFIERS:
-            analyzer.classifier(key).load()
+        for key, spec in CLASSIFIERS.items():
+            for precision in ("float32", "int8") if spec.int8 else ("float32",):
+                analyzer.classifier(key, precision).load()
         for size in DETECTOR_SIZES:
             analyzer.detector(size).load()
         for key in FACE_DETECTORS:
@@ -220,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--face-confidence", type=float, default=None, help="minimum face score (default: the face detector's own)"
     )
     analyze.add_argument("--face-detector", default=AnalysisOptions.face_detector, choices=list(FACE_DETECTORS))
+    analyze.add_argument(
+        "--precision", default=AnalysisOptions.precision, choices=PRECISIONS,
+        help="int8: quantized classifier where it keeps the float model's accuracy (EfficientNet-Lite)",
+    )  # fmt: skip
     analyze.add_argument("--format", default=AnalysisOptions.render_format, choices=("webp", "png", "jpeg"))
     analyze.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     analyze.add_argument("--store", action="store_true", help="keep the analysis (database + object store)")

@@ -25,9 +25,10 @@ from .models import (
     YuNetDetector,
 )
 from .models.base import available_providers
-from .models.classifier import DEFAULT_CLASSIFIER
+from .models.classifier import DEFAULT_CLASSIFIER, PRECISIONS
 from .models.detector import DETECTOR_SIZES
 from .results import Classification, Detections, Faces
+from .settings import get_settings
 
 TASKS = ("labels", "objects", "faces")
 TaskCallback = Callable[[str, dict[str, float]], None]
@@ -51,10 +52,16 @@ class AnalysisOptions:
     face_confidence: float | None = None  # None: the face detector's own default (FACE_DETECTORS)
     render_format: str = "webp"
     face_detector: str = DEFAULT_FACE_DETECTOR
+    #: int8 where the quantized model keeps the float model's accuracy (EfficientNet-Lite0/2); float32 otherwise
+    precision: str = "int8"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tasks", tuple(t for t in TASKS if t in set(self.tasks)))
         problems = []
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
+        elif self.classifier in CLASSIFIERS and not CLASSIFIERS[self.classifier].int8:
+            object.__setattr__(self, "precision", "float32")  # what actually runs, so the stored key says so
         if self.face_detector not in FACE_DETECTORS:
             problems.append(f"face_detector must be one of {', '.join(FACE_DETECTORS)}")
         elif self.face_confidence is None:
@@ -79,22 +86,23 @@ class AnalysisOptions:
 
     @classmethod
     def from_stored(cls, values: dict) -> AnalysisOptions:
-        """Options as stored with an analysis; rows from before YuNet existed were analysed with MTCNN."""
-        return cls(**{"face_detector": "mtcnn", **values, "tasks": tuple(values.get("tasks", ()))})
+        """Options as stored with an analysis; rows from before YuNet and int8 existed ran MTCNN and float32."""
+        return cls(**{**_BEFORE_OPTIONS_EXISTED, **values, "tasks": tuple(values.get("tasks", ()))})
 
     @property
     def cache_key(self) -> str:
-        """Stable text that identifies these options, for de-duplicating stored analyses. MTCNN, the only face
-        detector before YuNet, is left out of it, so rows stored before then keep their key."""
-        values = asdict(self)
-        if values["face_detector"] == "mtcnn":
-            del values["face_detector"]
+        """Stable text that identifies these options, for de-duplicating stored analyses. Options added later are
+        left out at the value that ran before they existed, so rows stored before then keep their key."""
+        values = {k: v for k, v in asdict(self).items() if _BEFORE_OPTIONS_EXISTED.get(k, ...) != v}
         return ";".join(f"{k}={v if not isinstance(v, tuple) else ','.join(v)}" for k, v in values.items())
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["tasks"] = list(self.tasks)
         return data
+
+
+_BEFORE_OPTIONS_EXISTED = {"face_detector": "mtcnn", "precision": "float32"}
 
 
 @dataclass
@@ -152,10 +160,11 @@ class _TaskOutcome:
 class Analyzer:
     """Holds the loaded models (one per configuration, loaded lazily) and a worker pool; safe to share."""
 
-    def __init__(self, max_workers: int = 3) -> None:
+    def __init__(self, max_workers: int | None = None) -> None:
         self._lock = threading.Lock()
         self._models: dict[tuple, OnnxModel] = {}
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="picmetric")
+        self._workers = max_workers or get_settings().analysis_threads
+        self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="picmetric")
         self._box_annotator = BoxAnnotator()
         self._face_annotator = FaceAnnotator()
 
@@ -170,8 +179,8 @@ class Analyzer:
         with self._lock:
             self._models[model.registry_key] = model
 
-    def classifier(self, key: str = DEFAULT_CLASSIFIER) -> ImageClassifier:
-        return self._model(("classifier", key), lambda: ImageClassifier(key))
+    def classifier(self, key: str = DEFAULT_CLASSIFIER, precision: str = "float32") -> ImageClassifier:
+        return self._model(("classifier", key, precision), lambda: ImageClassifier(key, precision))
 
     def detector(self, input_size: int = 416) -> ObjectDetector:
         return self._model(("detector", input_size), lambda: ObjectDetector(input_size))
@@ -184,7 +193,7 @@ class Analyzer:
     def warm_up(self, options: AnalysisOptions | None = None) -> None:
         """Load (and on first use convert) every model these options need, so the first analysis is fast."""
         options = options or AnalysisOptions()
-        self.classifier(options.classifier).load()
+        self.classifier(options.classifier, options.precision).load()
         self.detector(options.detector_size).load()
         self.face_detector(options.face_detector).load()
         # One run on a blank photo: ONNX Runtime allocates its buffers on the first run, not at load time.
@@ -200,7 +209,7 @@ class Analyzer:
             return {m.version: m.loaded for m in self._models.values()}
 
     def _labels(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
-        model = self.classifier(options.classifier)
+        model = self.classifier(options.classifier, options.precision)
         started = time.perf_counter()
         result = model.predict(image.pixels, top_k=options.top_k)
         return _TaskOutcome(result, None, {"labels": _ms(started)}, model.version)
@@ -238,7 +247,7 @@ class Analyzer:
         started = time.perf_counter()
         runners = {"labels": self._labels, "objects": self._objects, "faces": self._faces}
         outcomes: dict[str, _TaskOutcome] = {}
-        if concurrent:
+        if concurrent and self._workers > 1:  # one worker: the caller's own thread, so callers don't queue on it
             futures = {self._pool.submit(runners[task], image, options): task for task in options.tasks}
             finished = ((futures[future], future.result()) for future in as_completed(futures))
         else:

@@ -40,7 +40,11 @@ class Settings(BaseSettings):
 
     # Inference.
     model_cache_dir: Path = Field(default_factory=_default_cache_dir)
-    intra_op_threads: int = Field(default=0, ge=0, description="threads per model; 0 = number of cores")
+    # Thread budget (benchmarks/bench_pipeline.py): one analysis runs its tasks on ``analysis_threads`` threads at
+    # once, each model run on ``intra_op_threads`` ORT threads.
+    intra_op_threads: int = Field(default=0, ge=0, description="ORT threads per model run; 0 = number of cores")
+    analysis_threads: int = Field(default=3, ge=1, le=3, description="tasks of one analysis run at once (1-3)")
+    ort_memory_arena: bool = Field(default=True, description="ORT's CPU memory arena (faster, keeps memory)")
 
     # Storage: SQLite file and a local folder by default; PostgreSQL and S3 when configured.
     data_dir: Path = Field(default=Path("data"))

@@ -127,8 +127,11 @@ def test_options_key_of_rows_stored_before_yunet_is_unchanged():
         "tasks=labels,objects,faces;classifier=efficientnet_lite2;top_k=5;detector_size=416;min_confidence=0.25;"
         "iou_threshold=0.45;min_face_size=20;face_confidence=0.9;render_format=webp"
     )
-    assert AnalysisOptions(face_detector="mtcnn").cache_key == pinned
-    assert AnalysisOptions().cache_key != pinned and "face_detector=yunet" in AnalysisOptions().cache_key
-    stored_before = {k: v for k, v in AnalysisOptions(face_detector="mtcnn").to_dict().items() if k != "face_detector"}
-    assert AnalysisOptions.from_stored(stored_before).face_detector == "mtcnn"
+    before = AnalysisOptions(face_detector="mtcnn", precision="float32")
+    assert before.cache_key == pinned
+    assert AnalysisOptions().cache_key == pinned.replace("face_confidence=0.9", "face_confidence=0.8") + (
+        ";face_detector=yunet;precision=int8"
+    )
+    stored_before = {k: v for k, v in before.to_dict().items() if k not in ("face_detector", "precision")}
+    assert AnalysisOptions.from_stored(stored_before) == before
     assert AnalysisOptions.from_stored(AnalysisOptions().to_dict()) == AnalysisOptions()

@@ -94,6 +94,7 @@ async def upload_bytes(form, field: str, limit: int) -> tuple[bytes, str | None]
 _OPTION_TYPES = {
     "classifier": str, "top_k": int, "detector_size": int, "min_confidence": float, "iou_threshold": float,
     "min_face_size": int, "face_confidence": float, "render_format": str, "face_detector": str,
+    "precision": str,
 }  # fmt: skip
 
 

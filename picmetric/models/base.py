@@ -19,9 +19,11 @@ def available_providers() -> list[str]:
 
 
 def create_session(model_path: Path) -> ort.InferenceSession:
+    settings = get_settings()
     options = ort.SessionOptions()
-    options.intra_op_num_threads = get_settings().intra_op_threads or (os.cpu_count() or 1)
-    options.inter_op_num_threads = 1
+    options.intra_op_num_threads = settings.intra_op_threads or (os.cpu_count() or 1)
+    options.inter_op_num_threads = 1  # our graphs are chains: ORT's parallel executor has nothing to overlap
+    options.enable_cpu_mem_arena = settings.ort_memory_arena
     # Spinning threads burn the shared cores that the other models (run concurrently) need.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
