@@ -27,7 +27,13 @@ def create_session(model_path: Path) -> ort.InferenceSession:
     # Spinning threads burn the shared cores that the other models (run concurrently) need.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(model_path), sess_options=options, providers=available_providers())
+    # Face detectors see a new input shape per photo (and MTCNN per pyramid level): cuDNN's exhaustive algorithm
+    # search on every new shape cost seconds per photo on an H100; its heuristic choice costs nothing.
+    providers: list = [
+        ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}) if p == "CUDAExecutionProvider" else p
+        for p in available_providers()
+    ]
+    return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
 
 
 class OnnxModel(ABC):
