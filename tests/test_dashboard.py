@@ -34,7 +34,7 @@ def test_analyze_page_shows_metrics_images_and_charts(app, zidane_path, analyzer
     calls = analyzer.calls
     upload(app, zidane_path)
     shown = metrics(app)
-    assert shown["Objects"] == "5" and shown["Faces"] == "2" and shown["Top label"] == "rugby ball"
+    assert shown["Objects"] == "5" and shown["Faces"] == "2" and shown["Top label"] == "suit"
     assert shown["Analysis time"].endswith(" ms")
     assert analyzer.calls == calls + 1
     assert len(app.get("image")) >= 2  # original and annotated, side by side
@@ -133,9 +133,11 @@ def test_how_it_works_walks_through_each_model(app):
     assert not app.exception
     headers = " ".join(h.value for h in app.header)
     assert "ImageNet classification" in headers and "YOLOv4-tiny" in headers and "MTCNN" in headers
+    assert "YuNet" in headers
     text = " ".join(m.value for m in app.markdown)
     assert "(1, 3, 260, 260)" in text and "After NMS" not in text
     assert "P-Net" in text and "77.6" in text
+    assert "stride 8: 128×72 cells" in text and "**2 faces**" in text  # zidane.jpg's first YuNet pass, and its faces
 
 
 def test_system_page_reset_needs_confirmation(app, zidane_path):
