@@ -97,8 +97,13 @@ def main() -> None:
                 ("POST /v1/vision/detection", "/v1/vision/detection", "image", zidane),
                 ("POST /api/v1/analyses", "/api/v1/analyses", "file", photos()),
             ]
-            print(f"{args.clients} clients, {args.seconds:g} s per endpoint, {args.workers} worker(s), {os.cpu_count()} cores\n")
-            print(f"{'endpoint':28s} {'requests':>8} {'errors':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+            print(
+                f"{args.clients} clients, {args.seconds:g} s per endpoint, {args.workers} worker(s), "
+                f"{os.cpu_count()} cores\n"
+            )
+            print(
+                f"{'endpoint':28s} {'requests':>8} {'errors':>7} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}"
+            )
             for title, path, field, files in plans:
                 latencies, errors, elapsed = asyncio.run(drive(url, path, field, files, args.clients, args.seconds))
                 latencies.sort()

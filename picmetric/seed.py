@@ -18,7 +18,9 @@ def seed_labels(analysis: Analysis, count: int = 3) -> str:
     if analysis.classification is None:
         return "{}"
     c = analysis.classification
-    pairs = {name.replace(" ", "_"): str(float(p)) for name, p in zip(c.names[:count], c.confidence[:count])}
+    pairs = {
+        name.replace(" ", "_"): str(float(p)) for name, p in zip(c.names[:count], c.confidence[:count], strict=True)
+    }
     return json.dumps(pairs)
 
 
@@ -26,7 +28,7 @@ def seed_objects(analysis: Analysis) -> str:
     """Class -> best confidence in percent (the seed kept one entry per class)."""
     best: dict[str, float] = {}
     if analysis.detections is not None:
-        for label, confidence in zip(analysis.detections.labels, analysis.detections.confidence):
+        for label, confidence in zip(analysis.detections.labels, analysis.detections.confidence, strict=True):
             best[label] = max(best.get(label, 0.0), float(confidence) * 100.0)
     return json.dumps({label: str(percent) for label, percent in best.items()})
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,7 +91,7 @@ class Settings(BaseSettings):
 def settings_from_mapping(values: Mapping[str, object]) -> Settings:
     """Settings from e.g. ``st.secrets``: keys are field names, ``PICMETRIC_`` variable names or the seed's names;
     the environment fills the rest."""
-    fields = {}
+    fields: dict[str, Any] = {}
     for key, value in values.items():
         if not isinstance(value, (str, int, float, list)):
             continue  # nested sections (e.g. [connections]) are not ours

@@ -76,7 +76,7 @@ class SeaweedS3:
 
     def start(self, timeout_s: float = 60.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir / "weed.log", "ab")
+        log = open(self.data_dir / "weed.log", "ab")  # noqa: SIM115 (open while the server runs)
         self._process = subprocess.Popen(
             [
                 weed_binary(), "server", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -90,7 +90,9 @@ class SeaweedS3:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"SeaweedFS exited with {self._process.returncode}; see {self.data_dir / 'weed.log'}")
+                raise RuntimeError(
+                    f"SeaweedFS exited with {self._process.returncode}; see {self.data_dir / 'weed.log'}"
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self.ports["s3"]), timeout=0.5):
                     return

@@ -30,7 +30,9 @@ class _Server:
 
     def __init__(self, app) -> None:
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", ws="none"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", ws="none")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
@@ -316,7 +318,11 @@ def test_deepstack_face_and_scene(api, zidane_path):
     [
         ({"files": {"file": ("a.jpg", b"x", "image/jpeg")}}, 400, "field named 'image'"),
         ({"files": {"image": ("a.jpg", b"not a photo at all", "image/jpeg")}}, 400, "not an image"),
-        ({"files": {"image": ("a.jpg", b"x", "image/jpeg")}, "data": {"min_confidence": "lots"}}, 400, "min_confidence"),
+        (
+            {"files": {"image": ("a.jpg", b"x", "image/jpeg")}, "data": {"min_confidence": "lots"}},
+            400,
+            "min_confidence",
+        ),
         ({"files": {"image": ("a.jpg", b"x", "image/jpeg")}, "data": {"min_confidence": "7"}}, 400, "between 0 and 1"),
         ({"files": {"image": ("big.jpg", b"\xff" * 2_100_000, "image/jpeg")}}, 413, "limit"),
     ],

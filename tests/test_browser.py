@@ -28,7 +28,7 @@ CHROMIUM_ARGS = [
 def dashboard(tmp_path_factory):
     port = free_port()
     data = tmp_path_factory.mktemp("dashboard-data")
-    log = open(data / "streamlit.log", "w")
+    log = open(data / "streamlit.log", "w")  # noqa: SIM115 (open while the dashboard runs)
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
          "--server.address", "127.0.0.1"],

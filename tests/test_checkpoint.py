@@ -61,7 +61,11 @@ class _Pickler(pickle.Pickler):
 def _state(storage: _FakeStorage) -> OrderedDict:
     # a (2, 3) tensor, and its transpose as a non-contiguous view of the same storage
     return OrderedDict(
-        [("w", _Tensor(storage, (2, 3), (3, 1))), ("wt", _Tensor(storage, (3, 2), (1, 3))), ("b", _Tensor(storage, (2,), (1,), 4))]
+        [
+            ("w", _Tensor(storage, (2, 3), (3, 1))),
+            ("wt", _Tensor(storage, (3, 2), (1, 3))),
+            ("b", _Tensor(storage, (2,), (1,), 4)),
+        ]
     )
 
 

@@ -27,7 +27,9 @@ def _yolo_files():
 def test_yolov4_tiny_matches_opencv_darknet_reader():
     """OpenCV 4.x reads Darknet files natively and decodes YOLO heads: our ONNX + numpy decode must agree."""
     cfg, weights = _yolo_files()
-    session = ort.InferenceSession(darknet_to_onnx(cfg, weights).SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        darknet_to_onnx(cfg, weights).SerializeToString(), providers=["CPUExecutionProvider"]
+    )
     heads = yolo_heads(parse_cfg(cfg.read_text()))
     reference_net = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
     for photo in ("bus.jpg", "zidane.jpg"):
@@ -36,7 +38,7 @@ def test_yolov4_tiny_matches_opencv_darknet_reader():
         reference_net.setInput(blob)
         reference = reference_net.forward(reference_net.getUnconnectedOutLayersNames())
         assert len(ours) == len(reference) == 2
-        for raw, head, ref in zip(ours, heads, reference):
+        for raw, head, ref in zip(ours, heads, reference, strict=True):
             boxes, scores = decode_head(raw, head, 416)
             np.testing.assert_allclose(boxes / 416, ref[:, :4], atol=1e-4)
             # OpenCV zeroes class scores below its own threshold; compare where it kept them
@@ -56,13 +58,23 @@ def test_fold_batch_norm_equals_conv_then_batch_norm():
         g = GraphBuilder()
         out = build(g)
         model = g.model("image", [1, 3, 8, 8], {"y": (out, [1, 4, 8, 8])}, doc="test")
-        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"image": x}
+        )[0]
 
-    unfolded = run(lambda g: g.op(
-        "BatchNormalization",
-        [g.conv("image", weight, np.zeros(4, np.float32)), g.const(gamma), g.const(beta), g.const(mean), g.const(var)],
-        epsilon=1e-3,
-    ))
+    unfolded = run(
+        lambda g: g.op(
+            "BatchNormalization",
+            [
+                g.conv("image", weight, np.zeros(4, np.float32)),
+                g.const(gamma),
+                g.const(beta),
+                g.const(mean),
+                g.const(var),
+            ],
+            epsilon=1e-3,
+        )
+    )
     folded = run(lambda g: g.conv("image", *fold_batch_norm(weight, gamma, beta, mean, var, 1e-3)))
     np.testing.assert_allclose(folded, unfolded, rtol=1e-4, atol=1e-4)
 
@@ -86,9 +98,11 @@ def test_mtcnn_port_matches_the_reference_implementation(analyzer):
         found = ours.predict(rgb)
         order = np.argsort(found.xyxy[:, 0])
         assert len(found) == len(expected) >= 2
-        for i, face in zip(order, expected):
+        for i, face in zip(order, expected, strict=True):
             x, y, w, h = face["box"]
             np.testing.assert_allclose(found.xyxy[i], [x, y, x + w, y + h], atol=2.5)
             assert abs(found.confidence[i] - face["confidence"]) < 1e-3
-            points = np.array([face["keypoints"][k] for k in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")])
+            points = np.array(
+                [face["keypoints"][k] for k in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")]
+            )
             np.testing.assert_allclose(found.landmarks[i], points, atol=2.5)

@@ -39,7 +39,13 @@ def test_analyze_page_shows_metrics_images_and_charts(app, zidane_path, analyzer
     assert analyzer.calls == calls + 1
     assert len(app.get("image")) >= 2  # original and annotated, side by side
     assert len(app.get("plotly_chart")) == 3  # objects, faces, labels
-    assert {b.label for b in app.get("download_button")} >= {"Objects image", "Faces image", "JSON", "Seed JSON", "Objects CSV"}
+    assert {b.label for b in app.get("download_button")} >= {
+        "Objects image",
+        "Faces image",
+        "JSON",
+        "Seed JSON",
+        "Objects CSV",
+    }
 
 
 def test_display_thresholds_refilter_without_running_models(app, zidane_path, analyzer):
@@ -100,9 +106,7 @@ def test_sample_gallery_one_click(app):
 
 
 def test_batch_upload_summarises_each_photo(app, zidane_path, bus_path):
-    app.file_uploader[0].set_value(
-        [(p.name, p.read_bytes(), "image/jpeg") for p in (zidane_path, bus_path)]
-    )
+    app.file_uploader[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in (zidane_path, bus_path)])
     app.run()
     assert not app.exception
     table = app.dataframe[0].value

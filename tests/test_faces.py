@@ -46,7 +46,11 @@ def group_collage() -> np.ndarray:
 @pytest.mark.parametrize("photo", ["zidane.jpg", "bus.jpg", "imagenet_00_243.jpg", "imagenet_16_251.jpg"])
 def test_yunet_decoding_matches_opencv_face_detector_yn(analyzer, photo):
     """Same weights, same input size: our ORT run and decode give OpenCV's boxes, landmarks and scores."""
-    path = sample_photo(photo) if not photo.startswith("imagenet") else next(p for p, _ in imagenet_samples() if p.name == photo)
+    path = (
+        sample_photo(photo)
+        if not photo.startswith("imagenet")
+        else next(p for p, _ in imagenet_samples() if p.name == photo)
+    )
     rgb = load_image(path).pixels
     model = analyzer.face_detector("yunet")
     height, width = rgb.shape[:2]
@@ -57,7 +61,7 @@ def test_yunet_decoding_matches_opencv_face_detector_yn(analyzer, photo):
     assert expected is not None and len(keep) == len(expected) >= 1
     ours = np.argsort(-one_pass.confidence[keep])
     theirs = expected[np.argsort(-expected[:, 14])]
-    for i, row in zip(keep[ours], theirs):
+    for i, row in zip(keep[ours], theirs, strict=True):
         x, y, w, h = row[:4]
         np.testing.assert_allclose(one_pass.xyxy[i], [x, y, x + w, y + h], atol=0.5)
         np.testing.assert_allclose(one_pass.landmarks[i], row[4:14].reshape(5, 2), atol=0.5)
@@ -90,7 +94,11 @@ def test_group_collage_gives_exactly_its_four_faces(analyzer, key):
     assert len(faces) == 4, faces.confidence
     centres = np.sort((faces.xyxy[:, 0] + faces.xyxy[:, 2]) / 2)
     assert (np.diff(centres) > 200).all()  # one face per tile
-    eyes_y, nose_y, mouth_y = faces.landmarks[:, :2, 1].mean(1), faces.landmarks[:, 2, 1], faces.landmarks[:, 3:, 1].mean(1)
+    eyes_y, nose_y, mouth_y = (
+        faces.landmarks[:, :2, 1].mean(1),
+        faces.landmarks[:, 2, 1],
+        faces.landmarks[:, 3:, 1].mean(1),
+    )
     assert ((eyes_y < nose_y) & (nose_y < mouth_y)).all()
 
 

@@ -41,7 +41,7 @@ def test_zidane_has_two_people_and_two_faces_with_sane_landmarks(analyzer, zidan
     assert len(persons) >= 2
     faces = analysis.faces
     assert len(faces) == 2
-    for box, points in zip(faces.xyxy, faces.landmarks):
+    for box, points in zip(faces.xyxy, faces.landmarks, strict=True):
         x1, y1, x2, y2 = box
         assert ((points[:, 0] >= x1) & (points[:, 0] <= x2) & (points[:, 1] >= y1) & (points[:, 1] <= y2)).all()
         eyes_y, mouth_y = points[:2, 1].mean(), points[3:, 1].mean()

@@ -6,7 +6,7 @@ import io
 import multiprocessing
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -209,8 +209,9 @@ def test_history_filters_return_exactly_the_right_rows(full_history):
         (HistoryFilter(label="dog"), lambda a: any("dog" in n.lower() for n in a.classification.names)),
         (
             HistoryFilter(text="car"),
-            lambda a: any("car" in n.lower() for n in a.classification.names)
-            or any("car" in n for n in a.detections.labels),
+            lambda a: (
+                any("car" in n.lower() for n in a.classification.names) or any("car" in n for n in a.detections.labels)
+            ),
         ),
         (HistoryFilter(min_faces=1), lambda a: len(a.faces) >= 1),
         (HistoryFilter(min_faces=2), lambda a: len(a.faces) >= 2),
@@ -236,7 +237,7 @@ def test_history_date_range_and_order(full_history):
     dates = [item.created_at for item in first_page.items]
     assert dates == sorted(dates, reverse=True)
     assert first_page.items[0].thumbnail_key is not None
-    future = datetime.now(timezone.utc) + timedelta(days=1)
+    future = datetime.now(UTC) + timedelta(days=1)
     assert repo.history(HistoryFilter(date_from=future)).total == 0
 
 

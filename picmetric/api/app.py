@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -15,7 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .. import __version__, logs
 from ..seed import seed_response
 from ..settings import Settings, get_settings
-from ..storage import Repository, StoredAnalysis
+from ..storage import Repository
 from . import routes_deepstack, routes_ops, routes_seed, routes_v1
 from .common import ApiState
 from .metrics import ApiMetrics
@@ -64,6 +65,7 @@ class BodySizeLimit:
     async def _refuse(self, scope: Scope, send: Send) -> None:
         message = f"the upload is larger than the {self.limit / 1e6:.0f} MB limit"
         path = scope.get("path", "")
+        body: Mapping[str, object]
         if path.startswith("/v1/vision"):
             body = {"success": False, "error": message}
         elif path.startswith("/do_data_science"):
@@ -77,21 +79,14 @@ async def _empty_receive():
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
-class PicMetricApi(ApiState):
-    def record(self, stored: StoredAnalysis) -> None:
-        self.metrics.analyses.labels("history" if stored.cached else "analysed").inc()
-        if not stored.cached:
-            self.metrics.observe_models(stored.analysis.timings_ms)
-
-
 def create_app(settings: Settings | None = None, repository: Repository | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         logs.install()
-        repo = repository or await run_in_threadpool(Repository, settings)
-        app.state.picmetric = PicMetricApi(settings, repo, ApiMetrics())
+        repo = repository if repository is not None else await run_in_threadpool(Repository, settings)
+        app.state.picmetric = ApiState(settings, repo, ApiMetrics())
         warm = asyncio.get_running_loop().run_in_executor(None, repo.analyzer.warm_up)  # readyz says when done
         yield
         await asyncio.wait_for(asyncio.shield(warm), timeout=120)

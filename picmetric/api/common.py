@@ -6,6 +6,7 @@ import hmac
 from dataclasses import dataclass
 
 from fastapi import Request
+from pydantic import SecretStr
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
@@ -21,6 +22,11 @@ class ApiState:
     settings: Settings
     repository: Repository
     metrics: ApiMetrics
+
+    def record(self, stored: StoredAnalysis) -> None:
+        self.metrics.analyses.labels("history" if stored.cached else "analysed").inc()
+        if not stored.cached:
+            self.metrics.observe_models(stored.analysis.timings_ms)
 
 
 def state(request: Request) -> ApiState:
@@ -50,8 +56,14 @@ def status_for(error: Exception) -> int:
     return 400
 
 
-def tokens_match(given: str | None, expected) -> bool:
-    return bool(given) and expected is not None and hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+def tokens_match(given: object, expected: SecretStr | None) -> bool:
+    """Constant-time comparison; anything but a non-empty string (a missing field, a file part) never matches."""
+    return (
+        isinstance(given, str)
+        and bool(given)
+        and expected is not None
+        and hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+    )
 
 
 def is_json(request: Request) -> bool:

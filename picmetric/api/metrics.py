@@ -25,7 +25,10 @@ class ApiMetrics:
             "picmetric_errors_total", "Requests refused or failed, by error type", ["type"], registry=self.registry
         )
         self.analyses = Counter(
-            "picmetric_analyses_total", "Analyses served, by whether the models ran", ["outcome"], registry=self.registry
+            "picmetric_analyses_total",
+            "Analyses served, by whether the models ran",
+            ["outcome"],
+            registry=self.registry,
         )
 
     def observe_models(self, timings_ms: dict[str, float]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -37,12 +38,12 @@ async def _analyse(request: Request, task: str):
     if app.settings.api_key is not None and not tokens_match(form.get("api_key"), app.settings.api_key):
         raise Unauthorized("Incorrect api key")
     data, name = await upload_bytes(form, "image", app.settings.max_upload_bytes)
-    options = {"tasks": (task,)}
+    options: dict[str, Any] = {"tasks": (task,)}
     if task in DEFAULT_MIN_CONFIDENCE:
         raw = form.get("min_confidence")
         try:
             threshold = float(raw) if raw not in (None, "") else DEFAULT_MIN_CONFIDENCE[task]
-        except ValueError:
+        except (TypeError, ValueError):  # not a number, or a file part
             raise InvalidOptionsError("min_confidence must be a number between 0 and 1") from None
         if threshold is not None:
             options["min_confidence" if task == "objects" else "face_confidence"] = threshold
@@ -69,20 +70,25 @@ async def _answer(request: Request, task: str, fields: Callable[[Analysis], dict
 
 def _objects(analysis: Analysis) -> dict:
     d = analysis.detections
+    assert d is not None, "the objects task ran"
     return {
         "predictions": [
-            {"label": label, "confidence": float(p), **_box(b)} for label, p, b in zip(d.labels, d.confidence, d.xyxy)
+            {"label": label, "confidence": float(p), **_box(b)}
+            for label, p, b in zip(d.labels, d.confidence, d.xyxy, strict=True)
         ]
     }
 
 
 def _faces(analysis: Analysis) -> dict:
     f = analysis.faces
-    return {"predictions": [{"confidence": float(p), **_box(b)} for p, b in zip(f.confidence, f.xyxy)]}
+    assert f is not None, "the faces task ran"
+    return {"predictions": [{"confidence": float(p), **_box(b)} for p, b in zip(f.confidence, f.xyxy, strict=True)]}
 
 
 def _scene(analysis: Analysis) -> dict:
-    name, confidence = analysis.classification.top
+    top = analysis.classification.top if analysis.classification else None
+    assert top is not None, "the labels task ran"
+    name, confidence = top
     return {"label": name.replace(" ", "_"), "confidence": confidence}
 
 

@@ -101,7 +101,13 @@ async def list_analyses(
         entry["thumbnail"] = str(request.url_for("get_image", sha256=item.sha256, kind="thumbnail"))
         items.append(entry)
     return JSONResponse(
-        {"items": items, "total": result.total, "page": result.page, "page_size": result.page_size, "pages": result.pages}
+        {
+            "items": items,
+            "total": result.total,
+            "page": result.page,
+            "page_size": result.page_size,
+            "pages": result.pages,
+        }
     )
 
 

@@ -32,7 +32,7 @@ class DarknetSection:
     kind: str
     options: dict[str, str] = field(default_factory=dict)
 
-    def int(self, key: str, default: int) -> int:
+    def integer(self, key: str, default: int) -> int:
         return int(self.options.get(key, default))
 
     def ints(self, key: str) -> list[int]:
@@ -59,12 +59,12 @@ def yolo_heads(sections: list[DarknetSection]) -> list[YoloHead]:
         if s.kind != "yolo":
             continue
         flat = [float(v) for v in s.options["anchors"].split(",")]
-        pairs = list(zip(flat[0::2], flat[1::2]))
+        pairs = list(zip(flat[0::2], flat[1::2], strict=True))
         heads.append(
             YoloHead(
                 anchors=[pairs[i] for i in s.ints("mask")],
                 scale_x_y=float(s.options.get("scale_x_y", 1.0)),
-                num_classes=s.int("classes", 80),
+                num_classes=s.integer("classes", 80),
             )
         )
     return heads
@@ -97,17 +97,17 @@ def darknet_to_onnx(cfg_path: str | Path, weights_path: str | Path) -> onnx.Mode
     reader = _WeightReader(Path(weights_path).read_bytes())
     g = GraphBuilder()
     x = "image"
-    in_channels = net.int("channels", 3)
+    in_channels = net.integer("channels", 3)
     outputs: list[str] = []  # per layer: tensor name
     channels: list[int] = []  # per layer: channel count
     heads: dict[str, tuple[str, list[int | str]]] = {}
 
     for index, layer in enumerate(layers):
         if layer.kind == "convolutional":
-            filters, size = layer.int("filters", 1), layer.int("size", 1)
-            stride = layer.int("stride", 1)
-            pad = size // 2 if layer.int("pad", 0) else layer.int("padding", 0)
-            if layer.int("batch_normalize", 0):
+            filters, size = layer.integer("filters", 1), layer.integer("size", 1)
+            stride = layer.integer("stride", 1)
+            pad = size // 2 if layer.integer("pad", 0) else layer.integer("padding", 0)
+            if layer.integer("batch_normalize", 0):
                 beta, gamma, mean, var = (reader.take(filters) for _ in range(4))
                 weight = reader.take(filters * in_channels * size * size).reshape(filters, in_channels, size, size)
                 weight, bias = fold_batch_norm(weight, gamma, beta, mean, var, _DARKNET_BN_EPS)
@@ -122,13 +122,13 @@ def darknet_to_onnx(cfg_path: str | Path, weights_path: str | Path) -> onnx.Mode
                 raise ValueError(f"unsupported darknet activation {activation!r}")
             in_channels = filters
         elif layer.kind == "maxpool":
-            size, stride = layer.int("size", 2), layer.int("stride", 2)
+            size, stride = layer.integer("size", 2), layer.integer("stride", 2)
             if stride != size:
                 raise ValueError("only non-overlapping darknet maxpool layers are supported")
             x = g.op("MaxPool", [x], kernel_shape=[size, size], strides=[stride, stride])
         elif layer.kind == "route":
             sources = [i if i >= 0 else index + i for i in layer.ints("layers")]
-            groups, group_id = layer.int("groups", 1), layer.int("group_id", 0)
+            groups, group_id = layer.integer("groups", 1), layer.integer("group_id", 0)
             parts = []
             for src in sources:
                 tensor, count = outputs[src], channels[src]
@@ -148,7 +148,7 @@ def darknet_to_onnx(cfg_path: str | Path, weights_path: str | Path) -> onnx.Mode
             x = parts[0][0] if len(parts) == 1 else g.op("Concat", [p[0] for p in parts], axis=1)
             in_channels = sum(p[1] for p in parts)
         elif layer.kind == "upsample":
-            stride = layer.int("stride", 2)
+            stride = layer.integer("stride", 2)
             x = g.op(
                 "Resize",
                 [x, "", g.const(np.array([1, 1, stride, stride], np.float32))],
@@ -167,5 +167,5 @@ def darknet_to_onnx(cfg_path: str | Path, weights_path: str | Path) -> onnx.Mode
     if reader.remaining:
         raise ValueError(f"{reader.remaining} weights left over: cfg and weights do not match")
     return g.model(
-        "image", [1, net.int("channels", 3), "height", "width"], heads, doc=f"converted from {Path(cfg_path).name}"
+        "image", [1, net.integer("channels", 3), "height", "width"], heads, doc=f"converted from {Path(cfg_path).name}"
     )

@@ -67,14 +67,19 @@ def _assign_strides(blocks: list[tuple[FoldedConv | None, FoldedConv, FoldedConv
     return result
 
 
+def _folded(sd: dict[str, np.ndarray], conv: str, bn: str, eps: float) -> FoldedConv:
+    gamma, beta, mean, var = (sd[f"{bn}.{k}"] for k in _BN_KEYS)
+    return FoldedConv(*fold_batch_norm(sd[f"{conv}.weight"], gamma, beta, mean, var, eps))
+
+
 def _efficientnet_lite(sd: dict[str, np.ndarray]) -> MobileNet:
     eps = 1e-3
 
     def folded(conv: str, bn: str) -> FoldedConv:
-        return FoldedConv(*fold_batch_norm(sd[f"{conv}.weight"], *(sd[f"{bn}.{k}"] for k in _BN_KEYS), eps))
+        return _folded(sd, conv, bn, eps)
 
     count = 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("_blocks."))
-    raw = []
+    raw: list[tuple[FoldedConv | None, FoldedConv, FoldedConv]] = []
     for i in range(count):
         p = f"_blocks.{i}"
         expand = folded(f"{p}._expand_conv", f"{p}._bn0") if f"{p}._expand_conv.weight" in sd else None
@@ -94,10 +99,10 @@ def _mobilenet_v2(sd: dict[str, np.ndarray]) -> MobileNet:
     eps = 1e-5
 
     def folded(conv: str, bn: str) -> FoldedConv:
-        return FoldedConv(*fold_batch_norm(sd[f"{conv}.weight"], *(sd[f"{bn}.{k}"] for k in _BN_KEYS), eps))
+        return _folded(sd, conv, bn, eps)
 
     last = max(int(k.split(".")[1]) for k in sd if k.startswith("features."))
-    raw = []
+    raw: list[tuple[FoldedConv | None, FoldedConv, FoldedConv]] = []
     for i in range(1, last):
         p = f"features.{i}.conv"
         if f"{p}.3.weight" in sd:  # expand (ConvBNReLU), depthwise (ConvBNReLU), project conv, project BN

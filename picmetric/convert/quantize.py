@@ -16,7 +16,13 @@ import onnx
 
 def quantize_int8(float_model: Path, calibration: Iterable[dict[str, np.ndarray]]) -> onnx.ModelProto:
     """Per-channel int8 weights, uint8 activations with min/max ranges from ``calibration`` feeds."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Feeds(CalibrationDataReader):

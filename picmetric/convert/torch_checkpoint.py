@@ -138,6 +138,7 @@ def _load_zip(archive: zipfile.ZipFile) -> dict[str, np.ndarray]:
 def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     """Return the checkpoint's tensors by name, as float/int numpy arrays."""
     data = Path(path).read_bytes()
+    state: object
     try:
         if zipfile.is_zipfile(io.BytesIO(data)):
             with zipfile.ZipFile(io.BytesIO(data)) as archive:

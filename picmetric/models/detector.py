@@ -47,7 +47,9 @@ def letterbox(image: np.ndarray, size: int) -> Letterbox:
     pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
     canvas = np.full((size, size, 3), LETTERBOX_FILL, np.uint8)
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = cv2.resize(
+        image, (new_w, new_h), interpolation=interpolation
+    )
     tensor = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
     return Letterbox(tensor, scale, pad_x, pad_y)
 
@@ -77,8 +79,12 @@ def class_aware_nms(candidates: Candidates, iou_threshold: float) -> np.ndarray:
     if not len(candidates.xyxy):
         return np.zeros(0, np.int64)
     xywh = np.concatenate([candidates.xyxy[:, :2], candidates.xyxy[:, 2:] - candidates.xyxy[:, :2]], axis=1)
-    kept = cv2.dnn.NMSBoxesBatched(
-        xywh.astype(np.float64), candidates.confidence, candidates.class_id.astype(np.int32), _NO_SCORE_FLOOR, iou_threshold
+    kept = cv2.dnn.NMSBoxesBatched(  # OpenCV's stubs say sequences; it reads arrays
+        xywh.astype(np.float64),  # type: ignore[arg-type]
+        candidates.confidence,  # type: ignore[arg-type]
+        candidates.class_id.astype(np.int32),  # type: ignore[arg-type]
+        _NO_SCORE_FLOOR,
+        iou_threshold,
     )
     return np.asarray(kept, np.int64).reshape(-1)
 
@@ -121,9 +127,11 @@ class ObjectDetector(OnnxModel):
     def raw_outputs(self, boxed: Letterbox) -> list[np.ndarray]:
         return self.sessions["net"].run(None, {"image": boxed.tensor})
 
-    def candidates(self, image: np.ndarray, boxed: Letterbox, raw: list[np.ndarray], min_confidence: float) -> Candidates:
+    def candidates(
+        self, image: np.ndarray, boxed: Letterbox, raw: list[np.ndarray], min_confidence: float
+    ) -> Candidates:
         """Decode the heads, keep the best class per box above ``min_confidence``, map back to image pixels."""
-        decoded = [decode_head(out, head, self.input_size) for out, head in zip(raw, self.heads)]
+        decoded = [decode_head(out, head, self.input_size) for out, head in zip(raw, self.heads, strict=True)]
         cxcywh = np.concatenate([d[0] for d in decoded])
         scores = np.concatenate([d[1] for d in decoded])
         class_id = scores.argmax(1)

@@ -126,7 +126,7 @@ class MtcnnDetector(OnnxModel):
         """The image pyramid: each scale maps a min_face_size face onto P-Net's 12 px window, then shrinks."""
         m = 12.0 / min_face_size
         min_layer = min(height, width) * m
-        scales = []
+        scales: list[float] = []
         while min_layer >= 12:
             scales.append(m * self.scale_factor ** len(scales))
             min_layer *= self.scale_factor

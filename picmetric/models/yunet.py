@@ -146,14 +146,18 @@ class YuNetDetector(OnnxModel):
         """One pass at ``scale``: resize, BGR, pad to a multiple of 32, run, decode, map back to image pixels."""
         height, width = image.shape[:2]
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        resized = image if (new_w, new_h) == (width, height) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        resized = (
+            image
+            if (new_w, new_h) == (width, height)
+            else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        )
         pad_w = -(-new_w // PAD_MULTIPLE) * PAD_MULTIPLE
         pad_h = -(-new_h // PAD_MULTIPLE) * PAD_MULTIPLE
         tensor = np.zeros((1, 3, pad_h, pad_w), np.float32)
         tensor[0, :, :new_h, :new_w] = resized[:, :, ::-1].transpose(2, 0, 1)
         runner = self.sessions[session]
         names = [o.name for o in runner.get_outputs()]
-        outputs = dict(zip(names, runner.run(names, {"input": tensor})))
+        outputs = dict(zip(names, runner.run(names, {"input": tensor}), strict=True))
         xyxy, confidence, landmarks, counts = decode(outputs, pad_w, pad_h, min_score)
         sx, sy = width / new_w, height / new_h
         xyxy = np.clip(xyxy * [sx, sy, sx, sy], 0, [width, height, width, height]).astype(np.float32)
@@ -167,11 +171,14 @@ class YuNetDetector(OnnxModel):
             landmarks=(landmarks * [sx, sy]).astype(np.float32),
         )
 
-    def stages(self, image: np.ndarray, min_face_size: int, min_score: float, iou_threshold: float = NMS_IOU) -> YuNetStages:
+    def stages(
+        self, image: np.ndarray, min_face_size: int, min_score: float, iou_threshold: float = NMS_IOU
+    ) -> YuNetStages:
         height, width = image.shape[:2]
         passes = [
             self.detect_at(image, scale, min_score, session)
-            for scale, session in zip(self.scales(height, width, min_face_size), ("net", "close_up"))
+            # one or two passes: the close-up session is used only when there is a second pass
+            for scale, session in zip(self.scales(height, width, min_face_size), ("net", "close_up"), strict=False)
         ]
         candidates = Faces(
             np.concatenate([p.xyxy for p in passes]),

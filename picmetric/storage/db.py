@@ -65,7 +65,9 @@ def _migration_lock(engine: Engine):
 
 
 def head_revision() -> str:
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None, "the migrations folder has no revision"
+    return head
 
 
 def current_revision(engine: Engine) -> str | None:

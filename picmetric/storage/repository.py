@@ -11,6 +11,7 @@ Guarantees (see tests/test_storage.py):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -19,7 +20,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from PIL import Image
@@ -124,7 +125,7 @@ def _options_key(options: AnalysisOptions) -> str:
 
 
 def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Repository:
@@ -188,7 +189,11 @@ class Repository:
     ) -> StoredAnalysis:
         """Store and analyse an image, or return the stored analysis when this image with these options exists.
         ``on_task_done`` reports each model as it finishes (not called for a stored analysis)."""
-        image = data if isinstance(data, LoadedImage) else load_image(data, settings=self.settings, origin=source, name=name)
+        image = (
+            data
+            if isinstance(data, LoadedImage)
+            else load_image(data, settings=self.settings, origin=source, name=name)
+        )
         options = options or AnalysisOptions()
         options_key = _options_key(options)
         lock = self._lock_for((image.sha256, options_key))
@@ -256,13 +261,23 @@ class Repository:
             session.execute(
                 self._insert(ImageRow)
                 .values(
-                    sha256=image.sha256, md5=image.md5, size_bytes=len(image.data), format=image.format,
-                    width=image.width, height=image.height, source=image.source, original_name=image.name,
-                    blob_key=key, content_type=content_type, created_at=datetime.now(timezone.utc),
+                    sha256=image.sha256,
+                    md5=image.md5,
+                    size_bytes=len(image.data),
+                    format=image.format,
+                    width=image.width,
+                    height=image.height,
+                    source=image.source,
+                    original_name=image.name,
+                    blob_key=key,
+                    content_type=content_type,
+                    created_at=datetime.now(UTC),
                 )  # fmt: skip
                 .on_conflict_do_nothing(index_elements=["sha256"])
             )
-            return session.scalar(select(ImageRow.id).where(ImageRow.sha256 == image.sha256))
+            image_id = session.scalar(select(ImageRow.id).where(ImageRow.sha256 == image.sha256))
+            assert image_id is not None, "the row exists: inserted or already there"
+            return image_id
 
     def _claim(self, image_id: int, options: AnalysisOptions, options_key: str) -> int | None:
         """Insert the 'running' row that reserves this analysis; None when someone else holds a fresh claim."""
@@ -271,7 +286,7 @@ class Repository:
                 with self._session("reserve the analysis") as session:
                     row = AnalysisRow(
                         image_id=image_id, options_key=options_key, options=options.to_dict(), status="running",
-                        model_versions={}, timings_ms={}, created_at=datetime.now(timezone.utc),
+                        model_versions={}, timings_ms={}, created_at=datetime.now(UTC),
                     )  # fmt: skip
                     session.add(row)
                     session.flush()
@@ -279,11 +294,13 @@ class Repository:
             except IntegrityError:
                 with self._session("read the analysis") as session:
                     existing = session.scalar(
-                        select(AnalysisRow).where(AnalysisRow.image_id == image_id, AnalysisRow.options_key == options_key)
+                        select(AnalysisRow).where(
+                            AnalysisRow.image_id == image_id, AnalysisRow.options_key == options_key
+                        )
                     )
                     if existing is None:
                         continue
-                    stale = _utc(existing.created_at) < datetime.now(timezone.utc) - _CLAIM_STALE_AFTER
+                    stale = _utc(existing.created_at) < datetime.now(UTC) - _CLAIM_STALE_AFTER
                     if existing.status == "done" or (existing.status == "running" and not stale):
                         return None
                     session.delete(existing)  # failed earlier, or abandoned by a crashed process: retry it
@@ -302,31 +319,51 @@ class Repository:
 
     def _record_failure(self, analysis_id: int, error: str) -> None:
         with self._session("record the failure") as session:
-            session.execute(update(AnalysisRow).where(AnalysisRow.id == analysis_id).values(status="failed", error=error))
+            session.execute(
+                update(AnalysisRow).where(AnalysisRow.id == analysis_id).values(status="failed", error=error)
+            )
 
     def _complete(self, analysis_id: int, analysis: Analysis, render_keys: dict[str, tuple[str, str]]) -> None:
         with self._session("store the results") as session:
             c, d, f = analysis.classification, analysis.detections, analysis.faces
             if c is not None:
                 session.add_all(
-                    LabelRow(analysis_id=analysis_id, rank=rank, class_id=int(cid), name=n, confidence=float(p), model=c.model)
-                    for rank, (cid, n, p) in enumerate(zip(c.class_id, c.names, c.confidence))
+                    LabelRow(
+                        analysis_id=analysis_id,
+                        rank=rank,
+                        class_id=int(cid),
+                        name=n,
+                        confidence=float(p),
+                        model=c.model,
+                    )
+                    for rank, (cid, n, p) in enumerate(zip(c.class_id, c.names, c.confidence, strict=True))
                 )
             if d is not None:
                 session.add_all(
                     ObjectRow(
-                        analysis_id=analysis_id, class_id=int(cid), label=label, confidence=float(p),
-                        x1=float(b[0]), y1=float(b[1]), x2=float(b[2]), y2=float(b[3]),
+                        analysis_id=analysis_id,
+                        class_id=int(cid),
+                        label=label,
+                        confidence=float(p),
+                        x1=float(b[0]),
+                        y1=float(b[1]),
+                        x2=float(b[2]),
+                        y2=float(b[3]),
                     )  # fmt: skip
-                    for b, p, cid, label in zip(d.xyxy, d.confidence, d.class_id, d.labels)
+                    for b, p, cid, label in zip(d.xyxy, d.confidence, d.class_id, d.labels, strict=True)
                 )
             if f is not None:
                 session.add_all(
                     FaceRow(
-                        analysis_id=analysis_id, confidence=float(p), x1=float(b[0]), y1=float(b[1]),
-                        x2=float(b[2]), y2=float(b[3]), landmarks=[[float(x), float(y)] for x, y in points],
+                        analysis_id=analysis_id,
+                        confidence=float(p),
+                        x1=float(b[0]),
+                        y1=float(b[1]),
+                        x2=float(b[2]),
+                        y2=float(b[3]),
+                        landmarks=[[float(x), float(y)] for x, y in points],
                     )  # fmt: skip
-                    for b, p, points in zip(f.xyxy, f.confidence, f.landmarks)
+                    for b, p, points in zip(f.xyxy, f.confidence, f.landmarks, strict=True)
                 )
             session.add_all(
                 RenderRow(analysis_id=analysis_id, kind=kind, blob_key=key, content_type=ct)
@@ -337,10 +374,14 @@ class Repository:
                 update(AnalysisRow)
                 .where(AnalysisRow.id == analysis_id)
                 .values(
-                    status="done", error=None, model_versions=analysis.model_versions,
+                    status="done",
+                    error=None,
+                    model_versions=analysis.model_versions,
                     timings_ms={k: round(v, 2) for k, v in analysis.timings_ms.items()},
-                    top_label=top[0] if top else None, top_confidence=top[1] if top else None,
-                    object_count=len(d) if d is not None else 0, face_count=len(f) if f is not None else 0,
+                    top_label=top[0] if top else None,
+                    top_confidence=top[1] if top else None,
+                    object_count=len(d) if d is not None else 0,
+                    face_count=len(f) if f is not None else 0,
                 )  # fmt: skip
             )
 
@@ -368,10 +409,8 @@ class Repository:
         for key in created_blobs:
             if key in referenced:
                 continue
-            try:
+            with contextlib.suppress(PicMetricError):  # object store down: sweep_orphans removes it later
                 self.blobs.delete(key)
-            except PicMetricError:
-                pass  # object store down: sweep_orphans removes it later
 
     # -- reading -------------------------------------------------------------------------------------------------
 
@@ -382,8 +421,11 @@ class Repository:
                 .join(ImageRow)
                 .where(ImageRow.sha256 == sha256)
                 .options(
-                    selectinload(AnalysisRow.image), selectinload(AnalysisRow.labels), selectinload(AnalysisRow.objects),
-                    selectinload(AnalysisRow.faces), selectinload(AnalysisRow.renders),
+                    selectinload(AnalysisRow.image),
+                    selectinload(AnalysisRow.labels),
+                    selectinload(AnalysisRow.objects),
+                    selectinload(AnalysisRow.faces),
+                    selectinload(AnalysisRow.renders),
                 )  # fmt: skip
                 .order_by((AnalysisRow.status == "done").desc(), AnalysisRow.created_at.desc(), AnalysisRow.id.desc())
             )
@@ -399,18 +441,22 @@ class Repository:
         classification = detections = faces = None
         if "labels" in tasks and row.status == "done":
             classification = Classification(
-                [r.class_id for r in row.labels], [r.confidence for r in row.labels], [r.name for r in row.labels],
+                np.array([r.class_id for r in row.labels], np.int64),
+                np.array([r.confidence for r in row.labels], np.float32),
+                [r.name for r in row.labels],
                 model=row.labels[0].model if row.labels else options.classifier,
             )
         if "objects" in tasks and row.status == "done":
             detections = Detections(
                 np.array([[o.x1, o.y1, o.x2, o.y2] for o in row.objects], np.float32).reshape(-1, 4),
-                [o.confidence for o in row.objects], [o.class_id for o in row.objects], coco_class_names(),
+                np.array([o.confidence for o in row.objects], np.float32),
+                np.array([o.class_id for o in row.objects], np.int64),
+                coco_class_names(),
             )
         if "faces" in tasks and row.status == "done":
             faces = Faces(
                 np.array([[f.x1, f.y1, f.x2, f.y2] for f in row.faces], np.float32).reshape(-1, 4),
-                [f.confidence for f in row.faces],
+                np.array([f.confidence for f in row.faces], np.float32),
                 np.array([f.landmarks for f in row.faces], np.float32).reshape(-1, 5, 2),
             )
         analysis = Analysis(
@@ -441,7 +487,9 @@ class Repository:
         """Bytes and content type of an image's original or one of its renders (newest analysis)."""
         with self._session("read the image") as session:
             if kind == "original":
-                row = session.execute(select(ImageRow.blob_key, ImageRow.content_type).where(ImageRow.sha256 == sha256)).first()
+                row = session.execute(
+                    select(ImageRow.blob_key, ImageRow.content_type).where(ImageRow.sha256 == sha256)
+                ).first()
             else:
                 row = session.execute(
                     select(RenderRow.blob_key, RenderRow.content_type)
@@ -467,11 +515,14 @@ class Repository:
             )
         if filters.label:
             pattern = f"%{filters.label.strip().lower()}%"
-            conditions.append(exists().where(LabelRow.analysis_id == AnalysisRow.id, func.lower(LabelRow.name).like(pattern)))
+            conditions.append(
+                exists().where(LabelRow.analysis_id == AnalysisRow.id, func.lower(LabelRow.name).like(pattern))
+            )
         if filters.object_class:
             conditions.append(
                 exists().where(
-                    ObjectRow.analysis_id == AnalysisRow.id, func.lower(ObjectRow.label) == filters.object_class.strip().lower()
+                    ObjectRow.analysis_id == AnalysisRow.id,
+                    func.lower(ObjectRow.label) == filters.object_class.strip().lower(),
                 )
             )
         if filters.min_faces is not None:
@@ -503,8 +554,8 @@ class Repository:
                 select(ObjectRow.analysis_id, ObjectRow.label).where(ObjectRow.analysis_id.in_(ids)).distinct()
             ):
                 classes[analysis_id].append(label)
-            thumbs = dict(
-                session.execute(
+            thumbs: dict[int, str] = dict(
+                session.execute(  # type: ignore[arg-type]  # (analysis_id, blob_key) rows
                     select(RenderRow.analysis_id, RenderRow.blob_key).where(
                         RenderRow.analysis_id.in_(ids), RenderRow.kind == "thumbnail"
                     )
@@ -512,10 +563,22 @@ class Repository:
             )
         items = [
             HistoryItem(
-                sha256=img.sha256, md5=img.md5, name=img.original_name, source=img.source, format=img.format,
-                width=img.width, height=img.height, created_at=_utc(a.created_at), status=a.status, error=a.error,
-                top_label=a.top_label, top_confidence=a.top_confidence, object_classes=sorted(classes[a.id]),
-                object_count=a.object_count, face_count=a.face_count, total_ms=(a.timings_ms or {}).get("total"),
+                sha256=img.sha256,
+                md5=img.md5,
+                name=img.original_name,
+                source=img.source,
+                format=img.format,
+                width=img.width,
+                height=img.height,
+                created_at=_utc(a.created_at),
+                status=a.status,
+                error=a.error,
+                top_label=a.top_label,
+                top_confidence=a.top_confidence,
+                object_classes=sorted(classes[a.id]),
+                object_count=a.object_count,
+                face_count=a.face_count,
+                total_ms=(a.timings_ms or {}).get("total"),
                 thumbnail_key=thumbs.get(a.id),
             )  # fmt: skip
             for a, img in rows
@@ -555,14 +618,14 @@ class Repository:
         with self._session("reset the database") as session:
             for table in (RenderRow, FaceRow, ObjectRow, LabelRow, AnalysisRow, ImageRow):
                 session.execute(delete(table))
-        for key in self.blobs.keys():
+        for key in self.blobs.keys():  # noqa: SIM118 (a blob store's listing, not a dict)
             self.blobs.delete(key)
 
     def sweep_orphans(self) -> list[str]:
         """Delete blobs that no row references (left by a crash between a blob write and its row)."""
         with self._session("list stored images") as session:
             referenced = self._referenced_keys(session)
-        orphans = [key for key in self.blobs.keys() if key not in referenced]
+        orphans = [key for key in self.blobs.keys() if key not in referenced]  # noqa: SIM118 (a blob store)
         for key in orphans:
             self.blobs.delete(key)
         return orphans
@@ -603,5 +666,3 @@ def _thumbnail(image: LoadedImage) -> bytes:
     thumb = Image.fromarray(image.pixels)
     thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BILINEAR)
     return encode_image(np.asarray(thumb), "webp")
-
-

@@ -18,11 +18,15 @@ def _rgb(colour: tuple[int, int, int]) -> str:
     return "rgb({},{},{})".format(*colour)
 
 
+def _model_title(key: str) -> str:
+    return CLASSIFIERS[key].title if key in CLASSIFIERS else key
+
+
 def labels_chart(classification: Classification) -> go.Figure:
     frame = pd.DataFrame({"label": classification.names, "probability": classification.confidence * 100})
     figure = px.bar(
         frame.iloc[::-1], x="probability", y="label", orientation="h", text_auto=".1f",
-        title=f"ImageNet top-{len(frame)} · {CLASSIFIERS[classification.model].title if classification.model in CLASSIFIERS else classification.model}",
+        title=f"ImageNet top-{len(frame)} · {_model_title(classification.model)}",
     )  # fmt: skip
     figure.update_layout(**_LAYOUT, xaxis_title="probability (%)", yaxis_title=None, xaxis_range=[0, 100])
     figure.update_traces(marker_color="#2563eb")
@@ -35,10 +39,14 @@ def detections_chart(detections: Detections) -> go.Figure:
     )
     figure = px.strip(
         frame, x="confidence", y="class", color="class", title=f"Objects: confidence by class ({len(frame)})",
-        color_discrete_map={c: _rgb(PALETTE[i % len(PALETTE)]) for c, i in zip(frame["class"], frame["class_id"])},
+        color_discrete_map={
+            c: _rgb(PALETTE[i % len(PALETTE)]) for c, i in zip(frame["class"], frame["class_id"], strict=True)
+        },
     )  # fmt: skip
     figure.update_traces(marker_size=14)
-    figure.update_layout(**_LAYOUT, showlegend=False, xaxis_title="confidence (%)", yaxis_title=None, xaxis_range=[0, 101])
+    figure.update_layout(
+        **_LAYOUT, showlegend=False, xaxis_title="confidence (%)", yaxis_title=None, xaxis_range=[0, 101]
+    )
     return figure
 
 
@@ -59,7 +67,9 @@ def logits_chart(names: list[str], logits, probabilities) -> go.Figure:
     labels = list(names)[::-1]
     figure.add_trace(go.Bar(x=list(logits)[::-1], y=labels, orientation="h", marker_color="#94a3b8"), row=1, col=1)
     figure.add_trace(
-        go.Bar(x=(probabilities * 100)[::-1], y=labels, orientation="h", marker_color="#2563eb", texttemplate="%{x:.1f}"),
+        go.Bar(
+            x=(probabilities * 100)[::-1], y=labels, orientation="h", marker_color="#2563eb", texttemplate="%{x:.1f}"
+        ),
         row=1, col=2,
     )  # fmt: skip
     figure.update_layout(**{**_LAYOUT, "height": 440}, showlegend=False, font_size=15)

@@ -30,7 +30,9 @@ class DisplayFilter:
     def apply(self, analysis: Analysis):
         detections = faces = None
         if analysis.detections is not None:
-            detections = analysis.detections.filter(self.min_object_confidence, set(self.classes) if self.classes else None)
+            detections = analysis.detections.filter(
+                self.min_object_confidence, set(self.classes) if self.classes else None
+            )
         if analysis.faces is not None:
             faces = analysis.faces.filter(self.min_face_confidence)
         return detections, faces
@@ -52,7 +54,7 @@ def display_sidebar(analysis: Analysis | None) -> DisplayFilter:
         "Hide weaker detections. Re-filters the stored result; the models do not run again.",
     )  # fmt: skip
     min_faces = _threshold_slider(
-        "Face score ≥", "display_min_face", analysis.options.face_confidence if analysis else 0.8, 0.005,
+        "Face score ≥", "display_min_face", analysis.options.face_score if analysis else 0.8, 0.005,
         "Hide less certain faces (display only).",
     )  # fmt: skip
     classes = None
@@ -86,7 +88,9 @@ def _detections_csv(analysis: Analysis, detections) -> bytes:
     frame = pd.DataFrame(
         [
             {"label": label, "class_id": int(c), "confidence": float(p), "x1": b[0], "y1": b[1], "x2": b[2], "y2": b[3]}
-            for label, c, p, b in zip(detections.labels, detections.class_id, detections.confidence, detections.xyxy)
+            for label, c, p, b in zip(
+                detections.labels, detections.class_id, detections.confidence, detections.xyxy, strict=True
+            )
         ],
         columns=["label", "class_id", "confidence", "x1", "y1", "x2", "y2"],
     )
@@ -116,7 +120,9 @@ def show_analysis(
     detections, faces = display.apply(analysis)
     _metrics(analysis, detections, faces, stored.cached)
     to_working = 1.0 / image.scale
-    objects_render = BoxAnnotator().annotate(image.pixels, detections.scaled(to_working)) if detections is not None else None
+    objects_render = (
+        BoxAnnotator().annotate(image.pixels, detections.scaled(to_working)) if detections is not None else None
+    )
     faces_render = FaceAnnotator().annotate(image.pixels, faces.scaled(to_working)) if faces is not None else None
 
     tabs = st.tabs(["Objects", "Faces", "Labels", "Compare", "JSON"])
@@ -135,7 +141,11 @@ def show_analysis(
         else:
             left, right = st.columns(2)
             left.image(image.pixels, caption="Original", width="stretch")
-            right.image(faces_render, caption=f"{FACE_DETECTORS[analysis.options.face_detector][2]} · {len(faces)} faces with landmarks", width="stretch")
+            right.image(
+                faces_render,
+                caption=f"{FACE_DETECTORS[analysis.options.face_detector][2]} · {len(faces)} faces with landmarks",
+                width="stretch",
+            )
             if len(faces):
                 st.plotly_chart(faces_chart(faces), key=f"{key}-faces-chart")
     with tabs[2]:
