@@ -23,8 +23,8 @@ from .errors import FetchError, ImageTooLargeError, InvalidImageError, URLRefuse
 from .settings import Settings, get_settings
 
 pillow_heif.register_heif_opener()
-# Our own pixel limit is checked before decoding; Pillow's global guard would only duplicate it with a worse message.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS) stays on for the whole process; our pixel limit
+# below is checked first and says more, and a bomb Pillow refuses is reported as ImageTooLargeError.
 
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # orientations that swap width and height
@@ -100,6 +100,11 @@ def load_image(
         )
     try:
         image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:  # Pillow refuses more than twice its MAX_IMAGE_PIXELS at open
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageTooLargeError(
+            f"the image has more than {limit / 1e6:.0f} megapixels; the limit is {settings.max_pixels / 1e6:.0f}"
+        ) from None
     except UnidentifiedImageError:
         raise InvalidImageError(
             "this is not an image PicMetric can read (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC)"
@@ -171,16 +176,49 @@ def _allowed_networks(settings: Settings) -> list[ipaddress.IPv4Network | ipaddr
     return [ipaddress.ip_network(cidr, strict=True) for cidr in settings.url_allow_networks]
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address that the network delivers to: IPv4-translated (RFC 2765),
+# NAT64 well-known and local-use (RFC 6052, 8215), and the deprecated IPv4-compatible form (::a.b.c.d).
+_IPV4_IN_LAST_32_BITS = [
+    ipaddress.IPv6Network(n) for n in ("::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "::/96")
+]
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 address carries: mapped, translated, NAT64, IPv4-compatible, 6to4, Teredo."""
+    found = []
+    if ip.ipv4_mapped:
+        found.append(ip.ipv4_mapped)
+    if (
+        any(ip in net for net in _IPV4_IN_LAST_32_BITS)
+        and int(ip) & 0xFFFFFFFF
+        and ip not in (ipaddress.IPv6Address("::"), ipaddress.IPv6Address("::1"))
+    ):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.sixtofour:
+        found.append(ip.sixtofour)
+    if ip.teredo:
+        found.extend(ip.teredo)  # (server, client)
+    return found
+
+
 def check_address(address: str, settings: Settings) -> None:
     """Refuse addresses that are not public internet ones (loopback, private, link-local and cloud metadata,
-    multicast, reserved), unless a configured network explicitly allows them."""
+    multicast, reserved), also when an IPv6 address embeds such an IPv4 one (NAT64, 6to4, Teredo, ...), unless a
+    configured network explicitly allows them."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    if any(ip in net for net in _allowed_networks(settings)):
-        return
-    if not ip.is_global or ip.is_multicast:
-        raise URLRefusedError(f"refusing to fetch from {ip}: it is not a public internet address")
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address):
+        candidates += _embedded_ipv4(ip)
+    allowed = _allowed_networks(settings)
+    for candidate in candidates:
+        if any(candidate.version == net.version and candidate in net for net in allowed):
+            continue
+        if not candidate.is_global or candidate.is_multicast:
+            shown = f"{ip} (carrying {candidate})" if candidate != ip else str(ip)
+            raise URLRefusedError(
+                f"refusing to fetch from {shown}: it is not a public internet address "
+                "(PICMETRIC_URL_ALLOW_NETWORKS can allow a network)"
+            )
 
 
 def _resolve(host: str, port: int, settings: Settings) -> str:

@@ -4,6 +4,7 @@ Streamlit's ``st.secrets``. The seed system's variable names (``DATABASE_URL``, 
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -66,6 +67,17 @@ class Settings(BaseSettings):
     # HTTP API: admin routes (/reset, /log) need the admin token; DeepStack routes need the API key when set.
     admin_token: SecretStr | None = None
     api_key: SecretStr | None = None
+
+    @field_validator("url_allow_networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        """Checked at start, so a typo is reported when the service starts, not at the first URL."""
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"PICMETRIC_URL_ALLOW_NETWORKS: {exc}") from None
+        return value
 
     @field_validator("database_url", mode="before")
     @classmethod

@@ -133,8 +133,10 @@ def test_truncated_jpeg_is_refused():
 
 
 def test_huge_png_header_is_refused_before_decoding():
-    with pytest.raises(ImageTooLargeError, match="100000x100000"):
+    with pytest.raises(ImageTooLargeError, match="more than 179 megapixels"):  # Pillow's guard, at open
         load_image(png_header_only(100_000, 100_000))
+    with pytest.raises(ImageTooLargeError, match="30000x2000"):  # under Pillow's guard: our limits, same stage
+        load_image(png_header_only(30_000, 2_000))
 
 
 def test_pixel_limit_is_configurable():
@@ -161,3 +163,22 @@ def test_path_input_keeps_the_file_name(tmp_path):
     path = tmp_path / "photo.png"
     path.write_bytes(encode(gradient(), "PNG"))
     assert load_image(path).name == "photo.png"
+
+
+def test_pillow_bomb_guard_stays_on_and_is_reported_as_too_large():
+    """PicMetric never turns Pillow's process-wide guard off; a bomb it refuses is a clear 'too large'."""
+    assert Image.MAX_IMAGE_PIXELS is not None
+    generous = Settings(max_pixels=10**10, max_dimension=10**6)  # our limits out of the way: Pillow's must hold
+    side = int((2 * Image.MAX_IMAGE_PIXELS) ** 0.5) + 10
+    with pytest.raises(ImageTooLargeError, match="more than 179 megapixels"):
+        load_image(png_header_only(side, side), settings=generous)
+
+
+def test_tests_run_on_isolated_settings():
+    """The suite's autouse fixture: no developer configuration and no real data folder reach a test."""
+    import os
+
+    settings = Settings()
+    assert settings.database_url is None and settings.s3_bucket is None
+    assert "pytest" in str(settings.data_dir) and "test-output" in str(settings.model_cache_dir)
+    assert not any(name.startswith("S3_") or name == "DATABASE_URL" for name in os.environ)

@@ -169,12 +169,32 @@ def test_bad_urls_are_refused(url, message):
         fetch_image(url, settings=Settings())
 
 
-@pytest.mark.parametrize("address", ["::ffff:127.0.0.1", "100.64.0.1", "fe80::1", "224.0.0.1", "fd00::1"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::ffff:127.0.0.1", "100.64.0.1", "fe80::1", "224.0.0.1", "fd00::1",
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254, the cloud metadata address
+        "64:ff9b:1::a00:1",  # local-use NAT64 of 10.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+        "::127.0.0.1",  # IPv4-compatible
+        "::ffff:0:a9fe:a9fe",  # IPv4-translated
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1
+    ],
+)  # fmt: skip
 def test_address_policy_refuses_disguised_internal_addresses(address):
-    with pytest.raises(URLRefusedError):
+    with pytest.raises(URLRefusedError, match="PICMETRIC_URL_ALLOW_NETWORKS"):
         check_address(address, Settings())
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "2606:4700:4700::1111"])
+def test_invalid_allow_network_is_refused_when_settings_load():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="PICMETRIC_URL_ALLOW_NETWORKS"):
+        Settings(url_allow_networks=["10.0.0.0/33"])
+    with pytest.raises(ValidationError, match="PICMETRIC_URL_ALLOW_NETWORKS"):
+        Settings(url_allow_networks=["10.0.0.1/8"])  # host bits set: probably a typo for 10.0.0.0/8
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "2606:4700:4700::1111", "64:ff9b::808:808", "2002:808:808::1"])
 def test_address_policy_allows_public_addresses(address):
     check_address(address, Settings())
