@@ -122,6 +122,31 @@ def test_refuses_a_pickle_that_would_run_code(tmp_path):
         load_state_dict(path)
 
 
+def _zipped(tmp_path, tensor: _Tensor, storage: _FakeStorage):
+    path = tmp_path / "crafted.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", _dump(OrderedDict(x=tensor)))
+        archive.writestr("archive/data/0", storage.array.tobytes())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("shape", "stride", "offset", "message"),
+    [
+        ((4096,), (1,), 0, "beyond the storage"),  # 6 floats of storage read as 4,096: heap memory before the fix
+        ((2, 3), (3, 1), 1, "beyond the storage"),
+        ((3,), (-1,), 2, "negative"),
+        ((3,), (1,), -1, "negative"),
+        ((2, 3), (1,), 0, "differ in length"),
+    ],
+)
+def test_refuses_tensors_that_reach_outside_their_storage(tmp_path, fake_torch, shape, stride, offset, message):
+    storage = _FakeStorage("0", np.arange(6, dtype=np.float32))
+    path = _zipped(tmp_path, _Tensor(storage, shape, stride, offset), storage)
+    with pytest.raises(CheckpointError, match=message):
+        load_state_dict(path)
+
+
 def test_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
     path = tmp_path / "junk.pth"
     path.write_bytes(b"not a pickle at all")

@@ -84,17 +84,33 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return str(key)
 
 
+def _tensor(ref: _TensorRef, flat: np.ndarray) -> np.ndarray:
+    """The tensor's elements, gathered by index arithmetic with every index checked against the storage: a crafted
+    shape, stride or offset is refused instead of reading memory beyond the storage (as ``as_strided`` would)."""
+    if len(ref.shape) != len(ref.stride):
+        raise CheckpointError(f"tensor in storage {ref.storage_key}: shape and stride differ in length")
+    if ref.offset < 0 or any(d < 0 for d in ref.shape) or any(s < 0 for s in ref.stride):
+        raise CheckpointError(f"tensor in storage {ref.storage_key}: negative offset, size or stride")
+    if 0 in ref.shape:
+        return np.zeros(ref.shape, flat.dtype)
+    last = ref.offset + sum((d - 1) * s for d, s in zip(ref.shape, ref.stride, strict=True))
+    if last >= len(flat):
+        raise CheckpointError(
+            f"tensor in storage {ref.storage_key} reaches element {last}, beyond the storage's {len(flat)}"
+        )
+    index = np.full(ref.shape, ref.offset, np.int64)
+    for axis, (size, stride) in enumerate(zip(ref.shape, ref.stride, strict=True)):
+        index += (np.arange(size, dtype=np.int64) * stride).reshape(
+            [-1 if a == axis else 1 for a in range(len(ref.shape))]
+        )
+    return flat[index]  # fancy indexing: an own, contiguous copy
+
+
 def _materialise(obj, storages: dict[str, np.ndarray]):
     if isinstance(obj, _TensorRef):
-        flat = storages[obj.storage_key]
-        itemsize = flat.itemsize
-        view = np.lib.stride_tricks.as_strided(
-            flat[obj.offset :],
-            shape=obj.shape,
-            strides=tuple(s * itemsize for s in obj.stride),
-            writeable=False,
-        )
-        return np.array(view)  # own, contiguous copy
+        if obj.storage_key not in storages:
+            raise CheckpointError(f"tensor refers to storage {obj.storage_key}, which the file does not hold")
+        return _tensor(obj, storages[obj.storage_key])
     if isinstance(obj, dict):
         return OrderedDict((k, _materialise(v, storages)) for k, v in obj.items())
     return obj
