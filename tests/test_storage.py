@@ -223,6 +223,16 @@ def test_history_filters_return_exactly_the_right_rows(full_history):
         assert _found(repo, filters) == expected, filters
 
 
+def test_history_text_search_treats_like_wildcards_as_text(full_history):
+    """'%' and '_' are LIKE wildcards: typed into the search box they must match only themselves."""
+    repo, stored = full_history
+    assert _found(repo, HistoryFilter(text="%")) == set() and _found(repo, HistoryFilter(label="_")) == set()
+    assert _found(repo, HistoryFilter(text="c%r")) == set()  # would match "car" unescaped
+    assert _found(repo, HistoryFilter(text="c_r")) == set()
+    assert _found(repo, HistoryFilter(text="\\")) == set()
+    assert _found(repo, HistoryFilter(text="car")), "the plain search still finds cars"
+
+
 def test_history_date_range_and_order(full_history):
     repo, stored = full_history
     moments = sorted(s.analysis.created_at for s in stored)

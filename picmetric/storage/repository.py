@@ -124,6 +124,13 @@ def _options_key(options: AnalysisOptions) -> str:
     return hashlib.sha256(options.cache_key.encode()).hexdigest()
 
 
+def _substring_pattern(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, case-insensitively; ``%``, ``_`` and ``\\`` in it match only
+    themselves (escaped with ``\\``)."""
+    escaped = text.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
@@ -506,17 +513,23 @@ class Repository:
         page, page_size = max(1, page), min(max(1, page_size), 500)
         conditions = []
         if filters.text:
-            pattern = f"%{filters.text.strip().lower()}%"
+            pattern = _substring_pattern(filters.text)
             conditions.append(
                 or_(
-                    exists().where(LabelRow.analysis_id == AnalysisRow.id, func.lower(LabelRow.name).like(pattern)),
-                    exists().where(ObjectRow.analysis_id == AnalysisRow.id, func.lower(ObjectRow.label).like(pattern)),
+                    exists().where(
+                        LabelRow.analysis_id == AnalysisRow.id, func.lower(LabelRow.name).like(pattern, escape="\\")
+                    ),
+                    exists().where(
+                        ObjectRow.analysis_id == AnalysisRow.id, func.lower(ObjectRow.label).like(pattern, escape="\\")
+                    ),
                 )
             )
         if filters.label:
-            pattern = f"%{filters.label.strip().lower()}%"
+            pattern = _substring_pattern(filters.label)
             conditions.append(
-                exists().where(LabelRow.analysis_id == AnalysisRow.id, func.lower(LabelRow.name).like(pattern))
+                exists().where(
+                    LabelRow.analysis_id == AnalysisRow.id, func.lower(LabelRow.name).like(pattern, escape="\\")
+                )
             )
         if filters.object_class:
             conditions.append(
