@@ -12,6 +12,8 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
+from pydantic import ValidationError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from tqdm import tqdm
 
 from .errors import PicMetricError
@@ -87,11 +89,28 @@ def _options(args: argparse.Namespace) -> AnalysisOptions:
     )
 
 
+def _prepare_out_dir(out: str) -> str | None:
+    """Create the ``--out`` folder before any work; the reason it cannot be used, or None."""
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        return f"--out {out}: a file of that name exists; give a folder"
+    except OSError as exc:
+        return f"--out {out}: cannot create that folder ({exc.strerror})"
+    if not os.access(out, os.W_OK):
+        return f"--out {out}: the folder is not writable"
+    return None
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     try:
         options = _options(args)
     except PicMetricError as exc:
         print(f"picmetric: {exc}", file=sys.stderr)
+        return 2
+    problem = _prepare_out_dir(args.out) if args.out else None
+    if problem:
+        print(f"picmetric: {problem}", file=sys.stderr)
         return 2
     analyzer = default_analyzer()
     repository = _repository() if args.store else None
@@ -330,6 +349,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except PicMetricError as exc:
         print(f"picmetric: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:  # settings from the environment, .env or secrets
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            print(f"picmetric: configuration: {where}: {error['msg']}", file=sys.stderr)
+        return 2
+    except ArgumentError:
+        print("picmetric: configuration: the database URL cannot be parsed (DATABASE_URL)", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        print(f"picmetric: the database could not be reached ({exc.__class__.__name__})", file=sys.stderr)
         return 1
 
 

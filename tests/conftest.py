@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from picmetric import Analyzer, pipeline
 from picmetric.models.weights import package_file
-from picmetric.settings import Settings
+from picmetric.settings import Settings, get_settings
 from picmetric.storage import Repository
 
 from .services import PostgresDatabase, SeaweedS3
@@ -23,6 +24,30 @@ def imagenet_samples() -> list[tuple[Path, int]]:
     """foolbox's 20 labelled ImageNet validation images: ``imagenet_<index>_<label>.jpg``."""
     folder = package_file("foolbox", "data", "imagenet_00_243.jpg").parent
     return [(p, int(p.stem.rsplit("_", 1)[1])) for p in sorted(folder.glob("imagenet_*.jpg"))]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+_SEED_VARIABLES = ("DATABASE_URL", "S3_KEY", "S3_SECRET", "S3_BUCKET", "S3_LOCATION", "S3_REGION", "S3_ENDPOINT_URL")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_settings(tmp_path_factory):
+    """No test touches a real store or reads a developer's configuration: PICMETRIC_*, the seed's variables and
+    .env are ignored; data goes to a temporary folder, converted models to the checkout's test-output/."""
+    saved = dict(os.environ)
+    for name in list(os.environ):
+        if name.startswith(("PICMETRIC_", "S3_")) or name in _SEED_VARIABLES:
+            del os.environ[name]
+    os.environ["PICMETRIC_DATA_DIR"] = str(tmp_path_factory.mktemp("data"))
+    os.environ["PICMETRIC_MODEL_CACHE_DIR"] = str(ROOT / "test-output" / "model-cache")
+    env_file = Settings.model_config.get("env_file")
+    Settings.model_config["env_file"] = None
+    get_settings.cache_clear()
+    yield
+    Settings.model_config["env_file"] = env_file
+    os.environ.clear()
+    os.environ.update(saved)
+    get_settings.cache_clear()
 
 
 class CountingAnalyzer(Analyzer):
@@ -40,7 +65,7 @@ class CountingAnalyzer(Analyzer):
 
 
 @pytest.fixture(scope="session")
-def analyzer() -> CountingAnalyzer:
+def analyzer(isolated_settings) -> CountingAnalyzer:
     """Loaded once per session, and installed as the process-wide analyzer so the dashboard and API under test
     share these models (and their call count)."""
     analyzer = CountingAnalyzer()

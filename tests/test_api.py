@@ -238,8 +238,12 @@ def test_v1_url_get_list_delete_and_images(clean, photo_server, zidane_path, bus
         image = clean.get(f"/api/v1/images/{sha}/{kind}")
         assert image.status_code == 200 and image.headers["content-type"] == content_type
     assert clean.get(f"/api/v1/images/{sha}/secret").status_code == 422
-    assert clean.delete(f"/api/v1/analyses/{sha}").status_code == 204
-    assert clean.delete(f"/api/v1/analyses/{sha}").status_code == 404
+    assert clean.delete(f"/api/v1/analyses/{sha}").status_code == 401  # destructive: the admin token is required
+    assert clean.delete(f"/api/v1/analyses/{sha}", headers={"X-Admin-Token": "guess"}).status_code == 401
+    assert clean.get(f"/api/v1/analyses/{sha}").status_code == 200
+    admin = {"Authorization": f"Bearer {ADMIN}"}
+    assert clean.delete(f"/api/v1/analyses/{sha}", headers=admin).status_code == 204
+    assert clean.delete(f"/api/v1/analyses/{sha}", headers=admin).status_code == 404
     assert clean.get(f"/api/v1/images/{sha}/original").status_code == 404
 
 
@@ -381,3 +385,14 @@ def test_picmetric_serve_starts_uvicorn(tmp_path):
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_metrics_stay_bounded_whatever_method_names_clients_invent(api):
+    before = len(api.get("/metrics").text)
+    for i in range(300):
+        api.request(f"FOO{i}", "/healthz")
+        api.request("GET", f"/no/such/route/{i}")
+    metrics = api.get("/metrics").text
+    assert "FOO" not in metrics and "/no/such/route" not in metrics
+    assert 'method="other"' in metrics and 'route="unmatched"' in metrics
+    assert len(metrics) < before + 5_000  # a handful of new series, not 600

@@ -113,3 +113,34 @@ def test_store_history_reset_and_db_upgrade(cli, zidane_path):
     assert "1 analysis" in cli("history").stdout  # nothing was deleted without confirmation
     assert cli("reset", "--yes").returncode == 0
     assert "0 analyses" in cli("history").stdout
+
+
+def test_bad_out_folder_is_one_line_before_any_work(run, tmp_path, zidane_path, analyzer):
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    calls = analyzer.calls
+    for out, message in ((taken, "a file of that name exists"), ("/proc/picmetric-out", "cannot create that folder")):
+        result = run("analyze", str(zidane_path), "--out", str(out))
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert analyzer.calls == calls  # refused before the models ran
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "args", "message", "code"),
+    [
+        ("PICMETRIC_MAX_PIXELS", "abc", ("analyze", "x.jpg"), "configuration: max_pixels", 2),
+        ("PICMETRIC_URL_ALLOW_NETWORKS", '["10.0.0.0/33"]', ("analyze", "x.jpg"), "PICMETRIC_URL_ALLOW_NETWORKS", 2),
+        ("DATABASE_URL", "notaurl", ("history",), "database URL cannot be parsed", 2),
+        ("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none", ("db", "upgrade"), "could not be reached", 1),
+    ],
+)
+def test_configuration_errors_are_one_line(run, monkeypatch, variable, value, args, message, code):
+    monkeypatch.setenv(variable, value)
+    get_settings.cache_clear()
+    try:
+        result = run(*args)
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert result.returncode == code and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

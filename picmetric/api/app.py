@@ -79,6 +79,9 @@ async def _empty_receive():
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def create_app(settings: Settings | None = None, repository: Repository | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -108,8 +111,10 @@ def create_app(settings: Settings | None = None, repository: Repository | None =
         template = getattr(route, "path", "unmatched")
         api = getattr(request.app.state, "picmetric", None)
         if api is not None:
-            api.metrics.requests.labels(request.method, template, str(response.status_code)).inc()
-            api.metrics.latency.labels(request.method, template).observe(time.perf_counter() - started)
+            # labels from a fixed set only: a client inventing method names must not grow /metrics without bound
+            method = request.method if request.method in _HTTP_METHODS else "other"
+            api.metrics.requests.labels(method, template, str(response.status_code)).inc()
+            api.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
         return response
 
     @app.exception_handler(RequestValidationError)

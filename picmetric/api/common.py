@@ -6,6 +6,7 @@ import hmac
 from dataclasses import dataclass
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 from pydantic import SecretStr
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
@@ -131,3 +132,18 @@ def image_urls(request: Request, stored: StoredAnalysis) -> dict[str, str]:
         kind: stored.urls.get(kind) or str(request.url_for("get_image", sha256=stored.sha256, kind=kind))
         for kind in stored.blob_keys
     }
+
+
+def admin_refusal(request: Request) -> JSONResponse | None:
+    """None when the request carries the admin token; else the 403 (admin routes off) or 401 answer."""
+    expected = state(request).settings.admin_token
+    if expected is None:
+        return JSONResponse({"detail": "admin routes are disabled: set PICMETRIC_ADMIN_TOKEN"}, status_code=403)
+    header = request.headers.get("authorization", "")
+    given = header[7:] if header.lower().startswith("bearer ") else request.headers.get("x-admin-token")
+    if not tokens_match(given, expected):
+        return JSONResponse(
+            {"detail": "admin token missing or wrong (Authorization: Bearer <token>)"},
+            status_code=401, headers={"WWW-Authenticate": "Bearer"},
+        )  # fmt: skip
+    return None

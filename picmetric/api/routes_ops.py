@@ -7,23 +7,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from .. import logs
-from .common import state, tokens_match
+from .common import admin_refusal, state
 
 router = APIRouter(tags=["operations"])
-
-
-def _admin_refusal(request: Request) -> JSONResponse | None:
-    expected = state(request).settings.admin_token
-    if expected is None:
-        return JSONResponse({"detail": "admin routes are disabled: set PICMETRIC_ADMIN_TOKEN"}, status_code=403)
-    header = request.headers.get("authorization", "")
-    given = header[7:] if header.lower().startswith("bearer ") else request.headers.get("x-admin-token")
-    if not tokens_match(given, expected):
-        return JSONResponse(
-            {"detail": "admin token missing or wrong (Authorization: Bearer <token>)"},
-            status_code=401, headers={"WWW-Authenticate": "Bearer"},
-        )  # fmt: skip
-    return None
 
 
 @router.get("/healthz", summary="Liveness: the process answers")
@@ -48,7 +34,7 @@ async def metrics(request: Request) -> Response:
 
 @router.post("/reset", summary="Delete every stored image and analysis (admin token)")
 async def reset(request: Request) -> JSONResponse:
-    refusal = _admin_refusal(request)
+    refusal = admin_refusal(request)
     if refusal is not None:
         return refusal
     await run_in_threadpool(state(request).repository.reset)
@@ -57,7 +43,7 @@ async def reset(request: Request) -> JSONResponse:
 
 @router.get("/log", summary="Recent application log lines (admin token)", response_class=PlainTextResponse)
 async def log(request: Request, lines: int = 200) -> Response:
-    refusal = _admin_refusal(request)
+    refusal = admin_refusal(request)
     if refusal is not None:
         return refusal
     return PlainTextResponse("\n".join(logs.recent_lines(max(1, min(lines, 1000)))) + "\n")

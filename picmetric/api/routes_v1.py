@@ -14,6 +14,7 @@ from ..intake import fetch_image
 from ..storage import HistoryFilter, StoredAnalysis
 from .common import (
     BadRequest,
+    admin_refusal,
     image_urls,
     is_json,
     json_object,
@@ -111,8 +112,13 @@ async def list_analyses(
     )
 
 
-@router.delete("/analyses/{sha256}", status_code=204, summary="Delete an image, its analyses and its blobs")
+@router.delete(
+    "/analyses/{sha256}", status_code=204, summary="Delete an image, its analyses and its blobs (admin token)"
+)
 async def delete_analysis(request: Request, sha256: str) -> Response:
+    refusal = admin_refusal(request)
+    if refusal is not None:
+        return refusal
     try:
         deleted = await run_in_threadpool(state(request).repository.delete, sha256.lower())
     except PicMetricError as exc:
