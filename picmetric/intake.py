@@ -70,6 +70,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
+def display_name(name: str | None) -> str | None:
+    """A file name as a person gave it, safe to store and show: control characters (NUL breaks PostgreSQL text)
+    dropped, 255 characters at most; None when nothing is left."""
+    if name is None:
+        return None
+    cleaned = "".join(ch for ch in name if ch.isprintable()).strip()[:255]
+    return cleaned or None
+
+
 def load_image(
     source: bytes | str | Path,
     *,
@@ -163,7 +172,7 @@ def load_image(
         pixels=np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)),
         scale=orig_w / rgb.width,
         source=origin,
-        name=name,
+        name=display_name(name),
     )
 
 

@@ -344,6 +344,9 @@ def test_deepstack_api_key(tmp_path, analyzer, zidane_path):
         assert missing.status_code == 401 and missing.json() == {"success": False, "error": "Incorrect api key"}
         ok = httpx.post(f"{url}/v1/vision/face", files=_file(zidane_path, "image"), data={"api_key": "nvr-key"})
         assert ok.status_code == 200 and ok.json()["success"] is True
+        as_file = {**_file(zidane_path, "image"), "api_key": ("key.txt", b"nvr-key", "text/plain")}
+        refused = httpx.post(f"{url}/v1/vision/face", files=as_file)  # a file part is never a key
+        assert refused.status_code == 401 and refused.json()["success"] is False
 
 
 # --- operations --------------------------------------------------------------------------------------------------
@@ -396,3 +399,87 @@ def test_metrics_stay_bounded_whatever_method_names_clients_invent(api):
     assert "FOO" not in metrics and "/no/such/route" not in metrics
     assert 'method="other"' in metrics and 'route="unmatched"' in metrics
     assert len(metrics) < before + 5_000  # a handful of new series, not 600
+
+
+# --- hostile and careless input: always a 4xx in the route's own shape, never a 500 -------------------------------
+
+
+def _chunked_upload(field: str, size: int):
+    """A multipart body sent with chunked transfer encoding: no Content-Length for the middleware to check."""
+    boundary = "picmetric-test-boundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="big.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+
+    def body():
+        yield head
+        for _ in range(size // 65536 + 1):
+            yield b"\xff" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    return body(), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "shape_key"),
+    [
+        ("/api/v1/analyses", "file", "detail"),
+        ("/do_data_science", "file", "error"),
+        ("/v1/vision/detection", "image", "error"),
+    ],
+)
+def test_chunked_upload_over_the_limit_is_413_on_every_route(api, path, field, shape_key):
+    body, headers = _chunked_upload(field, 2_500_000)
+    response = api.post(path, content=body, headers=headers)
+    assert response.status_code == 413, response.text
+    assert "limit" in response.json()[shape_key]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"url": "http://127.0.0.1/x.jpg", "options": {"top_k": Infinity}}',
+        '{"url": "http://127.0.0.1/x.jpg", "options": {"top_k": 1e400}}',
+        '{"url": "http://127.0.0.1/x.jpg", "options": {"top_k": 2.5}}',
+        '{"url": "http://127.0.0.1/x.jpg", "options": {"min_confidence": NaN}}',
+        '{"url": "http://127.0.0.1/x.jpg", "options": {"top_k": true}}',
+        '{"url": "http://127.0.0.1/x.jpg", "options": ["top_k", 3]}',
+        '{"url": "http://127.0.0.1/x.jpg", "options": "top_k=3"}',
+        '{"url": "http://127.0.0.1/x.jpg", "options": {"tasks": 3}}',
+        '{"url": "http://127.0.0.1/x.jpg", "options": {"tasks": [1, 2]}}',
+        '{"url": "http://127.0.0.1/x.jpg", "options": {"classifier": {"a": 1}}}',
+        "[" * 100_000 + "]" * 100_000,
+    ],
+)
+def test_hostile_json_options_are_400(api, raw):
+    response = api.post("/api/v1/analyses", content=raw, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"]
+
+
+@pytest.mark.parametrize("field", ["tasks", "min_confidence", "top_k"])
+def test_option_sent_as_a_file_part_is_400(api, zidane_path, field):
+    files = {**_file(zidane_path), field: ("x.txt", b"0.5", "text/plain")}
+    response = api.post("/api/v1/analyses", files=files)
+    assert response.status_code == 400 and field in response.json()["detail"]
+
+
+def test_deepstack_threshold_sent_as_a_file_part_is_400(api, zidane_path):
+    files = {**_file(zidane_path, "image"), "min_confidence": ("x.txt", b"0.5", "text/plain")}
+    response = api.post("/v1/vision/detection", files=files)
+    assert response.status_code == 400 and response.json()["success"] is False
+
+
+def test_nul_byte_in_a_file_name_is_dropped(clean, zidane_path):
+    boundary = b"nul-test-boundary"  # by hand: httpx would percent-encode the NUL
+    body = (
+        b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="zi\x00dane.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + zidane_path.read_bytes() + b"\r\n--" + boundary + b"--\r\n"
+    )
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary.decode()}"}
+    response = clean.post("/do_data_science", content=body, headers=headers)
+    assert response.status_code == 200 and response.json()["error"] == ""
+    sha = response.json()["hash"]
+    stored = clean.get(f"/api/v1/analyses/{sha}").json()
+    assert stored["analysis"]["image"]["name"] == "zidane.jpg"

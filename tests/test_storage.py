@@ -372,3 +372,10 @@ def test_migrations_build_exactly_the_schema_the_code_uses(empty_database_url):
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     engine.dispose()
+
+
+def test_file_names_with_control_characters_are_stored_cleaned(repository, zidane_path):
+    """PostgreSQL refuses NUL in text: a name as a client sent it must never turn an upload into an error."""
+    stored = repository.submit(zidane_path.read_bytes(), name="zi\x00da\nne.jpg")
+    assert stored.analysis.name == "zidane.jpg"
+    assert repository.get(stored.sha256).analysis.name == "zidane.jpg"

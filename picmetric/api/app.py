@@ -18,14 +18,10 @@ from ..seed import seed_response
 from ..settings import Settings, get_settings
 from ..storage import Repository
 from . import routes_deepstack, routes_ops, routes_seed, routes_v1
-from .common import ApiState
+from .common import ApiState, BodyTooLarge
 from .metrics import ApiMetrics
 
 _MULTIPART_OVERHEAD = 64 * 1024
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 class BodySizeLimit:
@@ -48,7 +44,7 @@ class BodySizeLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.limit:
-                raise _BodyTooLarge
+                raise BodyTooLarge
             return message
 
         async def tracking_send(message):
@@ -58,7 +54,7 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
+        except BodyTooLarge:
             if not started:
                 await self._refuse(scope, send)
 

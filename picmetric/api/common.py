@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -32,6 +35,11 @@ class ApiState:
 
 def state(request: Request) -> ApiState:
     return request.app.state.picmetric
+
+
+class BodyTooLarge(Exception):
+    """Raised by the upload-limit middleware while a body streams in; it answers 413 itself, so every reader of
+    the body must let this through."""
 
 
 class BadRequest(PicMetricError):
@@ -77,6 +85,8 @@ async def json_object(request: Request) -> dict:
         payload = await request.json()
     except ValueError:
         raise BadRequest("the JSON body is malformed") from None
+    except RecursionError:
+        raise BadRequest("the JSON body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise BadRequest("the JSON body must be an object")
     return payload
@@ -87,6 +97,8 @@ async def read_form(request: Request):
         return await request.form(max_files=4, max_fields=40)
     except ClientDisconnect:
         raise BadRequest("the upload was interrupted") from None
+    except BodyTooLarge:
+        raise  # the middleware answers 413 with the route's error shape
     except Exception as exc:  # malformed multipart bodies raise parser-specific errors
         raise BadRequest(f"the form could not be read ({exc.__class__.__name__})") from None
 
@@ -111,18 +123,45 @@ _OPTION_TYPES = {
 }  # fmt: skip
 
 
-def options_from(values) -> AnalysisOptions:
+_KIND_NAMES = {int: "an integer", float: "a finite number", str: "text"}
+
+
+def _option_value(key: str, value: object, kind: type) -> object:
+    """One option from a form field (text) or JSON (number, string): the right type and finite, else refused.
+    Files, booleans, lists, objects, infinities and fractional counts are refused, never passed on."""
+    wrong = InvalidOptionsError(
+        f"{key} must be a{'n integer' if kind is int else ' number' if kind is float else ' text'}"
+    )
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise wrong
+    if kind is str:
+        if not isinstance(value, str):
+            raise wrong
+        return value.strip()
+    try:
+        number = float(value)
+    except ValueError:
+        raise wrong from None
+    if not math.isfinite(number) or (kind is int and not number.is_integer()):
+        raise wrong
+    return int(number) if kind is int else number
+
+
+def options_from(values: object) -> AnalysisOptions:
     """AnalysisOptions from form fields or a JSON object; unknown keys are ignored, bad values refused."""
-    kwargs = {}
+    if not isinstance(values, Mapping):
+        raise InvalidOptionsError("options must be an object of option names and values")
+    kwargs: dict[str, Any] = {}
     for key, kind in _OPTION_TYPES.items():
         if values.get(key) not in (None, ""):
-            try:
-                kwargs[key] = kind(values.get(key))
-            except (TypeError, ValueError):
-                raise InvalidOptionsError(f"{key} must be a {kind.__name__}") from None
+            kwargs[key] = _option_value(key, values.get(key), kind)
     tasks = values.get("tasks")
     if tasks:
-        kwargs["tasks"] = tuple(t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks))
+        if isinstance(tasks, str):
+            tasks = tasks.split(",")
+        if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
+            raise InvalidOptionsError("tasks must be text like 'labels,faces' or a list of task names")
+        kwargs["tasks"] = tuple(t.strip() for t in tasks)
     return AnalysisOptions(**kwargs)
 
 
