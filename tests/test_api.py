@@ -483,3 +483,19 @@ def test_nul_byte_in_a_file_name_is_dropped(clean, zidane_path):
     sha = response.json()["hash"]
     stored = clean.get(f"/api/v1/analyses/{sha}").json()
     assert stored["analysis"]["image"]["name"] == "zidane.jpg"
+
+
+def test_renders_are_revalidated_by_content_address_not_cached_for_good(clean, zidane_path):
+    """After a re-analysis with other options, /images/{sha}/objects is another render: no 'immutable' on it."""
+    first = clean.post("/api/v1/analyses", files=_file(zidane_path)).json()
+    sha = first["analysis"]["image"]["sha256"]
+    objects = clean.get(f"/api/v1/images/{sha}/objects")
+    assert "immutable" not in objects.headers["cache-control"] and objects.headers["etag"]
+    original = clean.get(f"/api/v1/images/{sha}/original")
+    assert "immutable" in original.headers["cache-control"]
+    same = clean.get(f"/api/v1/images/{sha}/objects", headers={"If-None-Match": objects.headers["etag"]})
+    assert same.status_code == 304
+    clean.post("/api/v1/analyses", files=_file(zidane_path), data={"min_confidence": "0.8"})
+    changed = clean.get(f"/api/v1/images/{sha}/objects", headers={"If-None-Match": objects.headers["etag"]})
+    assert changed.status_code == 200 and changed.headers["etag"] != objects.headers["etag"]
+    assert changed.content != objects.content

@@ -130,11 +130,21 @@ async def delete_analysis(request: Request, sha256: str) -> Response:
 
 @router.get("/images/{sha256}/{kind}", name="get_image", summary="The original image or one of its renders")
 async def get_image(request: Request, sha256: str, kind: ImageKind) -> Response:
+    """The original never changes for its sha256 (cached for good); a render is the newest analysis' and changes
+    after a re-analysis with other options, so clients revalidate it by its content-addressed ETag."""
+    repository = state(request).repository
     try:
-        found = await run_in_threadpool(state(request).repository.image_bytes, sha256.lower(), kind)
+        found = await run_in_threadpool(repository.image_blob, sha256.lower(), kind)
+        if found is None:
+            return JSONResponse({"detail": f"no {kind} image for {sha256}"}, status_code=404)
+        key, content_type = found
+        headers = {
+            "ETag": f'"{key}"',
+            "Cache-Control": "public, max-age=31536000, immutable" if kind == "original" else "no-cache",
+        }
+        if request.headers.get("if-none-match") == headers["ETag"]:
+            return Response(status_code=304, headers=headers)
+        data = await run_in_threadpool(repository.blobs.get, key)
     except PicMetricError as exc:
         return _error(request, exc)
-    if found is None:
-        return JSONResponse({"detail": f"no {kind} image for {sha256}"}, status_code=404)
-    data, content_type = found
-    return Response(data, media_type=content_type, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+    return Response(data, media_type=content_type, headers=headers)

@@ -492,6 +492,12 @@ class Repository:
 
     def image_bytes(self, sha256: str, kind: str = "original") -> tuple[bytes, str] | None:
         """Bytes and content type of an image's original or one of its renders (newest analysis)."""
+        found = self.image_blob(sha256, kind)
+        return (self.blobs.get(found[0]), found[1]) if found else None
+
+    def image_blob(self, sha256: str, kind: str = "original") -> tuple[str, str] | None:
+        """Content-addressed blob key and content type of an image's original or one of its renders (newest
+        analysis: a re-analysis with other options changes which render that is)."""
         with self._session("read the image") as session:
             if kind == "original":
                 row = session.execute(
@@ -506,7 +512,7 @@ class Repository:
                     .order_by(AnalysisRow.created_at.desc())
                     .limit(1)
                 ).first()
-        return (self.blobs.get(row[0]), row[1]) if row else None
+        return (row[0], row[1]) if row else None
 
     def history(self, filters: HistoryFilter | None = None, page: int = 1, page_size: int = 50) -> HistoryPage:
         filters = filters or HistoryFilter()
