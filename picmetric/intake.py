@@ -9,6 +9,7 @@ import hashlib
 import io
 import ipaddress
 import socket
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,7 +243,7 @@ def _resolve(host: str, port: int, settings: Settings) -> str:
     return addresses[0]
 
 
-def _read_body(response: httpx.Response, url: str, limit: int) -> bytes:
+def _read_body(response: httpx.Response, url: str, limit: int, deadline: float, timeout_s: float) -> bytes:
     if response.status_code >= 400:
         raise FetchError(f"the server answered HTTP {response.status_code} for {url}")
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -256,15 +257,20 @@ def _read_body(response: httpx.Response, url: str, limit: int) -> bytes:
         received += len(chunk)
         if received > limit:
             raise FetchError(f"the download exceeded the {limit / 1e6:.0f} MB limit")
+        if time.monotonic() > deadline:  # a server trickling bytes never trips a per-read timeout
+            raise FetchError(f"the download did not finish within {timeout_s:g} s")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
 def fetch_image_bytes(url: str, *, settings: Settings | None = None) -> bytes:
-    """Download an image over http(s) with SSRF protection, redirect checks, a timeout and a byte limit."""
+    """Download an image over http(s) with SSRF protection, redirect checks, a byte limit and one deadline for
+    the whole download (every redirect, connection and read together)."""
     settings = settings or get_settings()
     current = url.strip()
-    with httpx.Client(timeout=settings.url_timeout_s, follow_redirects=False, trust_env=False) as client:
+    timeout_s = settings.url_timeout_s
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(follow_redirects=False, trust_env=False) as client:
         for _hop in range(settings.url_max_redirects + 1):
             parts = urlsplit(current)
             if parts.scheme not in ("http", "https"):
@@ -281,20 +287,21 @@ def fetch_image_bytes(url: str, *, settings: Settings | None = None) -> bytes:
                 "GET",
                 parts._replace(netloc=netloc).geturl(),
                 headers={"Host": parts.netloc.rsplit("@", 1)[-1], "User-Agent": "PicMetric/1.0"},
-                extensions={"sni_hostname": parts.hostname} if parts.scheme == "https" else {},
+                extensions={
+                    "timeout": httpx.Timeout(max(0.001, deadline - time.monotonic())).as_dict(),
+                    **({"sni_hostname": parts.hostname} if parts.scheme == "https" else {}),
+                },
             )
             try:
                 response = client.send(request, stream=True)
                 try:
                     if not response.is_redirect:
-                        return _read_body(response, url, settings.max_upload_bytes)
+                        return _read_body(response, url, settings.max_upload_bytes, deadline, timeout_s)
                     location = response.headers.get("location")
                 finally:
                     response.close()
             except httpx.TimeoutException:
-                raise FetchError(
-                    f"the server at {parts.hostname} did not answer within {settings.url_timeout_s:g} s"
-                ) from None
+                raise FetchError(f"the server at {parts.hostname} did not answer within {timeout_s:g} s") from None
             except httpx.HTTPError as exc:
                 raise FetchError(f"could not fetch {url}: {exc.__class__.__name__}") from None
             if not location:

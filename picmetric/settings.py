@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # URL intake.
     url_timeout_s: float = Field(default=10.0, gt=0)
     url_max_redirects: int = Field(default=5, ge=0)
+    url_max_concurrent: int = Field(
+        default=8, ge=1, description="URL downloads at once per API process; more wait up to url_timeout_s"
+    )
     url_allow_networks: list[str] = Field(
         default_factory=list,
         description="CIDRs that URL intake may reach although they are not public (e.g. 10.0.0.0/8)",

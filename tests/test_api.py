@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -58,6 +59,16 @@ def photo_server(zidane_path):
             pass
 
         def do_GET(self):
+            if self.path.startswith("/trickle"):  # an image one byte every 0.2 s: 40 s in all
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    for byte in photo[:200]:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.2)
+                return
             body, kind = (photo, "image/jpeg") if self.path == "/zidane.jpg" else (b"<html>hi</html>", "text/html")
             self.send_response(200)
             self.send_header("Content-Type", kind)
@@ -499,3 +510,25 @@ def test_renders_are_revalidated_by_content_address_not_cached_for_good(clean, z
     changed = clean.get(f"/api/v1/images/{sha}/objects", headers={"If-None-Match": objects.headers["etag"]})
     assert changed.status_code == 200 and changed.headers["etag"] != objects.headers["etag"]
     assert changed.content != objects.content
+
+
+def test_trickling_urls_hold_neither_requests_nor_analyses(tmp_path, analyzer, photo_server, zidane_path):
+    """Servers sending a byte a second: each URL request ends at the deadline, and they cannot starve uploads."""
+    settings = _settings(tmp_path, url_timeout_s=1.5, url_max_concurrent=2)
+    with _Server(create_app(settings, Repository(settings, analyzer=analyzer))) as url:
+
+        def trickle(i: int) -> tuple[int, float]:
+            started = time.monotonic()
+            answer = httpx.post(f"{url}/do_data_science_url", data={"url": f"{photo_server}/trickle{i}"}, timeout=60)
+            return answer.status_code, time.monotonic() - started
+
+        with ThreadPoolExecutor(12) as pool:
+            slow = [pool.submit(trickle, i) for i in range(10)]
+            time.sleep(0.3)
+            started = time.monotonic()
+            upload = httpx.post(f"{url}/do_data_science", files=_file(zidane_path), timeout=60)
+            upload_s = time.monotonic() - started
+            outcomes = [f.result() for f in slow]
+    assert upload.status_code == 200 and upload_s < 5, upload_s
+    assert all(status == 400 for status, _ in outcomes)
+    assert max(elapsed for _, elapsed in outcomes) < 2 * 1.5 + 1.5  # waiting for a slot + the download's deadline

@@ -63,6 +63,16 @@ class _Handler(BaseHTTPRequestHandler):
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client hung up at its limit, as it should
             return
+        if self.path == "/trickle":  # a byte every 0.2 s, for 10 s
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                for byte in PNG[:50]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            return
         if self.path == "/slow":
             time.sleep(2)
             return self._send(200, PNG, "image/png")
@@ -198,3 +208,11 @@ def test_invalid_allow_network_is_refused_when_settings_load():
 @pytest.mark.parametrize("address", ["8.8.8.8", "2606:4700:4700::1111", "64:ff9b::808:808", "2002:808:808::1"])
 def test_address_policy_allows_public_addresses(address):
     check_address(address, Settings())
+
+
+def test_trickling_server_meets_one_total_deadline(server, local_ok):
+    """A byte every 0.2 s never trips a per-read timeout; the whole download still ends at url_timeout_s."""
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="did not finish within 0.5 s"):
+        fetch_image(f"{server}/trickle", settings=local_ok)
+    assert time.monotonic() - started < 1.2

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -85,7 +86,7 @@ def create_app(settings: Settings | None = None, repository: Repository | None =
     async def lifespan(app: FastAPI):
         logs.install()
         repo = repository if repository is not None else await run_in_threadpool(Repository, settings)
-        app.state.picmetric = ApiState(settings, repo, ApiMetrics())
+        app.state.picmetric = ApiState(settings, repo, ApiMetrics(), anyio.Semaphore(settings.url_max_concurrent))
         warm = asyncio.get_running_loop().run_in_executor(None, repo.analyzer.warm_up)  # readyz says when done
         yield
         await asyncio.wait_for(asyncio.shield(warm), timeout=120)

@@ -8,13 +8,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
 from ..errors import FetchError, ImageTooLargeError, InvalidImageError, PicMetricError, URLRefusedError
+from ..intake import LoadedImage, fetch_image
 from ..pipeline import AnalysisOptions, InvalidOptionsError
 from ..settings import Settings
 from ..storage import AnalysisFailedError, DatabaseError, Repository, StorageError, StoredAnalysis
@@ -26,11 +29,27 @@ class ApiState:
     settings: Settings
     repository: Repository
     metrics: ApiMetrics
+    #: URL downloads in flight: slow servers hold these, never the threads that analyses need
+    url_slots: anyio.Semaphore
 
     def record(self, stored: StoredAnalysis) -> None:
         self.metrics.analyses.labels("history" if stored.cached else "analysed").inc()
         if not stored.cached:
             self.metrics.observe_models(stored.analysis.timings_ms)
+
+
+async def fetch_url(app: ApiState, url: str) -> LoadedImage:
+    """Fetch an image URL in one of the process's URL slots (``url_max_concurrent``); waiting for a slot is
+    bounded by the same deadline as the download itself."""
+    try:
+        with anyio.fail_after(app.settings.url_timeout_s):
+            await app.url_slots.acquire()
+    except TimeoutError:
+        raise FetchError("too many image URLs are being fetched right now; try again shortly") from None
+    try:
+        return await run_in_threadpool(fetch_image, url, settings=app.settings)
+    finally:
+        app.url_slots.release()
 
 
 def state(request: Request) -> ApiState:

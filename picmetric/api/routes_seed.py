@@ -7,10 +7,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import PicMetricError
-from ..intake import fetch_image
 from ..seed import seed_response
 from ..storage import StoredAnalysis
-from .common import BadRequest, image_urls, is_json, json_object, read_form, state, status_for, upload_bytes
+from .common import BadRequest, fetch_url, image_urls, is_json, json_object, read_form, state, status_for, upload_bytes
 
 router = APIRouter(tags=["seed-compatible"])
 
@@ -72,7 +71,7 @@ async def do_data_science_url(request: Request) -> JSONResponse:
         url = (await json_object(request) if is_json(request) else await read_form(request)).get("url")
         if not isinstance(url, str) or not url.strip():
             raise BadRequest("send the image address as the field 'url'")
-        image = await run_in_threadpool(fetch_image, url.strip(), settings=app.settings)
+        image = await fetch_url(app, url.strip())
         stored = await run_in_threadpool(app.repository.submit, image)
     except PicMetricError as exc:
         return _error(request, exc)

@@ -10,11 +10,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import PicMetricError
-from ..intake import fetch_image
 from ..storage import HistoryFilter, StoredAnalysis
 from .common import (
     BadRequest,
     admin_refusal,
+    fetch_url,
     image_urls,
     is_json,
     json_object,
@@ -56,7 +56,7 @@ async def create_analysis(request: Request) -> JSONResponse:
             if not isinstance(payload.get("url"), str):
                 raise BadRequest("send JSON {'url': 'https://...'} or a multipart file field 'file'")
             options = options_from(payload.get("options") or {})
-            image = await run_in_threadpool(fetch_image, payload["url"].strip(), settings=app.settings)
+            image = await fetch_url(app, payload["url"].strip())
             stored = await run_in_threadpool(app.repository.submit, image, options=options)
         else:
             form = await read_form(request)
