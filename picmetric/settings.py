@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     )
     s3_presign_seconds: int = Field(default=3600, gt=0)
     s3_prefix: str = Field(default="", description="key prefix inside the bucket")
+    s3_create_bucket: bool = Field(default=True, description="create the bucket on start when it does not exist")
 
     # HTTP API: admin routes (/reset, /log) need the admin token; DeepStack routes need the API key when set.
     admin_token: SecretStr | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -379,3 +380,19 @@ def test_file_names_with_control_characters_are_stored_cleaned(repository, zidan
     stored = repository.submit(zidane_path.read_bytes(), name="zi\x00da\nne.jpg")
     assert stored.analysis.name == "zidane.jpg"
     assert repository.get(stored.sha256).analysis.name == "zidane.jpg"
+
+
+def test_a_fresh_deployment_creates_its_bucket(seaweed, tmp_path, analyzer, zidane_path):
+    settings = s3_settings(seaweed, tmp_path, bucket=f"fresh-{uuid.uuid4().hex[:12]}")
+    repository = Repository(settings, analyzer=analyzer)
+    assert repository.health()["storage"] == "ok"
+    assert repository.submit(zidane_path.read_bytes()).status == "done"
+
+
+def test_a_missing_bucket_is_named_when_it_may_not_be_created(seaweed, tmp_path, analyzer, zidane_path):
+    bucket = f"absent-{uuid.uuid4().hex[:12]}"
+    repository = Repository(s3_settings(seaweed, tmp_path, bucket=bucket, s3_create_bucket=False), analyzer=analyzer)
+    health = repository.health()["storage"]
+    assert f"bucket {bucket!r} does not exist" in health and "PICMETRIC_S3_CREATE_BUCKET" in health
+    with pytest.raises(StorageError, match=f"bucket {bucket!r} does not exist"):
+        repository.submit(zidane_path.read_bytes())

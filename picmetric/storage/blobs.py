@@ -55,6 +55,9 @@ class BlobStore(Protocol):
     def check(self) -> None:
         """Raise StorageError when the store is not usable."""
 
+    def ensure_bucket(self) -> None:
+        """Create the store's container (bucket, folder) when it does not exist yet."""
+
 
 class LocalBlobStore:
     """A folder on disk; writes are atomic (temporary file + rename)."""
@@ -110,6 +113,8 @@ class LocalBlobStore:
             raise StorageError(f"image folder {self.root} is not usable: {exc.strerror}") from None
         if not os.access(self.root, os.W_OK):
             raise StorageError(f"image folder {self.root} is not writable")
+
+    ensure_bucket = check  # a folder is created by the same call that checks it
 
     def describe(self) -> str:
         return f"local folder {self.root.resolve()}"

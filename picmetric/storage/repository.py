@@ -148,6 +148,11 @@ class Repository:
         self.settings = settings or get_settings()
         self.engine = engine or make_engine(self.settings.resolved_database_url)
         self.blobs = blobs or blob_store_from_settings(self.settings)
+        if blobs is None and self.settings.s3_create_bucket:
+            try:
+                self.blobs.ensure_bucket()  # a fresh deployment: the bucket is created, not reported missing
+            except StorageError as exc:  # unreachable now: health() and every store call say so
+                logger.warning("object storage not ready at start: %s", exc)
         self.analyzer = analyzer or default_analyzer()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._key_locks: weakref.WeakValueDictionary[tuple, threading.Lock] = weakref.WeakValueDictionary()

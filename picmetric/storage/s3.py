@@ -12,6 +12,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..settings import Settings
 from .blobs import StorageError
 
+_NO_BUCKET = ("404", "NoSuchBucket", "NotFound")  # head_bucket answers a bare 404
+
 
 class S3BlobStore:
     """Any S3-compatible server (AWS, SeaweedFS, MinIO, ...). Errors become StorageError with no secrets in them."""
@@ -40,8 +42,22 @@ class S3BlobStore:
     def _error(self, action: str, exc: Exception) -> StorageError:
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "error")
+            if code in _NO_BUCKET or self._bucket_missing():  # some servers answer AccessDenied for a missing bucket
+                return StorageError(
+                    f"the S3 bucket {self.bucket!r} does not exist: create it, or let PicMetric create it on start "
+                    "(PICMETRIC_S3_CREATE_BUCKET=true)"
+                )
             return StorageError(f"object storage refused to {action} (bucket {self.bucket}: {code})")
         return StorageError(f"object storage is unreachable, could not {action} ({exc.__class__.__name__})")
+
+    def _bucket_missing(self) -> bool:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            return exc.response.get("Error", {}).get("Code") in _NO_BUCKET
+        except BotoCoreError:
+            return False
+        return False
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         try:
@@ -92,9 +108,12 @@ class S3BlobStore:
         )
 
     def ensure_bucket(self) -> None:
+        """Create the bucket when it does not exist (a fresh deployment); any other refusal is reported."""
         try:
             self._client.head_bucket(Bucket=self.bucket)
-        except ClientError:
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in _NO_BUCKET:
+                raise self._error("reach the bucket", exc) from None
             try:
                 self._client.create_bucket(Bucket=self.bucket)
             except (BotoCoreError, ClientError) as exc:
