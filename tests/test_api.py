@@ -381,10 +381,10 @@ def test_health_readiness_metrics_and_docs(api, zidane_path):
 def test_readyz_reports_a_broken_store(tmp_path, analyzer, seaweed):
     from .conftest import s3_settings
 
-    settings = s3_settings(seaweed, tmp_path, bucket="never-created-bucket")
+    settings = s3_settings(seaweed, tmp_path, bucket="never-created-bucket", s3_create_bucket=False)
     with _Server(create_app(settings, Repository(settings, analyzer=analyzer))) as url:
         ready = httpx.get(f"{url}/readyz")
-        assert ready.status_code == 503 and ready.json()["checks"]["storage"] != "ok"
+        assert ready.status_code == 503 and "'never-created-bucket' does not exist" in ready.json()["checks"]["storage"]
         assert "test-secret-value" not in ready.text
 
 
@@ -532,3 +532,30 @@ def test_trickling_urls_hold_neither_requests_nor_analyses(tmp_path, analyzer, p
     assert upload.status_code == 200 and upload_s < 5, upload_s
     assert all(status == 400 for status, _ in outcomes)
     assert max(elapsed for _, elapsed in outcomes) < 2 * 1.5 + 1.5  # waiting for a slot + the download's deadline
+
+
+def test_api_key_protects_every_analysis_route_before_the_body_is_read(tmp_path, analyzer, zidane_path):
+    settings = _settings(tmp_path, api_key="the-key")
+    with _Server(create_app(settings, Repository(settings, analyzer=analyzer))) as url:
+        for path, shape_key in (("/api/v1/analyses", "detail"), ("/do_data_science", "error")):
+            refused = httpx.post(f"{url}{path}", files=_file(zidane_path))
+            assert refused.status_code == 401 and "X-API-Key" in refused.json()[shape_key]
+            wrong = httpx.post(f"{url}{path}", files=_file(zidane_path), headers={"X-API-Key": "guess"})
+            assert wrong.status_code == 401
+            # a chunked body over the upload limit: answered 401, so the key came first (reading it would be 413)
+            body, headers = _chunked_upload("file", 2_500_000)
+            early = httpx.post(f"{url}{path}", content=body, headers=headers)
+            assert early.status_code == 401, early.text
+        assert httpx.get(f"{url}/api/v1/analyses").status_code == 401
+        assert httpx.get(f"{url}/api/v1/analyses", params={"api_key": "the-key"}).status_code == 200
+        made = httpx.post(f"{url}/api/v1/analyses", files=_file(zidane_path), headers={"X-API-Key": "the-key"})
+        assert made.status_code == 201
+        sha = made.json()["analysis"]["image"]["sha256"]
+        assert httpx.get(f"{url}/api/v1/analyses/{sha}", params={"api_key": "the-key"}).status_code == 200
+        assert httpx.get(f"{url}/api/v1/analyses/{sha}").status_code == 401
+        deepstack = httpx.post(
+            f"{url}/v1/vision/face", files=_file(zidane_path, "image"), headers={"X-API-Key": "the-key"}
+        )
+        assert deepstack.status_code == 200 and deepstack.json()["success"] is True
+        schemes = httpx.get(f"{url}/openapi.json").json()["components"]["securitySchemes"]
+        assert {scheme["name"] for scheme in schemes.values()} == {"X-API-Key", "api_key"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from contextlib import asynccontextmanager
 
 import anyio
@@ -15,11 +14,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__, logs
-from ..seed import seed_response
+from ..errors import PicMetricError
 from ..settings import Settings, get_settings
 from ..storage import Repository
 from . import routes_deepstack, routes_ops, routes_seed, routes_v1
-from .common import ApiState, BodyTooLarge
+from .common import ApiState, BodyTooLarge, error_body, error_response
 from .metrics import ApiMetrics
 
 _MULTIPART_OVERHEAD = 64 * 1024
@@ -61,15 +60,7 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         message = f"the upload is larger than the {self.limit / 1e6:.0f} MB limit"
-        path = scope.get("path", "")
-        body: Mapping[str, object]
-        if path.startswith("/v1/vision"):
-            body = {"success": False, "error": message}
-        elif path.startswith("/do_data_science"):
-            body = seed_response(None, error=message)
-        else:
-            body = {"detail": message}
-        await JSONResponse(body, status_code=413)(scope, _empty_receive, send)
+        await JSONResponse(error_body(scope.get("path", ""), message), status_code=413)(scope, _empty_receive, send)
 
 
 async def _empty_receive():
@@ -114,10 +105,12 @@ def create_app(settings: Settings | None = None, repository: Repository | None =
             api.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
         return response
 
+    app.add_exception_handler(PicMetricError, error_response)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or e['loc'][0]}: {e['msg']}" for e in exc.errors())
-        return JSONResponse({"detail": problems}, status_code=422)
+        return JSONResponse(error_body(request.url.path, problems), status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

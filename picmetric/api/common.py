@@ -6,11 +6,12 @@ import hmac
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import Request
+from fastapi import Depends, Request, Security
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -19,6 +20,7 @@ from starlette.requests import ClientDisconnect
 from ..errors import FetchError, ImageTooLargeError, InvalidImageError, PicMetricError, URLRefusedError
 from ..intake import LoadedImage, fetch_image
 from ..pipeline import AnalysisOptions, InvalidOptionsError
+from ..seed import seed_response
 from ..settings import Settings
 from ..storage import AnalysisFailedError, DatabaseError, Repository, StorageError, StoredAnalysis
 from .metrics import ApiMetrics
@@ -50,6 +52,53 @@ async def fetch_url(app: ApiState, url: str) -> LoadedImage:
         return await run_in_threadpool(fetch_image, url, settings=app.settings)
     finally:
         app.url_slots.release()
+
+
+def error_body(path: str, message: str) -> Mapping[str, object]:
+    """An error in the shape of the route's family: DeepStack's, the seed's, or FastAPI's ``detail``."""
+    if path.startswith("/v1/vision"):
+        return {"success": False, "error": message}
+    if path.startswith("/do_data_science"):
+        return seed_response(None, error=message)
+    return {"detail": message}
+
+
+async def error_response(request: Request, exc: Exception) -> JSONResponse:
+    """The one handler for PicMetric's error tree: each error's HTTP status, the route's body shape, a metric."""
+    assert isinstance(exc, PicMetricError)
+    api = getattr(request.app.state, "picmetric", None)
+    if api is not None:
+        api.metrics.errors.labels(exc.__class__.__name__).inc()
+    headers = {"WWW-Authenticate": "ApiKey"} if isinstance(exc, Unauthorized) else None
+    return JSONResponse(error_body(request.url.path, str(exc)), status_code=status_for(exc), headers=headers)
+
+
+_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="PICMETRIC_API_KEY, when one is set")
+_KEY_QUERY = APIKeyQuery(name="api_key", auto_error=False, description="the same key as a query parameter")
+
+
+async def api_key_given(
+    request: Request,
+    header: Annotated[str | None, Security(_KEY_HEADER)],
+    query: Annotated[str | None, Security(_KEY_QUERY)],
+) -> bool:
+    """Checks a key sent in the header or the query, before any body is read: True when no key is configured or
+    the key is right, False when none was sent that way; a wrong key is refused."""
+    expected = state(request).settings.api_key
+    if expected is None:
+        return True
+    given = header or query
+    if given is None:
+        return False
+    if not tokens_match(given, expected):
+        raise Unauthorized("Incorrect api key")
+    return True
+
+
+async def require_api_key(given: Annotated[bool, Depends(api_key_given)]) -> None:
+    """Analysis routes: with PICMETRIC_API_KEY set, the key must come in the X-API-Key header or ?api_key=."""
+    if not given:
+        raise Unauthorized("this API needs its key: send it in the X-API-Key header or as ?api_key=")
 
 
 def state(request: Request) -> ApiState:

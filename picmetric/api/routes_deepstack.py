@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import PicMetricError
 from ..intake import load_image
 from ..pipeline import Analysis, AnalysisOptions, InvalidOptionsError
-from .common import Unauthorized, read_form, state, status_for, tokens_match, upload_bytes
+from .common import Unauthorized, api_key_given, read_form, state, tokens_match, upload_bytes
 
 router = APIRouter(prefix="/v1/vision", tags=["deepstack-compatible"])
+KeyGiven = Annotated[bool, Depends(api_key_given)]
 # DeepStack's detection default; for faces, the face detector's own default (None)
 DEFAULT_MIN_CONFIDENCE: dict[str, float | None] = {"objects": 0.45, "faces": None}
 
@@ -31,11 +31,12 @@ def _box(xyxy) -> dict[str, int]:
     return {"x_min": x1, "y_min": y1, "x_max": x2, "y_max": y2}
 
 
-async def _analyse(request: Request, task: str):
+async def _analyse(request: Request, task: str, key_given: bool) -> tuple[Analysis, int]:
     """Common part: key check, form parsing, one task on the image; returns (analysis, duration in ms)."""
     app = state(request)
     form = await read_form(request)
-    if app.settings.api_key is not None and not tokens_match(form.get("api_key"), app.settings.api_key):
+    # DeepStack clients send the key as a form field; a key in the header or query was checked before the body
+    if not key_given and not tokens_match(form.get("api_key"), app.settings.api_key):
         raise Unauthorized("Incorrect api key")
     data, name = await upload_bytes(form, "image", app.settings.max_upload_bytes)
     options: dict[str, Any] = {"tasks": (task,)}
@@ -55,16 +56,8 @@ async def _analyse(request: Request, task: str):
     return analysis, round((time.perf_counter() - started) * 1000)
 
 
-def _error(request: Request, exc: PicMetricError) -> JSONResponse:
-    state(request).metrics.errors.labels(exc.__class__.__name__).inc()
-    return JSONResponse({"success": False, "error": str(exc)}, status_code=status_for(exc))
-
-
-async def _answer(request: Request, task: str, fields: Callable[[Analysis], dict]) -> JSONResponse:
-    try:
-        analysis, duration = await _analyse(request, task)
-    except PicMetricError as exc:
-        return _error(request, exc)
+async def _answer(request: Request, task: str, fields: Callable[[Analysis], dict], key_given: bool) -> JSONResponse:
+    analysis, duration = await _analyse(request, task, key_given)
     return JSONResponse({"success": True, **fields(analysis), "duration": duration})
 
 
@@ -93,15 +86,15 @@ def _scene(analysis: Analysis) -> dict:
 
 
 @router.post("/detection", summary="Objects (COCO-80): label, confidence and box per prediction")
-async def detection(request: Request) -> JSONResponse:
-    return await _answer(request, "objects", _objects)
+async def detection(request: Request, key_given: KeyGiven) -> JSONResponse:
+    return await _answer(request, "objects", _objects, key_given)
 
 
 @router.post("/face", summary="Faces: confidence and box per prediction")
-async def face(request: Request) -> JSONResponse:
-    return await _answer(request, "faces", _faces)
+async def face(request: Request, key_given: KeyGiven) -> JSONResponse:
+    return await _answer(request, "faces", _faces, key_given)
 
 
 @router.post("/scene", summary="Scene: the most likely ImageNet label and its confidence")
-async def scene(request: Request) -> JSONResponse:
-    return await _answer(request, "labels", _scene)
+async def scene(request: Request, key_given: KeyGiven) -> JSONResponse:
+    return await _answer(request, "labels", _scene, key_given)

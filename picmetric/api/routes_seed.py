@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import PicMetricError
 from ..seed import seed_response
 from ..storage import StoredAnalysis
-from .common import BadRequest, fetch_url, image_urls, is_json, json_object, read_form, state, status_for, upload_bytes
+from .common import (
+    BadRequest,
+    fetch_url,
+    image_urls,
+    is_json,
+    json_object,
+    read_form,
+    require_api_key,
+    state,
+    upload_bytes,
+)
 
 router = APIRouter(tags=["seed-compatible"])
 
@@ -37,11 +46,6 @@ def _respond(request: Request, stored: StoredAnalysis) -> JSONResponse:
     return JSONResponse(body)
 
 
-def _error(request: Request, exc: PicMetricError) -> JSONResponse:
-    state(request).metrics.errors.labels(exc.__class__.__name__).inc()
-    return JSONResponse(seed_response(None, error=str(exc)), status_code=status_for(exc))
-
-
 @router.get("/", include_in_schema=False)
 async def root() -> RedirectResponse:
     return RedirectResponse("/upload")
@@ -52,28 +56,30 @@ async def upload_page() -> HTMLResponse:
     return HTMLResponse(UPLOAD_PAGE)
 
 
-@router.post("/do_data_science", summary="Analyse an uploaded file (multipart field 'file'); seed JSON shape")
+@router.post(
+    "/do_data_science",
+    summary="Analyse an uploaded file (multipart field 'file'); seed JSON shape",
+    dependencies=[Depends(require_api_key)],
+)
 async def do_data_science(request: Request) -> JSONResponse:
     app = state(request)
-    try:
-        data, name = await upload_bytes(await read_form(request), "file", app.settings.max_upload_bytes)
-        stored = await run_in_threadpool(app.repository.submit, data, source="upload", name=name)
-    except PicMetricError as exc:
-        return _error(request, exc)
+    data, name = await upload_bytes(await read_form(request), "file", app.settings.max_upload_bytes)
+    stored = await run_in_threadpool(app.repository.submit, data, source="upload", name=name)
     app.record(stored)
     return _respond(request, stored)
 
 
-@router.post("/do_data_science_url", summary="Analyse an image URL (form or JSON field 'url'); seed JSON shape")
+@router.post(
+    "/do_data_science_url",
+    summary="Analyse an image URL (form or JSON field 'url'); seed JSON shape",
+    dependencies=[Depends(require_api_key)],
+)
 async def do_data_science_url(request: Request) -> JSONResponse:
     app = state(request)
-    try:
-        url = (await json_object(request) if is_json(request) else await read_form(request)).get("url")
-        if not isinstance(url, str) or not url.strip():
-            raise BadRequest("send the image address as the field 'url'")
-        image = await fetch_url(app, url.strip())
-        stored = await run_in_threadpool(app.repository.submit, image)
-    except PicMetricError as exc:
-        return _error(request, exc)
+    url = (await json_object(request) if is_json(request) else await read_form(request)).get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise BadRequest("send the image address as the field 'url'")
+    image = await fetch_url(app, url.strip())
+    stored = await run_in_threadpool(app.repository.submit, image)
     app.record(stored)
     return _respond(request, stored)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import PicMetricError
 from ..storage import HistoryFilter, StoredAnalysis
 from .common import (
     BadRequest,
@@ -20,8 +19,8 @@ from .common import (
     json_object,
     options_from,
     read_form,
+    require_api_key,
     state,
-    status_for,
     upload_bytes,
 )
 
@@ -38,38 +37,35 @@ def _body(request: Request, stored: StoredAnalysis) -> dict:
     }
 
 
-def _error(request: Request, exc: PicMetricError) -> JSONResponse:
-    state(request).metrics.errors.labels(exc.__class__.__name__).inc()
-    return JSONResponse({"detail": str(exc)}, status_code=status_for(exc))
-
-
 @router.post(
     "/analyses",
     summary="Analyse an image: multipart 'file' (+ option fields) or JSON {'url': ..., 'options': {...}}",
     responses={200: {"description": "found in history"}, 201: {"description": "analysed now"}},
+    dependencies=[Depends(require_api_key)],
 )
 async def create_analysis(request: Request) -> JSONResponse:
     app = state(request)
-    try:
-        if is_json(request):
-            payload = await json_object(request)
-            if not isinstance(payload.get("url"), str):
-                raise BadRequest("send JSON {'url': 'https://...'} or a multipart file field 'file'")
-            options = options_from(payload.get("options") or {})
-            image = await fetch_url(app, payload["url"].strip())
-            stored = await run_in_threadpool(app.repository.submit, image, options=options)
-        else:
-            form = await read_form(request)
-            options = options_from(form)
-            data, name = await upload_bytes(form, "file", app.settings.max_upload_bytes)
-            stored = await run_in_threadpool(app.repository.submit, data, source="upload", name=name, options=options)
-    except PicMetricError as exc:
-        return _error(request, exc)
+    if is_json(request):
+        payload = await json_object(request)
+        if not isinstance(payload.get("url"), str):
+            raise BadRequest("send JSON {'url': 'https://...'} or a multipart file field 'file'")
+        options = options_from(payload.get("options") or {})
+        image = await fetch_url(app, payload["url"].strip())
+        stored = await run_in_threadpool(app.repository.submit, image, options=options)
+    else:
+        form = await read_form(request)
+        options = options_from(form)
+        data, name = await upload_bytes(form, "file", app.settings.max_upload_bytes)
+        stored = await run_in_threadpool(app.repository.submit, data, source="upload", name=name, options=options)
     app.record(stored)
     return JSONResponse(_body(request, stored), status_code=200 if stored.cached else 201)
 
 
-@router.get("/analyses/{sha256}", summary="The stored analysis of an image (sha256, or the seed's md5)")
+@router.get(
+    "/analyses/{sha256}",
+    summary="The stored analysis of an image (sha256, or the seed's md5)",
+    dependencies=[Depends(require_api_key)],
+)
 async def get_analysis(request: Request, sha256: str) -> JSONResponse:
     repository = state(request).repository
     key = sha256.lower()
@@ -79,7 +75,9 @@ async def get_analysis(request: Request, sha256: str) -> JSONResponse:
     return JSONResponse(_body(request, stored))
 
 
-@router.get("/analyses", summary="History, newest first, with the dashboard's filters")
+@router.get(
+    "/analyses", summary="History, newest first, with the dashboard's filters", dependencies=[Depends(require_api_key)]
+)
 async def list_analyses(
     request: Request,
     text: str | None = Query(None, description="ImageNet label or object class, substring"),
@@ -119,10 +117,7 @@ async def delete_analysis(request: Request, sha256: str) -> Response:
     refusal = admin_refusal(request)
     if refusal is not None:
         return refusal
-    try:
-        deleted = await run_in_threadpool(state(request).repository.delete, sha256.lower())
-    except PicMetricError as exc:
-        return _error(request, exc)
+    deleted = await run_in_threadpool(state(request).repository.delete, sha256.lower())
     if not deleted:
         return JSONResponse({"detail": f"no analysis for image {sha256}"}, status_code=404)
     return Response(status_code=204)
@@ -133,18 +128,15 @@ async def get_image(request: Request, sha256: str, kind: ImageKind) -> Response:
     """The original never changes for its sha256 (cached for good); a render is the newest analysis' and changes
     after a re-analysis with other options, so clients revalidate it by its content-addressed ETag."""
     repository = state(request).repository
-    try:
-        found = await run_in_threadpool(repository.image_blob, sha256.lower(), kind)
-        if found is None:
-            return JSONResponse({"detail": f"no {kind} image for {sha256}"}, status_code=404)
-        key, content_type = found
-        headers = {
-            "ETag": f'"{key}"',
-            "Cache-Control": "public, max-age=31536000, immutable" if kind == "original" else "no-cache",
-        }
-        if request.headers.get("if-none-match") == headers["ETag"]:
-            return Response(status_code=304, headers=headers)
-        data = await run_in_threadpool(repository.blobs.get, key)
-    except PicMetricError as exc:
-        return _error(request, exc)
+    found = await run_in_threadpool(repository.image_blob, sha256.lower(), kind)
+    if found is None:
+        return JSONResponse({"detail": f"no {kind} image for {sha256}"}, status_code=404)
+    key, content_type = found
+    headers = {
+        "ETag": f'"{key}"',
+        "Cache-Control": "public, max-age=31536000, immutable" if kind == "original" else "no-cache",
+    }
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    data = await run_in_threadpool(repository.blobs.get, key)
     return Response(data, media_type=content_type, headers=headers)
