@@ -21,5 +21,9 @@ class FetchError(PicMetricError):
     """The URL was allowed but fetching it failed: timeout, HTTP error, too large, or not an image."""
 
 
+class ServerBusyError(PicMetricError):
+    """Too much work of this kind in flight right now (e.g. large images being decoded); retrying later helps."""
+
+
 class ModelUnavailableError(PicMetricError):
     """A model's weights package is not installed or its file is missing."""

@@ -5,12 +5,17 @@ Everything a user can hand us is refused here with a typed, readable error, befo
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import io
 import ipaddress
 import socket
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -20,7 +25,7 @@ import numpy as np
 import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import FetchError, ImageTooLargeError, InvalidImageError, URLRefusedError
+from .errors import FetchError, ImageTooLargeError, InvalidImageError, ServerBusyError, URLRefusedError
 from .settings import Settings, get_settings
 
 pillow_heif.register_heif_opener()
@@ -69,6 +74,64 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB") if image.mode != "RGB" else image
+
+
+class _PixelBudget:
+    """Pixels being decoded at once in this process, across threads: a full-size decode costs 3-4 bytes a pixel
+    however small the file, so large decodes wait for each other instead of adding up."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._in_use = 0
+
+    @contextmanager
+    def reserve(self, pixels: int, settings: Settings) -> Iterator[None]:
+        budget = settings.decode_pixel_budget
+        pixels = min(pixels, budget)  # one image alone may use the whole budget
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._in_use + pixels <= budget, timeout=settings.decode_wait_s):
+                raise ServerBusyError("other large images are being decoded right now; please retry in a moment")
+            self._in_use += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._in_use -= pixels
+                self._changed.notify_all()
+
+
+_DECODING = _PixelBudget()
+_LARGE_DECODE = 10_000_000  # pixels; after such a decode, freed memory is handed back to the system
+
+
+def _return_memory() -> None:
+    """glibc keeps freed memory in its arenas; after a large decode, give it back so RSS falls again."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _working_copy(image: Image.Image, orientation: int, max_side: int) -> Image.Image:
+    """Decode, orient and shrink to the copy the models see, holding at most one extra full-size image."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the picture itself is fine
+            image.seek(0)  # first frame of an animation
+            image.load()
+            # exif_transpose copies even an upright image: call it only when there is something to turn
+            oriented = ImageOps.exif_transpose(image) if orientation != 1 else image
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InvalidImageError(f"the image data is damaged or truncated ({exc})") from None
+    rgb = _to_rgb(oriented)
+    del oriented
+    longest = max(rgb.size)
+    if longest > max_side:
+        factor = max_side / longest
+        rgb = rgb.resize(
+            (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor))),
+            Image.Resampling.BILINEAR,
+            reducing_gap=2.0,
+        )
+    return rgb
 
 
 def display_name(name: str | None) -> str | None:
@@ -139,30 +202,18 @@ def load_image(
         orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
     except Exception:  # unreadable EXIF: treat as upright, as viewers do
         orientation = 1
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the picture itself is fine
-            if image_format == "JPEG":
-                # Let libjpeg decode at a reduced scale when the working copy will be smaller anyway.
-                cap = settings.working_max_side
-                image.draft("RGB", (cap, cap) if max(width, height) > cap else (width, height))
-            image.seek(0)  # first frame of an animation
-            image.load()
-            oriented = ImageOps.exif_transpose(image)
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise InvalidImageError(f"the image data is damaged or truncated ({exc})") from None
-
-    rgb = _to_rgb(oriented)
+    if image_format == "JPEG":
+        # Let libjpeg decode at a reduced scale when the working copy will be smaller anyway.
+        cap = settings.working_max_side
+        image.draft("RGB", (cap, cap) if max(width, height) > cap else (width, height))
+    decoded_pixels = image.size[0] * image.size[1]
+    with _DECODING.reserve(decoded_pixels, settings):
+        rgb = _working_copy(image, orientation, settings.working_max_side)
+    del image
+    if decoded_pixels >= _LARGE_DECODE:
+        _return_memory()
     # Original dimensions after EXIF orientation (the draft above may have shrunk the decoded size).
     orig_w, orig_h = (height, width) if orientation in _TRANSPOSING_ORIENTATIONS else (width, height)
-    longest = max(rgb.size)
-    if longest > settings.working_max_side:
-        factor = settings.working_max_side / longest
-        rgb = rgb.resize(
-            (max(1, round(rgb.width * factor)), max(1, round(rgb.height * factor))),
-            Image.Resampling.BILINEAR,
-            reducing_gap=2.0,
-        )
     return LoadedImage(
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),

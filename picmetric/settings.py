@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     max_dimension: int = Field(default=20_000, gt=0)
     max_upload_bytes: int = Field(default=30 * 1024 * 1024, gt=0)
     working_max_side: int = Field(default=1280, ge=64, description="longest side of the copy the models see")
+    decode_pixel_budget: int = Field(
+        default=100_000_000, gt=0, description="pixels decoded at once per process; larger decodes wait their turn"
+    )
+    decode_wait_s: float = Field(default=30.0, gt=0, description="longest wait for the decode budget")
 
     # URL intake.
     url_timeout_s: float = Field(default=10.0, gt=0)

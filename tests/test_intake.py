@@ -182,3 +182,35 @@ def test_tests_run_on_isolated_settings():
     assert settings.database_url is None and settings.s3_bucket is None
     assert "pytest" in str(settings.data_dir) and "test-output" in str(settings.model_cache_dir)
     assert not any(name.startswith("S3_") or name == "DATABASE_URL" for name in os.environ)
+
+
+def test_large_decodes_wait_for_the_pixel_budget_then_are_refused_politely():
+    """Decoded pixels in flight are bounded per process: a decode waits for the budget, up to decode_wait_s."""
+    import threading
+    import time
+
+    from picmetric import intake
+    from picmetric.errors import ServerBusyError
+
+    settings = Settings(decode_pixel_budget=1_000_000, decode_wait_s=0.3)
+    photo = encode(gradient(1500, 1000), "PNG")  # 1.5 MP: more than the budget, so alone it takes all of it
+    assert load_image(photo, settings=settings).width == 1500
+    with intake._DECODING.reserve(1_000_000, settings):  # another decode holds the whole budget
+        started = time.monotonic()
+        with pytest.raises(ServerBusyError, match="retry"):
+            load_image(photo, settings=settings)
+        assert time.monotonic() - started >= 0.3
+
+    patient = Settings(decode_pixel_budget=1_000_000, decode_wait_s=5)
+    held = threading.Event()
+
+    def hold_briefly() -> None:
+        with intake._DECODING.reserve(1_000_000, patient):
+            held.set()
+            time.sleep(0.2)
+
+    holder = threading.Thread(target=hold_briefly)
+    holder.start()
+    held.wait()
+    assert load_image(photo, settings=patient).width == 1500  # waited for the other decode, then ran
+    holder.join()

@@ -17,7 +17,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
-from ..errors import FetchError, ImageTooLargeError, InvalidImageError, PicMetricError, URLRefusedError
+from ..errors import (
+    FetchError,
+    ImageTooLargeError,
+    InvalidImageError,
+    PicMetricError,
+    ServerBusyError,
+    URLRefusedError,
+)
 from ..intake import LoadedImage, fetch_image
 from ..pipeline import AnalysisOptions, InvalidOptionsError
 from ..seed import seed_response
@@ -128,7 +135,7 @@ def status_for(error: Exception) -> int:
         return 400
     if isinstance(error, AnalysisFailedError):
         return 422
-    if isinstance(error, (StorageError, DatabaseError)):
+    if isinstance(error, (StorageError, DatabaseError, ServerBusyError)):
         return 503
     return 400
 
