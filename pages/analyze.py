@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import pandas as pd
 import streamlit as st
 
@@ -19,7 +17,7 @@ UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic
 
 repository = get_repository()
 results = st.session_state.setdefault("results", {})  # sha256 -> StoredAnalysis, kept across reruns
-handled = st.session_state.setdefault("handled_uploads", set())  # (sha256, options) already submitted
+MAX_RESULTS_KEPT = 50  # a session holds results (rows, not image bytes) of its newest analyses only
 
 st.sidebar.subheader("Analysis")
 options = AnalysisOptions(
@@ -65,7 +63,10 @@ def analyse(source, *, origin: str, name: str) -> None:
         took = "loaded from history" if stored.cached else f"{stored.analysis.timings_ms['total']:.0f} ms"
         status.update(label=f"{name}: done ({took})", state="complete", expanded=False)
     st.session_state.pop("error", None)
+    results.pop(stored.sha256, None)  # newest last
     results[stored.sha256] = stored
+    while len(results) > MAX_RESULTS_KEPT:
+        results.pop(next(iter(results)))
     st.session_state["current"] = stored.sha256
 
 
@@ -74,30 +75,27 @@ upload_tab, url_tab, sample_tab = st.tabs(
     [":material/upload: Upload", ":material/link: Image URL", ":material/photo_library: Samples"]
 )
 with upload_tab:
+    # A new uploader key after each batch: Streamlit then drops the uploaded files (up to 30 MB each) from the
+    # session, which keeps only the results.
+    uploads_key = st.session_state.setdefault("uploads_key", 0)
     files = st.file_uploader(
-        "Drop one or more photos", type=UPLOAD_TYPES, accept_multiple_files=True,
+        "Drop one or more photos", type=UPLOAD_TYPES, accept_multiple_files=True, key=f"uploads-{uploads_key}",
         help="JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC, up to 30 MB each",
     )  # fmt: skip
-    fresh = []
-    for file in files or []:
-        data = file.getvalue()
-        marker = (hashlib.sha256(data).hexdigest(), options.cache_key)
-        if marker not in handled:
-            fresh.append((file.name, data, marker))
-    if len(fresh) > 1:
-        progress = st.progress(0.0, text=f"Analyzing {len(fresh)} photos…")
+    if files and len(files) > 1:
+        progress = st.progress(0.0, text=f"Analyzing {len(files)} photos…")
         batch = []
-        for done, (name, data, marker) in enumerate(fresh, start=1):
-            analyse(data, origin="upload", name=name)
-            handled.add(marker)
+        for done, file in enumerate(files, start=1):
+            analyse(file.getvalue(), origin="upload", name=file.name)
             stored = results.get(st.session_state.get("current")) if "error" not in st.session_state else None
-            batch.append({"file": name, "stored": stored, "error": st.session_state.get("error")})
-            progress.progress(done / len(fresh), text=f"{done} of {len(fresh)} analysed")
+            batch.append({"file": file.name, "stored": stored, "error": st.session_state.get("error")})
+            progress.progress(done / len(files), text=f"{done} of {len(files)} analysed")
         st.session_state["batch"] = batch
-    elif fresh:
-        name, data, marker = fresh[0]
-        analyse(data, origin="upload", name=name)
-        handled.add(marker)
+    elif files:
+        analyse(files[0].getvalue(), origin="upload", name=files[0].name)
+    if files:
+        st.session_state["uploads_key"] = uploads_key + 1
+        st.rerun()  # show the fresh, empty uploader (and the results kept in the session)
 
 with url_tab, st.form("url-form", border=False):
     url = st.text_input("Image URL", placeholder="https://example.com/photo.jpg")

@@ -183,3 +183,22 @@ def test_dashboard_runs_on_postgres_and_s3(tmp_path, monkeypatch, analyzer, seaw
     at.text_input[0].set_value("delete everything").run()
     next(b for b in at.button if b.label == "Reset all data").click().run()
     assert metrics(at)["Images"] == "0"
+
+
+def test_uploaded_bytes_do_not_stay_in_the_session(app, zidane_path):
+    """The uploader is emptied after each batch (Streamlit then drops the files); the session keeps results only."""
+    upload(app, zidane_path)
+    assert not app.file_uploader[0].value
+    results = app.session_state["results"]
+    assert len(results) == 1
+
+    def holds_bytes(value, depth=0) -> bool:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return len(value) > 100_000
+        if depth < 4 and isinstance(value, dict):
+            return any(holds_bytes(v, depth + 1) for v in value.values())
+        if depth < 4 and hasattr(value, "__dict__"):
+            return any(holds_bytes(v, depth + 1) for v in vars(value).values())
+        return False
+
+    assert not any(holds_bytes(stored) for stored in results.values())
