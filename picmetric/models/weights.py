@@ -16,7 +16,6 @@ from pathlib import Path
 import onnx
 
 from ..errors import ModelUnavailableError
-from ..settings import get_settings
 
 _conversion_lock = threading.Lock()
 #: Part of every cached file's name: raise it when a converter's output changes, so caches made by older code are
@@ -37,14 +36,13 @@ def package_file(package: str, *parts: str, pip_name: str | None = None) -> Path
     return path
 
 
-def cached_onnx(name: str, sources: list[Path], convert: Callable[[], onnx.ModelProto]) -> Path:
+def cached_onnx(name: str, sources: list[Path], convert: Callable[[], onnx.ModelProto], cache_dir: Path) -> Path:
     """Return the cached ONNX file ``name``, converting once if absent, older than its sources or made by another
     ``CONVERTER_VERSION``.
 
     The file is written to a temporary name and renamed, so a crash or a concurrent process never leaves a
     half-written model behind.
     """
-    cache_dir = Path(get_settings().model_cache_dir)
     target = cache_dir / f"{name}.v{CONVERTER_VERSION}.onnx"
     newest_source = max(p.stat().st_mtime for p in sources)
     with _conversion_lock:

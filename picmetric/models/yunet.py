@@ -126,7 +126,7 @@ class YuNetDetector(OnnxModel):
         name = "yunet_2023mar_dynamic"
         if self.weights_path is not None:
             name += "_" + hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:12]
-        path = cached_onnx(name, [source], lambda: dynamic_input_model(source))
+        path = cached_onnx(name, [source], lambda: dynamic_input_model(source), self.model_settings.model_cache_dir)
         # One session per pass: the close-up pass keeps one shape for photos of one aspect ratio. On CUDA each new
         # input shape costs cuDNN set-up; alternating two shapes on one session cost ~1.6 s a photo on an H100.
         return {"net": path, "close_up": path}

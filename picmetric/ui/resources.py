@@ -28,7 +28,7 @@ def app_settings() -> Settings:
 @st.cache_resource(show_spinner="Loading the three models…")
 def get_analyzer() -> Analyzer:
     logs.install()
-    analyzer = default_analyzer()
+    analyzer = default_analyzer(app_settings())  # secrets.toml may set the model cache and thread budget
     analyzer.warm_up()
     return analyzer
 
