@@ -205,9 +205,11 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .api.server import PROTOCOL
+
     uvicorn.run(
         "picmetric.api:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-        log_level=args.log_level, proxy_headers=True,
+        log_level=args.log_level, proxy_headers=True, http=PROTOCOL,
     )  # fmt: skip
     return 0
 

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
 
     # HTTP API: admin routes (/reset, /log) need the admin token; DeepStack routes need the API key when set.
     admin_token: SecretStr | None = None
+    http_head_timeout_s: float = Field(
+        default=5.0, gt=0, description="close connections that have not sent a complete request head by then"
+    )
     api_key: SecretStr | None = None
 
     @field_validator("url_allow_networks")

@@ -16,6 +16,7 @@ import pytest
 import uvicorn
 
 from picmetric.api import create_app
+from picmetric.api.server import PROTOCOL, HeadTimeoutH11Protocol
 from picmetric.settings import Settings
 from picmetric.storage import Repository
 
@@ -32,7 +33,7 @@ class _Server:
     def __init__(self, app) -> None:
         self.port = free_port()
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", ws="none")
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", http=PROTOCOL)
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -559,3 +560,34 @@ def test_api_key_protects_every_analysis_route_before_the_body_is_read(tmp_path,
         assert deepstack.status_code == 200 and deepstack.json()["success"] is True
         schemes = httpx.get(f"{url}/openapi.json").json()["components"]["securitySchemes"]
         assert {scheme["name"] for scheme in schemes.values()} == {"X-API-Key", "api_key"}
+
+
+def test_connections_that_send_headers_a_byte_at_a_time_are_closed(api, monkeypatch):
+    """50 clients trickling a request head: each is disconnected once the head deadline passes."""
+    import socket
+
+    monkeypatch.setattr(HeadTimeoutH11Protocol, "head_timeout_s", 1.0)
+    port = int(str(api.base_url).rsplit(":", 1)[1].strip("/"))
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(50)]
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+    closed: set[int] = set()
+    started = time.monotonic()
+    for byte in head:  # one byte every 0.1 s to every client, for at most 10 s
+        for i, client in enumerate(clients):
+            if i in closed:
+                continue
+            try:
+                client.send(bytes([byte]))
+            except OSError:
+                closed.add(i)
+        if len(closed) == len(clients) or time.monotonic() - started > 10:
+            break
+        time.sleep(0.1)
+    for i, client in enumerate(clients):  # a closed socket reads end-of-file
+        client.settimeout(0.5)
+        with contextlib.suppress(OSError):
+            if client.recv(1) == b"":
+                closed.add(i)
+        client.close()
+    assert len(closed) == 50 and time.monotonic() - started < 5
+    assert api.get("/healthz").status_code == 200  # normal clients are served meanwhile
