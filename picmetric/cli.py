@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import sysconfig
+import tempfile
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -207,10 +208,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .api.server import PROTOCOL
 
-    uvicorn.run(
-        "picmetric.api:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
-        log_level=args.log_level, proxy_headers=True, http=PROTOCOL,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="picmetric-metrics-") as metrics_dir:
+        if args.workers > 1:  # the workers write their metrics here, and /metrics adds them up
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        uvicorn.run(
+            "picmetric.api:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+            log_level=args.log_level, proxy_headers=True, http=PROTOCOL,
+        )  # fmt: skip
     return 0
 
 

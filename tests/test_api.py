@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -591,3 +593,26 @@ def test_connections_that_send_headers_a_byte_at_a_time_are_closed(api, monkeypa
         client.close()
     assert len(closed) == 50 and time.monotonic() - started < 5
     assert api.get("/healthz").status_code == 200  # normal clients are served meanwhile
+
+
+def test_metrics_add_up_every_worker_process(tmp_path):
+    """picmetric serve --workers 2: whichever worker answers /metrics, it reports the requests of both."""
+    port = free_port()
+    env = {**os.environ, "PICMETRIC_DATA_DIR": str(tmp_path / "data")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "picmetric", "serve", "--port", str(port), "--workers", "2", "--log-level", "warning"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        assert wait_for_http(f"http://127.0.0.1:{port}/healthz", 120), "picmetric serve did not answer"
+        for _ in range(40):  # new connections: the kernel spreads them over both workers
+            assert httpx.get(f"http://127.0.0.1:{port}/api/v1/analyses", timeout=30).status_code == 200
+        line = 'picmetric_http_requests_total{method="GET",route="/api/v1/analyses",status="200"}'
+        counts = set()
+        for _ in range(6):
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+            counts.add(next(float(row.split()[-1]) for row in text.splitlines() if row.startswith(line)))
+        assert counts == {40.0}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 2, 5, 10)
 
@@ -38,4 +41,10 @@ class ApiMetrics:
                 self.model_latency.labels(task).observe(seconds)
 
     def render(self) -> bytes:
+        """This process's metrics; under several worker processes (``PROMETHEUS_MULTIPROC_DIR``, set by
+        ``picmetric serve --workers N``), every worker's, added up."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            combined = CollectorRegistry()
+            MultiProcessCollector(combined)
+            return generate_latest(combined)
         return generate_latest(self.registry)
