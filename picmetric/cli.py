@@ -276,6 +276,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULTS = AnalysisOptions()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picmetric", description="What three neural networks see in a photo.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -285,21 +288,21 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="print JSON instead of a summary")
     analyze.add_argument("--out", metavar="DIR", help="write renders and JSON here")
     analyze.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of labels,objects,faces")
-    analyze.add_argument("--classifier", default=AnalysisOptions.classifier, choices=sorted(CLASSIFIERS))
-    analyze.add_argument("--top-k", type=int, default=AnalysisOptions.top_k)
-    analyze.add_argument("--detector-size", type=int, default=AnalysisOptions.detector_size, choices=DETECTOR_SIZES)
-    analyze.add_argument("--min-confidence", type=float, default=AnalysisOptions.min_confidence)
-    analyze.add_argument("--iou", type=float, default=AnalysisOptions.iou_threshold)
-    analyze.add_argument("--min-face-size", type=int, default=AnalysisOptions.min_face_size)
+    analyze.add_argument("--classifier", default=DEFAULTS.classifier, choices=sorted(CLASSIFIERS))
+    analyze.add_argument("--top-k", type=int, default=DEFAULTS.top_k)
+    analyze.add_argument("--detector-size", type=int, default=DEFAULTS.detector_size, choices=DETECTOR_SIZES)
+    analyze.add_argument("--min-confidence", type=float, default=DEFAULTS.min_confidence)
+    analyze.add_argument("--iou", type=float, default=DEFAULTS.iou_threshold)
+    analyze.add_argument("--min-face-size", type=int, default=DEFAULTS.min_face_size)
     analyze.add_argument(
         "--face-confidence", type=float, default=None, help="minimum face score (default: the face detector's own)"
     )
-    analyze.add_argument("--face-detector", default=AnalysisOptions.face_detector, choices=list(FACE_DETECTORS))
+    analyze.add_argument("--face-detector", default=DEFAULTS.face_detector, choices=list(FACE_DETECTORS))
     analyze.add_argument(
-        "--precision", default=AnalysisOptions.precision, choices=PRECISIONS,
+        "--precision", default=DEFAULTS.precision, choices=PRECISIONS,
         help="int8: quantized classifier where it keeps the float model's accuracy (EfficientNet-Lite)",
     )  # fmt: skip
-    analyze.add_argument("--format", default=AnalysisOptions.render_format, choices=("webp", "png", "jpeg"))
+    analyze.add_argument("--format", default=DEFAULTS.render_format, choices=("webp", "png", "jpeg"))
     analyze.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     analyze.add_argument("--store", action="store_true", help="keep the analysis (database + object store)")
     analyze.set_defaults(func=cmd_analyze)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, TypeVar, overload
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 import numpy as np
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from .annotate import RENDER_FORMATS, BoxAnnotator, FaceAnnotator, encode_image
 from .errors import PicMetricError
@@ -33,6 +34,7 @@ from .settings import Settings, get_settings
 
 TASKS = ("labels", "objects", "faces")
 ModelT = TypeVar("ModelT", bound=OnnxModel)
+T = TypeVar("T")
 ResultT = TypeVar("ResultT", Classification, Detections, Faces)
 TaskCallback = Callable[[str, dict[str, float]], None]
 
@@ -41,74 +43,131 @@ class InvalidOptionsError(PicMetricError, ValueError):
     """An analysis option is out of range."""
 
 
-@dataclass(frozen=True)
-class AnalysisOptions:
-    """What to run and how. Everything that changes stored results is here (and in ``cache_key``)."""
+def _one_of(name: str, choices: Iterable[object]) -> Callable[[T], T]:
+    allowed = [str(c) for c in choices]
 
-    tasks: tuple[str, ...] = TASKS
-    classifier: str = DEFAULT_CLASSIFIER
-    top_k: int = 5
-    detector_size: int = 416
-    min_confidence: float = 0.25
-    iou_threshold: float = 0.45
-    min_face_size: int = 20
-    face_confidence: float | None = None  # None: the face detector's own default (FACE_DETECTORS)
-    render_format: str = "webp"
-    face_detector: str = DEFAULT_FACE_DETECTOR
+    def check(value: T) -> T:
+        if str(value) not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+def _between(name: str, low: float, high: float, unit: str = "") -> Callable[[float], float]:
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be between {low:g} and {high:g}{unit}")
+        return value
+
+    return check
+
+
+def _no_bool(value: object) -> object:
+    """JSON's true/false are not numbers here (Python would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
+def _task_list(value: object) -> object:
+    """'labels,faces' (a form field, a CLI flag) or a list of names (JSON)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_no_bool), Field(allow_inf_nan=False)]
+Count = Annotated[int, BeforeValidator(_no_bool)]
+
+
+class AnalysisOptions(BaseModel):
+    """What to run and how: the one parser of analysis options, for the library, CLI, API and dashboard.
+    Everything that changes stored results is here (and in ``cache_key``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
+
+    tasks: Annotated[
+        tuple[str, ...],
+        BeforeValidator(_task_list),
+        Field(description=f"subset of {', '.join(TASKS)}; 'labels,faces' or a list"),
+    ] = TASKS
+    classifier: Annotated[str, AfterValidator(_one_of("classifier", CLASSIFIERS))] = DEFAULT_CLASSIFIER
+    top_k: Annotated[Count, AfterValidator(_between("top_k", 1, 20))] = 5
+    detector_size: Annotated[Count, AfterValidator(_one_of("detector_size", DETECTOR_SIZES))] = 416
+    min_confidence: Annotated[Number, AfterValidator(_between("min_confidence", 0, 1))] = 0.25
+    iou_threshold: Annotated[Number, AfterValidator(_between("iou_threshold", 0, 1))] = 0.45
+    min_face_size: Annotated[Count, AfterValidator(_between("min_face_size", 12, 2000, " pixels"))] = 20
+    #: None on input: the face detector's own default (FACE_DETECTORS); always a number once built
+    face_confidence: Number | None = None
+    render_format: Annotated[str, AfterValidator(_one_of("render_format", RENDER_FORMATS))] = "webp"
+    face_detector: Annotated[str, AfterValidator(_one_of("face_detector", FACE_DETECTORS))] = DEFAULT_FACE_DETECTOR
     #: int8 where the quantized model keeps the float model's accuracy (EfficientNet-Lite0/2); float32 otherwise
-    precision: str = "int8"
+    precision: Annotated[str, AfterValidator(_one_of("precision", PRECISIONS))] = "int8"
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "tasks", tuple(t for t in TASKS if t in set(self.tasks)))
-        problems = []
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision must be one of {', '.join(PRECISIONS)}")
-        elif self.classifier in CLASSIFIERS and not CLASSIFIERS[self.classifier].int8:
-            object.__setattr__(self, "precision", "float32")  # what actually runs, so the stored key says so
-        if self.face_detector not in FACE_DETECTORS:
-            problems.append(f"face_detector must be one of {', '.join(FACE_DETECTORS)}")
-        elif self.face_confidence is None:
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise InvalidOptionsError(_describe(exc)) from None
+
+    @model_validator(mode="after")
+    def _resolve(self) -> AnalysisOptions:
+        """Tasks in canonical order; the face score and precision that actually apply, so the key says so."""
+        tasks = tuple(t for t in TASKS if t in set(self.tasks))
+        unknown = sorted(set(self.tasks) - set(TASKS))
+        if unknown or not tasks:
+            refused = f" (not {', '.join(unknown)})" if unknown else ""
+            raise ValueError(f"tasks must be some of {', '.join(TASKS)}{refused}")
+        object.__setattr__(self, "tasks", tasks)
+        if self.face_confidence is None:
             object.__setattr__(self, "face_confidence", FACE_DETECTORS[self.face_detector][1])
-        if not self.tasks:
-            problems.append(f"choose at least one task of {', '.join(TASKS)}")
-        if self.classifier not in CLASSIFIERS:
-            problems.append(f"classifier must be one of {', '.join(CLASSIFIERS)}")
-        if not 1 <= self.top_k <= 20:
-            problems.append("top_k must be between 1 and 20")
-        if self.detector_size not in DETECTOR_SIZES:
-            problems.append(f"detector_size must be one of {DETECTOR_SIZES}")
-        for name in ("min_confidence", "iou_threshold", "face_confidence"):
-            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
-                problems.append(f"{name} must be between 0 and 1")
-        if not 12 <= self.min_face_size <= 2000:
-            problems.append("min_face_size must be between 12 and 2000 pixels")
-        if self.render_format not in RENDER_FORMATS:
-            problems.append(f"render_format must be one of {', '.join(RENDER_FORMATS)}")
-        if problems:
-            raise InvalidOptionsError("; ".join(problems))
+        elif not 0 <= self.face_confidence <= 1:
+            raise ValueError("face_confidence must be between 0 and 1")
+        if not CLASSIFIERS[self.classifier].int8:
+            object.__setattr__(self, "precision", "float32")  # its int8 model lost accuracy: float32 runs
+        return self
 
     @property
     def face_score(self) -> float:
         """The face score threshold in force (``face_confidence``, resolved to the detector's default)."""
-        assert self.face_confidence is not None  # resolved in __post_init__
+        assert self.face_confidence is not None  # resolved when built
         return self.face_confidence
+
+    @classmethod
+    def from_input(cls, values: object) -> AnalysisOptions:
+        """Options from form fields or a JSON object (the API's input): unknown names are ignored, empty form
+        fields mean the default, and every value is checked (no files, lists or infinities where numbers go)."""
+        if not isinstance(values, Mapping):
+            raise InvalidOptionsError("options must be an object of option names and values")
+        return cls(**{k: v for k, v in values.items() if k in cls.model_fields and v not in (None, "")})
 
     @classmethod
     def from_stored(cls, values: dict) -> AnalysisOptions:
         """Options as stored with an analysis; rows from before YuNet and int8 existed ran MTCNN and float32."""
-        return cls(**{**_BEFORE_OPTIONS_EXISTED, **values, "tasks": tuple(values.get("tasks", ()))})
+        return cls(**{**_BEFORE_OPTIONS_EXISTED, **values})
 
     @property
     def cache_key(self) -> str:
         """Stable text that identifies these options, for de-duplicating stored analyses. Options added later are
         left out at the value that ran before they existed, so rows stored before then keep their key."""
-        values = {k: v for k, v in asdict(self).items() if _BEFORE_OPTIONS_EXISTED.get(k, ...) != v}
+        values = {k: v for k, v in self.model_dump().items() if _BEFORE_OPTIONS_EXISTED.get(k, ...) != v}
         return ";".join(f"{k}={v if not isinstance(v, tuple) else ','.join(v)}" for k, v in values.items())
 
     def to_dict(self) -> dict:
-        data = asdict(self)
+        data = self.model_dump()
         data["tasks"] = list(self.tasks)
         return data
+
+
+def _describe(error: ValidationError) -> str:
+    """Pydantic's errors as one sentence a user can act on: 'top_k must be between 1 and 20; ...'."""
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(message if message.startswith(field) or not field else f"{field}: {message}")
+    return "; ".join(dict.fromkeys(problems))
 
 
 _BEFORE_OPTIONS_EXISTED = {"face_detector": "mtcnn", "precision": "float32"}

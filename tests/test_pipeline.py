@@ -110,3 +110,35 @@ def test_options_cache_key_is_stable_and_distinguishes():
     assert AnalysisOptions().cache_key == AnalysisOptions().cache_key
     assert AnalysisOptions(tasks=("faces", "labels")).cache_key == AnalysisOptions(tasks=("labels", "faces")).cache_key
     assert AnalysisOptions(min_confidence=0.3).cache_key != AnalysisOptions().cache_key
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"top_k": 0}, "top_k must be between 1 and 20"),
+        ({"top_k": True}, "top_k: must be a number"),
+        ({"top_k": 2.5}, "fractional part"),
+        ({"top_k": float("inf")}, "top_k"),
+        ({"min_confidence": float("nan")}, "min_confidence: Input should be a finite number"),
+        ({"min_confidence": "high"}, "min_confidence"),
+        ({"tasks": [1, 2]}, "tasks"),
+        ({"tasks": 3}, "tasks"),
+        ({"tasks": "labels,cats"}, "not cats"),
+        ({"classifier": ["efficientnet_lite2"]}, "classifier"),
+        ({"face_confidence": 3}, "face_confidence must be between 0 and 1"),
+        ({"detector_size": 500}, "detector_size must be one of 416, 608"),
+    ],
+)
+def test_options_model_refuses_wrong_types_and_values(values, message):
+    with pytest.raises(InvalidOptionsError, match=message):
+        AnalysisOptions(**values)
+
+
+def test_options_accept_form_text_and_round_trip():
+    options = AnalysisOptions.from_input({"tasks": "faces,labels", "top_k": "3", "min_confidence": "0.5", "x": "y"})
+    assert options.tasks == ("labels", "faces") and options.top_k == 3 and options.min_confidence == 0.5
+    assert AnalysisOptions(**options.to_dict()) == options and hash(options) == hash(
+        AnalysisOptions(**options.to_dict())
+    )
+    with pytest.raises(InvalidOptionsError, match="options must be an object"):
+        AnalysisOptions.from_input(["top_k", 3])

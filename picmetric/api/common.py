@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import hmac
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 from fastapi import Depends, Request, Security
@@ -26,7 +25,7 @@ from ..errors import (
     URLRefusedError,
 )
 from ..intake import LoadedImage, fetch_image
-from ..pipeline import AnalysisOptions, InvalidOptionsError
+from ..pipeline import InvalidOptionsError
 from ..seed import seed_response
 from ..settings import Settings
 from ..storage import AnalysisFailedError, DatabaseError, Repository, StorageError, StoredAnalysis
@@ -189,55 +188,6 @@ async def upload_bytes(form, field: str, limit: int) -> tuple[bytes, str | None]
     if not data:
         raise InvalidImageError("the file is empty (0 bytes)")
     return data, upload.filename
-
-
-_OPTION_TYPES = {
-    "classifier": str, "top_k": int, "detector_size": int, "min_confidence": float, "iou_threshold": float,
-    "min_face_size": int, "face_confidence": float, "render_format": str, "face_detector": str,
-    "precision": str,
-}  # fmt: skip
-
-
-_KIND_NAMES = {int: "an integer", float: "a finite number", str: "text"}
-
-
-def _option_value(key: str, value: object, kind: type) -> object:
-    """One option from a form field (text) or JSON (number, string): the right type and finite, else refused.
-    Files, booleans, lists, objects, infinities and fractional counts are refused, never passed on."""
-    wrong = InvalidOptionsError(
-        f"{key} must be a{'n integer' if kind is int else ' number' if kind is float else ' text'}"
-    )
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise wrong
-    if kind is str:
-        if not isinstance(value, str):
-            raise wrong
-        return value.strip()
-    try:
-        number = float(value)
-    except ValueError:
-        raise wrong from None
-    if not math.isfinite(number) or (kind is int and not number.is_integer()):
-        raise wrong
-    return int(number) if kind is int else number
-
-
-def options_from(values: object) -> AnalysisOptions:
-    """AnalysisOptions from form fields or a JSON object; unknown keys are ignored, bad values refused."""
-    if not isinstance(values, Mapping):
-        raise InvalidOptionsError("options must be an object of option names and values")
-    kwargs: dict[str, Any] = {}
-    for key, kind in _OPTION_TYPES.items():
-        if values.get(key) not in (None, ""):
-            kwargs[key] = _option_value(key, values.get(key), kind)
-    tasks = values.get("tasks")
-    if tasks:
-        if isinstance(tasks, str):
-            tasks = tasks.split(",")
-        if not isinstance(tasks, list) or not all(isinstance(t, str) for t in tasks):
-            raise InvalidOptionsError("tasks must be text like 'labels,faces' or a list of task names")
-        kwargs["tasks"] = tuple(t.strip() for t in tasks)
-    return AnalysisOptions(**kwargs)
 
 
 def image_urls(request: Request, stored: StoredAnalysis) -> dict[str, str]:

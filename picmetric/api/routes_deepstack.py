@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..intake import load_image
-from ..pipeline import Analysis, AnalysisOptions, InvalidOptionsError
+from ..pipeline import Analysis, AnalysisOptions
 from .common import Unauthorized, api_key_given, read_form, state, tokens_match, upload_bytes
 
 router = APIRouter(prefix="/v1/vision", tags=["deepstack-compatible"])
@@ -40,12 +40,10 @@ async def _analyse(request: Request, task: str, key_given: bool) -> tuple[Analys
         raise Unauthorized("Incorrect api key")
     data, name = await upload_bytes(form, "image", app.settings.max_upload_bytes)
     options: dict[str, Any] = {"tasks": (task,)}
-    if task in DEFAULT_MIN_CONFIDENCE:
-        raw = form.get("min_confidence")
-        try:
-            threshold = float(raw) if raw not in (None, "") else DEFAULT_MIN_CONFIDENCE[task]
-        except (TypeError, ValueError):  # not a number, or a file part
-            raise InvalidOptionsError("min_confidence must be a number between 0 and 1") from None
+    if task in DEFAULT_MIN_CONFIDENCE:  # DeepStack's one threshold field, checked like every option
+        threshold = form.get("min_confidence")
+        if threshold in (None, ""):
+            threshold = DEFAULT_MIN_CONFIDENCE[task]
         if threshold is not None:
             options["min_confidence" if task == "objects" else "face_confidence"] = threshold
     analysis_options = AnalysisOptions(**options)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..pipeline import AnalysisOptions
 from ..storage import HistoryFilter, StoredAnalysis
 from .common import (
     BadRequest,
@@ -17,7 +18,6 @@ from .common import (
     image_urls,
     is_json,
     json_object,
-    options_from,
     read_form,
     require_api_key,
     state,
@@ -49,12 +49,12 @@ async def create_analysis(request: Request) -> JSONResponse:
         payload = await json_object(request)
         if not isinstance(payload.get("url"), str):
             raise BadRequest("send JSON {'url': 'https://...'} or a multipart file field 'file'")
-        options = options_from(payload.get("options") or {})
+        options = AnalysisOptions.from_input(payload.get("options") or {})
         image = await fetch_url(app, payload["url"].strip())
         stored = await run_in_threadpool(app.repository.submit, image, options=options)
     else:
         form = await read_form(request)
-        options = options_from(form)
+        options = AnalysisOptions.from_input(form)
         data, name = await upload_bytes(form, "file", app.settings.max_upload_bytes)
         stored = await run_in_threadpool(app.repository.submit, data, source="upload", name=name, options=options)
     app.record(stored)
