@@ -2,7 +2,10 @@
 
 
 class PicMetricError(Exception):
-    """Base class: anything PicMetric refuses or cannot do, with a user-facing message."""
+    """Base class: anything PicMetric refuses or cannot do, with a user-facing message. Each kind carries the
+    HTTP status the API answers with: a client's mistake is a 4xx, an unavailable backend a 503, never a 500."""
+
+    http_status: int = 400
 
 
 class InvalidImageError(PicMetricError):
@@ -11,6 +14,8 @@ class InvalidImageError(PicMetricError):
 
 class ImageTooLargeError(InvalidImageError):
     """Too many pixels or absurd dimensions (decompression-bomb guard)."""
+
+    http_status = 413
 
 
 class URLRefusedError(PicMetricError):
@@ -23,6 +28,8 @@ class FetchError(PicMetricError):
 
 class ServerBusyError(PicMetricError):
     """Too much work of this kind in flight right now (e.g. large images being decoded); retrying later helps."""
+
+    http_status = 503
 
 
 class ModelUnavailableError(PicMetricError):

@@ -21,14 +21,11 @@ from ..errors import (
     ImageTooLargeError,
     InvalidImageError,
     PicMetricError,
-    ServerBusyError,
-    URLRefusedError,
 )
 from ..intake import LoadedImage, fetch_image
-from ..pipeline import InvalidOptionsError
 from ..seed import seed_response
 from ..settings import Settings
-from ..storage import AnalysisFailedError, DatabaseError, Repository, StorageError, StoredAnalysis
+from ..storage import Repository, StoredAnalysis
 from .metrics import ApiMetrics
 
 
@@ -76,7 +73,7 @@ async def error_response(request: Request, exc: Exception) -> JSONResponse:
     if api is not None:
         api.metrics.errors.labels(exc.__class__.__name__).inc()
     headers = {"WWW-Authenticate": "ApiKey"} if isinstance(exc, Unauthorized) else None
-    return JSONResponse(error_body(request.url.path, str(exc)), status_code=status_for(exc), headers=headers)
+    return JSONResponse(error_body(request.url.path, str(exc)), status_code=exc.http_status, headers=headers)
 
 
 _KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="PICMETRIC_API_KEY, when one is set")
@@ -123,20 +120,7 @@ class BadRequest(PicMetricError):
 class Unauthorized(PicMetricError):
     """A required token or key is missing or wrong."""
 
-
-def status_for(error: Exception) -> int:
-    """HTTP status for each typed error: client mistakes are 4xx, an unavailable backend is 503, never 500."""
-    if isinstance(error, ImageTooLargeError):
-        return 413
-    if isinstance(error, Unauthorized):
-        return 401
-    if isinstance(error, (InvalidImageError, URLRefusedError, FetchError, InvalidOptionsError, BadRequest)):
-        return 400
-    if isinstance(error, AnalysisFailedError):
-        return 422
-    if isinstance(error, (StorageError, DatabaseError, ServerBusyError)):
-        return 503
-    return 400
+    http_status = 401
 
 
 def tokens_match(given: object, expected: SecretStr | None) -> bool:

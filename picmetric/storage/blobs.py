@@ -32,6 +32,8 @@ FORMAT_CONTENT_TYPES = {
 class StorageError(PicMetricError):
     """The object store could not be reached or refused an operation."""
 
+    http_status = 503
+
 
 def original_key(sha256: str, content_type: str) -> str:
     return f"originals/{sha256}.{EXTENSIONS.get(content_type, 'bin')}"

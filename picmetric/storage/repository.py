@@ -48,9 +48,13 @@ _CLAIM_STALE_AFTER = timedelta(minutes=10)
 class DatabaseError(PicMetricError):
     """The database could not be reached or refused a write."""
 
+    http_status = 503
+
 
 class AnalysisFailedError(PicMetricError):
     """The models could not analyse this image; the failure is recorded in history."""
+
+    http_status = 422
 
 
 @dataclass
