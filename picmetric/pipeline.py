@@ -11,7 +11,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar, overload
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    model_validator,
+)
 
 from .annotate import RENDER_FORMATS, BoxAnnotator, FaceAnnotator, encode_image
 from .errors import PicMetricError
@@ -43,24 +52,28 @@ class InvalidOptionsError(PicMetricError, ValueError):
     """An analysis option is out of range."""
 
 
-def _one_of(name: str, choices: Iterable[object]) -> Callable[[T], T]:
-    allowed = [str(c) for c in choices]
+def _one_of(name: str, choices: Iterable[str | int]) -> tuple[AfterValidator, Any]:
+    """A choice: checked with a message that lists the choices, and published as an enum in the JSON schema."""
+    listed: list[JsonValue] = list(choices)
+    allowed = [str(c) for c in listed]
 
     def check(value: T) -> T:
         if str(value) not in allowed:
             raise ValueError(f"{name} must be one of {', '.join(allowed)}")
         return value
 
-    return check
+    return AfterValidator(check), Field(json_schema_extra={"enum": listed})
 
 
-def _between(name: str, low: float, high: float, unit: str = "") -> Callable[[float], float]:
+def _between(name: str, low: float, high: float, unit: str = "") -> tuple[AfterValidator, Any]:
+    """A range: checked with a message that states it, and published as minimum/maximum in the JSON schema."""
+
     def check(value: float) -> float:
         if not low <= value <= high:
             raise ValueError(f"{name} must be between {low:g} and {high:g}{unit}")
         return value
 
-    return check
+    return AfterValidator(check), Field(json_schema_extra={"minimum": low, "maximum": high})
 
 
 def _no_bool(value: object) -> object:
@@ -92,18 +105,18 @@ class AnalysisOptions(BaseModel):
         BeforeValidator(_task_list),
         Field(description=f"subset of {', '.join(TASKS)}; 'labels,faces' or a list"),
     ] = TASKS
-    classifier: Annotated[str, AfterValidator(_one_of("classifier", CLASSIFIERS))] = DEFAULT_CLASSIFIER
-    top_k: Annotated[Count, AfterValidator(_between("top_k", 1, 20))] = 5
-    detector_size: Annotated[Count, AfterValidator(_one_of("detector_size", DETECTOR_SIZES))] = 416
-    min_confidence: Annotated[Number, AfterValidator(_between("min_confidence", 0, 1))] = 0.25
-    iou_threshold: Annotated[Number, AfterValidator(_between("iou_threshold", 0, 1))] = 0.45
-    min_face_size: Annotated[Count, AfterValidator(_between("min_face_size", 12, 2000, " pixels"))] = 20
+    classifier: Annotated[str, *_one_of("classifier", CLASSIFIERS)] = DEFAULT_CLASSIFIER
+    top_k: Annotated[Count, *_between("top_k", 1, 20)] = 5
+    detector_size: Annotated[Count, *_one_of("detector_size", DETECTOR_SIZES)] = 416
+    min_confidence: Annotated[Number, *_between("min_confidence", 0, 1)] = 0.25
+    iou_threshold: Annotated[Number, *_between("iou_threshold", 0, 1)] = 0.45
+    min_face_size: Annotated[Count, *_between("min_face_size", 12, 2000, " pixels")] = 20
     #: None on input: the face detector's own default (FACE_DETECTORS); always a number once built
-    face_confidence: Number | None = None
-    render_format: Annotated[str, AfterValidator(_one_of("render_format", RENDER_FORMATS))] = "webp"
-    face_detector: Annotated[str, AfterValidator(_one_of("face_detector", FACE_DETECTORS))] = DEFAULT_FACE_DETECTOR
+    face_confidence: Annotated[Number | None, Field(json_schema_extra={"minimum": 0, "maximum": 1})] = None
+    render_format: Annotated[str, *_one_of("render_format", RENDER_FORMATS)] = "webp"
+    face_detector: Annotated[str, *_one_of("face_detector", FACE_DETECTORS)] = DEFAULT_FACE_DETECTOR
     #: int8 where the quantized model keeps the float model's accuracy (EfficientNet-Lite0/2); float32 otherwise
-    precision: Annotated[str, AfterValidator(_one_of("precision", PRECISIONS))] = "int8"
+    precision: Annotated[str, *_one_of("precision", PRECISIONS)] = "int8"
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, APIKeyQuery
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
@@ -55,6 +55,72 @@ async def fetch_url(app: ApiState, url: str) -> LoadedImage:
         return await run_in_threadpool(fetch_image, url, settings=app.settings)
     finally:
         app.url_slots.release()
+
+
+class Problem(BaseModel):
+    """An error of the v1 and operations routes."""
+
+    detail: str
+
+
+class DeepStackFailure(BaseModel):
+    """An error in DeepStack's shape."""
+
+    success: bool = False
+    error: str
+
+
+class SeedAnswer(BaseModel):
+    """The seed system's answer: every field a string; ``error`` is empty on success."""
+
+    error: str
+    hash: str
+    original: str
+    resnet: str
+    yolov3: str
+    yolov3_source: str
+    faces_source: str
+
+
+def error_responses(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """The error statuses a route family answers with, documented with that family's body shape."""
+    described = {
+        400: "malformed request or refused input",
+        401: "API key (or admin token) missing or wrong",
+        403: "admin routes disabled",
+        404: "not found",
+        413: "upload or image too large",
+        422: "the request's parameters or the analysis failed",
+        503: "database, object store or decoder busy or unreachable",
+    }
+    return {status: {"model": model, "description": text} for status, text in described.items()}
+
+
+_BINARY = {"type": "string", "format": "binary"}
+
+
+def request_body(
+    *,
+    multipart: dict[str, Any] | None = None,
+    json: dict[str, Any] | None = None,
+    form: dict[str, Any] | None = None,
+    required: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """``openapi_extra`` describing the bodies a route reads itself (a file with option fields, or JSON)."""
+    content: dict[str, Any] = {}
+    for media, properties in (
+        ("multipart/form-data", multipart),
+        ("application/json", json),
+        ("application/x-www-form-urlencoded", form),
+    ):
+        if properties is not None:
+            schema = {"type": "object", "properties": properties, "required": [r for r in required if r in properties]}
+            content[media] = {"schema": schema}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def upload_fields(file_field: str, **extra: Any) -> dict[str, Any]:
+    return {file_field: _BINARY, **extra}
 
 
 def error_body(path: str, message: str) -> Mapping[str, object]:

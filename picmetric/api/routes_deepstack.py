@@ -18,10 +18,27 @@ from starlette.concurrency import run_in_threadpool
 
 from ..intake import load_image
 from ..pipeline import Analysis, AnalysisOptions
-from .common import Unauthorized, api_key_given, read_form, state, tokens_match, upload_bytes
+from .common import (
+    DeepStackFailure,
+    Unauthorized,
+    api_key_given,
+    error_responses,
+    read_form,
+    request_body,
+    state,
+    tokens_match,
+    upload_bytes,
+    upload_fields,
+)
 
-router = APIRouter(prefix="/v1/vision", tags=["deepstack-compatible"])
+router = APIRouter(prefix="/v1/vision", tags=["deepstack-compatible"], responses=error_responses(DeepStackFailure))
 KeyGiven = Annotated[bool, Depends(api_key_given)]
+_BODY = request_body(
+    multipart=upload_fields(
+        "image", min_confidence={"type": "number", "minimum": 0, "maximum": 1}, api_key={"type": "string"}
+    ),
+    required=("image",),
+)
 # DeepStack's detection default; for faces, the face detector's own default (None)
 DEFAULT_MIN_CONFIDENCE: dict[str, float | None] = {"objects": 0.45, "faces": None}
 
@@ -83,16 +100,16 @@ def _scene(analysis: Analysis) -> dict:
     return {"label": name.replace(" ", "_"), "confidence": confidence}
 
 
-@router.post("/detection", summary="Objects (COCO-80): label, confidence and box per prediction")
+@router.post("/detection", summary="Objects (COCO-80): label, confidence and box per prediction", openapi_extra=_BODY)
 async def detection(request: Request, key_given: KeyGiven) -> JSONResponse:
     return await _answer(request, "objects", _objects, key_given)
 
 
-@router.post("/face", summary="Faces: confidence and box per prediction")
+@router.post("/face", summary="Faces: confidence and box per prediction", openapi_extra=_BODY)
 async def face(request: Request, key_given: KeyGiven) -> JSONResponse:
     return await _answer(request, "faces", _faces, key_given)
 
 
-@router.post("/scene", summary="Scene: the most likely ImageNet label and its confidence")
+@router.post("/scene", summary="Scene: the most likely ImageNet label and its confidence", openapi_extra=_BODY)
 async def scene(request: Request, key_given: KeyGiven) -> JSONResponse:
     return await _answer(request, "labels", _scene, key_given)

@@ -7,9 +7,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from .. import logs
-from .common import admin_refusal, state
+from .common import Problem, admin_refusal, error_responses, state
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], responses=error_responses(Problem))
 
 
 @router.get("/healthz", summary="Liveness: the process answers")

@@ -10,17 +10,22 @@ from ..seed import seed_response
 from ..storage import StoredAnalysis
 from .common import (
     BadRequest,
+    SeedAnswer,
+    error_responses,
     fetch_url,
     image_urls,
     is_json,
     json_object,
     read_form,
+    request_body,
     require_api_key,
     state,
     upload_bytes,
+    upload_fields,
 )
 
-router = APIRouter(tags=["seed-compatible"])
+_URL = {"url": {"type": "string", "format": "uri"}}
+router = APIRouter(tags=["seed-compatible"], responses=error_responses(SeedAnswer))
 
 UPLOAD_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>PicMetric upload</title>
@@ -60,6 +65,7 @@ async def upload_page() -> HTMLResponse:
     "/do_data_science",
     summary="Analyse an uploaded file (multipart field 'file'); seed JSON shape",
     dependencies=[Depends(require_api_key)],
+    openapi_extra=request_body(multipart=upload_fields("file"), required=("file",)),
 )
 async def do_data_science(request: Request) -> JSONResponse:
     app = state(request)
@@ -73,6 +79,7 @@ async def do_data_science(request: Request) -> JSONResponse:
     "/do_data_science_url",
     summary="Analyse an image URL (form or JSON field 'url'); seed JSON shape",
     dependencies=[Depends(require_api_key)],
+    openapi_extra=request_body(form=_URL, json=_URL, required=("url",)),
 )
 async def do_data_science_url(request: Request) -> JSONResponse:
     app = state(request)

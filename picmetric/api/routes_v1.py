@@ -13,18 +13,27 @@ from ..pipeline import AnalysisOptions
 from ..storage import HistoryFilter, StoredAnalysis
 from .common import (
     BadRequest,
+    Problem,
     admin_refusal,
+    error_responses,
     fetch_url,
     image_urls,
     is_json,
     json_object,
     read_form,
+    request_body,
     require_api_key,
     state,
     upload_bytes,
+    upload_fields,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["v1"])
+# option fields of a multipart upload: as in the options model, but tasks as one comma-separated text
+_OPTION_FIELDS = {
+    **AnalysisOptions.model_json_schema()["properties"],
+    "tasks": {"type": "string", "description": "comma-separated: labels, objects, faces"},
+}
+router = APIRouter(prefix="/api/v1", tags=["v1"], responses=error_responses(Problem))
 ImageKind = Literal["original", "objects", "faces", "thumbnail"]
 
 
@@ -42,6 +51,11 @@ def _body(request: Request, stored: StoredAnalysis) -> dict:
     summary="Analyse an image: multipart 'file' (+ option fields) or JSON {'url': ..., 'options': {...}}",
     responses={200: {"description": "found in history"}, 201: {"description": "analysed now"}},
     dependencies=[Depends(require_api_key)],
+    openapi_extra=request_body(
+        multipart=upload_fields("file", **_OPTION_FIELDS),
+        json={"url": {"type": "string", "format": "uri"}, "options": AnalysisOptions.model_json_schema()},
+        required=("file", "url"),
+    ),
 )
 async def create_analysis(request: Request) -> JSONResponse:
     app = state(request)
@@ -83,12 +97,12 @@ async def list_analyses(
     text: str | None = Query(None, description="ImageNet label or object class, substring"),
     label: str | None = None,
     object_class: str | None = None,
-    min_faces: int | None = Query(None, ge=0),
+    min_faces: int | None = Query(None, ge=0, le=10_000),
     date_from: datetime | None = None,
     date_to: datetime | None = None,
     source: Literal["upload", "url"] | None = None,
     status: Literal["done", "failed"] | None = None,
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=1_000_000),
     page_size: int = Query(50, ge=1, le=500),
 ) -> JSONResponse:
     filters = HistoryFilter(text, label, object_class, min_faces, date_from, date_to, source, status)

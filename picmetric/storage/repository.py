@@ -525,7 +525,7 @@ class Repository:
 
     def history(self, filters: HistoryFilter | None = None, page: int = 1, page_size: int = 50) -> HistoryPage:
         filters = filters or HistoryFilter()
-        page, page_size = max(1, page), min(max(1, page_size), 500)
+        page, page_size = min(max(1, page), 1_000_000), min(max(1, page_size), 500)  # within any database's integer
         conditions = []
         if filters.text:
             pattern = _substring_pattern(filters.text)
