@@ -616,3 +616,22 @@ def test_metrics_add_up_every_worker_process(tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
+
+
+def test_answers_match_their_published_models(clean, zidane_path):
+    """The response models in /openapi.json are what the routes actually send (the fuzzer sees mostly errors)."""
+    from picmetric.api.common import SeedAnswer
+    from picmetric.api.schemas import AnalysisAnswer, HistoryAnswer, PredictionsAnswer, Readiness, SceneAnswer
+
+    made = clean.post("/api/v1/analyses", files=_file(zidane_path))
+    answer = AnalysisAnswer.model_validate(made.json())
+    assert len(answer.analysis.faces or []) == 2
+    AnalysisAnswer.model_validate(clean.get(f"/api/v1/analyses/{answer.analysis.image.sha256}").json())
+    assert HistoryAnswer.model_validate(clean.get("/api/v1/analyses").json()).total == 1
+    SeedAnswer.model_validate(clean.post("/do_data_science", files=_file(zidane_path)).json())
+    for route in ("detection", "face"):
+        PredictionsAnswer.model_validate(clean.post(f"/v1/vision/{route}", files=_file(zidane_path, "image")).json())
+    SceneAnswer.model_validate(clean.post("/v1/vision/scene", files=_file(zidane_path, "image")).json())
+    Readiness.model_validate(clean.get("/readyz").json())
+    documented = clean.get("/openapi.json").json()["paths"]
+    assert "AnalysisAnswer" in str(documented["/api/v1/analyses"]["post"]["responses"])

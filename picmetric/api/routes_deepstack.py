@@ -30,6 +30,7 @@ from .common import (
     upload_bytes,
     upload_fields,
 )
+from .schemas import PredictionsAnswer, SceneAnswer
 
 router = APIRouter(prefix="/v1/vision", tags=["deepstack-compatible"], responses=error_responses(DeepStackFailure))
 KeyGiven = Annotated[bool, Depends(api_key_given)]
@@ -100,16 +101,28 @@ def _scene(analysis: Analysis) -> dict:
     return {"label": name.replace(" ", "_"), "confidence": confidence}
 
 
-@router.post("/detection", summary="Objects (COCO-80): label, confidence and box per prediction", openapi_extra=_BODY)
+@router.post(
+    "/detection",
+    summary="Objects (COCO-80): label, confidence and box per prediction",
+    openapi_extra=_BODY,
+    response_model=PredictionsAnswer,
+)
 async def detection(request: Request, key_given: KeyGiven) -> JSONResponse:
     return await _answer(request, "objects", _objects, key_given)
 
 
-@router.post("/face", summary="Faces: confidence and box per prediction", openapi_extra=_BODY)
+@router.post(
+    "/face", summary="Faces: confidence and box per prediction", openapi_extra=_BODY, response_model=PredictionsAnswer
+)
 async def face(request: Request, key_given: KeyGiven) -> JSONResponse:
     return await _answer(request, "faces", _faces, key_given)
 
 
-@router.post("/scene", summary="Scene: the most likely ImageNet label and its confidence", openapi_extra=_BODY)
+@router.post(
+    "/scene",
+    summary="Scene: the most likely ImageNet label and its confidence",
+    openapi_extra=_BODY,
+    response_model=SceneAnswer,
+)
 async def scene(request: Request, key_given: KeyGiven) -> JSONResponse:
     return await _answer(request, "labels", _scene, key_given)

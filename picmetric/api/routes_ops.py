@@ -8,16 +8,22 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import logs
 from .common import Problem, admin_refusal, error_responses, state
+from .schemas import Health, Readiness, ResetAnswer
 
 router = APIRouter(tags=["operations"], responses=error_responses(Problem))
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+@router.get("/healthz", summary="Liveness: the process answers", response_model=Health)
 async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: models loaded, database and object store reachable")
+@router.get(
+    "/readyz",
+    summary="Readiness: models loaded, database and object store reachable",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "not ready: the checks say why"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     app = state(request)
     checks = await run_in_threadpool(app.repository.health)
@@ -32,7 +38,7 @@ async def metrics(request: Request) -> Response:
     return Response(state(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-@router.post("/reset", summary="Delete every stored image and analysis (admin token)")
+@router.post("/reset", summary="Delete every stored image and analysis (admin token)", response_model=ResetAnswer)
 async def reset(request: Request) -> JSONResponse:
     refusal = admin_refusal(request)
     if refusal is not None:

@@ -64,6 +64,7 @@ async def upload_page() -> HTMLResponse:
 @router.post(
     "/do_data_science",
     summary="Analyse an uploaded file (multipart field 'file'); seed JSON shape",
+    response_model=SeedAnswer,
     dependencies=[Depends(require_api_key)],
     openapi_extra=request_body(multipart=upload_fields("file"), required=("file",)),
 )
@@ -78,6 +79,7 @@ async def do_data_science(request: Request) -> JSONResponse:
 @router.post(
     "/do_data_science_url",
     summary="Analyse an image URL (form or JSON field 'url'); seed JSON shape",
+    response_model=SeedAnswer,
     dependencies=[Depends(require_api_key)],
     openapi_extra=request_body(form=_URL, json=_URL, required=("url",)),
 )

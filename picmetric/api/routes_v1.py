@@ -27,6 +27,7 @@ from .common import (
     upload_bytes,
     upload_fields,
 )
+from .schemas import AnalysisAnswer, HistoryAnswer
 
 # option fields of a multipart upload: as in the options model, but tasks as one comma-separated text
 _OPTION_FIELDS = {
@@ -49,7 +50,9 @@ def _body(request: Request, stored: StoredAnalysis) -> dict:
 @router.post(
     "/analyses",
     summary="Analyse an image: multipart 'file' (+ option fields) or JSON {'url': ..., 'options': {...}}",
-    responses={200: {"description": "found in history"}, 201: {"description": "analysed now"}},
+    response_model=AnalysisAnswer,
+    status_code=201,
+    responses={200: {"model": AnalysisAnswer, "description": "found in history"}},
     dependencies=[Depends(require_api_key)],
     openapi_extra=request_body(
         multipart=upload_fields("file", **_OPTION_FIELDS),
@@ -78,6 +81,7 @@ async def create_analysis(request: Request) -> JSONResponse:
 @router.get(
     "/analyses/{sha256}",
     summary="The stored analysis of an image (sha256, or the seed's md5)",
+    response_model=AnalysisAnswer,
     dependencies=[Depends(require_api_key)],
 )
 async def get_analysis(request: Request, sha256: str) -> JSONResponse:
@@ -90,7 +94,10 @@ async def get_analysis(request: Request, sha256: str) -> JSONResponse:
 
 
 @router.get(
-    "/analyses", summary="History, newest first, with the dashboard's filters", dependencies=[Depends(require_api_key)]
+    "/analyses",
+    summary="History, newest first, with the dashboard's filters",
+    dependencies=[Depends(require_api_key)],
+    response_model=HistoryAnswer,
 )
 async def list_analyses(
     request: Request,
@@ -137,7 +144,13 @@ async def delete_analysis(request: Request, sha256: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/images/{sha256}/{kind}", name="get_image", summary="The original image or one of its renders")
+@router.get(
+    "/images/{sha256}/{kind}",
+    name="get_image",
+    summary="The original image or one of its renders",
+    response_class=Response,
+    responses={200: {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}},
+)
 async def get_image(request: Request, sha256: str, kind: ImageKind) -> Response:
     """The original never changes for its sha256 (cached for good); a render is the newest analysis' and changes
     after a re-analysis with other options, so clients revalidate it by its content-addressed ETag."""

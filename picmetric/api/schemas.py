@@ -1,0 +1,125 @@
+"""Response models of the HTTP API: what /openapi.json publishes and what the schema fuzzer holds answers to."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from ..pipeline import AnalysisOptions
+
+
+class ImageFacts(BaseModel):
+    sha256: str
+    md5: str
+    format: str
+    width: int
+    height: int
+    source: str
+    name: str | None
+
+
+class Label(BaseModel):
+    class_id: int
+    name: str
+    confidence: float
+
+
+class DetectedObject(BaseModel):
+    class_id: int
+    label: str
+    confidence: float
+    box: list[float]  # x1, y1, x2, y2 in original pixels
+
+
+class Face(BaseModel):
+    confidence: float
+    box: list[float]
+    landmarks: dict[str, list[float]]  # left_eye, right_eye, nose, mouth_left, mouth_right -> [x, y]
+
+
+class AnalysisJson(BaseModel):
+    """PicMetric's JSON for one analysis (``Analysis.to_dict``); a task that did not run is null."""
+
+    image: ImageFacts
+    options: AnalysisOptions
+    labels: list[Label] | None
+    objects: list[DetectedObject] | None
+    faces: list[Face] | None
+    timings_ms: dict[str, float]
+    model_versions: dict[str, str]
+    renders: list[str]
+    created_at: datetime
+
+
+class AnalysisAnswer(BaseModel):
+    status: str  # done | failed
+    cached: bool  # found in history rather than analysed now
+    analysis: AnalysisJson
+    images: dict[str, str]  # original, objects, faces, thumbnail -> URL
+
+
+class HistoryEntry(BaseModel):
+    sha256: str
+    md5: str
+    name: str | None
+    source: str
+    format: str
+    width: int
+    height: int
+    created_at: datetime
+    status: str
+    error: str | None
+    top_label: str | None
+    top_confidence: float | None
+    object_classes: list[str]
+    object_count: int
+    face_count: int
+    total_ms: float | None
+    thumbnail: str
+
+
+class HistoryAnswer(BaseModel):
+    items: list[HistoryEntry]
+    total: int
+    page: int
+    page_size: int
+    pages: int
+
+
+class Prediction(BaseModel):
+    """A DeepStack prediction: integer pixel box, and a label for objects."""
+
+    label: str | None = None
+    confidence: float
+    x_min: int
+    y_min: int
+    x_max: int
+    y_max: int
+
+
+class PredictionsAnswer(BaseModel):
+    success: bool
+    predictions: list[Prediction]
+    duration: int  # milliseconds
+
+
+class SceneAnswer(BaseModel):
+    success: bool
+    label: str
+    confidence: float
+    duration: int
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str]  # database, storage, models -> "ok" or the problem
+    models: dict[str, bool]
+
+
+class ResetAnswer(BaseModel):
+    reset: bool
