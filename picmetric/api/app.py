@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__, logs
@@ -18,7 +19,7 @@ from ..errors import PicMetricError
 from ..settings import Settings, get_settings
 from ..storage import Repository
 from . import routes_deepstack, routes_ops, routes_seed, routes_v1
-from .common import ApiState, BodyTooLarge, error_body, error_response
+from .common import ApiState, BodyTooLarge, error_body, error_response, http_error_response, validation_response
 from .metrics import ApiMetrics
 
 _MULTIPART_OVERHEAD = 64 * 1024
@@ -44,7 +45,7 @@ class BodySizeLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.limit:
-                raise BodyTooLarge
+                raise BodyTooLarge(self.limit)
             return message
 
         async def tracking_send(message):
@@ -106,11 +107,8 @@ def create_app(settings: Settings | None = None, repository: Repository | None =
         return response
 
     app.add_exception_handler(PicMetricError, error_response)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or e['loc'][0]}: {e['msg']}" for e in exc.errors())
-        return JSONResponse(error_body(request.url.path, problems), status_code=422)
+    app.add_exception_handler(StarletteHTTPException, http_error_response)
+    app.add_exception_handler(RequestValidationError, validation_response)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:

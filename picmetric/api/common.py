@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import anyio
-from fastapi import Depends, Request, Security
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import BaseModel, SecretStr
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from ..errors import (
@@ -132,6 +134,31 @@ def error_body(path: str, message: str) -> Mapping[str, object]:
     return {"detail": message}
 
 
+async def http_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's and Starlette's own refusals (an unreadable body, 404, 405, 413) in the route's body shape."""
+    assert isinstance(exc, StarletteHTTPException)  # FastAPI's HTTPException is one too
+    return JSONResponse(error_body(request.url.path, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+
+
+async def validation_response(request: Request, exc: Exception) -> JSONResponse:
+    """Parameters FastAPI checked: a malformed body is a 400 (a missing file says which field to send), a wrong
+    query or path parameter a 422; each in the route's body shape."""
+    assert isinstance(exc, RequestValidationError)
+    problems, in_body = [], False
+    for error in exc.errors():
+        where, name = error["loc"][0], ".".join(map(str, error["loc"][1:]))
+        in_body = in_body or where == "body"
+        if where == "body" and name in FILE_FIELDS:
+            problems.append(missing_file(name))
+        else:
+            problems.append(f"{name or where}: {error['msg']}")
+    message = "; ".join(dict.fromkeys(problems))
+    return JSONResponse(error_body(request.url.path, message), status_code=400 if in_body else 422)
+
+
+FILE_FIELDS = ("file", "image")
+
+
 async def error_response(request: Request, exc: Exception) -> JSONResponse:
     """The one handler for PicMetric's error tree: each error's HTTP status, the route's body shape, a metric."""
     assert isinstance(exc, PicMetricError)
@@ -174,9 +201,12 @@ def state(request: Request) -> ApiState:
     return request.app.state.picmetric
 
 
-class BodyTooLarge(Exception):
-    """Raised by the upload-limit middleware while a body streams in; it answers 413 itself, so every reader of
-    the body must let this through."""
+class BodyTooLarge(HTTPException):
+    """Raised by the upload-limit middleware while a body streams in. An HTTPException, so FastAPI's own form
+    parsing passes it on (any other error there becomes a 400), and it answers 413 in the route's shape."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the upload is larger than the {limit / 1e6:.0f} MB limit")
 
 
 class BadRequest(PicMetricError):
@@ -231,7 +261,16 @@ async def upload_bytes(form, field: str, limit: int) -> tuple[bytes, str | None]
     """The bytes of an uploaded file field, refusing a missing field or a file over ``limit``."""
     upload = form.get(field)
     if not isinstance(upload, UploadFile):
-        raise BadRequest(f"send the image as a multipart file field named '{field}'")
+        raise BadRequest(missing_file(field))
+    return await read_upload(upload, limit)
+
+
+def missing_file(field: str) -> str:
+    return f"send the image as a multipart file field named '{field}'"
+
+
+async def read_upload(upload: UploadFile, limit: int) -> tuple[bytes, str | None]:
+    """An upload's bytes, refusing an empty file or one over ``limit``."""
     data = await upload.read(limit + 1)
     if len(data) > limit:
         raise ImageTooLargeError(f"the file is larger than the {limit / 1e6:.0f} MB limit")
