@@ -116,7 +116,8 @@ def test_reset_removes_everything(repository, zidane_path):
 def test_sweep_removes_only_orphans(repository, zidane_path):
     stored = repository.submit(zidane_path.read_bytes())
     repository.blobs.put("renders/orphan.webp", b"left by a crash", "image/webp")
-    assert repository.sweep_orphans() == ["renders/orphan.webp"]
+    assert repository.sweep_orphans() == []  # too young: it may belong to an upload still in flight
+    assert repository.sweep_orphans(min_age_s=0) == ["renders/orphan.webp"]
     assert sorted(repository.blobs.keys()) == sorted(stored.blob_keys.values())
 
 
@@ -396,3 +397,32 @@ def test_a_missing_bucket_is_named_when_it_may_not_be_created(seaweed, tmp_path,
     assert f"bucket {bucket!r} does not exist" in health and "PICMETRIC_S3_CREATE_BUCKET" in health
     with pytest.raises(StorageError, match=f"bucket {bucket!r} does not exist"):
         repository.submit(zidane_path.read_bytes())
+
+
+def test_sweep_during_an_upload_keeps_the_blobs_its_rows_will_point_to(repository, zidane_path, analyzer):
+    """An upload writes its blobs first and its rows after the models ran: a sweep in between must not take them."""
+    swept: list[list[str]] = []
+    original_analyze = analyzer.analyze
+
+    def analyze_then_sweep(image, options=None, **kwargs):  # the moment between blob write and row write
+        swept.append(repository.sweep_orphans())
+        return original_analyze(image, options, **kwargs)
+
+    analyzer.analyze = analyze_then_sweep
+    try:
+        stored = repository.submit(zidane_path.read_bytes())
+    finally:
+        del analyzer.analyze
+    assert swept == [[]]
+    for key in stored.blob_keys.values():
+        assert repository.blobs.get(key)  # every row points to a blob that exists
+
+
+def test_a_blob_missing_from_the_store_is_missing_not_an_outage(repository, zidane_path):
+    from picmetric.storage.blobs import MissingBlobError
+
+    stored = repository.submit(zidane_path.read_bytes())
+    repository.blobs.delete(stored.blob_keys["faces"])  # removed behind PicMetric's back
+    with pytest.raises(MissingBlobError, match="missing") as refused:
+        repository.image_bytes(stored.sha256, "faces")
+    assert refused.value.http_status == 410

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -35,6 +36,12 @@ class StorageError(PicMetricError):
     http_status = 503
 
 
+class MissingBlobError(StorageError):
+    """A blob a row points to is not in the store (removed behind PicMetric's back): not an outage."""
+
+    http_status = 410
+
+
 def original_key(sha256: str, content_type: str) -> str:
     return f"originals/{sha256}.{EXTENSIONS.get(content_type, 'bin')}"
 
@@ -50,7 +57,9 @@ class BlobStore(Protocol):
     def get(self, key: str) -> bytes: ...
     def delete(self, key: str) -> None: ...
     def exists(self, key: str) -> bool: ...
-    def keys(self) -> list[str]: ...
+    def keys(self, older_than_s: float = 0) -> list[str]:
+        """Every key, or those whose blob was written at least ``older_than_s`` seconds ago."""
+
     def url(self, key: str) -> str | None:
         """A URL a browser can open, or None when blobs are served by PicMetric itself."""
 
@@ -90,7 +99,7 @@ class LocalBlobStore:
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
-            raise StorageError(f"stored image {key} is missing") from None
+            raise MissingBlobError(f"stored image {key} is missing from the image folder") from None
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -98,11 +107,14 @@ class LocalBlobStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def keys(self) -> list[str]:
+    def keys(self, older_than_s: float = 0) -> list[str]:
         if not self.root.is_dir():
             return []
+        cutoff = time.time() - older_than_s
         return sorted(
-            str(p.relative_to(self.root)) for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".")
+            str(p.relative_to(self.root))
+            for p in self.root.rglob("*")
+            if p.is_file() and not p.name.startswith(".") and p.stat().st_mtime <= cutoff
         )
 
     def url(self, key: str) -> str | None:

@@ -43,6 +43,8 @@ from .schema import AnalysisRow, FaceRow, ImageRow, LabelRow, ObjectRow, RenderR
 logger = logging.getLogger(__name__)
 THUMBNAIL_SIDE = 256
 _CLAIM_STALE_AFTER = timedelta(minutes=10)
+#: a blob this young may belong to an analysis still in flight (at most a claim's lifetime): sweeps keep it
+SWEEP_GRACE_S = 2 * _CLAIM_STALE_AFTER.total_seconds()
 
 
 class DatabaseError(PicMetricError):
@@ -649,11 +651,15 @@ class Repository:
         for key in self.blobs.keys():  # noqa: SIM118 (a blob store's listing, not a dict)
             self.blobs.delete(key)
 
-    def sweep_orphans(self) -> list[str]:
-        """Delete blobs that no row references (left by a crash between a blob write and its row)."""
+    def sweep_orphans(self, min_age_s: float | None = None) -> list[str]:
+        """Delete blobs that no row references (left by a crash between a blob write and its row). Blobs younger
+        than an analysis in flight could be are kept: an upload writes its blobs before the rows that point to
+        them, so a sweep running meanwhile would otherwise delete them."""
+        grace = SWEEP_GRACE_S if min_age_s is None else min_age_s
+        candidates = self.blobs.keys(older_than_s=grace)  # listed first: a row written after this is still seen
         with self._session("list stored images") as session:
             referenced = self._referenced_keys(session)
-        orphans = [key for key in self.blobs.keys() if key not in referenced]  # noqa: SIM118 (a blob store)
+        orphans = [key for key in candidates if key not in referenced]
         for key in orphans:
             self.blobs.delete(key)
         return orphans

@@ -5,12 +5,14 @@ Needs boto3, PicMetric's ``[s3]`` extra; imported only when a bucket is configur
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..settings import Settings
-from .blobs import StorageError
+from .blobs import MissingBlobError, StorageError
 
 _NO_BUCKET = ("404", "NoSuchBucket", "NotFound")  # head_bucket answers a bare 404
 
@@ -71,7 +73,11 @@ class S3BlobStore:
     def get(self, key: str) -> bytes:
         try:
             return self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
-        except (BotoCoreError, ClientError) as exc:
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                raise MissingBlobError(f"stored image {key} is missing from bucket {self.bucket}") from None
+            raise self._error("read an image", exc) from None
+        except BotoCoreError as exc:
             raise self._error("read an image", exc) from None
 
     def delete(self, key: str) -> None:
@@ -91,11 +97,16 @@ class S3BlobStore:
         except BotoCoreError as exc:
             raise self._error("check an image", exc) from None
 
-    def keys(self) -> list[str]:
+    def keys(self, older_than_s: float = 0) -> list[str]:
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
         try:
             found = []
             for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
-                found += [item["Key"][len(self.prefix) :] for item in page.get("Contents", [])]
+                found += [
+                    item["Key"][len(self.prefix) :]
+                    for item in page.get("Contents", [])
+                    if item["LastModified"] <= cutoff
+                ]
             return sorted(found)
         except (BotoCoreError, ClientError) as exc:
             raise self._error("list images", exc) from None
