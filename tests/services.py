@@ -3,6 +3,7 @@ machine's server. Nothing is skipped: a service that cannot start fails the test
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import httpx
@@ -17,6 +19,18 @@ import psycopg2
 from psycopg2 import sql
 
 POSTGRES_ADMIN_DSN = os.environ.get("PICMETRIC_TEST_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+
+
+def send_trickling(handler: BaseHTTPRequestHandler, content_type: str, data: bytes, every_s: float = 0.2) -> None:
+    """Answer 200 and send ``data`` one byte every ``every_s`` seconds: a server that never trips a read timeout."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", content_type)
+    handler.end_headers()
+    with contextlib.suppress(OSError):  # the client gave up, as it should
+        for byte in data:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(every_s)
 
 
 def _port_is_free(port: int) -> bool:

@@ -23,7 +23,7 @@ from picmetric.settings import Settings
 from picmetric.storage import Repository
 
 from .conftest import imagenet_samples
-from .services import free_port, wait_for_http
+from .services import free_port, send_trickling, wait_for_http
 
 ADMIN = "admin-secret-token"
 SEED_FIELDS = ["error", "hash", "original", "resnet", "yolov3", "yolov3_source", "faces_source"]
@@ -63,15 +63,7 @@ def photo_server(zidane_path):
 
         def do_GET(self):
             if self.path.startswith("/trickle"):  # an image one byte every 0.2 s: 40 s in all
-                self.send_response(200)
-                self.send_header("Content-Type", "image/jpeg")
-                self.end_headers()
-                with contextlib.suppress(OSError):
-                    for byte in photo[:200]:
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                        time.sleep(0.2)
-                return
+                return send_trickling(self, "image/jpeg", photo[:200])
             body, kind = (photo, "image/jpeg") if self.path == "/zidane.jpg" else (b"<html>hi</html>", "text/html")
             self.send_response(200)
             self.send_header("Content-Type", kind)

@@ -15,6 +15,8 @@ from picmetric import FetchError, URLRefusedError, fetch_image
 from picmetric.intake import check_address
 from picmetric.settings import Settings
 
+from .services import send_trickling
+
 
 def _png() -> bytes:
     buffer = io.BytesIO()
@@ -64,15 +66,7 @@ class _Handler(BaseHTTPRequestHandler):
                 pass  # the client hung up at its limit, as it should
             return
         if self.path == "/trickle":  # a byte every 0.2 s, for 10 s
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.end_headers()
-            with contextlib.suppress(OSError):
-                for byte in PNG[:50]:
-                    self.wfile.write(bytes([byte]))
-                    self.wfile.flush()
-                    time.sleep(0.2)
-            return
+            return send_trickling(self, "image/png", PNG[:50])
         if self.path == "/slow":
             time.sleep(2)
             return self._send(200, PNG, "image/png")
