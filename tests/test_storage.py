@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from picmetric import AnalysisOptions, InvalidImageError
+from picmetric import AnalysisOptions, InvalidImageError, load_image
 from picmetric.models import YuNetDetector
 from picmetric.settings import Settings
 from picmetric.storage import (
@@ -426,3 +426,26 @@ def test_a_blob_missing_from_the_store_is_missing_not_an_outage(repository, zida
     with pytest.raises(MissingBlobError, match="missing") as refused:
         repository.image_bytes(stored.sha256, "faces")
     assert refused.value.http_status == 410
+
+
+def test_a_delete_racing_an_upload_leaves_nothing_and_answers_cleanly(repository, zidane_path, analyzer):
+    """DELETE of an image while it is being analysed: the upload gets a clear 409, no row or blob dangles."""
+    from picmetric.storage import ImageDeletedError
+
+    sha = load_image(zidane_path).sha256
+    original_analyze = analyzer.analyze
+
+    def delete_then_analyze(image, options=None, **kwargs):  # the DELETE lands while the models run
+        assert repository.delete(sha)
+        return original_analyze(image, options, **kwargs)
+
+    analyzer.analyze = delete_then_analyze
+    try:
+        with pytest.raises(ImageDeletedError, match="deleted while it was being analysed") as refused:
+            repository.submit(zidane_path.read_bytes())
+    finally:
+        del analyzer.analyze
+    assert refused.value.http_status == 409
+    assert repository.get(sha) is None and repository.stats()["images"] == 0
+    assert repository.blobs.keys() == []
+    assert repository.submit(zidane_path.read_bytes()).status == "done"  # sending it again works

@@ -7,6 +7,7 @@ from .repository import (
     HistoryFilter,
     HistoryItem,
     HistoryPage,
+    ImageDeletedError,
     Repository,
     StoredAnalysis,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "HistoryFilter",
     "HistoryItem",
     "HistoryPage",
+    "ImageDeletedError",
     "LocalBlobStore",
     "Repository",
     "StorageError",

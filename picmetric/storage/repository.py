@@ -53,6 +53,12 @@ class DatabaseError(PicMetricError):
     http_status = 503
 
 
+class ImageDeletedError(PicMetricError):
+    """The image was deleted while this call was analysing it: nothing of it is kept; sending it again works."""
+
+    http_status = 409
+
+
 class AnalysisFailedError(PicMetricError):
     """The models could not analyse this image; the failure is recorded in history."""
 
@@ -260,7 +266,12 @@ class Repository:
                 key = render_key(render, content)
                 put(key, render, content)
                 render_keys[kind] = (key, content)
-            self._complete(analysis_id, analysis, render_keys)
+            try:
+                self._complete(analysis_id, analysis, render_keys)
+            except IntegrityError:  # the image (and our claim with it) was deleted while the models ran
+                raise ImageDeletedError(
+                    "the image was deleted while it was being analysed; send it again to analyse it anew"
+                ) from None
             analysis_id = None
         except BaseException as exc:
             logger.warning("%s: not stored (%s)", image.sha256[:12], exc)
