@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     )
     s3_presign_seconds: int = Field(default=3600, gt=0)
     s3_prefix: str = Field(default="", description="key prefix inside the bucket")
+    claim_lease_s: float = Field(
+        default=15.0, gt=0, description="a running analysis whose holder has not renewed its claim this long is retaken"
+    )
     s3_create_bucket: bool = Field(default=True, description="create the bucket on start when it does not exist")
 
     # HTTP API: admin routes (/reset, /log) need the admin token; DeepStack routes need the API key when set.

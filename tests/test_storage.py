@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import multiprocessing
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -449,3 +451,58 @@ def test_a_delete_racing_an_upload_leaves_nothing_and_answers_cleanly(repository
     assert repository.get(sha) is None and repository.stats()["images"] == 0
     assert repository.blobs.keys() == []
     assert repository.submit(zidane_path.read_bytes()).status == "done"  # sending it again works
+
+
+# --- claims across processes: a live holder is waited for, a dead one is taken over within its lease -------------
+
+
+def _plain_settings(settings: Settings) -> dict:
+    """Settings as plain values a spawned process can rebuild (secrets included)."""
+    values = settings.model_dump()
+    return {k: v.get_secret_value() if hasattr(v, "get_secret_value") else v for k, v in values.items()}
+
+
+def _hold_claim_then_die(values: dict, photo: bytes, hold_s: float, ready) -> None:
+    """A worker that claims the analysis, renews its claim for ``hold_s`` seconds and then is killed mid-job."""
+    import os
+
+    from picmetric.storage.blobs import original_key
+
+    repository = Repository(Settings(**values), analyzer=None, migrate=False)
+    image = load_image(photo)
+    image_id = repository._ensure_image_row(image, original_key(image.sha256, "image/jpeg"), "image/jpeg")
+    options = AnalysisOptions()
+    analysis_id = repository._claim(image_id, options, hashlib.sha256(options.cache_key.encode()).hexdigest())
+    assert analysis_id is not None
+    with repository._heartbeat(analysis_id):
+        ready.set()
+        time.sleep(hold_s)
+    os._exit(9)  # no undo, no cleanup: as SIGKILL would leave it
+
+
+@pytest.mark.parametrize("backend", ["sqlite-local", "postgres-s3"])
+def test_a_live_claim_in_another_process_is_waited_for_and_a_dead_one_taken_over(request, tmp_path, analyzer, backend):
+    if backend == "sqlite-local":
+        settings = Settings(data_dir=tmp_path, claim_lease_s=1.0)
+    else:
+        seaweed, postgres = request.getfixturevalue("seaweed"), request.getfixturevalue("postgres")
+        settings = s3_settings(seaweed, tmp_path, database_url=postgres.url, claim_lease_s=1.0)
+    repository = Repository(settings, analyzer=analyzer)
+    repository.reset()
+    photo = imagenet_samples()[3][0].read_bytes()
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    holder = context.Process(target=_hold_claim_then_die, args=(_plain_settings(settings), photo, 3.0, ready))
+    holder.start()
+    try:
+        assert ready.wait(60), "the holder did not claim"
+        started, calls = time.monotonic(), analyzer.calls
+        stored = repository.submit(photo)  # waits while the holder renews, takes over once its lease lapses
+        waited = time.monotonic() - started
+    finally:
+        holder.join(30)
+    assert holder.exitcode == 9
+    assert stored.status == "done" and analyzer.calls == calls + 1
+    assert 1.5 < waited < 3.0 + 1.0 + 5.0, waited  # not before the holder died; within its lease after that
+    assert repository.stats()["analyses"] == 1
+    repository.engine.dispose()

@@ -14,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,9 +45,8 @@ from .schema import AnalysisRow, FaceRow, ImageRow, LabelRow, ObjectRow, RenderR
 
 logger = logging.getLogger(__name__)
 THUMBNAIL_SIDE = 256
-_CLAIM_STALE_AFTER = timedelta(minutes=10)
-#: a blob this young may belong to an analysis still in flight (at most a claim's lifetime): sweeps keep it
-SWEEP_GRACE_S = 2 * _CLAIM_STALE_AFTER.total_seconds()
+#: a blob this young may belong to an analysis still in flight: sweeps keep it
+SWEEP_GRACE_S = 20 * 60.0
 
 
 class DatabaseError(PicMetricError):
@@ -169,6 +171,7 @@ class Repository:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._key_locks: weakref.WeakValueDictionary[tuple, threading.Lock] = weakref.WeakValueDictionary()
         self._key_locks_guard = threading.Lock()
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:96]
         if migrate:
             with self._db_errors("prepare the database"):
                 upgrade(self.engine)
@@ -246,10 +249,14 @@ class Repository:
             put(image_key, image.data, content_type)  # a storage failure stops here, before any row exists
             image_id = self._ensure_image_row(image, image_key, content_type)
             analysis_id = self._claim(image_id, options, options_key)
-            if analysis_id is None:  # another process is analysing it: wait for its result
-                return self._wait_for(image.sha256, options_key)
+            while analysis_id is None:  # another process holds a live claim: wait for its result
+                stored = self._wait_for(image.sha256, options_key)
+                if stored is not None:
+                    return stored
+                analysis_id = self._claim(image_id, options, options_key)  # its holder died: take it over
             try:
-                analysis = self.analyzer.analyze(image, options, on_task_done=on_task_done)
+                with self._heartbeat(analysis_id):
+                    analysis = self.analyzer.analyze(image, options, on_task_done=on_task_done)
             except PicMetricError as exc:
                 logger.warning("%s: analysis failed: %s", image.sha256[:12], exc)
                 self._record_failure(analysis_id, str(exc))
@@ -313,9 +320,10 @@ class Repository:
         for _ in range(3):
             try:
                 with self._session("reserve the analysis") as session:
+                    now = datetime.now(UTC)
                     row = AnalysisRow(
                         image_id=image_id, options_key=options_key, options=options.to_dict(), status="running",
-                        model_versions={}, timings_ms={}, created_at=datetime.now(UTC),
+                        model_versions={}, timings_ms={}, created_at=now, claimed_by=self._owner, heartbeat_at=now,
                     )  # fmt: skip
                     session.add(row)
                     session.flush()
@@ -329,20 +337,61 @@ class Repository:
                     )
                     if existing is None:
                         continue
-                    stale = _utc(existing.created_at) < datetime.now(UTC) - _CLAIM_STALE_AFTER
-                    if existing.status == "done" or (existing.status == "running" and not stale):
+                    if existing.status == "done" or (existing.status == "running" and not self._lapsed(existing)):
                         return None
-                    session.delete(existing)  # failed earlier, or abandoned by a crashed process: retry it
+                    if existing.status == "running":
+                        logger.warning("%s: taking over a claim whose holder stopped (%s)", options_key[:12],
+                                       existing.claimed_by)  # fmt: skip
+                    session.delete(existing)  # failed earlier, or its holder died: retry it
         raise DatabaseError("could not reserve the analysis; please retry")
 
-    def _wait_for(self, sha256: str, options_key: str, timeout_s: float = 120.0) -> StoredAnalysis:
+    def _lapsed(self, row: AnalysisRow) -> bool:
+        """A running claim whose holder has not renewed it within the lease: the holder died or lost the database."""
+        last = _utc(row.heartbeat_at or row.created_at)
+        return last < datetime.now(UTC) - timedelta(seconds=self.settings.claim_lease_s)
+
+    @contextmanager
+    def _heartbeat(self, analysis_id: int) -> Iterator[None]:
+        """Renew this call's claim while the models run, so other processes wait for it rather than retake it."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(self.settings.claim_lease_s / 4):
+                # database away: the renewal fails and the lease lapses, as it should
+                with contextlib.suppress(PicMetricError), self._session("renew the claim") as session:
+                    session.execute(
+                        update(AnalysisRow)
+                        .where(AnalysisRow.id == analysis_id, AnalysisRow.status == "running")
+                        .values(heartbeat_at=datetime.now(UTC))
+                    )
+
+        beat = threading.Thread(target=renew, name="picmetric-claim", daemon=True)
+        beat.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            beat.join()
+
+    def _wait_for(self, sha256: str, options_key: str, timeout_s: float = 120.0) -> StoredAnalysis | None:
+        """The result another holder is producing; None as soon as its claim lapses (the caller takes it over)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            stored = self._find(sha256, options_key)
-            if stored is not None and stored.status == "done":
-                return stored
-            if stored is not None and stored.status == "failed":
-                raise AnalysisFailedError(f"the analysis failed: {stored.error}")
+            with self._session("read the claim") as session:
+                row = session.scalar(
+                    select(AnalysisRow).join(ImageRow).where(
+                        ImageRow.sha256 == sha256, AnalysisRow.options_key == options_key
+                    )
+                )  # fmt: skip
+                if row is None or (row.status == "running" and self._lapsed(row)):
+                    return None
+                status, error = row.status, row.error
+            if status == "done":
+                stored = self._find(sha256, options_key)
+                if stored is not None:
+                    return stored
+            if status == "failed":
+                raise AnalysisFailedError(f"the analysis failed: {error}")
             time.sleep(0.05)
         raise AnalysisFailedError("another worker is still analysing this image; try again shortly")
 

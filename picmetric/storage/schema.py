@@ -73,6 +73,9 @@ class AnalysisRow(Base):
     object_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     face_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False, index=True)
+    # a running analysis' claim: its holder (host:pid:id) renews heartbeat_at; a lapsed lease may be taken over
+    claimed_by: Mapped[str | None] = mapped_column(String(96))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     image: Mapped[ImageRow] = relationship(back_populates="analyses")
     labels: Mapped[list[LabelRow]] = relationship(cascade="all, delete-orphan", order_by="LabelRow.rank")
