@@ -506,3 +506,39 @@ def test_a_live_claim_in_another_process_is_waited_for_and_a_dead_one_taken_over
     assert 1.5 < waited < 3.0 + 1.0 + 5.0, waited  # not before the holder died; within its lease after that
     assert repository.stats()["analyses"] == 1
     repository.engine.dispose()
+
+
+def test_one_requests_undo_keeps_blobs_another_analysis_of_the_image_may_share(repository, zidane_path, analyzer):
+    """Two analyses of one image with other options share its original, thumbnail and often renders (same
+    content, same key): when one fails, its undo must not delete them under the other, still in flight."""
+    photo = zidane_path.read_bytes()
+    other_started, other_may_finish = threading.Event(), threading.Event()
+    original_analyze = analyzer.analyze
+
+    def hold_the_other(image, options=None, **kwargs):
+        if options is not None and options.classifier == "mobilenet_v2":  # the other request: stays in flight
+            other_started.set()
+            assert other_may_finish.wait(60)
+        return original_analyze(image, options, **kwargs)
+
+    analyzer.analyze = hold_the_other
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            other = pool.submit(repository.submit, photo, options=AnalysisOptions(classifier="mobilenet_v2"))
+            assert other_started.wait(60)
+            failing_write = DatabaseError("the database could not store the results (simulated)")
+            repository._complete = lambda *args: (_ for _ in ()).throw(failing_write)  # this request's write fails
+            try:
+                with pytest.raises(DatabaseError, match="simulated"):
+                    repository.submit(photo)
+            finally:
+                del repository._complete
+            kept = repository.blobs.keys()
+            assert any(key.startswith("originals/") for key in kept) and len(kept) >= 2  # original and renders stay
+            other_may_finish.set()
+            finished = other.result(timeout=120)
+    finally:
+        del analyzer.analyze
+    assert finished.status == "done"
+    for key in finished.blob_keys.values():
+        assert repository.blobs.get(key)

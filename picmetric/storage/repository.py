@@ -465,8 +465,10 @@ class Repository:
 
     def _undo(self, analysis_id: int | None, image_id: int | None, created_blobs: list[str]) -> None:
         """Best effort after a failure: drop our claim, the image row if nothing else uses it, and the blobs this
-        call created that no row references. With the database unreachable, blobs are kept whenever a row of ours
-        may still point to them (``sweep_orphans`` removes them later)."""
+        call created that no row references. Blobs are content-addressed, so another analysis of the same image in
+        flight (other options) may be about to point to the very same original, thumbnail or render: then they are
+        all kept. With the database unreachable, blobs are kept whenever a row of ours may still point to them.
+        ``sweep_orphans`` removes what stays unused."""
         referenced: set[str] | None = None
         try:
             with self._session("undo the reservation") as session:
@@ -480,6 +482,10 @@ class Repository:
                     )
                 session.flush()
                 referenced = self._referenced_keys(session, among=created_blobs)
+                if image_id is not None and session.scalar(
+                    select(exists().where(AnalysisRow.image_id == image_id, AnalysisRow.status == "running"))
+                ):
+                    referenced = set(created_blobs)  # shared with an analysis still in flight
         except (PicMetricError, SQLAlchemyError):
             if image_id is not None:
                 return  # database down after our image row was written: a stale claim is retaken later
