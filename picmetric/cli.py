@@ -60,7 +60,7 @@ def summary(analysis: Analysis, from_history: bool = False) -> list[str]:
 
 
 def _write_outputs(analysis: Analysis, out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Renders and JSON of one analysis into ``out_dir``, which ``_prepare_out_dir`` created before any work."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(analysis.name or "image").stem)[:60] or "image"
     stem = f"{stem}_{analysis.sha256[:8]}"
     written = []
