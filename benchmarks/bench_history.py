@@ -24,8 +24,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from picmetric.models.weights import package_file  # noqa: E402
+from picmetric.service import AnalysisService  # noqa: E402
 from picmetric.settings import Settings  # noqa: E402
-from picmetric.storage import HistoryFilter, Repository  # noqa: E402
+from picmetric.storage import HistoryFilter  # noqa: E402
 
 
 def photos(count: int) -> list[bytes]:
@@ -55,12 +56,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), **({"database_url": args.database_url} if args.database_url else {}))
-        repo = Repository(settings)
-        repo.reset()
+        repo = AnalysisService(settings)
+        repo.repository.reset()
         started = time.perf_counter()
         for i, data in enumerate(photos(args.analyses)):
             repo.submit(data, source="url" if i % 4 == 0 else "upload")
-        print(f"{settings.safe_database_url} + {repo.blobs.describe()}")
+        print(f"{settings.safe_database_url} + {repo.repository.blobs.describe()}")
         print(f"stored {args.analyses} analyses in {time.perf_counter() - started:.1f} s\n")
 
         now = datetime.now(UTC)
@@ -78,12 +79,12 @@ def main() -> None:
             times = []
             for _ in range(args.repeat):
                 t = time.perf_counter()
-                page = repo.history(filters, page=1, page_size=50)
+                page = repo.repository.history(filters, page=1, page_size=50)
                 times.append((time.perf_counter() - t) * 1000)
             times.sort()
             p90 = times[int(0.9 * (len(times) - 1))]
             print(f"{title:32s} {page.total:5d} {statistics.median(times):10.2f} {p90:8.2f} {times[-1]:8.2f}")
-        repo.reset()
+        repo.repository.reset()
 
 
 if __name__ == "__main__":

@@ -6,16 +6,18 @@ import pandas as pd
 import streamlit as st
 
 from picmetric import AnalysisOptions, PicMetricError, fetch_image, load_image
+from picmetric.jobs import JobInput, batch_counts
 from picmetric.models import CLASSIFIERS, FACE_DETECTORS
 from picmetric.models.classifier import PRECISIONS
 from picmetric.samples import samples
-from picmetric.ui.resources import get_repository
+from picmetric.ui.resources import get_jobs
 from picmetric.ui.views import display_sidebar, show_analysis
 
 TASK_TITLES = {"labels": "ImageNet labels", "objects": "COCO objects", "faces": "Faces and landmarks"}
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif"]
 
-repository = get_repository()
+jobs = get_jobs()
+service = jobs.service
 results = st.session_state.setdefault("results", {})  # sha256 -> StoredAnalysis, kept across reruns
 MAX_RESULTS_KEPT = 50  # a session holds results (rows, not image bytes) of its newest analyses only
 
@@ -51,11 +53,11 @@ def analyse(source, *, origin: str, name: str) -> None:
 
         try:
             image = (
-                fetch_image(source, settings=repository.settings)
+                fetch_image(source, settings=service.settings)
                 if origin == "url"
-                else load_image(source, settings=repository.settings, origin=origin, name=name)
+                else load_image(source, settings=service.settings, origin=origin, name=name)
             )
-            stored = repository.submit(image, options=options, on_task_done=report)
+            stored = service.submit(image, options=options, on_task_done=report)
         except PicMetricError as exc:
             status.update(label=f"Could not analyse {name}", state="error", expanded=False)
             st.session_state["error"] = f"{name}: {exc}"
@@ -71,9 +73,10 @@ def analyse(source, *, origin: str, name: str) -> None:
 
 
 st.title("Analyze a photo")
-upload_tab, url_tab, sample_tab = st.tabs(
-    [":material/upload: Upload", ":material/link: Image URL", ":material/photo_library: Samples"]
-)
+upload_tab, url_tab, sample_tab, camera_tab = st.tabs(
+    [":material/upload: Upload", ":material/link: Image URL", ":material/photo_library: Samples",
+     ":material/photo_camera: Camera"]
+)  # fmt: skip
 with upload_tab:
     # A new uploader key after each batch: Streamlit then drops the uploaded files (up to 30 MB each) from the
     # session, which keeps only the results.
@@ -82,15 +85,13 @@ with upload_tab:
         "Drop one or more photos", type=UPLOAD_TYPES, accept_multiple_files=True, key=f"uploads-{uploads_key}",
         help="JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC, up to 30 MB each",
     )  # fmt: skip
-    if files and len(files) > 1:
-        progress = st.progress(0.0, text=f"Analyzing {len(files)} photos…")
-        batch = []
-        for done, file in enumerate(files, start=1):
-            analyse(file.getvalue(), origin="upload", name=file.name)
-            stored = results.get(st.session_state.get("current")) if "error" not in st.session_state else None
-            batch.append({"file": file.name, "stored": stored, "error": st.session_state.get("error")})
-            progress.progress(done / len(files), text=f"{done} of {len(files)} analysed")
-        st.session_state["batch"] = batch
+    if files and len(files) > 1:  # a batch: queued (on the workers, or this server's threads), followed below
+        try:
+            inputs = [JobInput(source="upload", name=file.name, data=file.getvalue()) for file in files]
+            st.session_state["batch"], _ = jobs.submit(inputs, options, batch=True)
+            st.session_state.pop("error", None)
+        except PicMetricError as exc:
+            st.session_state["error"] = f"The batch could not be queued: {exc}"
     elif files:
         analyse(files[0].getvalue(), origin="upload", name=files[0].name)
     if files:
@@ -108,37 +109,77 @@ with sample_tab:
     for column, item in zip(columns, samples(), strict=True):
         column.image(str(item.path), width="stretch")
         if column.button(item.title, key=f"sample-{item.key}", width="stretch"):
-            analyse(item.read(), origin="upload", name=item.path.name)
+            analyse(item.read(), origin="sample", name=item.path.name)
+
+with camera_tab:
+    snapshot = st.camera_input("Take a photo of the room", key=f"camera-{st.session_state.get('uploads_key', 0)}")
+    if snapshot is not None:
+        analyse(snapshot.getvalue(), origin="camera", name="camera.jpg")
+        st.session_state["uploads_key"] = st.session_state.get("uploads_key", 0) + 1
+        st.rerun()  # a fresh camera: the next click takes a new photo
 
 if "error" in st.session_state:
     st.error(st.session_state["error"], icon=":material/error:")
 
-batch = st.session_state.get("batch")
-if batch:
-    st.subheader(f"Batch: {len(batch)} photos")
+
+def batch_rows(records: list, detailed: bool) -> pd.DataFrame:
+    """One row per photo; ``detailed`` (once finished) adds what the models found."""
     rows = []
-    for row in batch:
-        stored = row["stored"]
-        a = stored.analysis if stored else None
-        rows.append(
-            {
-                "file": row["file"],
-                "top label": a.classification.top[0] if a and a.classification else None,
-                "objects": len(a.detections) if a and a.detections is not None else None,
-                "faces": len(a.faces) if a and a.faces is not None else None,
-                "ms": round(a.timings_ms.get("total", 0)) if a else None,
-                "status": "from history" if stored and stored.cached else ("analysed" if stored else row["error"]),
-                "open": f"/history?sha={stored.sha256}" if stored else None,
+    for job in records:
+        row = {"file": job.name, "state": job.state if job.state != "failed" else f"failed: {job.error}"}
+        if detailed and job.state == "done":
+            try:
+                a = jobs.result(job).analysis
+            except PicMetricError:  # deleted since
+                a = None
+            row |= {
+                "top label": a.classification.top[0] if a and a.classification and a.classification.top else "",
+                "objects": len(a.detections) if a and a.detections is not None else 0,
+                "faces": len(a.faces) if a and a.faces is not None else 0,
+                "state": "from history" if job.cached else "analysed",
             }
-        )
+        row["open"] = f"/history?sha={job.sha256}" if job.state == "done" and job.sha256 else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def show_batch(batch_id: str, records: list, detailed: bool) -> bool:
+    """One progress bar and one table for the whole batch; True once every photo is done or failed."""
+    counts = batch_counts(records)
+    finished = counts["done"] + counts["failed"]
+    total = len(records)
+    st.subheader(f"Batch: {total} photos")
+    st.progress(finished / total, text=(
+        f"{counts['done']} done · {counts['running']} running · {counts['queued']} queued · {counts['failed']} failed"
+    ))  # fmt: skip
     st.dataframe(
-        pd.DataFrame(rows), hide_index=True, width="stretch",
+        batch_rows(records, detailed), hide_index=True, width="stretch", height=min(36 * (total + 1) + 2, 400),
         column_config={"open": st.column_config.LinkColumn("result", display_text="open")},
     )  # fmt: skip
+    return finished == total
+
+
+@st.fragment(run_every=1.0)
+def follow_batch(batch_id: str) -> None:
+    """Live progress without blocking the page: only this panel reruns, once a second, until the batch ends."""
+    records = jobs.batch(batch_id)
+    if not records or show_batch(batch_id, records, detailed=False):
+        st.rerun()  # finished (or deleted by a reset): the whole page shows the final table, and polling stops
+
+
+batch_id = st.session_state.get("batch")
+if batch_id:
+    batch_records = jobs.batch(batch_id)
+    if not batch_records:
+        st.session_state.pop("batch")
+    elif all(job.state in ("done", "failed") for job in batch_records):
+        show_batch(batch_id, batch_records, detailed=True)
+    else:
+        follow_batch(batch_id)
 
 current = results.get(st.session_state.get("current"))
 if current is not None and current.analysis.options.cache_key != options.cache_key:
-    original = repository.image_bytes(current.sha256, "original")  # settings changed: same photo, new options
+    original = service.repository.image_bytes(current.sha256, "original")  # settings changed: same photo, new options
     if original is not None:
         analyse(original[0], origin="upload", name=current.analysis.name or current.sha256[:12])
         current = results.get(st.session_state.get("current"))
@@ -157,4 +198,4 @@ else:
             st.session_state["current"] = chosen
             st.rerun()
     st.subheader(current.analysis.name or current.sha256[:12])
-    show_analysis(repository, current, display, key="analyze")
+    show_analysis(service.repository, current, display, key="analyze")

@@ -8,12 +8,13 @@ import pandas as pd
 import streamlit as st
 
 from picmetric.storage import HistoryFilter
-from picmetric.ui.resources import get_repository
+from picmetric.ui.resources import get_service
 from picmetric.ui.thumbnails import thumbnail_src
 from picmetric.ui.views import display_sidebar, show_analysis
 
 PAGE_SIZE = 50
-repository = get_repository()
+service = get_service()
+repository = service.repository
 st.title("History")
 
 with st.container(border=True):
@@ -21,7 +22,7 @@ with st.container(border=True):
     text = text_col.text_input("Label or object class", placeholder="e.g. person, dog, bus")
     min_faces = faces_col.number_input("Min faces", 0, 100, 0)
     dates = date_col.date_input("Date range", value=(), format="YYYY-MM-DD")
-    source = source_col.selectbox("Source", ["any", "upload", "url"])
+    source = source_col.selectbox("Source", ["any", "upload", "url", "sample", "camera", "s3"])
 
 date_from = datetime.combine(dates[0], time.min, UTC) if len(dates) >= 1 else None
 date_to = datetime.combine(dates[-1], time.max, UTC) if len(dates) == 2 else None
@@ -76,7 +77,7 @@ if event.selection.rows:
 elif "sha" in st.query_params:
     selected = st.query_params["sha"]
 
-stored = repository.get(selected) if selected else None
+stored = service.get(selected) if selected else None
 display = display_sidebar(stored.analysis if stored else None)
 if selected and stored is None:
     st.warning("That analysis is not in the history (it may have been deleted).")

@@ -9,10 +9,10 @@ from picmetric.explain import explain_classifier, explain_detector, explain_face
 from picmetric.models import CLASSIFIERS
 from picmetric.samples import samples
 from picmetric.ui.charts import logits_chart
-from picmetric.ui.resources import get_analyzer, get_repository, working_image
+from picmetric.ui.resources import get_analyzer, get_service, working_image
 
 analyzer = get_analyzer()
-repository = get_repository()
+repository = get_service().repository
 
 if st.sidebar.toggle("Presentation mode", value=True, help="Larger text for a projector"):
     st.html("<style>.stMainBlockContainer p, .stMainBlockContainer li {font-size: 1.3rem; line-height: 1.6;}</style>")

@@ -7,10 +7,11 @@ import streamlit as st
 
 from picmetric import logs
 from picmetric.models import CLASSIFIERS
-from picmetric.ui.resources import get_analyzer, get_repository
+from picmetric.ui.resources import get_analyzer, get_jobs
 
 analyzer = get_analyzer()
-repository = get_repository()
+jobs = get_jobs()
+repository = jobs.repository
 st.title("System")
 if st.session_state.pop("reset_done", False):
     st.session_state["reset_confirmation"] = ""
@@ -51,6 +52,26 @@ if health["database"] == "ok":
     columns[2].metric("Failed", stats["failed"])
     columns[3].metric("Faces found", stats["faces"])
     columns[4].metric("Originals stored", f"{stats['original_bytes'] / 1e6:.1f} MB")
+
+st.subheader("Jobs")
+queue = jobs.queue.status(ping_workers=True)
+left, right = st.columns(2)
+with left:
+    if queue.kind == "in-process":
+        st.info("Broker: none · jobs run on this server's threads (set PICMETRIC_BROKER_URL for workers)",
+                icon=":material/memory:")  # fmt: skip
+    else:
+        (st.success if queue.reachable else st.error)(
+            f"Broker: {'ok' if queue.reachable else queue.error} · {queue.broker}", icon=":material/hub:"
+        )
+with right:
+    st.metric("Waiting in the queue", queue.depth if queue.depth is not None else "?")
+if queue.kind != "in-process":
+    st.caption(
+        f"Workers that answered a ping: {', '.join(queue.workers)}"
+        if queue.workers
+        else "No worker answered a ping: start one with `picmetric worker`."
+    )
 
 st.subheader("Recent log")
 lines = logs.recent_lines(200)

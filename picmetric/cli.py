@@ -1,4 +1,5 @@
-"""Command line: ``picmetric analyze PATH_OR_URL... [--json] [--out DIR]`` and ``picmetric models``."""
+"""Command line: ``picmetric analyze PATH_OR_URL_OR_DIR... [--json] [--out DIR] [--store]``, ``picmetric ingest
+s3://bucket/prefix``, ``picmetric worker``, ``picmetric serve``, ``picmetric dashboard`` and maintenance."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from tqdm import tqdm
 
 from .errors import PicMetricError
-from .intake import LoadedImage, fetch_image, load_image
+from .intake import IMAGE_SUFFIXES, LoadedImage, fetch_image, load_image
 from .models import CLASSIFIERS, FACE_DETECTORS
 from .models.classifier import PRECISIONS
 from .models.detector import DETECTOR_SIZES
@@ -32,6 +33,21 @@ def _is_url(text: str) -> bool:
 
 def _load(target: str) -> LoadedImage:
     return fetch_image(target) if _is_url(target) else load_image(target)
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """Files and URLs as given; a folder becomes every image file under it (recursively, by extension, sorted)."""
+    expanded: list[str] = []
+    for target in inputs:
+        folder = Path(target)
+        if not _is_url(target) and folder.is_dir():
+            found = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not found:
+                raise PicMetricError(f"{target}: no image files in this folder ({', '.join(IMAGE_SUFFIXES)})")
+            expanded += found
+        else:
+            expanded.append(target)
+    return expanded
 
 
 def _percent(value: float) -> str:
@@ -113,47 +129,161 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if problem:
         print(f"picmetric: {problem}", file=sys.stderr)
         return 2
-    analyzer = default_analyzer()
-    repository = _repository() if args.store else None
+    targets = expand_inputs(args.inputs)
+    service = _service() if args.store else None
+    if service is not None and service.settings.broker_url is not None and len(targets) > 1:
+        return _analyze_on_workers(args, targets, options, service)
     results: list[dict] = []
     failures = 0
-    targets = args.inputs
     progress = tqdm(targets, unit="image", file=sys.stderr, disable=len(targets) < 2 or args.quiet)
     for target in progress:
         progress.set_postfix_str(Path(target).name[:30])
         try:
             image = _load(target)
-            from_history = False
-            if repository is not None:
-                stored = repository.submit(image, options=options)
-                analysis, from_history = stored.analysis, stored.cached
-                analysis.renders = {
-                    kind: repository.blob(key) for kind, key in stored.blob_keys.items() if kind in ("objects", "faces")
-                }
+            if service is not None:
+                stored = service.submit(image, options=options)
+                analysis = _with_renders(service, stored)
             else:
-                analysis = analyzer.analyze(image, options)
+                analysis = default_analyzer().analyze(image, options)
         except PicMetricError as exc:
             failures += 1
             results.append({"input": target, "error": str(exc)})
             tqdm.write(f"picmetric: {target}: {exc}", file=sys.stderr)
             continue
-        written = _write_outputs(analysis, Path(args.out)) if args.out else []
-        results.append({"input": target, **analysis.to_dict()})
-        if not args.json:
-            lines = summary(analysis, from_history)
-            if written:
-                lines.append("  saved  : " + ", ".join(str(p) for p in written))
-            tqdm.write("\n".join(lines), file=sys.stdout)
+        _report(args, results, target, analysis, from_history=service is not None and stored.cached)
+    return _finish(args, results, failures)
+
+
+def _with_renders(service, stored) -> Analysis:
+    analysis = stored.analysis
+    analysis.renders = {
+        kind: service.repository.blob(key) for kind, key in stored.blob_keys.items() if kind in ("objects", "faces")
+    }
+    return analysis
+
+
+def _report(args: argparse.Namespace, results: list[dict], target: str, analysis: Analysis, from_history: bool) -> None:
+    written = _write_outputs(analysis, Path(args.out)) if args.out else []
+    results.append({"input": target, **analysis.to_dict()})
+    if not args.json:
+        lines = summary(analysis, from_history)
+        if written:
+            lines.append("  saved  : " + ", ".join(str(p) for p in written))
+        tqdm.write("\n".join(lines), file=sys.stdout)
+
+
+def _finish(args: argparse.Namespace, results: list[dict], failures: int) -> int:
     if args.json:
         json.dump(results if len(results) != 1 else results[0], sys.stdout, indent=2)
         sys.stdout.write("\n")
     return 1 if failures else 0
 
 
+def _analyze_on_workers(args: argparse.Namespace, targets: list[str], options: AnalysisOptions, service) -> int:
+    """With a broker: every photo becomes a job of one batch; the workers analyse, this follows the batch."""
+    from .jobs import JobInput
+
+    inputs = []
+    for target in targets:
+        if _is_url(target):
+            inputs.append(JobInput(source="url", name=target, url=target))
+        else:
+            try:
+                inputs.append(JobInput(source="upload", name=Path(target).name, data=Path(target).read_bytes()))
+            except OSError as exc:
+                print(f"picmetric: {target}: cannot read ({exc.strerror})", file=sys.stderr)
+                return 1
+    jobs = _jobs(service)
+    batch_id, _ = jobs.submit(inputs, options, batch=True)
+    assert batch_id is not None
+    finished = _follow(jobs, batch_id, quiet=args.quiet)
+    results: list[dict] = []
+    failures = 0
+    for target, job in zip(targets, finished, strict=True):
+        if job.state != "done":
+            failures += 1
+            results.append({"input": target, "error": job.error})
+            print(f"picmetric: {target}: {job.error}", file=sys.stderr)
+            continue
+        stored = jobs.result(job)
+        _report(args, results, target, _with_renders(service, stored), from_history=stored.cached)
+    return _finish(args, results, failures)
+
+
+def _follow(jobs, batch_id: str, quiet: bool = False, poll_s: float = 0.25) -> list:
+    """Wait for a batch with a progress bar (done and failed count as progress); its jobs once all finished."""
+    import time
+
+    records = jobs.batch(batch_id)
+    bar = tqdm(total=len(records), unit="image", file=sys.stderr, disable=quiet)
+    while True:
+        done = sum(job.state in ("done", "failed") for job in records)
+        failed = sum(job.state == "failed" for job in records)
+        bar.update(done - bar.n)
+        bar.set_postfix(queued=sum(job.state == "queued" for job in records), failed=failed)
+        if done == len(records):
+            bar.close()
+            return records
+        time.sleep(poll_s)
+        records = jobs.batch(batch_id)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Queue every image under an S3 prefix (the bulk case); with no broker they run here, in this process."""
+    from .jobs import JobInput
+    from .storage.s3 import S3Objects
+
+    try:
+        options = _options(args)
+    except PicMetricError as exc:
+        print(f"picmetric: {exc}", file=sys.stderr)
+        return 2
+    service = _service()
+    urls = S3Objects(service.settings).list(args.location, IMAGE_SUFFIXES)
+    if not urls:
+        print(f"picmetric: no images under {args.location}", file=sys.stderr)
+        return 1
+    jobs = _jobs(service)
+    batch_id, _ = jobs.submit([JobInput(source="s3", name=url, url=url) for url in urls], options, batch=True)
+    print(f"batch {batch_id}: {len(urls)} images queued ({jobs.queue.status().broker})", file=sys.stderr)
+    if args.no_follow and jobs.uses_broker:
+        return 0
+    finished = _follow(jobs, batch_id, quiet=args.quiet)
+    failed = [job for job in finished if job.state == "failed"]
+    for job in failed:
+        print(f"picmetric: {job.name}: {job.error}", file=sys.stderr)
+    print(f"{len(finished) - len(failed)} analysed or found in history, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .worker import run_worker
+
+    settings = get_settings()
+    if settings.broker_url is None:
+        print(
+            "picmetric: a worker needs a broker: set PICMETRIC_BROKER_URL (redis://... or amqp://...)", file=sys.stderr
+        )
+        return 2
+    return run_worker(settings, concurrency=args.concurrency or settings.worker_concurrency, loglevel=args.log_level)
+
+
 def _repository():
     from .storage import Repository
 
     return Repository()
+
+
+def _service():
+    from .service import AnalysisService
+
+    return AnalysisService()
+
+
+def _jobs(service):
+    from .jobs import JobService
+
+    return JobService(service)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -279,38 +409,57 @@ def cmd_models(args: argparse.Namespace) -> int:
 DEFAULTS = AnalysisOptions()
 
 
+def _option_flags(parser: argparse.ArgumentParser) -> None:
+    """The analysis options, shared by ``analyze`` and ``ingest``."""
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of labels,objects,faces")
+    parser.add_argument("--classifier", default=DEFAULTS.classifier, choices=sorted(CLASSIFIERS))
+    parser.add_argument("--top-k", type=int, default=DEFAULTS.top_k)
+    parser.add_argument("--detector-size", type=int, default=DEFAULTS.detector_size, choices=DETECTOR_SIZES)
+    parser.add_argument("--min-confidence", type=float, default=DEFAULTS.min_confidence)
+    parser.add_argument("--iou", type=float, default=DEFAULTS.iou_threshold)
+    parser.add_argument("--min-face-size", type=int, default=DEFAULTS.min_face_size)
+    parser.add_argument(
+        "--face-confidence", type=float, default=None, help="minimum face score (default: the face detector's own)"
+    )
+    parser.add_argument("--face-detector", default=DEFAULTS.face_detector, choices=list(FACE_DETECTORS))
+    parser.add_argument(
+        "--precision", default=DEFAULTS.precision, choices=PRECISIONS,
+        help="int8: quantized classifier where it keeps the float model's accuracy (EfficientNet-Lite)",
+    )  # fmt: skip
+    parser.add_argument("--format", default=DEFAULTS.render_format, choices=("webp", "png", "jpeg"))
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picmetric", description="What three neural networks see in a photo.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    analyze = commands.add_parser("analyze", help="analyse image files or URLs")
+    analyze = commands.add_parser("analyze", help="analyse image files, folders (recursively) or URLs")
     analyze.add_argument("inputs", nargs="+", metavar="PATH_OR_URL")
     analyze.add_argument("--json", action="store_true", help="print JSON instead of a summary")
     analyze.add_argument("--out", metavar="DIR", help="write renders and JSON here")
-    analyze.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of labels,objects,faces")
-    analyze.add_argument("--classifier", default=DEFAULTS.classifier, choices=sorted(CLASSIFIERS))
-    analyze.add_argument("--top-k", type=int, default=DEFAULTS.top_k)
-    analyze.add_argument("--detector-size", type=int, default=DEFAULTS.detector_size, choices=DETECTOR_SIZES)
-    analyze.add_argument("--min-confidence", type=float, default=DEFAULTS.min_confidence)
-    analyze.add_argument("--iou", type=float, default=DEFAULTS.iou_threshold)
-    analyze.add_argument("--min-face-size", type=int, default=DEFAULTS.min_face_size)
+    _option_flags(analyze)
     analyze.add_argument(
-        "--face-confidence", type=float, default=None, help="minimum face score (default: the face detector's own)"
-    )
-    analyze.add_argument("--face-detector", default=DEFAULTS.face_detector, choices=list(FACE_DETECTORS))
-    analyze.add_argument(
-        "--precision", default=DEFAULTS.precision, choices=PRECISIONS,
-        help="int8: quantized classifier where it keeps the float model's accuracy (EfficientNet-Lite)",
+        "--store", action="store_true",
+        help="keep the analysis (database + object store); with PICMETRIC_BROKER_URL, photos go to the workers",
     )  # fmt: skip
-    analyze.add_argument("--format", default=DEFAULTS.render_format, choices=("webp", "png", "jpeg"))
-    analyze.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    analyze.add_argument("--store", action="store_true", help="keep the analysis (database + object store)")
     analyze.set_defaults(func=cmd_analyze)
+
+    ingest = commands.add_parser("ingest", help="queue every image under s3://bucket/prefix for analysis")
+    ingest.add_argument("location", metavar="s3://bucket/prefix")
+    ingest.add_argument("--no-follow", action="store_true", help="with a broker: queue and return at once")
+    _option_flags(ingest)
+    ingest.set_defaults(func=cmd_ingest)
+
+    worker = commands.add_parser("worker", help="run a Celery worker for queued analyses (needs PICMETRIC_BROKER_URL)")
+    worker.add_argument("--concurrency", type=int, help="processes, each with its own models (default 1)")
+    worker.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    worker.set_defaults(func=cmd_worker)
 
     history = commands.add_parser("history", help="list stored analyses, newest first")
     history.add_argument("text", nargs="?", help="only those with this ImageNet label or object class")
     history.add_argument("--min-faces", type=int)
-    history.add_argument("--source", choices=("upload", "url"))
+    history.add_argument("--source", choices=("upload", "url", "s3", "sample", "camera"))
     history.add_argument("--page", type=int, default=1)
     history.add_argument("--limit", type=int, default=20)
     history.add_argument("--json", action="store_true")

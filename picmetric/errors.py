@@ -34,3 +34,27 @@ class ServerBusyError(PicMetricError):
 
 class ModelUnavailableError(PicMetricError):
     """A model's weights package is not installed or its file is missing."""
+
+
+class DatabaseError(PicMetricError):
+    """The database could not be reached or refused a write."""
+
+    http_status = 503
+
+
+class ImageDeletedError(PicMetricError):
+    """The image was deleted while this call was analysing it: nothing of it is kept; sending it again works."""
+
+    http_status = 409
+
+
+class AnalysisFailedError(PicMetricError):
+    """The models could not analyse this image; the failure is recorded in history."""
+
+    http_status = 422
+
+
+class QueueUnavailableError(PicMetricError):
+    """The job broker (Redis or RabbitMQ) cannot be reached: nothing was queued; retrying later helps."""
+
+    http_status = 503

@@ -32,6 +32,8 @@ pillow_heif.register_heif_opener()
 # Pillow's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS) stays on for the whole process; our pixel limit
 # below is checked first and says more, and a bomb Pillow refuses is reported as ImageTooLargeError.
 
+#: file names a folder or bucket walk takes for photos (the content is still checked when it is decoded)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # orientations that swap width and height
 _HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=50_000_000, gt=0)
     max_dimension: int = Field(default=20_000, gt=0)
     max_upload_bytes: int = Field(default=30 * 1024 * 1024, gt=0)
+    max_batch_files: int = Field(default=500, ge=1, description="photos in one API batch")
+    max_batch_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="one API batch request body")
     working_max_side: int = Field(default=1280, ge=64, description="longest side of the copy the models see")
     decode_pixel_budget: int = Field(
         default=100_000_000, gt=0, description="pixels decoded at once per process; larger decodes wait their turn"
@@ -75,6 +77,18 @@ class Settings(BaseSettings):
     )
     s3_create_bucket: bool = Field(default=True, description="create the bucket on start when it does not exist")
 
+    # Jobs: with no broker every analysis runs in the process that received it (background threads for batches);
+    # with redis://... or amqp://... they go to Celery workers (``picmetric worker``) that share the store above.
+    broker_url: SecretStr | None = Field(default=None, description="Celery broker: redis://host:6379/0 or amqp://...")
+    job_queue: str = Field(default="picmetric", min_length=1, description="the broker queue jobs are sent to")
+    job_threads: int = Field(default=2, ge=1, le=64, description="in-process jobs at once (no broker)")
+    job_wait_s: float = Field(default=120.0, gt=0, description="a synchronous request waits this long, then 202")
+    job_visibility_timeout_s: float = Field(
+        default=3600.0, gt=0, description="Redis: an unacknowledged job goes to another worker after this long"
+    )
+    broker_timeout_s: float = Field(default=3.0, gt=0, description="connecting to or publishing on the broker")
+    worker_concurrency: int = Field(default=1, ge=1, le=64, description="processes per `picmetric worker`")
+
     # HTTP API: admin routes (/reset, /log) need the admin token; DeepStack routes need the API key when set.
     admin_token: SecretStr | None = None
     http_head_timeout_s: float = Field(
@@ -107,6 +121,21 @@ class Settings(BaseSettings):
         if self.database_url is not None:
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'picmetric.sqlite3').resolve()}"
+
+    @property
+    def safe_broker_url(self) -> str | None:
+        """The broker URL with its password masked."""
+        if self.broker_url is None:
+            return None
+        return make_url(self.broker_url.get_secret_value()).render_as_string(hide_password=True)
+
+    @field_validator("broker_url", mode="before")
+    @classmethod
+    def _known_broker(cls, value):
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str) and raw and not raw.startswith(("redis://", "rediss://", "amqp://", "amqps://")):
+            raise ValueError("PICMETRIC_BROKER_URL must start with redis://, rediss://, amqp:// or amqps://")
+        return raw or None
 
     @property
     def safe_database_url(self) -> str:

@@ -10,8 +10,8 @@ import pytest
 
 from picmetric import Analyzer, pipeline
 from picmetric.models.weights import package_file
+from picmetric.service import AnalysisService
 from picmetric.settings import Settings, get_settings
-from picmetric.storage import Repository
 
 from .services import PostgresDatabase, SeaweedS3
 
@@ -117,12 +117,12 @@ def backend_settings(request, tmp_path: Path, **extra) -> Settings:
 
 
 @pytest.fixture(params=["sqlite-local", "postgres-s3"])
-def repository(request, tmp_path, analyzer) -> Repository:
-    """A repository on empty storage, once per backend: the same tests run against both."""
-    repo = Repository(backend_settings(request, tmp_path), analyzer=analyzer)
+def service(request, tmp_path, analyzer) -> AnalysisService:
+    """Analyse-and-keep on empty storage, once per backend: the same tests run against both."""
+    service = AnalysisService(backend_settings(request, tmp_path), analyzer=analyzer)
     if request.param == "postgres-s3":
-        repo.blobs.ensure_bucket()
-    repo.reset()
+        service.repository.blobs.ensure_bucket()
+    service.repository.reset()
     analyzer.calls = 0
-    yield repo
-    repo.engine.dispose()
+    yield service
+    service.repository.engine.dispose()

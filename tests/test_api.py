@@ -19,8 +19,8 @@ import uvicorn
 
 from picmetric.api import create_app
 from picmetric.api.server import PROTOCOL, HeadTimeoutH11Protocol
+from picmetric.service import AnalysisService
 from picmetric.settings import Settings
-from picmetric.storage import Repository
 
 from .conftest import imagenet_samples
 from .services import free_port, send_trickling, wait_for_http
@@ -86,15 +86,15 @@ def _settings(tmp_path, **extra) -> Settings:
 @pytest.fixture(scope="module")
 def api(tmp_path_factory, analyzer):
     settings = _settings(tmp_path_factory.mktemp("api"))
-    repository = Repository(settings, analyzer=analyzer)
-    with _Server(create_app(settings, repository)) as url, httpx.Client(base_url=url, timeout=120) as client:
-        client.repository = repository
+    service = AnalysisService(settings, analyzer=analyzer)
+    with _Server(create_app(settings, service)) as url, httpx.Client(base_url=url, timeout=120) as client:
+        client.service = service
         yield client
 
 
 @pytest.fixture()
 def clean(api):
-    api.repository.reset()
+    api.service.repository.reset()
     return api
 
 
@@ -190,7 +190,7 @@ def test_reset_and_log_need_the_admin_token(clean, zidane_path):
 
 def test_admin_routes_are_off_without_a_configured_token(tmp_path, analyzer):
     settings = Settings(data_dir=tmp_path)
-    with _Server(create_app(settings, Repository(settings, analyzer=analyzer))) as url:
+    with _Server(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
         assert httpx.post(f"{url}/reset", headers={"Authorization": "Bearer anything"}).status_code == 403
         assert httpx.get(f"{url}/log").status_code == 403
 
@@ -345,7 +345,7 @@ def test_deepstack_errors_in_deepstack_shape(api, kwargs, status, message):
 
 def test_deepstack_api_key(tmp_path, analyzer, zidane_path):
     settings = _settings(tmp_path, api_key="nvr-key")
-    with _Server(create_app(settings, Repository(settings, analyzer=analyzer))) as url:
+    with _Server(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
         missing = httpx.post(f"{url}/v1/vision/face", files=_file(zidane_path, "image"))
         assert missing.status_code == 401 and missing.json() == {"success": False, "error": "Incorrect api key"}
         ok = httpx.post(f"{url}/v1/vision/face", files=_file(zidane_path, "image"), data={"api_key": "nvr-key"})
@@ -361,23 +361,28 @@ def test_deepstack_api_key(tmp_path, analyzer, zidane_path):
 def test_health_readiness_metrics_and_docs(api, zidane_path):
     assert api.get("/healthz").json() == {"status": "ok"}
     ready = api.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"database": "ok", "storage": "ok", "models": "ok"}
+    checks = {"database": "ok", "storage": "ok", "models": "ok", "broker": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == checks
+    assert ready.json()["queue"] == {"kind": "in-process", "broker": "in-process", "depth": 0}
     api.post("/v1/vision/face", files=_file(zidane_path, "image"))
     api.post("/v1/vision/face", files={"image": ("x.jpg", b"junk", "image/jpeg")})
     metrics = api.get("/metrics").text
     assert 'picmetric_http_requests_total{method="POST",route="/v1/vision/face",status="200"}' in metrics
     assert 'picmetric_model_seconds_count{model="faces"}' in metrics
     assert 'picmetric_errors_total{type="InvalidImageError"}' in metrics
+    assert "picmetric_broker_up 1.0" in metrics and "picmetric_queue_depth 0.0" in metrics
     assert api.get("/docs").status_code == 200
     paths = api.get("/openapi.json").json()["paths"]
-    assert {"/api/v1/analyses", "/v1/vision/detection", "/do_data_science", "/readyz"} <= set(paths)
+    assert {"/api/v1/analyses", "/api/v1/jobs/{job_id}", "/api/v1/batches", "/v1/vision/detection", "/readyz"} <= set(
+        paths
+    )
 
 
 def test_readyz_reports_a_broken_store(tmp_path, analyzer, seaweed):
     from .conftest import s3_settings
 
     settings = s3_settings(seaweed, tmp_path, bucket="never-created-bucket", s3_create_bucket=False)
-    with _Server(create_app(settings, Repository(settings, analyzer=analyzer))) as url:
+    with _Server(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
         ready = httpx.get(f"{url}/readyz")
         assert ready.status_code == 503 and "'never-created-bucket' does not exist" in ready.json()["checks"]["storage"]
         assert "test-secret-value" not in ready.text
@@ -510,7 +515,7 @@ def test_renders_are_revalidated_by_content_address_not_cached_for_good(clean, z
 def test_trickling_urls_hold_neither_requests_nor_analyses(tmp_path, analyzer, photo_server, zidane_path):
     """Servers sending a byte a second: each URL request ends at the deadline, and they cannot starve uploads."""
     settings = _settings(tmp_path, url_timeout_s=1.5, url_max_concurrent=2)
-    with _Server(create_app(settings, Repository(settings, analyzer=analyzer))) as url:
+    with _Server(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
 
         def trickle(i: int) -> tuple[int, float]:
             started = time.monotonic()
@@ -531,7 +536,7 @@ def test_trickling_urls_hold_neither_requests_nor_analyses(tmp_path, analyzer, p
 
 def test_api_key_protects_every_analysis_route_before_the_body_is_read(tmp_path, analyzer, zidane_path):
     settings = _settings(tmp_path, api_key="the-key")
-    with _Server(create_app(settings, Repository(settings, analyzer=analyzer))) as url:
+    with _Server(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
         for path, shape_key in (("/api/v1/analyses", "detail"), ("/do_data_science", "error")):
             refused = httpx.post(f"{url}{path}", files=_file(zidane_path))
             assert refused.status_code == 401 and "X-API-Key" in refused.json()[shape_key]

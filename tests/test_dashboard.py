@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -105,13 +106,22 @@ def test_sample_gallery_one_click(app):
     assert metrics(app)["Faces"] == "2" and int(metrics(app)["Objects"]) >= 4
 
 
-def test_batch_upload_summarises_each_photo(app, zidane_path, bus_path):
+def test_batch_upload_is_queued_followed_and_summarised(app, zidane_path, bus_path):
+    """A multi-photo upload becomes a batch of jobs: the page returns at once with one progress bar, and once
+    every job finished it shows one table with what each photo holds and a link to it."""
     app.file_uploader[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in (zidane_path, bus_path)])
     app.run()
     assert not app.exception
+    deadline = time.monotonic() + 120
+    while "analysed" not in " ".join(map(str, app.dataframe[0].value["state"])) and time.monotonic() < deadline:
+        assert len(app.get("progress")) == 1 and "queued" in app.get("progress")[0].proto.text
+        time.sleep(0.5)
+        app.run()
     table = app.dataframe[0].value
     assert list(table["file"]) == ["zidane.jpg", "bus.jpg"]
+    assert list(table["state"]) == ["analysed", "analysed"] and list(table["faces"]) == [2, 2]
     assert all(link.startswith("/history?sha=") for link in table["open"])
+    assert "2 done · 0 running · 0 queued · 0 failed" in app.get("progress")[0].proto.text
 
 
 def test_history_lists_filters_and_opens_an_analysis(app, zidane_path, bus_path):
@@ -161,12 +171,13 @@ def test_system_page_reset_needs_confirmation(app, zidane_path):
 
 def test_dashboard_runs_on_postgres_and_s3(tmp_path, monkeypatch, analyzer, seaweed, postgres, zidane_path):
     """Configured through the seed's variable names, as a deployment would be."""
+
     from picmetric.storage import Repository
 
     from .conftest import s3_settings
 
     settings = s3_settings(seaweed, tmp_path, bucket="dashboard-test", database_url=postgres.url)
-    Repository(settings, analyzer=analyzer).blobs.ensure_bucket()
+    Repository(settings).blobs.ensure_bucket()
     monkeypatch.setenv("DATABASE_URL", postgres.url)
     monkeypatch.setenv("S3_BUCKET", "dashboard-test")
     monkeypatch.setenv("S3_KEY", "test-access")

@@ -10,8 +10,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from picmetric.api import create_app
+from picmetric.service import AnalysisService
 from picmetric.settings import Settings
-from picmetric.storage import Repository
 
 from .test_api import _Server
 
@@ -20,7 +20,7 @@ from .test_api import _Server
 def api_schema(tmp_path_factory, analyzer):
     data = tmp_path_factory.mktemp("fuzz")
     config = Settings(data_dir=data, admin_token="fuzz-admin", max_upload_bytes=2_000_000)
-    with _Server(create_app(config, Repository(config, analyzer=analyzer))) as url:
+    with _Server(create_app(config, AnalysisService(config, analyzer=analyzer))) as url:
         yield schemathesis.openapi.from_url(f"{url}/openapi.json")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import multiprocessing
 import threading
@@ -17,10 +16,11 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from picmetric import AnalysisOptions, InvalidImageError, load_image
+from picmetric.errors import AnalysisFailedError
 from picmetric.models import YuNetDetector
+from picmetric.service import AnalysisService, _image_info, options_key
 from picmetric.settings import Settings
 from picmetric.storage import (
-    AnalysisFailedError,
     DatabaseError,
     HistoryFilter,
     Repository,
@@ -33,15 +33,15 @@ from .conftest import imagenet_samples, s3_settings
 from .services import PostgresDatabase
 
 
-def _count(repo: Repository, column) -> int:
-    with repo.engine.connect() as conn:
+def _count(service: AnalysisService, column) -> int:
+    with service.repository.engine.connect() as conn:
         return conn.scalar(select(func.count(column)))
 
 
-def test_same_image_twice_runs_the_models_once(repository, zidane_path, analyzer):
+def test_same_image_twice_runs_the_models_once(service, zidane_path, analyzer):
     data = zidane_path.read_bytes()
-    first = repository.submit(data, name="zidane.jpg")
-    second = repository.submit(data, name="again.jpg")
+    first = service.submit(data, name="zidane.jpg")
+    second = service.submit(data, name="again.jpg")
     assert analyzer.calls == 1
     assert not first.cached and second.cached
     assert first.id == second.id
@@ -51,102 +51,102 @@ def test_same_image_twice_runs_the_models_once(repository, zidane_path, analyzer
     assert second.analysis.name == "zidane.jpg"  # the first upload's name is the image's name
 
 
-def test_other_options_are_a_new_analysis_of_the_same_image(repository, zidane_path, analyzer):
+def test_other_options_are_a_new_analysis_of_the_same_image(service, zidane_path, analyzer):
     data = zidane_path.read_bytes()
-    repository.submit(data)
-    repository.submit(data, options=AnalysisOptions(min_confidence=0.5))
+    service.submit(data)
+    service.submit(data, options=AnalysisOptions(min_confidence=0.5))
     assert analyzer.calls == 2
-    assert _count(repository, ImageRow.id) == 1 and _count(repository, AnalysisRow.id) == 2
+    assert _count(service, ImageRow.id) == 1 and _count(service, AnalysisRow.id) == 2
 
 
-def test_eight_threads_same_new_image_store_it_once(repository, bus_path, analyzer):
+def test_eight_threads_same_new_image_store_it_once(service, bus_path, analyzer):
     data = bus_path.read_bytes()
     barrier = threading.Barrier(8)
 
     def submit(_):
         barrier.wait()
-        return repository.submit(data)
+        return service.submit(data)
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(submit, range(8)))
     assert analyzer.calls == 1
     assert len({r.id for r in results}) == 1
-    assert _count(repository, ImageRow.id) == 1 and _count(repository, AnalysisRow.id) == 1
-    assert len(repository.blobs.keys()) == 4  # original, two renders, thumbnail
+    assert _count(service, ImageRow.id) == 1 and _count(service, AnalysisRow.id) == 1
+    assert len(service.repository.blobs.keys()) == 4  # original, two renders, thumbnail
 
 
-def test_blobs_are_readable_and_content_typed(repository, zidane_path):
-    stored = repository.submit(zidane_path.read_bytes(), name="zidane.jpg")
+def test_blobs_are_readable_and_content_typed(service, zidane_path):
+    stored = service.submit(zidane_path.read_bytes(), name="zidane.jpg")
     assert set(stored.blob_keys) == {"original", "objects", "faces", "thumbnail"}
-    assert repository.blob(stored.blob_keys["original"]) == zidane_path.read_bytes()
-    data, content_type = repository.image_bytes(stored.sha256, "faces")
+    assert service.repository.blob(stored.blob_keys["original"]) == zidane_path.read_bytes()
+    data, content_type = service.repository.image_bytes(stored.sha256, "faces")
     assert content_type == "image/webp" and Image.open(io.BytesIO(data)).size == (1280, 720)
-    assert repository.image_bytes(stored.sha256, "original")[1] == "image/jpeg"
-    assert repository.image_bytes("0" * 64) is None
+    assert service.repository.image_bytes(stored.sha256, "original")[1] == "image/jpeg"
+    assert service.repository.image_bytes("0" * 64) is None
 
 
-def test_get_and_find_by_md5(repository, zidane_path):
-    stored = repository.submit(zidane_path.read_bytes())
-    assert repository.get(stored.sha256).id == stored.id
-    assert repository.find_by_md5(stored.analysis.md5).id == stored.id
-    assert repository.get("f" * 64) is None
+def test_get_and_find_by_md5(service, zidane_path):
+    stored = service.submit(zidane_path.read_bytes())
+    assert service.get(stored.sha256).id == stored.id
+    assert service.find_by_md5(stored.analysis.md5).id == stored.id
+    assert service.get("f" * 64) is None
 
 
-def test_bad_input_stores_nothing(repository):
+def test_bad_input_stores_nothing(service):
     with pytest.raises(InvalidImageError):
-        repository.submit(b"definitely not an image")
-    assert _count(repository, ImageRow.id) == 0 and repository.blobs.keys() == []
+        service.submit(b"definitely not an image")
+    assert _count(service, ImageRow.id) == 0 and service.repository.blobs.keys() == []
 
 
-def test_delete_removes_rows_and_blobs_but_keeps_shared_ones(repository, zidane_path, bus_path):
-    zidane = repository.submit(zidane_path.read_bytes())
-    bus = repository.submit(bus_path.read_bytes())
-    assert repository.delete(zidane.sha256)
-    assert repository.get(zidane.sha256) is None
-    assert repository.get(bus.sha256) is not None
-    assert sorted(repository.blobs.keys()) == sorted(bus.blob_keys.values())
-    assert not repository.delete(zidane.sha256)
+def test_delete_removes_rows_and_blobs_but_keeps_shared_ones(service, zidane_path, bus_path):
+    zidane = service.submit(zidane_path.read_bytes())
+    bus = service.submit(bus_path.read_bytes())
+    assert service.repository.delete(zidane.sha256)
+    assert service.get(zidane.sha256) is None
+    assert service.get(bus.sha256) is not None
+    assert sorted(service.repository.blobs.keys()) == sorted(bus.blob_keys.values())
+    assert not service.repository.delete(zidane.sha256)
 
 
-def test_reset_removes_everything(repository, zidane_path):
-    repository.submit(zidane_path.read_bytes())
-    repository.reset()
-    assert repository.stats()["images"] == 0
-    assert repository.blobs.keys() == []
+def test_reset_removes_everything(service, zidane_path):
+    service.submit(zidane_path.read_bytes())
+    service.repository.reset()
+    assert service.repository.stats()["images"] == 0
+    assert service.repository.blobs.keys() == []
 
 
-def test_sweep_removes_only_orphans(repository, zidane_path):
-    stored = repository.submit(zidane_path.read_bytes())
-    repository.blobs.put("renders/orphan.webp", b"left by a crash", "image/webp")
-    assert repository.sweep_orphans() == []  # too young: it may belong to an upload still in flight
-    assert repository.sweep_orphans(min_age_s=0) == ["renders/orphan.webp"]
-    assert sorted(repository.blobs.keys()) == sorted(stored.blob_keys.values())
+def test_sweep_removes_only_orphans(service, zidane_path):
+    stored = service.submit(zidane_path.read_bytes())
+    service.repository.blobs.put("renders/orphan.webp", b"left by a crash", "image/webp")
+    assert service.repository.sweep_orphans() == []  # too young: it may belong to an upload still in flight
+    assert service.repository.sweep_orphans(min_age_s=0) == ["renders/orphan.webp"]
+    assert sorted(service.repository.blobs.keys()) == sorted(stored.blob_keys.values())
 
 
-def test_failed_analysis_is_recorded_and_retried(repository, tmp_path, zidane_path, analyzer):
+def test_failed_analysis_is_recorded_and_retried(service, tmp_path, zidane_path, analyzer):
     broken = tmp_path / "broken-yunet.onnx"
     broken.write_bytes(b"this is not an ONNX model")
     healthy = analyzer.face_detector()
     analyzer.use(YuNetDetector(weights_path=broken))
     try:
         with pytest.raises(AnalysisFailedError, match="analysis failed"):
-            repository.submit(zidane_path.read_bytes())
+            service.submit(zidane_path.read_bytes())
     finally:
         analyzer.use(healthy)
-    history = repository.history(HistoryFilter(status="failed"))
+    history = service.repository.history(HistoryFilter(status="failed"))
     assert history.total == 1 and history.items[0].status == "failed" and history.items[0].error
-    assert repository.stats()["failed"] == 1
-    retried = repository.submit(zidane_path.read_bytes())  # models fixed: the next submission succeeds
+    assert service.repository.stats()["failed"] == 1
+    retried = service.submit(zidane_path.read_bytes())  # models fixed: the next submission succeeds
     assert retried.status == "done" and len(retried.analysis.faces) == 2
-    assert repository.stats()["failed"] == 0
+    assert service.repository.stats()["failed"] == 0
 
 
-def test_stats_and_health(repository, zidane_path):
-    repository.submit(zidane_path.read_bytes())
-    stats = repository.stats()
+def test_stats_and_health(service, zidane_path):
+    service.submit(zidane_path.read_bytes())
+    stats = service.repository.stats()
     assert stats["images"] == 1 and stats["analyses"] == 1 and stats["faces"] == 2 and stats["labels"] == 5
     assert stats["original_bytes"] == len(zidane_path.read_bytes())
-    assert repository.health() == {"database": "ok", "storage": "ok"}
+    assert service.repository.health() == {"database": "ok", "storage": "ok"}
 
 
 # --- history filters on a database holding 200+ real analyses --------------------------------------------------
@@ -180,24 +180,24 @@ def full_history(request, tmp_path_factory, analyzer):
     from .conftest import backend_settings
 
     tmp = tmp_path_factory.mktemp(f"history-{request.param}")
-    repo = Repository(backend_settings(request, tmp), analyzer=analyzer)
+    repo = AnalysisService(backend_settings(request, tmp), analyzer=analyzer)
     if request.param == "postgres-s3":
-        repo.blobs.ensure_bucket()
-    repo.reset()
+        repo.repository.blobs.ensure_bucket()
+    repo.repository.reset()
     stored = [repo.submit(data, source="url" if i % 5 == 0 else "upload") for i, data in enumerate(_variants(210))]
     yield repo, stored
-    repo.reset()
-    repo.engine.dispose()
+    repo.repository.reset()
+    repo.repository.engine.dispose()
 
 
 def _expected(stored, keep) -> set[str]:
     return {s.sha256 for s in stored if keep(s.analysis)}
 
 
-def _found(repo: Repository, filters: HistoryFilter) -> set[str]:
+def _found(repo: AnalysisService, filters: HistoryFilter) -> set[str]:
     page, found = 1, set()
     while True:
-        result = repo.history(filters, page=page, page_size=50)
+        result = repo.repository.history(filters, page=page, page_size=50)
         found |= {item.sha256 for item in result.items}
         if page >= result.pages:
             assert result.total == len(found)
@@ -207,7 +207,7 @@ def _found(repo: Repository, filters: HistoryFilter) -> set[str]:
 
 def test_history_filters_return_exactly_the_right_rows(full_history):
     repo, stored = full_history
-    assert repo.stats()["analyses"] >= 200
+    assert repo.repository.stats()["analyses"] >= 200
     cases = [
         (HistoryFilter(object_class="person"), lambda a: "person" in a.detections.labels),
         (HistoryFilter(label="dog"), lambda a: any("dog" in n.lower() for n in a.classification.names)),
@@ -246,22 +246,22 @@ def test_history_date_range_and_order(full_history):
     assert _found(repo, HistoryFilter(date_to=middle - timedelta(microseconds=1))) == {
         s.sha256 for s in stored if s.analysis.created_at < middle
     }
-    first_page = repo.history(page=1, page_size=50)
+    first_page = repo.repository.history(page=1, page_size=50)
     assert len(first_page.items) == 50 and first_page.total == len(stored)
     dates = [item.created_at for item in first_page.items]
     assert dates == sorted(dates, reverse=True)
     assert first_page.items[0].thumbnail_key is not None
     future = datetime.now(UTC) + timedelta(days=1)
-    assert repo.history(HistoryFilter(date_from=future)).total == 0
+    assert repo.repository.history(HistoryFilter(date_from=future)).total == 0
 
 
 # --- failures of the real services ------------------------------------------------------------------------------
 
 
 def test_s3_down_mid_test_fails_clearly_and_leaves_no_row(seaweed, postgres, tmp_path, analyzer, zidane_path):
-    repo = Repository(s3_settings(seaweed, tmp_path, database_url=postgres.url), analyzer=analyzer)
-    repo.blobs.ensure_bucket()
-    repo.reset()
+    repo = AnalysisService(s3_settings(seaweed, tmp_path, database_url=postgres.url), analyzer=analyzer)
+    repo.repository.blobs.ensure_bucket()
+    repo.repository.reset()
     seaweed.stop()
     try:
         with pytest.raises(StorageError, match="object storage") as failure:
@@ -271,40 +271,41 @@ def test_s3_down_mid_test_fails_clearly_and_leaves_no_row(seaweed, postgres, tmp
     finally:
         seaweed.start()
     stored = repo.submit(zidane_path.read_bytes())
-    assert stored.status == "done" and repo.blobs.exists(stored.blob_keys["original"])
-    repo.reset()
+    assert stored.status == "done" and repo.repository.blobs.exists(stored.blob_keys["original"])
+    repo.repository.reset()
 
 
 def test_database_down_fails_clearly_and_leaves_no_orphan_blob(seaweed, postgres, tmp_path, analyzer, bus_path):
-    repo = Repository(s3_settings(seaweed, tmp_path, database_url=postgres.url), analyzer=analyzer)
-    repo.blobs.ensure_bucket()
-    repo.reset()
+    repo = AnalysisService(s3_settings(seaweed, tmp_path, database_url=postgres.url), analyzer=analyzer)
+    repo.repository.blobs.ensure_bucket()
+    repo.repository.reset()
     postgres.block_connections()
     try:
         with pytest.raises(DatabaseError, match="database could not") as failure:
             repo.submit(bus_path.read_bytes())
         assert "postgres" not in str(failure.value).lower() or "@" not in str(failure.value)
-        assert repo.blobs.keys() == []
+        assert repo.repository.blobs.keys() == []
     finally:
         postgres.allow_connections()
-    repo.engine.dispose()
+    repo.repository.engine.dispose()
     assert repo.submit(bus_path.read_bytes()).status == "done"
-    repo.reset()
+    repo.repository.reset()
 
 
 def test_presigned_and_public_urls(seaweed, tmp_path, analyzer, zidane_path):
     import httpx
 
-    repo = Repository(s3_settings(seaweed, tmp_path), analyzer=analyzer)
-    repo.blobs.ensure_bucket()
-    repo.reset()
+    repo = AnalysisService(s3_settings(seaweed, tmp_path), analyzer=analyzer)
+    repo.repository.blobs.ensure_bucket()
+    repo.repository.reset()
     stored = repo.submit(zidane_path.read_bytes())
     response = httpx.get(stored.urls["original"])  # presigned: a browser can open it
     assert response.status_code == 200 and response.content == zidane_path.read_bytes()
     assert response.headers["content-type"] == "image/jpeg"
-    public = Repository(s3_settings(seaweed, tmp_path, s3_public_base_url="https://cdn.example/img"), analyzer=analyzer)
+    public_settings = s3_settings(seaweed, tmp_path, s3_public_base_url="https://cdn.example/img")
+    public = AnalysisService(public_settings, analyzer=analyzer)
     assert public.get(stored.sha256).urls["faces"].startswith("https://cdn.example/img/renders/")
-    repo.reset()
+    repo.repository.reset()
 
 
 # --- migrations and configuration -----------------------------------------------------------------------------
@@ -378,59 +379,59 @@ def test_migrations_build_exactly_the_schema_the_code_uses(empty_database_url):
     engine.dispose()
 
 
-def test_file_names_with_control_characters_are_stored_cleaned(repository, zidane_path):
+def test_file_names_with_control_characters_are_stored_cleaned(service, zidane_path):
     """PostgreSQL refuses NUL in text: a name as a client sent it must never turn an upload into an error."""
-    stored = repository.submit(zidane_path.read_bytes(), name="zi\x00da\nne.jpg")
+    stored = service.submit(zidane_path.read_bytes(), name="zi\x00da\nne.jpg")
     assert stored.analysis.name == "zidane.jpg"
-    assert repository.get(stored.sha256).analysis.name == "zidane.jpg"
+    assert service.get(stored.sha256).analysis.name == "zidane.jpg"
 
 
 def test_a_fresh_deployment_creates_its_bucket(seaweed, tmp_path, analyzer, zidane_path):
     settings = s3_settings(seaweed, tmp_path, bucket=f"fresh-{uuid.uuid4().hex[:12]}")
-    repository = Repository(settings, analyzer=analyzer)
-    assert repository.health()["storage"] == "ok"
-    assert repository.submit(zidane_path.read_bytes()).status == "done"
+    service = AnalysisService(settings, analyzer=analyzer)
+    assert service.repository.health()["storage"] == "ok"
+    assert service.submit(zidane_path.read_bytes()).status == "done"
 
 
 def test_a_missing_bucket_is_named_when_it_may_not_be_created(seaweed, tmp_path, analyzer, zidane_path):
     bucket = f"absent-{uuid.uuid4().hex[:12]}"
-    repository = Repository(s3_settings(seaweed, tmp_path, bucket=bucket, s3_create_bucket=False), analyzer=analyzer)
-    health = repository.health()["storage"]
+    service = AnalysisService(s3_settings(seaweed, tmp_path, bucket=bucket, s3_create_bucket=False), analyzer=analyzer)
+    health = service.repository.health()["storage"]
     assert f"bucket {bucket!r} does not exist" in health and "PICMETRIC_S3_CREATE_BUCKET" in health
     with pytest.raises(StorageError, match=f"bucket {bucket!r} does not exist"):
-        repository.submit(zidane_path.read_bytes())
+        service.submit(zidane_path.read_bytes())
 
 
-def test_sweep_during_an_upload_keeps_the_blobs_its_rows_will_point_to(repository, zidane_path, analyzer):
+def test_sweep_during_an_upload_keeps_the_blobs_its_rows_will_point_to(service, zidane_path, analyzer):
     """An upload writes its blobs first and its rows after the models ran: a sweep in between must not take them."""
     swept: list[list[str]] = []
     original_analyze = analyzer.analyze
 
     def analyze_then_sweep(image, options=None, **kwargs):  # the moment between blob write and row write
-        swept.append(repository.sweep_orphans())
+        swept.append(service.repository.sweep_orphans())
         return original_analyze(image, options, **kwargs)
 
     analyzer.analyze = analyze_then_sweep
     try:
-        stored = repository.submit(zidane_path.read_bytes())
+        stored = service.submit(zidane_path.read_bytes())
     finally:
         del analyzer.analyze
     assert swept == [[]]
     for key in stored.blob_keys.values():
-        assert repository.blobs.get(key)  # every row points to a blob that exists
+        assert service.repository.blobs.get(key)  # every row points to a blob that exists
 
 
-def test_a_blob_missing_from_the_store_is_missing_not_an_outage(repository, zidane_path):
+def test_a_blob_missing_from_the_store_is_missing_not_an_outage(service, zidane_path):
     from picmetric.storage.blobs import MissingBlobError
 
-    stored = repository.submit(zidane_path.read_bytes())
-    repository.blobs.delete(stored.blob_keys["faces"])  # removed behind PicMetric's back
+    stored = service.submit(zidane_path.read_bytes())
+    service.repository.blobs.delete(stored.blob_keys["faces"])  # removed behind PicMetric's back
     with pytest.raises(MissingBlobError, match="missing") as refused:
-        repository.image_bytes(stored.sha256, "faces")
+        service.repository.image_bytes(stored.sha256, "faces")
     assert refused.value.http_status == 410
 
 
-def test_a_delete_racing_an_upload_leaves_nothing_and_answers_cleanly(repository, zidane_path, analyzer):
+def test_a_delete_racing_an_upload_leaves_nothing_and_answers_cleanly(service, zidane_path, analyzer):
     """DELETE of an image while it is being analysed: the upload gets a clear 409, no row or blob dangles."""
     from picmetric.storage import ImageDeletedError
 
@@ -438,19 +439,19 @@ def test_a_delete_racing_an_upload_leaves_nothing_and_answers_cleanly(repository
     original_analyze = analyzer.analyze
 
     def delete_then_analyze(image, options=None, **kwargs):  # the DELETE lands while the models run
-        assert repository.delete(sha)
+        assert service.repository.delete(sha)
         return original_analyze(image, options, **kwargs)
 
     analyzer.analyze = delete_then_analyze
     try:
         with pytest.raises(ImageDeletedError, match="deleted while it was being analysed") as refused:
-            repository.submit(zidane_path.read_bytes())
+            service.submit(zidane_path.read_bytes())
     finally:
         del analyzer.analyze
     assert refused.value.http_status == 409
-    assert repository.get(sha) is None and repository.stats()["images"] == 0
-    assert repository.blobs.keys() == []
-    assert repository.submit(zidane_path.read_bytes()).status == "done"  # sending it again works
+    assert service.get(sha) is None and service.repository.stats()["images"] == 0
+    assert service.repository.blobs.keys() == []
+    assert service.submit(zidane_path.read_bytes()).status == "done"  # sending it again works
 
 
 # --- claims across processes: a live holder is waited for, a dead one is taken over within its lease -------------
@@ -468,13 +469,13 @@ def _hold_claim_then_die(values: dict, photo: bytes, hold_s: float, ready) -> No
 
     from picmetric.storage.blobs import original_key
 
-    repository = Repository(Settings(**values), analyzer=None, migrate=False)
+    repository = Repository(Settings(**values), migrate=False)
     image = load_image(photo)
-    image_id = repository._ensure_image_row(image, original_key(image.sha256, "image/jpeg"), "image/jpeg")
+    image_id = repository.ensure_image(_image_info(image), original_key(image.sha256, "image/jpeg"), "image/jpeg")
     options = AnalysisOptions()
-    analysis_id = repository._claim(image_id, options, hashlib.sha256(options.cache_key.encode()).hexdigest())
+    analysis_id = repository.claim(image_id, options_key(options), options.to_dict())
     assert analysis_id is not None
-    with repository._heartbeat(analysis_id):
+    with repository.heartbeat(analysis_id):
         ready.set()
         time.sleep(hold_s)
     os._exit(9)  # no undo, no cleanup: as SIGKILL would leave it
@@ -487,8 +488,8 @@ def test_a_live_claim_in_another_process_is_waited_for_and_a_dead_one_taken_over
     else:
         seaweed, postgres = request.getfixturevalue("seaweed"), request.getfixturevalue("postgres")
         settings = s3_settings(seaweed, tmp_path, database_url=postgres.url, claim_lease_s=1.0)
-    repository = Repository(settings, analyzer=analyzer)
-    repository.reset()
+    service = AnalysisService(settings, analyzer=analyzer)
+    service.repository.reset()
     photo = imagenet_samples()[3][0].read_bytes()
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
@@ -497,18 +498,18 @@ def test_a_live_claim_in_another_process_is_waited_for_and_a_dead_one_taken_over
     try:
         assert ready.wait(60), "the holder did not claim"
         started, calls = time.monotonic(), analyzer.calls
-        stored = repository.submit(photo)  # waits while the holder renews, takes over once its lease lapses
+        stored = service.submit(photo)  # waits while the holder renews, takes over once its lease lapses
         waited = time.monotonic() - started
     finally:
         holder.join(30)
     assert holder.exitcode == 9
     assert stored.status == "done" and analyzer.calls == calls + 1
     assert 1.5 < waited < 3.0 + 1.0 + 5.0, waited  # not before the holder died; within its lease after that
-    assert repository.stats()["analyses"] == 1
-    repository.engine.dispose()
+    assert service.repository.stats()["analyses"] == 1
+    service.repository.engine.dispose()
 
 
-def test_one_requests_undo_keeps_blobs_another_analysis_of_the_image_may_share(repository, zidane_path, analyzer):
+def test_one_requests_undo_keeps_blobs_another_analysis_of_the_image_may_share(service, zidane_path, analyzer):
     """Two analyses of one image with other options share its original, thumbnail and often renders (same
     content, same key): when one fails, its undo must not delete them under the other, still in flight."""
     photo = zidane_path.read_bytes()
@@ -524,16 +525,16 @@ def test_one_requests_undo_keeps_blobs_another_analysis_of_the_image_may_share(r
     analyzer.analyze = hold_the_other
     try:
         with ThreadPoolExecutor(1) as pool:
-            other = pool.submit(repository.submit, photo, options=AnalysisOptions(classifier="mobilenet_v2"))
+            other = pool.submit(service.submit, photo, options=AnalysisOptions(classifier="mobilenet_v2"))
             assert other_started.wait(60)
             failing_write = DatabaseError("the database could not store the results (simulated)")
-            repository._complete = lambda *args: (_ for _ in ()).throw(failing_write)  # this request's write fails
+            service.repository.complete = lambda *args: (_ for _ in ()).throw(failing_write)  # type: ignore  # fails
             try:
                 with pytest.raises(DatabaseError, match="simulated"):
-                    repository.submit(photo)
+                    service.submit(photo)
             finally:
-                del repository._complete
-            kept = repository.blobs.keys()
+                del service.repository.complete
+            kept = service.repository.blobs.keys()
             assert any(key.startswith("originals/") for key in kept) and len(kept) >= 2  # original and renders stay
             other_may_finish.set()
             finished = other.result(timeout=120)
@@ -541,4 +542,4 @@ def test_one_requests_undo_keeps_blobs_another_analysis_of_the_image_may_share(r
         del analyzer.analyze
     assert finished.status == "done"
     for key in finished.blob_keys.values():
-        assert repository.blobs.get(key)
+        assert service.repository.blobs.get(key)

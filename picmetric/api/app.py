@@ -16,9 +16,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__, logs
 from ..errors import PicMetricError
+from ..jobs import JobService
+from ..service import AnalysisService
 from ..settings import Settings, get_settings
-from ..storage import Repository
-from . import routes_deepstack, routes_ops, routes_seed, routes_v1
+from . import routes_deepstack, routes_jobs, routes_ops, routes_seed, routes_v1
 from .common import ApiState, BodyTooLarge, error_body, error_response, http_error_response, validation_response
 from .metrics import ApiMetrics
 
@@ -28,15 +29,16 @@ _MULTIPART_OVERHEAD = 64 * 1024
 class BodySizeLimit:
     """Refuse request bodies over the upload limit while they stream in, before they are buffered."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, batch_limit: int) -> None:
+        self.app, self.single_limit, self.batch_limit = app, limit, batch_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = self.batch_limit if scope.get("path") == "/api/v1/batches" else self.single_limit
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared and declared.isdigit() and int(declared) > self.limit:
-            return await self._refuse(scope, send)
+        if declared and declared.isdigit() and int(declared) > limit:
+            return await self._refuse(scope, send, limit)
         received = 0
         started = False
 
@@ -44,8 +46,8 @@ class BodySizeLimit:
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.limit:
-                raise BodyTooLarge(self.limit)
+            if received > limit:
+                raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message):
@@ -57,10 +59,10 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(scope, send)
+                await self._refuse(scope, send, limit)
 
-    async def _refuse(self, scope: Scope, send: Send) -> None:
-        message = f"the upload is larger than the {self.limit / 1e6:.0f} MB limit"
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+        message = f"the upload is larger than the {limit / 1e6:.0f} MB limit"
         await JSONResponse(error_body(scope.get("path", ""), message), status_code=413)(scope, _empty_receive, send)
 
 
@@ -71,15 +73,17 @@ async def _empty_receive():
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def create_app(settings: Settings | None = None, repository: Repository | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, service: AnalysisService | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         logs.install()
-        repo = repository if repository is not None else await run_in_threadpool(Repository, settings)
-        app.state.picmetric = ApiState(settings, repo, ApiMetrics(), anyio.Semaphore(settings.url_max_concurrent))
-        warm = asyncio.get_running_loop().run_in_executor(None, repo.analyzer.warm_up)  # readyz says when done
+        analyses = service if service is not None else await run_in_threadpool(AnalysisService, settings)
+        app.state.picmetric = ApiState(
+            settings, analyses, JobService(analyses), ApiMetrics(), anyio.Semaphore(settings.url_max_concurrent)
+        )
+        warm = asyncio.get_running_loop().run_in_executor(None, analyses.analyzer.warm_up)  # readyz: when done
         yield
         await asyncio.wait_for(asyncio.shield(warm), timeout=120)
 
@@ -90,7 +94,11 @@ def create_app(settings: Settings | None = None, repository: Repository | None =
         "DeepStack-compatible routes.",
         lifespan=lifespan,
     )
-    app.add_middleware(BodySizeLimit, limit=settings.max_upload_bytes + _MULTIPART_OVERHEAD)
+    app.add_middleware(
+        BodySizeLimit,
+        limit=settings.max_upload_bytes + _MULTIPART_OVERHEAD,
+        batch_limit=settings.max_batch_bytes + _MULTIPART_OVERHEAD,
+    )
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
@@ -118,6 +126,6 @@ def create_app(settings: Settings | None = None, repository: Repository | None =
         logging.getLogger("picmetric.api").exception("unexpected error on %s", request.url.path)
         return JSONResponse({"detail": "internal error; the details are in the server log"}, status_code=500)
 
-    for module in (routes_seed, routes_v1, routes_deepstack, routes_ops):
+    for module in (routes_seed, routes_v1, routes_jobs, routes_deepstack, routes_ops):
         app.include_router(module.router)
     return app

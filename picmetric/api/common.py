@@ -19,25 +19,60 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from ..errors import (
+    AnalysisFailedError,
     FetchError,
     ImageTooLargeError,
     InvalidImageError,
     PicMetricError,
 )
 from ..intake import LoadedImage, fetch_image
+from ..jobs import JobInput, JobService
+from ..pipeline import AnalysisOptions
 from ..seed import seed_response
+from ..service import AnalysisService, StoredAnalysis
 from ..settings import Settings
-from ..storage import Repository, StoredAnalysis
+from ..storage import Repository
 from .metrics import ApiMetrics
 
 
 @dataclass
 class ApiState:
     settings: Settings
-    repository: Repository
+    service: AnalysisService
+    jobs: JobService
     metrics: ApiMetrics
     #: URL downloads in flight: slow servers hold these, never the threads that analyses need
     url_slots: anyio.Semaphore
+
+    @property
+    def repository(self) -> Repository:
+        return self.service.repository
+
+    async def analyse(self, job: JobInput, options: AnalysisOptions, *, wait: bool = True) -> StoredAnalysis | str:
+        """One photo's analysis: right here with no broker (the embedded default), else as a job on a worker,
+        waited for without holding a thread. The job's id instead when ``wait`` is false, or when the job is
+        still running after ``job_wait_s``."""
+        if wait and not self.jobs.uses_broker:
+            image = await fetch_url(self, job.url) if job.url is not None else job.data
+            assert image is not None, "a job input has bytes or a URL"
+            stored = await run_in_threadpool(self.service.submit, image, source=job.source, name=job.name,
+                                             options=options)  # fmt: skip
+        else:
+            _, (job_id,) = await run_in_threadpool(self.jobs.submit, [job], options)
+            if not wait:
+                return job_id
+            deadline = anyio.current_time() + self.settings.job_wait_s
+            while (record := await run_in_threadpool(self.jobs.job, job_id)) is not None and record.state in (
+                "queued", "running"
+            ):  # fmt: skip
+                if anyio.current_time() >= deadline:
+                    return job_id
+                await anyio.sleep(0.05)
+            if record is None:
+                raise AnalysisFailedError("the job was deleted (a reset) before it finished")
+            stored = await run_in_threadpool(self.jobs.result, record)
+        self.record(stored)
+        return stored
 
     def record(self, stored: StoredAnalysis) -> None:
         self.metrics.analyses.labels("history" if stored.cached else "analysed").inc()
@@ -246,9 +281,9 @@ async def json_object(request: Request) -> dict:
     return payload
 
 
-async def read_form(request: Request):
+async def read_form(request: Request, max_files: int = 4):
     try:
-        return await request.form(max_files=4, max_fields=40)
+        return await request.form(max_files=max_files, max_fields=40 + max_files)
     except ClientDisconnect:
         raise BadRequest("the upload was interrupted") from None
     except BodyTooLarge:

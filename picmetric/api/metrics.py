@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+
+
+def queue_metrics(broker_up: bool, depth: int | None, jobs: dict[str, int]) -> bytes:
+    """The job queue as this scrape sees it (read now from the broker and the database, shared by every process,
+    so never added up across API workers)."""
+    registry = CollectorRegistry()
+    Gauge("picmetric_broker_up", "1 when the job broker answers (always 1 in-process)", registry=registry).set(
+        int(broker_up)
+    )
+    waiting = Gauge("picmetric_queue_depth", "jobs waiting in the broker for a worker", registry=registry)
+    waiting.set(depth if depth is not None else float("nan"))
+    per_state = Gauge("picmetric_jobs", "jobs recorded, by state", ["state"], registry=registry)
+    for state, count in jobs.items():
+        per_state.labels(state).set(count)
+    return generate_latest(registry)
+
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 2, 5, 10)
 

@@ -67,7 +67,7 @@ async def _analyse(request: Request, task: str, key_given: bool) -> tuple[Analys
     analysis_options = AnalysisOptions(**options)
     started = time.perf_counter()
     image = await run_in_threadpool(load_image, data, settings=app.settings, name=name)
-    analysis = await run_in_threadpool(app.repository.analyzer.analyze, image, analysis_options)
+    analysis = await run_in_threadpool(app.service.analyzer.analyze, image, analysis_options)
     app.metrics.observe_models(analysis.timings_ms)
     return analysis, round((time.perf_counter() - started) * 1000)
 

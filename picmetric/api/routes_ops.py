@@ -7,7 +7,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from .. import logs
+from ..errors import PicMetricError
 from .common import Problem, admin_refusal, error_responses, state
+from .metrics import queue_metrics
 from .schemas import Health, Readiness, ResetAnswer
 
 router = APIRouter(tags=["operations"], responses=error_responses(Problem))
@@ -27,15 +29,27 @@ async def healthz() -> dict:
 async def readyz(request: Request) -> JSONResponse:
     app = state(request)
     checks = await run_in_threadpool(app.repository.health)
-    models = app.repository.analyzer.loaded_models()
+    models = app.service.analyzer.loaded_models()
     checks["models"] = "ok" if models and all(models.values()) else "loading"
+    queue = await run_in_threadpool(app.jobs.queue.status)
+    checks["broker"] = "ok" if queue.reachable else f"{queue.broker}: {queue.error}"
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"ready": ready, "checks": checks, "models": models}, status_code=200 if ready else 503)
+    facts = {"kind": queue.kind, "broker": queue.broker, "depth": queue.depth}
+    return JSONResponse(
+        {"ready": ready, "checks": checks, "models": models, "queue": facts}, status_code=200 if ready else 503
+    )
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", summary="Prometheus metrics, with the broker and queue depth")
 async def metrics(request: Request) -> Response:
-    return Response(state(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    app = state(request)
+    queue = await run_in_threadpool(app.jobs.queue.status)
+    try:
+        jobs = await run_in_threadpool(app.repository.job_counts)
+    except PicMetricError:  # database away: the queue figures still say what they can
+        jobs = {}
+    body = app.metrics.render() + queue_metrics(queue.reachable, queue.depth, jobs)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @router.post("/reset", summary="Delete every stored image and analysis (admin token)", response_model=ResetAnswer)

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from starlette.concurrency import run_in_threadpool
 
+from ..errors import ServerBusyError
+from ..jobs import JobInput
+from ..pipeline import AnalysisOptions
 from ..seed import seed_response
-from ..storage import StoredAnalysis
+from ..service import StoredAnalysis
 from .common import (
+    ApiState,
     BadRequest,
     SeedAnswer,
     error_responses,
-    fetch_url,
     image_urls,
     is_json,
     json_object,
@@ -71,9 +73,7 @@ async def upload_page() -> HTMLResponse:
 async def do_data_science(request: Request) -> JSONResponse:
     app = state(request)
     data, name = await upload_bytes(await read_form(request), "file", app.settings.max_upload_bytes)
-    stored = await run_in_threadpool(app.repository.submit, data, source="upload", name=name)
-    app.record(stored)
-    return _respond(request, stored)
+    return _respond(request, await _analysed(app, JobInput(source="upload", name=name, data=data)))
 
 
 @router.post(
@@ -88,7 +88,12 @@ async def do_data_science_url(request: Request) -> JSONResponse:
     url = (await json_object(request) if is_json(request) else await read_form(request)).get("url")
     if not isinstance(url, str) or not url.strip():
         raise BadRequest("send the image address as the field 'url'")
-    image = await fetch_url(app, url.strip())
-    stored = await run_in_threadpool(app.repository.submit, image)
-    app.record(stored)
-    return _respond(request, stored)
+    return _respond(request, await _analysed(app, JobInput(source="url", name=url.strip(), url=url.strip())))
+
+
+async def _analysed(app: ApiState, job: JobInput) -> StoredAnalysis:
+    """The seed's routes have no 202: a job still running after job_wait_s is a 503 to retry."""
+    stored = await app.analyse(job, AnalysisOptions())
+    if isinstance(stored, str):
+        raise ServerBusyError(f"the analysis is still running (job {stored}); send the image again shortly")
+    return stored

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..jobs import JobInput
 from ..pipeline import AnalysisOptions
-from ..storage import HistoryFilter, StoredAnalysis
+from ..service import StoredAnalysis
+from ..storage import HistoryFilter
 from .common import (
     BadRequest,
     Problem,
     admin_refusal,
     error_responses,
-    fetch_url,
     image_urls,
     is_json,
     json_object,
@@ -27,7 +28,7 @@ from .common import (
     upload_bytes,
     upload_fields,
 )
-from .schemas import AnalysisAnswer, HistoryAnswer
+from .schemas import AnalysisAnswer, HistoryAnswer, JobAccepted
 
 # option fields of a multipart upload: as in the options model, but tasks as one comma-separated text
 _OPTION_FIELDS = {
@@ -38,7 +39,7 @@ router = APIRouter(prefix="/api/v1", tags=["v1"], responses=error_responses(Prob
 ImageKind = Literal["original", "objects", "faces", "thumbnail"]
 
 
-def _body(request: Request, stored: StoredAnalysis) -> dict:
+def analysis_body(request: Request, stored: StoredAnalysis) -> dict:
     return {
         "status": stored.status,
         "cached": stored.cached,
@@ -52,7 +53,10 @@ def _body(request: Request, stored: StoredAnalysis) -> dict:
     summary="Analyse an image: multipart 'file' (+ option fields) or JSON {'url': ..., 'options': {...}}",
     response_model=AnalysisAnswer,
     status_code=201,
-    responses={200: {"model": AnalysisAnswer, "description": "found in history"}},
+    responses={
+        200: {"model": AnalysisAnswer, "description": "found in history"},
+        202: {"model": JobAccepted, "description": "queued (?wait=false, or still running after job_wait_s)"},
+    },
     dependencies=[Depends(require_api_key)],
     openapi_extra=request_body(
         multipart=upload_fields("file", **_OPTION_FIELDS),
@@ -60,22 +64,32 @@ def _body(request: Request, stored: StoredAnalysis) -> dict:
         required=("file", "url"),
     ),
 )
-async def create_analysis(request: Request) -> JSONResponse:
+async def create_analysis(
+    request: Request,
+    wait: Annotated[bool, Query(description="false: answer 202 with the job at once instead of its result")] = True,
+) -> JSONResponse:
+    """Synchronous by default: the answer is the analysis, also when a worker on another machine runs it."""
     app = state(request)
     if is_json(request):
         payload = await json_object(request)
-        if not isinstance(payload.get("url"), str):
+        if not isinstance(payload.get("url"), str) or not payload["url"].strip():
             raise BadRequest("send JSON {'url': 'https://...'} or a multipart file field 'file'")
         options = AnalysisOptions.from_input(payload.get("options") or {})
-        image = await fetch_url(app, payload["url"].strip())
-        stored = await run_in_threadpool(app.repository.submit, image, options=options)
+        url = payload["url"].strip()
+        job = JobInput(source="url", name=url, url=url)
     else:
         form = await read_form(request)
         options = AnalysisOptions.from_input(form)
         data, name = await upload_bytes(form, "file", app.settings.max_upload_bytes)
-        stored = await run_in_threadpool(app.repository.submit, data, source="upload", name=name, options=options)
-    app.record(stored)
-    return JSONResponse(_body(request, stored), status_code=200 if stored.cached else 201)
+        job = JobInput(source="upload", name=name, data=data)
+    stored = await app.analyse(job, options, wait=wait)
+    if isinstance(stored, str):
+        return JSONResponse(job_accepted(request, stored), status_code=202)
+    return JSONResponse(analysis_body(request, stored), status_code=200 if stored.cached else 201)
+
+
+def job_accepted(request: Request, job_id: str) -> dict:
+    return {"job": job_id, "state": "queued", "status_url": str(request.url_for("get_job", job_id=job_id))}
 
 
 @router.get(
@@ -85,12 +99,12 @@ async def create_analysis(request: Request) -> JSONResponse:
     dependencies=[Depends(require_api_key)],
 )
 async def get_analysis(request: Request, sha256: str) -> JSONResponse:
-    repository = state(request).repository
+    service = state(request).service
     key = sha256.lower()
-    stored = await run_in_threadpool(repository.find_by_md5 if len(key) == 32 else repository.get, key)
+    stored = await run_in_threadpool(service.find_by_md5 if len(key) == 32 else service.get, key)
     if stored is None:
         return JSONResponse({"detail": f"no analysis for image {sha256}"}, status_code=404)
-    return JSONResponse(_body(request, stored))
+    return JSONResponse(analysis_body(request, stored))
 
 
 @router.get(
@@ -107,7 +121,7 @@ async def list_analyses(
     min_faces: int | None = Query(None, ge=0, le=10_000),
     date_from: datetime | None = None,
     date_to: datetime | None = None,
-    source: Literal["upload", "url"] | None = None,
+    source: Literal["upload", "url", "s3", "sample", "camera"] | None = None,
     status: Literal["done", "failed"] | None = None,
     page: int = Query(1, ge=1, le=1_000_000),
     page_size: int = Query(50, ge=1, le=500),

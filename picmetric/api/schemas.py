@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel
 
 from ..pipeline import AnalysisOptions
+
+JobState = Literal["queued", "running", "done", "failed"]
 
 
 class ImageFacts(BaseModel):
@@ -115,10 +118,60 @@ class Health(BaseModel):
     status: str
 
 
+class QueueFacts(BaseModel):
+    kind: str  # in-process | celery
+    broker: str  # "in-process" or the broker URL without its password
+    depth: int | None  # jobs waiting for a worker
+
+
 class Readiness(BaseModel):
     ready: bool
-    checks: dict[str, str]  # database, storage, models -> "ok" or the problem
+    checks: dict[str, str]  # database, storage, models, broker -> "ok" or the problem
     models: dict[str, bool]
+    queue: QueueFacts
+
+
+class JobAccepted(BaseModel):
+    """A queued analysis: follow it at ``status_url``."""
+
+    job: str
+    state: JobState
+    status_url: str
+
+
+class JobAnswer(BaseModel):
+    job: str
+    batch: str | None
+    state: JobState
+    name: str | None
+    attempts: int
+    error: str | None  # why it failed (the status it would have answered with is error_status)
+    error_status: int | None
+    result: AnalysisAnswer | None  # once done
+    result_url: str | None
+
+
+class BatchAccepted(BaseModel):
+    batch: str
+    jobs: list[str]
+    status_url: str
+
+
+class BatchItem(BaseModel):
+    job: str
+    name: str | None
+    state: JobState
+    sha256: str | None
+    error: str | None
+    result_url: str | None  # GET /api/v1/analyses/{sha256}, once done
+
+
+class BatchAnswer(BaseModel):
+    batch: str
+    total: int
+    finished: bool  # every job done or failed
+    counts: dict[str, int]  # queued, running, done, failed
+    items: list[BatchItem]
 
 
 class ResetAnswer(BaseModel):

@@ -1,28 +1,33 @@
-"""Persistence: results in PostgreSQL or SQLite (SQLAlchemy + Alembic), images in S3 or a local folder."""
+"""Persistence: results in PostgreSQL or SQLite (SQLAlchemy + Alembic), images in S3 or a local folder. It stores
+and reads; running the models and deciding what to keep is ``picmetric.service``'s job."""
 
-from .blobs import BlobStore, LocalBlobStore, StorageError, blob_store_from_settings
+from ..errors import DatabaseError, ImageDeletedError
+from .blobs import BlobStore, LocalBlobStore, MissingBlobError, StorageError, blob_store_from_settings
 from .repository import (
-    AnalysisFailedError,
-    DatabaseError,
+    AnalysisRecord,
     HistoryFilter,
     HistoryItem,
     HistoryPage,
-    ImageDeletedError,
+    ImageInfo,
+    JobRecord,
+    NewJob,
     Repository,
-    StoredAnalysis,
 )
 
 __all__ = [
-    "AnalysisFailedError",
+    "AnalysisRecord",
     "BlobStore",
     "DatabaseError",
     "HistoryFilter",
     "HistoryItem",
     "HistoryPage",
     "ImageDeletedError",
+    "ImageInfo",
+    "JobRecord",
     "LocalBlobStore",
+    "MissingBlobError",
+    "NewJob",
     "Repository",
     "StorageError",
-    "StoredAnalysis",
     "blob_store_from_settings",
 ]

@@ -1,47 +1,40 @@
-"""The repository: every analysis stored once, found again by image hash, browsable and deletable.
+"""The repository: the persistence half of "analyse and keep". Rows (SQLAlchemy) and blobs (S3 or a folder);
+it never runs a model: ``picmetric.service`` drives the steps below, and this module only stores, claims and reads.
 
 Guarantees (see tests/test_storage.py):
-* an image with the same options is analysed once, also when several threads or processes submit it at the same
-  time: a unique (image, options) row is claimed before the models run, and in-process callers queue on a lock;
+* a unique (image, options) row is claimed before the models run; its holder renews a heartbeat, so a dead holder's
+  claim is taken over within the lease (``claim``, ``claim_state``, ``heartbeat``);
 * blobs are written before the rows that point to them, and rows are removed before their blobs, so no row ever
-  points to a missing blob; blobs this call created are removed again when the database write fails
-  (``sweep_orphans`` removes any that a crash left behind);
-* a failed analysis is recorded with its error, then reported; the next submission retries it.
+  points to a missing blob; ``undo`` removes what a failed call created unless a row or an analysis in flight
+  uses it; ``sweep_orphans`` removes what a crash left behind, never a blob young enough to be in flight;
+* jobs (one queued analysis each) and batches (jobs submitted together) are rows too, shared by every process.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import socket
 import threading
-import time
 import uuid
-import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
-import numpy as np
-from PIL import Image
 from sqlalchemy import Engine, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from ..annotate import CONTENT_TYPES, encode_image
-from ..errors import PicMetricError
-from ..intake import LoadedImage, load_image
-from ..models.detector import coco_class_names
-from ..pipeline import Analysis, AnalysisOptions, Analyzer, TaskCallback, default_analyzer
+from ..errors import DatabaseError, ImageDeletedError, PicMetricError
 from ..results import Classification, Detections, Faces
 from ..settings import Settings, get_settings
-from .blobs import FORMAT_CONTENT_TYPES, BlobStore, StorageError, blob_store_from_settings, original_key, render_key
+from .blobs import BlobStore, StorageError, blob_store_from_settings
 from .db import make_engine, upgrade
-from .schema import AnalysisRow, FaceRow, ImageRow, LabelRow, ObjectRow, RenderRow
+from .schema import AnalysisRow, BatchRow, FaceRow, ImageRow, JobRow, LabelRow, ObjectRow, RenderRow
 
 logger = logging.getLogger(__name__)
 THUMBNAIL_SIDE = 256
@@ -49,39 +42,74 @@ THUMBNAIL_SIDE = 256
 SWEEP_GRACE_S = 20 * 60.0
 
 
-class DatabaseError(PicMetricError):
-    """The database could not be reached or refused a write."""
-
-    http_status = 503
+ClaimState = Literal["missing", "running", "lapsed", "done", "failed"]
+JOB_STATES = ("queued", "running", "done", "failed")
 
 
-class ImageDeletedError(PicMetricError):
-    """The image was deleted while this call was analysing it: nothing of it is kept; sending it again works."""
+@dataclass(frozen=True)
+class ImageInfo:
+    """What is stored about an image itself, whichever analyses it has."""
 
-    http_status = 409
-
-
-class AnalysisFailedError(PicMetricError):
-    """The models could not analyse this image; the failure is recorded in history."""
-
-    http_status = 422
+    sha256: str
+    md5: str
+    size_bytes: int
+    format: str
+    width: int
+    height: int
+    source: str
+    name: str | None
 
 
 @dataclass
-class StoredAnalysis:
-    """An analysis as stored: results, where its images live, and whether it was computed just now."""
+class AnalysisRecord:
+    """One stored analysis in plain values; ``picmetric.service`` turns it into result objects."""
 
     id: int
-    analysis: Analysis
     status: str
     error: str | None
-    cached: bool
+    created_at: datetime
+    options: dict
+    model_versions: dict[str, str]
+    timings_ms: dict[str, float]
+    image: ImageInfo
+    labels: list[tuple[int, str, float, str]]  # class_id, name, confidence, model; by rank
+    objects: list[tuple[tuple[float, float, float, float], float, int]]  # xyxy, confidence, class_id
+    faces: list[tuple[tuple[float, float, float, float], float, list]]  # xyxy, confidence, 5 landmarks
     blob_keys: dict[str, str]  # original, objects, faces, thumbnail -> key
     urls: dict[str, str | None] = field(default_factory=dict)  # same kinds -> browser URL (None: served by us)
 
-    @property
-    def sha256(self) -> str:
-        return self.analysis.sha256
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One queued analysis: its input (a staged upload or a URL), its state, and the image it turned out to be."""
+
+    id: str
+    batch_id: str | None
+    state: str  # queued | running | done | failed
+    source: str
+    name: str | None
+    url: str | None
+    input_key: str | None
+    options: dict
+    sha256: str | None
+    error: str | None
+    error_status: int | None
+    cached: bool | None
+    attempts: int
+    worker: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to record: an upload staged under ``input_key``, or a URL (http(s) or s3://) a worker fetches."""
+
+    source: str
+    options: dict
+    name: str | None = None
+    url: str | None = None
+    input_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,10 +162,6 @@ class HistoryPage:
         return f"{self.total} {noun} (page {self.page} of {self.pages})"
 
 
-def _options_key(options: AnalysisOptions) -> str:
-    return hashlib.sha256(options.cache_key.encode()).hexdigest()
-
-
 def _substring_pattern(text: str) -> str:
     """A LIKE pattern matching ``text`` anywhere, case-insensitively; ``%``, ``_`` and ``\\`` in it match only
     themselves (escaped with ``\\``)."""
@@ -156,7 +180,6 @@ class Repository:
         *,
         engine: Engine | None = None,
         blobs: BlobStore | None = None,
-        analyzer: Analyzer | None = None,
         migrate: bool = True,
     ) -> None:
         self.settings = settings or get_settings()
@@ -167,11 +190,8 @@ class Repository:
                 self.blobs.ensure_bucket()  # a fresh deployment: the bucket is created, not reported missing
             except StorageError as exc:  # unreachable now: health() and every store call say so
                 logger.warning("object storage not ready at start: %s", exc)
-        self.analyzer = analyzer or default_analyzer()
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._key_locks: weakref.WeakValueDictionary[tuple, threading.Lock] = weakref.WeakValueDictionary()
-        self._key_locks_guard = threading.Lock()
-        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:96]
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:96]
         if migrate:
             with self._db_errors("prepare the database"):
                 upgrade(self.engine)
@@ -192,114 +212,20 @@ class Repository:
         with self._db_errors(action), self._sessions() as session, session.begin():
             yield session
 
-    def _lock_for(self, key: tuple) -> threading.Lock:
-        with self._key_locks_guard:
-            lock = self._key_locks.get(key)
-            if lock is None:
-                lock = threading.Lock()
-                self._key_locks[key] = lock
-            return lock
-
     def _insert(self, table):
         return (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
 
-    # -- submit --------------------------------------------------------------------------------------------------
+    # -- analyse and keep: the steps the service takes, each one transaction ---------------------------------
 
-    def submit(
-        self,
-        data: bytes | LoadedImage,
-        *,
-        source: str = "upload",
-        name: str | None = None,
-        options: AnalysisOptions | None = None,
-        on_task_done: TaskCallback | None = None,
-    ) -> StoredAnalysis:
-        """Store and analyse an image, or return the stored analysis when this image with these options exists.
-        ``on_task_done`` reports each model as it finishes (not called for a stored analysis)."""
-        image = (
-            data
-            if isinstance(data, LoadedImage)
-            else load_image(data, settings=self.settings, origin=source, name=name)
-        )
-        options = options or AnalysisOptions()
-        options_key = _options_key(options)
-        lock = self._lock_for((image.sha256, options_key))
-        with lock:
-            stored = self._find(image.sha256, options_key)
-            if stored is not None and stored.status == "done":
-                logger.info("%s %s: found in history", image.sha256[:12], image.name or "")
-                return stored
-            return self._analyse_and_store(image, options, options_key, on_task_done)
-
-    def _analyse_and_store(
-        self, image: LoadedImage, options: AnalysisOptions, options_key: str, on_task_done: TaskCallback | None
-    ) -> StoredAnalysis:
-        created_blobs: list[str] = []
-
-        def put(key: str, data: bytes, content_type: str) -> None:
-            if not self.blobs.exists(key):
-                self.blobs.put(key, data, content_type)
-                created_blobs.append(key)
-
-        content_type = FORMAT_CONTENT_TYPES.get(image.format, "application/octet-stream")
-        image_key = original_key(image.sha256, content_type)
-        analysis_id: int | None = None
-        image_id: int | None = None
-        try:
-            put(image_key, image.data, content_type)  # a storage failure stops here, before any row exists
-            image_id = self._ensure_image_row(image, image_key, content_type)
-            analysis_id = self._claim(image_id, options, options_key)
-            while analysis_id is None:  # another process holds a live claim: wait for its result
-                stored = self._wait_for(image.sha256, options_key)
-                if stored is not None:
-                    return stored
-                analysis_id = self._claim(image_id, options, options_key)  # its holder died: take it over
-            try:
-                with self._heartbeat(analysis_id):
-                    analysis = self.analyzer.analyze(image, options, on_task_done=on_task_done)
-            except PicMetricError as exc:
-                logger.warning("%s: analysis failed: %s", image.sha256[:12], exc)
-                self._record_failure(analysis_id, str(exc))
-                analysis_id = None
-                raise AnalysisFailedError(f"the analysis failed: {exc}") from None
-            except Exception as exc:  # a model crash must still be recorded, and reported without a trace
-                logger.exception("%s: analysis crashed", image.sha256[:12])
-                self._record_failure(analysis_id, f"{exc.__class__.__name__}: {exc}")
-                analysis_id = None
-                raise AnalysisFailedError(f"the analysis failed ({exc.__class__.__name__})") from None
-            render_keys = {}
-            for kind, render in {**analysis.renders, "thumbnail": _thumbnail(image)}.items():
-                content = CONTENT_TYPES[options.render_format if kind != "thumbnail" else "webp"]
-                key = render_key(render, content)
-                put(key, render, content)
-                render_keys[kind] = (key, content)
-            try:
-                self._complete(analysis_id, analysis, render_keys)
-            except IntegrityError:  # the image (and our claim with it) was deleted while the models ran
-                raise ImageDeletedError(
-                    "the image was deleted while it was being analysed; send it again to analyse it anew"
-                ) from None
-            analysis_id = None
-        except BaseException as exc:
-            logger.warning("%s: not stored (%s)", image.sha256[:12], exc)
-            self._undo(analysis_id, image_id, created_blobs)
-            raise
-        logger.info(
-            "%s %s: analysed in %.0f ms and stored", image.sha256[:12], image.name or "", analysis.timings_ms["total"]
-        )
-        stored = self._find(image.sha256, options_key)
-        assert stored is not None
-        stored.cached = False
-        return stored
-
-    def _ensure_image_row(self, image: LoadedImage, key: str, content_type: str) -> int:
+    def ensure_image(self, image: ImageInfo, key: str, content_type: str) -> int:
+        """The image's row (inserted, or the one already there); its original blob must be stored first."""
         with self._session("store the image") as session:
             session.execute(
                 self._insert(ImageRow)
                 .values(
                     sha256=image.sha256,
                     md5=image.md5,
-                    size_bytes=len(image.data),
+                    size_bytes=image.size_bytes,
                     format=image.format,
                     width=image.width,
                     height=image.height,
@@ -315,15 +241,16 @@ class Repository:
             assert image_id is not None, "the row exists: inserted or already there"
             return image_id
 
-    def _claim(self, image_id: int, options: AnalysisOptions, options_key: str) -> int | None:
-        """Insert the 'running' row that reserves this analysis; None when someone else holds a fresh claim."""
+    def claim(self, image_id: int, options_key: str, options: dict) -> int | None:
+        """Insert the 'running' row that reserves this analysis; None when it is done or someone else holds a live
+        claim. A failed analysis, or a claim whose holder stopped renewing it, is taken over."""
         for _ in range(3):
             try:
                 with self._session("reserve the analysis") as session:
                     now = datetime.now(UTC)
                     row = AnalysisRow(
-                        image_id=image_id, options_key=options_key, options=options.to_dict(), status="running",
-                        model_versions={}, timings_ms={}, created_at=now, claimed_by=self._owner, heartbeat_at=now,
+                        image_id=image_id, options_key=options_key, options=options, status="running",
+                        model_versions={}, timings_ms={}, created_at=now, claimed_by=self.owner, heartbeat_at=now,
                     )  # fmt: skip
                     session.add(row)
                     session.flush()
@@ -345,13 +272,27 @@ class Repository:
                     session.delete(existing)  # failed earlier, or its holder died: retry it
         raise DatabaseError("could not reserve the analysis; please retry")
 
+    def claim_state(self, sha256: str, options_key: str) -> tuple[ClaimState, str | None]:
+        """Where an analysis stands, with its error when it failed; 'lapsed': running, but its holder stopped."""
+        with self._session("read the claim") as session:
+            row = session.scalar(
+                select(AnalysisRow).join(ImageRow).where(
+                    ImageRow.sha256 == sha256, AnalysisRow.options_key == options_key
+                )
+            )  # fmt: skip
+            if row is None:
+                return "missing", None
+            if row.status == "running":
+                return ("lapsed" if self._lapsed(row) else "running"), None
+            return ("done" if row.status == "done" else "failed"), row.error
+
     def _lapsed(self, row: AnalysisRow) -> bool:
         """A running claim whose holder has not renewed it within the lease: the holder died or lost the database."""
         last = _utc(row.heartbeat_at or row.created_at)
         return last < datetime.now(UTC) - timedelta(seconds=self.settings.claim_lease_s)
 
     @contextmanager
-    def _heartbeat(self, analysis_id: int) -> Iterator[None]:
+    def heartbeat(self, analysis_id: int) -> Iterator[None]:
         """Renew this call's claim while the models run, so other processes wait for it rather than retake it."""
         stop = threading.Event()
 
@@ -373,37 +314,39 @@ class Repository:
             stop.set()
             beat.join()
 
-    def _wait_for(self, sha256: str, options_key: str, timeout_s: float = 120.0) -> StoredAnalysis | None:
-        """The result another holder is producing; None as soon as its claim lapses (the caller takes it over)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._session("read the claim") as session:
-                row = session.scalar(
-                    select(AnalysisRow).join(ImageRow).where(
-                        ImageRow.sha256 == sha256, AnalysisRow.options_key == options_key
-                    )
-                )  # fmt: skip
-                if row is None or (row.status == "running" and self._lapsed(row)):
-                    return None
-                status, error = row.status, row.error
-            if status == "done":
-                stored = self._find(sha256, options_key)
-                if stored is not None:
-                    return stored
-            if status == "failed":
-                raise AnalysisFailedError(f"the analysis failed: {error}")
-            time.sleep(0.05)
-        raise AnalysisFailedError("another worker is still analysing this image; try again shortly")
-
-    def _record_failure(self, analysis_id: int, error: str) -> None:
+    def record_failure(self, analysis_id: int, error: str) -> None:
         with self._session("record the failure") as session:
             session.execute(
                 update(AnalysisRow).where(AnalysisRow.id == analysis_id).values(status="failed", error=error)
             )
 
-    def _complete(self, analysis_id: int, analysis: Analysis, render_keys: dict[str, tuple[str, str]]) -> None:
+    def complete(
+        self,
+        analysis_id: int,
+        results: tuple[Classification | None, Detections | None, Faces | None],
+        model_versions: dict[str, str],
+        timings_ms: dict[str, float],
+        render_keys: dict[str, tuple[str, str]],
+    ) -> None:
+        """Store an analysis' results and renders and mark it done. ImageDeletedError: the image was deleted while
+        the models ran (the claim went with it), so nothing is kept."""
+        try:
+            self._store_results(analysis_id, results, model_versions, timings_ms, render_keys)
+        except IntegrityError:
+            raise ImageDeletedError(
+                "the image was deleted while it was being analysed; send it again to analyse it anew"
+            ) from None
+
+    def _store_results(
+        self,
+        analysis_id: int,
+        results: tuple[Classification | None, Detections | None, Faces | None],
+        model_versions: dict[str, str],
+        timings_ms: dict[str, float],
+        render_keys: dict[str, tuple[str, str]],
+    ) -> None:
         with self._session("store the results") as session:
-            c, d, f = analysis.classification, analysis.detections, analysis.faces
+            c, d, f = results
             if c is not None:
                 session.add_all(
                     LabelRow(
@@ -454,8 +397,8 @@ class Repository:
                 .values(
                     status="done",
                     error=None,
-                    model_versions=analysis.model_versions,
-                    timings_ms={k: round(v, 2) for k, v in analysis.timings_ms.items()},
+                    model_versions=model_versions,
+                    timings_ms={k: round(v, 2) for k, v in timings_ms.items()},
                     top_label=top[0] if top else None,
                     top_confidence=top[1] if top else None,
                     object_count=len(d) if d is not None else 0,
@@ -463,7 +406,7 @@ class Repository:
                 )  # fmt: skip
             )
 
-    def _undo(self, analysis_id: int | None, image_id: int | None, created_blobs: list[str]) -> None:
+    def undo(self, analysis_id: int | None, image_id: int | None, created_blobs: list[str]) -> None:
         """Best effort after a failure: drop our claim, the image row if nothing else uses it, and the blobs this
         call created that no row references. Blobs are content-addressed, so another analysis of the same image in
         flight (other options) may be about to point to the very same original, thumbnail or render: then they are
@@ -498,12 +441,13 @@ class Repository:
 
     # -- reading -------------------------------------------------------------------------------------------------
 
-    def _find(self, sha256: str, options_key: str | None = None) -> StoredAnalysis | None:
+    def find(self, sha256: str, options_key: str | None = None) -> AnalysisRecord | None:
+        """The stored analysis of an image with these options (their key), or its newest successful one."""
         with self._session("read the analysis") as session:
             query = (
                 select(AnalysisRow)
                 .join(ImageRow)
-                .where(ImageRow.sha256 == sha256)
+                .where(ImageRow.sha256 == sha256.lower())
                 .options(
                     selectinload(AnalysisRow.image),
                     selectinload(AnalysisRow.labels),
@@ -516,53 +460,28 @@ class Repository:
             if options_key is not None:
                 query = query.where(AnalysisRow.options_key == options_key)
             row = session.scalars(query.limit(1)).first()
-            return self._to_stored(row) if row is not None else None
+            return self._to_record(row) if row is not None else None
 
-    def _to_stored(self, row: AnalysisRow) -> StoredAnalysis:
+    def _to_record(self, row: AnalysisRow) -> AnalysisRecord:
         image = row.image
-        options = AnalysisOptions.from_stored(row.options)
-        tasks = set(options.tasks)
-        classification = detections = faces = None
-        if "labels" in tasks and row.status == "done":
-            classification = Classification(
-                np.array([r.class_id for r in row.labels], np.int64),
-                np.array([r.confidence for r in row.labels], np.float32),
-                [r.name for r in row.labels],
-                model=row.labels[0].model if row.labels else options.classifier,
-            )
-        if "objects" in tasks and row.status == "done":
-            detections = Detections(
-                np.array([[o.x1, o.y1, o.x2, o.y2] for o in row.objects], np.float32).reshape(-1, 4),
-                np.array([o.confidence for o in row.objects], np.float32),
-                np.array([o.class_id for o in row.objects], np.int64),
-                coco_class_names(),
-            )
-        if "faces" in tasks and row.status == "done":
-            faces = Faces(
-                np.array([[f.x1, f.y1, f.x2, f.y2] for f in row.faces], np.float32).reshape(-1, 4),
-                np.array([f.confidence for f in row.faces], np.float32),
-                np.array([f.landmarks for f in row.faces], np.float32).reshape(-1, 5, 2),
-            )
-        analysis = Analysis(
-            sha256=image.sha256, md5=image.md5, format=image.format, width=image.width, height=image.height,
-            source=image.source, name=image.original_name, options=options, classification=classification,
-            detections=detections, faces=faces, timings_ms=dict(row.timings_ms or {}),
-            model_versions=dict(row.model_versions or {}), created_at=_utc(row.created_at),
-        )  # fmt: skip
+        done = row.status == "done"
         keys = {"original": image.blob_key} | {r.kind: r.blob_key for r in row.renders}
-        return StoredAnalysis(
-            id=row.id, analysis=analysis, status=row.status, error=row.error, cached=True, blob_keys=keys,
-            urls={kind: self.blobs.url(key) for kind, key in keys.items()},
+        return AnalysisRecord(
+            id=row.id, status=row.status, error=row.error, created_at=_utc(row.created_at), options=dict(row.options),
+            model_versions=dict(row.model_versions or {}), timings_ms=dict(row.timings_ms or {}),
+            image=ImageInfo(
+                sha256=image.sha256, md5=image.md5, size_bytes=image.size_bytes, format=image.format,
+                width=image.width, height=image.height, source=image.source, name=image.original_name,
+            ),
+            labels=[(r.class_id, r.name, r.confidence, r.model) for r in row.labels] if done else [],
+            objects=[((o.x1, o.y1, o.x2, o.y2), o.confidence, o.class_id) for o in row.objects] if done else [],
+            faces=[((f.x1, f.y1, f.x2, f.y2), f.confidence, f.landmarks) for f in row.faces] if done else [],
+            blob_keys=keys, urls={kind: self.blobs.url(key) for kind, key in keys.items()},
         )  # fmt: skip
 
-    def get(self, sha256: str, options: AnalysisOptions | None = None) -> StoredAnalysis | None:
-        """The stored analysis of this image (with these options, or the newest successful one)."""
-        return self._find(sha256.lower(), _options_key(options) if options else None)
-
-    def find_by_md5(self, md5: str) -> StoredAnalysis | None:
+    def sha256_of_md5(self, md5: str) -> str | None:
         with self._session("read the image") as session:
-            sha = session.scalar(select(ImageRow.sha256).where(ImageRow.md5 == md5.lower()).limit(1))
-        return self._find(sha) if sha else None
+            return session.scalar(select(ImageRow.sha256).where(ImageRow.md5 == md5.lower()).limit(1))
 
     def blob(self, key: str) -> bytes:
         return self.blobs.get(key)
@@ -685,10 +604,10 @@ class Repository:
 
     def _referenced_keys(self, session: Session, among: list[str] | None = None) -> set[str]:
         """Blob keys that rows point to (all of them, or only those of ``among``)."""
-        found = set()
-        for column in (ImageRow.blob_key, RenderRow.blob_key):
+        found: set[str] = set()
+        for column in (ImageRow.blob_key, RenderRow.blob_key, JobRow.input_key):
             query = select(column) if among is None else select(column).where(column.in_(among))
-            found |= set(session.scalars(query))
+            found |= {key for key in session.scalars(query) if key is not None}
         return found
 
     def delete(self, sha256: str) -> bool:
@@ -712,7 +631,7 @@ class Repository:
         """Remove everything: all rows, then all blobs (the seed's /reset)."""
         logger.warning("reset: deleting every stored analysis and image")
         with self._session("reset the database") as session:
-            for table in (RenderRow, FaceRow, ObjectRow, LabelRow, AnalysisRow, ImageRow):
+            for table in (RenderRow, FaceRow, ObjectRow, LabelRow, AnalysisRow, ImageRow, JobRow, BatchRow):
                 session.execute(delete(table))
         for key in self.blobs.keys():  # noqa: SIM118 (a blob store's listing, not a dict)
             self.blobs.delete(key)
@@ -729,6 +648,94 @@ class Repository:
         for key in orphans:
             self.blobs.delete(key)
         return orphans
+
+    # -- jobs and batches ----------------------------------------------------------------------------------------
+
+    def create_jobs(self, jobs: Sequence[NewJob], *, batch: bool) -> tuple[str | None, list[str]]:
+        """Record queued jobs (in one batch when ``batch``) before any of them is sent to a queue, so a worker
+        never receives a job it cannot find. Their staged uploads must be written after this (see ``finish_job``)."""
+        batch_id = uuid.uuid4().hex if batch else None
+        ids = [uuid.uuid4().hex for _ in jobs]
+        now = datetime.now(UTC)
+        with self._session("queue the jobs") as session:
+            if batch_id is not None:
+                session.add(BatchRow(id=batch_id, created_at=now))
+                session.flush()
+            session.add_all(
+                JobRow(
+                    id=job_id,
+                    batch_id=batch_id,
+                    state="queued",
+                    source=job.source,
+                    name=job.name,
+                    url=job.url,
+                    input_key=job.input_key,
+                    options=job.options,
+                    attempts=0,
+                    created_at=now,
+                )  # fmt: skip
+                for job_id, job in zip(ids, jobs, strict=True)
+            )
+        return batch_id, ids
+
+    def job(self, job_id: str) -> JobRecord | None:
+        with self._session("read the job") as session:
+            row = session.get(JobRow, job_id)
+            return _job_record(row) if row is not None else None
+
+    def start_job(self, job_id: str, worker: str) -> JobRecord | None:
+        """Mark a job running on ``worker`` (again, when a worker died and its message was redelivered). None when
+        it is unknown (deleted by a reset) or already finished: a redelivered finished job is not run twice."""
+        with self._session("start the job") as session:
+            row = session.get(JobRow, job_id, with_for_update=True)
+            if row is None or row.state in ("done", "failed"):
+                return None
+            row.state, row.worker, row.attempts = "running", worker[:96], row.attempts + 1
+            row.started_at = datetime.now(UTC)
+            return _job_record(row)
+
+    def finish_job(
+        self,
+        job_id: str,
+        *,
+        sha256: str | None,
+        cached: bool | None = None,
+        error: str | None = None,
+        error_status: int | None = None,
+    ) -> None:
+        """Record a job's outcome and release its staged upload (removed unless another unfinished job of the
+        same bytes still needs it)."""
+        with self._session("record the job") as session:
+            row = session.get(JobRow, job_id)
+            if row is None:
+                return
+            staged = row.input_key
+            row.state = "failed" if error else "done"
+            row.sha256 = sha256 or row.sha256
+            row.error, row.error_status, row.cached = error, error_status, cached
+            row.input_key, row.finished_at = None, datetime.now(UTC)
+            session.flush()
+            if staged is None or session.scalar(select(exists().where(JobRow.input_key == staged))):
+                return
+        with contextlib.suppress(PicMetricError):  # store away: the sweep removes it later
+            self.blobs.delete(staged)
+
+    def batch(self, batch_id: str) -> list[JobRecord] | None:
+        """A batch's jobs in submission order; None when there is no such batch."""
+        with self._session("read the batch") as session:
+            if session.get(BatchRow, batch_id) is None:
+                return None
+            rows = session.scalars(select(JobRow).where(JobRow.batch_id == batch_id).order_by(JobRow.created_at))
+            return [_job_record(row) for row in rows]
+
+    def job_counts(self) -> dict[str, int]:
+        """Jobs per state, over every batch and single job."""
+        with self._session("count the jobs") as session:
+            counts: dict[str, int] = {
+                state: count
+                for state, count in session.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
+            }
+        return {state: int(counts.get(state, 0)) for state in JOB_STATES}
 
     # -- status --------------------------------------------------------------------------------------------------
 
@@ -762,7 +769,10 @@ class Repository:
         return result
 
 
-def _thumbnail(image: LoadedImage) -> bytes:
-    thumb = Image.fromarray(image.pixels)
-    thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BILINEAR)
-    return encode_image(np.asarray(thumb), "webp")
+def _job_record(row: JobRow) -> JobRecord:
+    return JobRecord(
+        id=row.id, batch_id=row.batch_id, state=row.state, source=row.source, name=row.name, url=row.url,
+        input_key=row.input_key, options=dict(row.options), sha256=row.sha256, error=row.error,
+        error_status=row.error_status, cached=row.cached, attempts=row.attempts, worker=row.worker,
+        created_at=_utc(row.created_at), finished_at=_utc(row.finished_at) if row.finished_at else None,
+    )  # fmt: skip

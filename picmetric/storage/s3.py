@@ -11,10 +11,74 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..errors import ImageTooLargeError
 from ..settings import Settings
 from .blobs import MissingBlobError, StorageError
 
 _NO_BUCKET = ("404", "NoSuchBucket", "NotFound")  # head_bucket answers a bare 404
+
+
+def s3_client(settings: Settings):
+    """A boto3 client for the configured endpoint and credentials, with short timeouts."""
+    return boto3.client(
+        "s3",
+        region_name=settings.s3_region,
+        endpoint_url=settings.s3_endpoint_url,
+        aws_access_key_id=settings.s3_access_key.get_secret_value() if settings.s3_access_key else None,
+        aws_secret_access_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
+        config=BotoConfig(
+            connect_timeout=3, read_timeout=15, retries={"max_attempts": 2, "mode": "standard"},
+            s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
+        ),
+    )  # fmt: skip
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """'s3://bucket/some/prefix' -> ('bucket', 'some/prefix')."""
+    if not url.startswith("s3://") or not url[5:].split("/", 1)[0]:
+        raise StorageError(f"not an S3 location: {url!r} (expected s3://bucket/prefix)")
+    bucket, _, prefix = url[5:].partition("/")
+    return bucket, prefix
+
+
+class S3Objects:
+    """Read access to any bucket the configured credentials reach: the photos ``picmetric ingest`` indexes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._client = s3_client(settings)
+
+    def list(self, url: str, suffixes: tuple[str, ...]) -> list[str]:
+        """Every s3://bucket/key under the prefix whose name ends in one of ``suffixes`` (case-insensitive)."""
+        bucket, prefix = parse_s3_url(url)
+        found = []
+        try:
+            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                found += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])
+                          if o["Key"].lower().endswith(suffixes)]  # fmt: skip
+        except (BotoCoreError, ClientError) as exc:
+            raise StorageError(f"could not list {url} ({_code(exc)})") from None
+        return found
+
+    def get(self, url: str, max_bytes: int) -> bytes:
+        bucket, key = parse_s3_url(url)
+        try:
+            body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
+            data = body.read(max_bytes + 1)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise MissingBlobError(f"{url} does not exist") from None
+            raise StorageError(f"could not read {url} ({_code(exc)})") from None
+        except BotoCoreError as exc:
+            raise StorageError(f"could not read {url} ({_code(exc)})") from None
+        if len(data) > max_bytes:
+            raise ImageTooLargeError(f"{url} is larger than the {max_bytes / 1e6:.0f} MB upload limit")
+        return data
+
+
+def _code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "error"))
+    return exc.__class__.__name__
 
 
 class S3BlobStore:
@@ -29,17 +93,7 @@ class S3BlobStore:
         self.public_base_url = settings.s3_public_base_url
         self.presign_seconds = settings.s3_presign_seconds
         self.endpoint_url = settings.s3_endpoint_url
-        self._client = boto3.client(
-            "s3",
-            region_name=settings.s3_region,
-            endpoint_url=settings.s3_endpoint_url,
-            aws_access_key_id=settings.s3_access_key.get_secret_value() if settings.s3_access_key else None,
-            aws_secret_access_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
-            config=BotoConfig(
-                connect_timeout=3, read_timeout=15, retries={"max_attempts": 2, "mode": "standard"},
-                s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
-            ),
-        )  # fmt: skip
+        self._client = s3_client(settings)
 
     def _error(self, action: str, exc: Exception) -> StorageError:
         if isinstance(exc, ClientError):

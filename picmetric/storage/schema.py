@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -126,3 +127,37 @@ class RenderRow(Base):
     kind: Mapped[str] = mapped_column(String(16), nullable=False)  # objects | faces
     blob_key: Mapped[str] = mapped_column(String(255), nullable=False, index=True)
     content_type: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class BatchRow(Base):
+    """Jobs submitted together (a multi-photo upload, a folder, an S3 prefix): progress is counted over its jobs."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False)
+
+
+class JobRow(Base):
+    """One queued analysis, shared by every process: whoever runs it (a Celery worker or an in-process thread)
+    records its state here, so any API process can answer for it."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, index=True)  # queued | running | done | failed
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    name: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)  # http(s):// or s3://bucket/key, fetched by the worker
+    input_key: Mapped[str | None] = mapped_column(String(255), index=True)  # a staged upload, until the job ends
+    options: Mapped[dict] = mapped_column(JSON, nullable=False)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    error_status: Mapped[int | None] = mapped_column(Integer)  # the HTTP status the error means
+    cached: Mapped[bool | None] = mapped_column(Boolean)  # done: found in history rather than analysed now
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    worker: Mapped[str | None] = mapped_column(String(96))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

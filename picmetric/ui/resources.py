@@ -1,5 +1,5 @@
 """Process-wide resources for the dashboard: one analyzer (models load once per server, not per session or
-rerun) and one repository per storage configuration."""
+rerun) and one analysis service (with its jobs) per storage configuration."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from pydantic import SecretStr
 
 from .. import logs
 from ..intake import LoadedImage, load_image
+from ..jobs import JobService
 from ..pipeline import Analyzer, default_analyzer
+from ..service import AnalysisService
 from ..settings import Settings, settings_from_mapping
 from ..storage import Repository
 
@@ -34,19 +36,24 @@ def get_analyzer() -> Analyzer:
 
 
 @st.cache_resource(show_spinner="Opening storage…")
-def _repository(fingerprint: str, _settings: Settings) -> Repository:
-    return Repository(_settings, analyzer=get_analyzer())
+def _jobs(fingerprint: str, _settings: Settings) -> JobService:
+    return JobService(AnalysisService(_settings, analyzer=get_analyzer()))
 
 
-def get_repository() -> Repository:
-    """One repository per storage configuration; the fingerprint hashes the secrets rather than holding them."""
+def get_service() -> AnalysisService:
+    """Analyse and keep, and the stored history (``.repository``)."""
+    return get_jobs().service
+
+
+def get_jobs() -> JobService:
+    """One service per storage configuration; the fingerprint hashes the secrets rather than holding them."""
     settings = app_settings()
     values = {
         key: value.get_secret_value() if isinstance(value, SecretStr) else str(value)
         for key, value in settings.model_dump().items()
     }
     fingerprint = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
-    return _repository(fingerprint, settings)
+    return _jobs(fingerprint, settings)
 
 
 def working_image(repository: Repository, sha256: str) -> LoadedImage | None:

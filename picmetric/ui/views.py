@@ -14,7 +14,8 @@ from ..annotate import BoxAnnotator, FaceAnnotator, encode_image
 from ..models import FACE_DETECTORS
 from ..pipeline import Analysis
 from ..seed import seed_response
-from ..storage import Repository, StoredAnalysis
+from ..service import StoredAnalysis
+from ..storage import Repository
 from .charts import detections_chart, faces_chart, labels_chart
 from .resources import working_image
 

@@ -1,0 +1,316 @@
+"""Jobs: analyses queued to run elsewhere, on Celery workers or on background threads of this process.
+
+Every job is a row (``Repository.create_jobs``) before it is sent anywhere, so any process can say how it stands;
+the work itself is ``AnalysisService.submit``, whose claim keeps each image+options analysed once even when a
+broker delivers a job twice (a worker killed mid-job: ``acks_late`` + ``reject_on_worker_lost`` hand it to another
+worker, which waits for the dead claim to lapse and takes it over).
+
+* No broker (``PICMETRIC_BROKER_URL`` unset): ``InProcessQueue`` runs jobs on ``job_threads`` threads here.
+* ``redis://`` or ``amqp://``: ``CeleryQueue`` publishes them; ``picmetric worker`` (``picmetric.worker``) runs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .errors import AnalysisFailedError, PicMetricError, QueueUnavailableError
+from .intake import fetch_image_bytes, load_image
+from .pipeline import AnalysisOptions
+from .service import AnalysisService, StoredAnalysis
+from .settings import Settings
+from .storage import JobRecord, NewJob
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+logger = logging.getLogger(__name__)
+TASK_NAME = "picmetric.run_job"
+#: a job failing with one of these statuses (database, store or broker away) is retried by a worker
+RETRYABLE_STATUSES = frozenset({503})
+
+
+@dataclass(frozen=True)
+class JobInput:
+    """One photo to analyse: uploaded bytes, or a URL (http(s):// fetched with the URL guards, or s3://)."""
+
+    source: str  # upload | url | s3 | sample | camera
+    name: str | None = None
+    data: bytes | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    """What the System page, /readyz and /metrics say about the queue."""
+
+    kind: str  # in-process | celery
+    broker: str  # "in-process", or the broker URL without its password
+    reachable: bool
+    error: str | None = None
+    depth: int | None = None  # jobs waiting for a worker
+    workers: list[str] = field(default_factory=list)  # workers that answered a ping (Celery only)
+
+
+class JobQueue(Protocol):
+    def send(self, job_id: str) -> None: ...
+    def status(self, ping_workers: bool = False) -> QueueStatus: ...
+
+
+class RetryableJobError(Exception):
+    """A job met an outage (database, object store): a worker retries it later instead of failing it."""
+
+
+class JobService:
+    """Queue analyses and follow them. Safe to share between threads."""
+
+    def __init__(self, service: AnalysisService, queue: JobQueue | None = None) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.repository = service.repository
+        self._queue = queue
+        self._queue_lock = threading.Lock()
+        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+
+    @property
+    def queue(self) -> JobQueue:
+        """The broker's queue, or background threads here; made on first use (a dashboard may never queue)."""
+        with self._queue_lock:
+            if self._queue is None:
+                self._queue = (
+                    CeleryQueue(self.settings)
+                    if self.settings.broker_url
+                    else InProcessQueue(self.run, self.fail_after_retries, self.settings)
+                )
+            return self._queue
+
+    @property
+    def uses_broker(self) -> bool:
+        return self.settings.broker_url is not None
+
+    # -- submitting ----------------------------------------------------------------------------------------------
+
+    def submit(
+        self, inputs: Sequence[JobInput], options: AnalysisOptions | None = None, *, batch: bool = False
+    ) -> tuple[str | None, list[str]]:
+        """Queue one job per input (all in one batch when ``batch``); returns the batch id and the job ids.
+        Uploads are staged in the object store so a worker on another machine can read them. The broker being
+        down answers QueueUnavailableError (503) and the jobs not sent are recorded as failed, never left queued."""
+        if not inputs:
+            raise PicMetricError("nothing to analyse: send at least one file or URL")
+        options = options or AnalysisOptions()
+        staged = {i: f"incoming/{hashlib.sha256(item.data).hexdigest()}" for i, item in enumerate(inputs) if item.data}
+        jobs = [
+            NewJob(source=item.source, options=options.to_dict(), name=item.name, url=item.url, input_key=staged.get(i))
+            for i, item in enumerate(inputs)
+        ]
+        batch_id, job_ids = self.repository.create_jobs(jobs, batch=batch)  # rows first: see finish_job
+        sent = 0
+        try:
+            for i, item in enumerate(inputs):
+                if item.data is not None:
+                    self.repository.blobs.put(staged[i], item.data, "application/octet-stream")
+            for job_id in job_ids:
+                self.queue.send(job_id)
+                sent += 1
+        except PicMetricError as exc:
+            for job_id in job_ids[sent:]:
+                self.repository.finish_job(job_id, sha256=None, error=str(exc), error_status=exc.http_status)
+            raise
+        return batch_id, job_ids
+
+    # -- running (a worker, or an in-process thread) -------------------------------------------------------------
+
+    def run(self, job_id: str) -> None:
+        """Run one job and record its outcome. A redelivered job that already finished is not run again; an outage
+        raises RetryableJobError (the job stays running, a worker retries it)."""
+        job = self.repository.start_job(job_id, self.worker_name)
+        if job is None:
+            return
+        try:
+            stored = self.service.submit(
+                self._input_bytes(job), source=job.source, name=job.name,
+                options=AnalysisOptions.from_stored(job.options),
+            )  # fmt: skip
+        except PicMetricError as exc:
+            if exc.http_status in RETRYABLE_STATUSES and not isinstance(exc, QueueUnavailableError):
+                raise RetryableJobError(str(exc)) from exc
+            self.repository.finish_job(job_id, sha256=None, error=str(exc), error_status=exc.http_status)
+            return
+        except Exception as exc:  # a bug must not leave the job running forever
+            logger.exception("job %s crashed", job_id)
+            self.repository.finish_job(job_id, sha256=None, error=f"internal error ({exc.__class__.__name__})",
+                                       error_status=500)  # fmt: skip
+            return
+        self.repository.finish_job(job_id, sha256=stored.sha256, cached=stored.cached)
+
+    def fail_after_retries(self, job_id: str, error: str) -> None:
+        """No more retries for an outage: the job is failed with the reason (a new submission retries it)."""
+        self.repository.finish_job(job_id, sha256=None, error=error, error_status=503)
+
+    def _input_bytes(self, job: JobRecord):
+        if job.input_key is not None:
+            return load_image(self.repository.blobs.get(job.input_key), settings=self.settings, origin=job.source,
+                              name=job.name)  # fmt: skip
+        assert job.url is not None, "a job has staged bytes or a URL"
+        if job.url.startswith("s3://"):
+            from .storage.s3 import S3Objects
+
+            data = S3Objects(self.settings).get(job.url, self.settings.max_upload_bytes)
+        else:
+            data = fetch_image_bytes(job.url, settings=self.settings)
+        return load_image(data, settings=self.settings, origin=job.source, name=job.name or job.url)
+
+    # -- following -----------------------------------------------------------------------------------------------
+
+    def job(self, job_id: str) -> JobRecord | None:
+        return self.repository.job(job_id)
+
+    def wait(self, job_id: str, timeout_s: float | None = None) -> JobRecord:
+        """Poll until the job finished or ``timeout_s`` (job_wait_s) passed; returns its last state."""
+        deadline = time.monotonic() + (self.settings.job_wait_s if timeout_s is None else timeout_s)
+        while True:
+            job = self.repository.job(job_id)
+            if job is None:
+                raise AnalysisFailedError("the job was deleted (a reset) before it finished")
+            if job.state in ("done", "failed") or time.monotonic() >= deadline:
+                return job
+            time.sleep(0.05)
+
+    def result(self, job: JobRecord) -> StoredAnalysis:
+        """A finished job's analysis, or its error raised with the status it was recorded with."""
+        if job.state == "failed":
+            raise _error_with_status(job.error or "the analysis failed", job.error_status or 422)
+        stored = self.service.get(job.sha256 or "", AnalysisOptions.from_stored(job.options))
+        if stored is None:
+            raise AnalysisFailedError("the analysis was deleted after the job finished")
+        stored.cached = bool(job.cached)
+        return stored
+
+    def batch(self, batch_id: str) -> list[JobRecord] | None:
+        return self.repository.batch(batch_id)
+
+
+def _error_with_status(message: str, status: int) -> PicMetricError:
+    error = PicMetricError(message)
+    error.http_status = status
+    return error
+
+
+def batch_counts(jobs: Sequence[JobRecord]) -> dict[str, int]:
+    counts = {"queued": 0, "running": 0, "done": 0, "failed": 0}
+    for job in jobs:
+        counts[job.state] += 1
+    return counts
+
+
+class InProcessQueue:
+    """No broker: jobs run on background threads of this process (the embedded default)."""
+
+    def __init__(self, run: Callable[[str], None], fail: Callable[[str, str], None], settings: Settings) -> None:
+        self._run, self._fail = run, fail
+        self._pool = ThreadPoolExecutor(max_workers=settings.job_threads, thread_name_prefix="picmetric-job")
+        self._waiting = 0
+        self._lock = threading.Lock()
+
+    def send(self, job_id: str) -> None:
+        with self._lock:
+            self._waiting += 1
+        self._pool.submit(self._run_one, job_id)
+
+    def _run_one(self, job_id: str) -> None:
+        with self._lock:
+            self._waiting -= 1
+        try:
+            self._run(job_id)
+        except RetryableJobError as exc:  # no worker to retry it: recorded as failed, a resubmission retries it
+            logger.warning("job %s: %s", job_id, exc)
+            self._fail(job_id, str(exc))
+        except Exception:
+            logger.exception("job %s crashed", job_id)
+
+    def status(self, ping_workers: bool = False) -> QueueStatus:
+        return QueueStatus(kind="in-process", broker="in-process", reachable=True, depth=self._waiting)
+
+
+def celery_app(settings: Settings) -> Celery:
+    """The Celery application both sides use: the API publishes with it, ``picmetric worker`` consumes with it.
+    Late acknowledgement + reject on a lost worker: a job whose worker died goes to another worker."""
+    from celery import Celery
+
+    assert settings.broker_url is not None
+    app = Celery("picmetric", broker=settings.broker_url.get_secret_value(), set_as_current=False)
+    timeout = settings.broker_timeout_s
+    app.conf.update(
+        task_default_queue=settings.job_queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_prefetch_multiplier=1,  # a job waits in the broker, not behind a busy worker's prefetched ones
+        worker_hijack_root_logger=False,
+        broker_connection_timeout=timeout,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "visibility_timeout": settings.job_visibility_timeout_s,  # Redis: unacked jobs are redelivered after
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "max_retries": 1,
+        },
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
+    )
+    return app
+
+
+class CeleryQueue:
+    """Jobs published to Redis or RabbitMQ for ``picmetric worker`` processes on any machine."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = celery_app(settings)
+
+    def send(self, job_id: str) -> None:
+        try:
+            self.app.send_task(TASK_NAME, args=[job_id], queue=self.settings.job_queue)
+        except Exception as exc:  # kombu's and redis' connection errors have no common base worth naming
+            raise QueueUnavailableError(
+                f"the job queue ({self.settings.safe_broker_url}) is unreachable ({exc.__class__.__name__}); "
+                "nothing was queued, retry shortly"
+            ) from None
+
+    def status(self, ping_workers: bool = False) -> QueueStatus:
+        broker = self.settings.safe_broker_url or ""
+        try:
+            with self.app.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=self.settings.broker_timeout_s)
+                depth = _queue_depth(connection, self.settings.job_queue)
+            workers: list[str] = []
+            if ping_workers:
+                replies: list[dict[str, Any]] = self.app.control.ping(timeout=1.0) or []
+                workers = sorted(name for reply in replies for name in reply)
+        except Exception as exc:
+            return QueueStatus("celery", broker, reachable=False, error=f"unreachable ({exc.__class__.__name__})")
+        return QueueStatus("celery", broker, reachable=True, depth=depth, workers=workers)
+
+
+def _queue_depth(connection: Any, queue: str) -> int:
+    """Messages waiting in the queue; a queue nobody declared yet holds none."""
+    channel = connection.channel()
+    try:
+        return int(channel.queue_declare(queue=queue, passive=True).message_count)
+    except Exception:
+        return 0
+    finally:
+        try:
+            channel.close()
+        except Exception:
+            logger.debug("closing the status channel failed", exc_info=True)

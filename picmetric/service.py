@@ -1,0 +1,248 @@
+"""Analyse and keep: the one place that runs the models on an image and stores what they found. The API, the
+dashboard, the CLI and the workers all go through ``AnalysisService``; storage only persists.
+
+An image with the same options is analysed once, also when several threads or processes (workers on other
+machines) submit it at the same time: in-process callers queue on a lock, other processes on the database claim
+(``Repository.claim``), whose holder renews a heartbeat so a dead holder's claim is taken over within the lease.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from .annotate import CONTENT_TYPES, encode_image
+from .errors import AnalysisFailedError, PicMetricError
+from .intake import LoadedImage, load_image
+from .models.detector import coco_class_names
+from .pipeline import Analysis, AnalysisOptions, Analyzer, TaskCallback, default_analyzer
+from .results import Classification, Detections, Faces
+from .settings import Settings, get_settings
+from .storage import AnalysisRecord, ImageInfo, Repository
+from .storage.blobs import FORMAT_CONTENT_TYPES, original_key, render_key
+
+logger = logging.getLogger(__name__)
+THUMBNAIL_SIDE = 256
+#: how long a caller waits for another process' analysis of the same image before giving up
+WAIT_FOR_HOLDER_S = 120.0
+
+
+@dataclass
+class StoredAnalysis:
+    """An analysis as stored: results, where its images live, and whether it was computed just now."""
+
+    id: int
+    analysis: Analysis
+    status: str
+    error: str | None
+    cached: bool
+    blob_keys: dict[str, str]  # original, objects, faces, thumbnail -> key
+    urls: dict[str, str | None] = field(default_factory=dict)  # same kinds -> browser URL (None: served by us)
+
+    @property
+    def sha256(self) -> str:
+        return self.analysis.sha256
+
+
+def options_key(options: AnalysisOptions) -> str:
+    """The stored key of a set of options: analyses of one image are de-duplicated per key."""
+    return hashlib.sha256(options.cache_key.encode()).hexdigest()
+
+
+class AnalysisService:
+    """Analyse an image and keep the result, or find it kept already. Safe to share between threads."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        repository: Repository | None = None,
+        analyzer: Analyzer | None = None,
+    ) -> None:
+        self.settings = settings or (repository.settings if repository is not None else get_settings())
+        self.repository = repository or Repository(self.settings)
+        self.analyzer = analyzer or default_analyzer(self.settings)
+        self._key_locks: weakref.WeakValueDictionary[tuple, threading.Lock] = weakref.WeakValueDictionary()
+        self._key_locks_guard = threading.Lock()
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    def get(self, sha256: str, options: AnalysisOptions | None = None) -> StoredAnalysis | None:
+        """The stored analysis of this image (with these options, or the newest successful one)."""
+        record = self.repository.find(sha256, options_key(options) if options else None)
+        return self._stored(record) if record is not None else None
+
+    def find_by_md5(self, md5: str) -> StoredAnalysis | None:
+        sha = self.repository.sha256_of_md5(md5)
+        return self.get(sha) if sha else None
+
+    def _stored(self, record: AnalysisRecord) -> StoredAnalysis:
+        options = AnalysisOptions.from_stored(record.options)
+        tasks, done = set(options.tasks), record.status == "done"
+        classification = detections = faces = None
+        if "labels" in tasks and done:
+            classification = Classification(
+                np.array([label[0] for label in record.labels], np.int64),
+                np.array([label[2] for label in record.labels], np.float32),
+                [label[1] for label in record.labels],
+                model=record.labels[0][3] if record.labels else options.classifier,
+            )
+        if "objects" in tasks and done:
+            detections = Detections(
+                np.array([o[0] for o in record.objects], np.float32).reshape(-1, 4),
+                np.array([o[1] for o in record.objects], np.float32),
+                np.array([o[2] for o in record.objects], np.int64),
+                coco_class_names(),
+            )
+        if "faces" in tasks and done:
+            faces = Faces(
+                np.array([f[0] for f in record.faces], np.float32).reshape(-1, 4),
+                np.array([f[1] for f in record.faces], np.float32),
+                np.array([f[2] for f in record.faces], np.float32).reshape(-1, 5, 2),
+            )
+        image = record.image
+        analysis = Analysis(
+            sha256=image.sha256, md5=image.md5, format=image.format, width=image.width, height=image.height,
+            source=image.source, name=image.name, options=options, classification=classification,
+            detections=detections, faces=faces, timings_ms=record.timings_ms, model_versions=record.model_versions,
+            created_at=record.created_at,
+        )  # fmt: skip
+        return StoredAnalysis(
+            id=record.id, analysis=analysis, status=record.status, error=record.error, cached=True,
+            blob_keys=record.blob_keys, urls=record.urls,
+        )  # fmt: skip
+
+    # -- analyse and keep ----------------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        data: bytes | LoadedImage,
+        *,
+        source: str | None = None,
+        name: str | None = None,
+        options: AnalysisOptions | None = None,
+        on_task_done: TaskCallback | None = None,
+    ) -> StoredAnalysis:
+        """Store and analyse an image, or return the stored analysis when this image with these options exists.
+        ``source`` and ``name`` describe where it came from (they override a loaded image's own).
+        ``on_task_done`` reports each model as it finishes (not called for a stored analysis)."""
+        if isinstance(data, LoadedImage):
+            image = dataclasses.replace(data, source=source or data.source, name=name or data.name)
+        else:
+            image = load_image(data, settings=self.settings, origin=source or "upload", name=name)
+        options = options or AnalysisOptions()
+        key = options_key(options)
+        with self._lock_for((image.sha256, key)):
+            record = self.repository.find(image.sha256, key)
+            if record is not None and record.status == "done":
+                logger.info("%s %s: found in history", image.sha256[:12], image.name or "")
+                return self._stored(record)
+            return self._analyse_and_keep(image, options, key, on_task_done)
+
+    def _lock_for(self, key: tuple) -> threading.Lock:
+        with self._key_locks_guard:
+            lock = self._key_locks.get(key)
+            if lock is None:
+                lock = threading.Lock()
+                self._key_locks[key] = lock
+            return lock
+
+    def _analyse_and_keep(
+        self, image: LoadedImage, options: AnalysisOptions, key: str, on_task_done: TaskCallback | None
+    ) -> StoredAnalysis:
+        repository = self.repository
+        created_blobs: list[str] = []
+
+        def put(blob_key: str, data: bytes, content_type: str) -> None:
+            if not repository.blobs.exists(blob_key):
+                repository.blobs.put(blob_key, data, content_type)
+                created_blobs.append(blob_key)
+
+        content_type = FORMAT_CONTENT_TYPES.get(image.format, "application/octet-stream")
+        image_key = original_key(image.sha256, content_type)
+        analysis_id: int | None = None
+        image_id: int | None = None
+        try:
+            put(image_key, image.data, content_type)  # a storage failure stops here, before any row exists
+            image_id = repository.ensure_image(_image_info(image), image_key, content_type)
+            analysis_id = repository.claim(image_id, key, options.to_dict())
+            while analysis_id is None:  # another process holds a live claim: wait for its result
+                stored = self._wait_for(image.sha256, key)
+                if stored is not None:
+                    return stored
+                analysis_id = repository.claim(image_id, key, options.to_dict())  # its holder died: take it over
+            try:
+                with repository.heartbeat(analysis_id):
+                    analysis = self.analyzer.analyze(image, options, on_task_done=on_task_done)
+            except PicMetricError as exc:
+                logger.warning("%s: analysis failed: %s", image.sha256[:12], exc)
+                repository.record_failure(analysis_id, str(exc))
+                analysis_id = None
+                raise AnalysisFailedError(f"the analysis failed: {exc}") from None
+            except Exception as exc:  # a model crash must still be recorded, and reported without a trace
+                logger.exception("%s: analysis crashed", image.sha256[:12])
+                repository.record_failure(analysis_id, f"{exc.__class__.__name__}: {exc}")
+                analysis_id = None
+                raise AnalysisFailedError(f"the analysis failed ({exc.__class__.__name__})") from None
+            render_keys = {}
+            for kind, render in {**analysis.renders, "thumbnail": _thumbnail(image)}.items():
+                render_type = CONTENT_TYPES[options.render_format if kind != "thumbnail" else "webp"]
+                blob_key = render_key(render, render_type)
+                put(blob_key, render, render_type)
+                render_keys[kind] = (blob_key, render_type)
+            results = (analysis.classification, analysis.detections, analysis.faces)
+            repository.complete(analysis_id, results, analysis.model_versions, analysis.timings_ms, render_keys)
+            analysis_id = None
+        except BaseException as exc:
+            logger.warning("%s: not stored (%s)", image.sha256[:12], exc)
+            repository.undo(analysis_id, image_id, created_blobs)
+            raise
+        logger.info(
+            "%s %s: analysed in %.0f ms and stored", image.sha256[:12], image.name or "", analysis.timings_ms["total"]
+        )
+        record = repository.find(image.sha256, key)
+        assert record is not None
+        stored = self._stored(record)
+        stored.cached = False
+        return stored
+
+    def _wait_for(self, sha256: str, key: str) -> StoredAnalysis | None:
+        """The result another holder is producing; None as soon as its claim lapses (the caller takes it over)."""
+        deadline = time.monotonic() + WAIT_FOR_HOLDER_S
+        while time.monotonic() < deadline:
+            state, error = self.repository.claim_state(sha256, key)
+            if state in ("missing", "lapsed"):
+                return None
+            if state == "done":
+                stored = self._find_done(sha256, key)
+                if stored is not None:
+                    return stored
+            if state == "failed":
+                raise AnalysisFailedError(f"the analysis failed: {error}")
+            time.sleep(0.05)
+        raise AnalysisFailedError("another worker is still analysing this image; try again shortly")
+
+    def _find_done(self, sha256: str, key: str) -> StoredAnalysis | None:
+        record = self.repository.find(sha256, key)
+        return self._stored(record) if record is not None and record.status == "done" else None
+
+
+def _image_info(image: LoadedImage) -> ImageInfo:
+    return ImageInfo(
+        sha256=image.sha256, md5=image.md5, size_bytes=len(image.data), format=image.format, width=image.width,
+        height=image.height, source=image.source, name=image.name,
+    )  # fmt: skip
+
+
+def _thumbnail(image: LoadedImage) -> bytes:
+    thumb = Image.fromarray(image.pixels)
+    thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BILINEAR)
+    return encode_image(np.asarray(thumb), "webp")
