@@ -11,12 +11,12 @@ worker, which waits for the dead claim to lapse and takes it over).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -107,12 +107,13 @@ class JobService:
         if not inputs:
             raise PicMetricError("nothing to analyse: send at least one file or URL")
         options = options or AnalysisOptions()
-        staged = {i: f"incoming/{hashlib.sha256(item.data).hexdigest()}" for i, item in enumerate(inputs) if item.data}
+        # one staged blob per job, never shared: a job that ends removes its own without asking who else needs it
+        staged = {i: f"incoming/{uuid.uuid4().hex}" for i, item in enumerate(inputs) if item.data is not None}
         jobs = [
             NewJob(source=item.source, options=options.to_dict(), name=item.name, url=item.url, input_key=staged.get(i))
             for i, item in enumerate(inputs)
         ]
-        batch_id, job_ids = self.repository.create_jobs(jobs, batch=batch)  # rows first: see finish_job
+        batch_id, job_ids = self.repository.create_jobs(jobs, batch=batch)  # rows first: the sweep keeps their blobs
         sent = 0
         try:
             for i, item in enumerate(inputs):
@@ -261,10 +262,13 @@ def celery_app(settings: Settings) -> Celery:
         broker_connection_timeout=timeout,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
-            "visibility_timeout": settings.job_visibility_timeout_s,  # Redis: unacked jobs are redelivered after
+            # Redis: a job whose worker died unacknowledged is redelivered after the visibility timeout; the sweep
+            # that does so runs every unacked_restore_interval seconds (kombu's default sweeps only every ~100 s)
+            "visibility_timeout": settings.job_visibility_timeout_s,
+            "unacked_restore_interval": max(1, min(10, int(settings.job_visibility_timeout_s / 2))),
+            "unacked_restore_throttle": 1,
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
-            "max_retries": 1,
         },
         task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.5, "interval_max": 1},
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from picmetric import Analyzer, pipeline
 from picmetric.models.weights import package_file
@@ -24,6 +26,26 @@ def imagenet_samples() -> list[tuple[Path, int]]:
     """foolbox's 20 labelled ImageNet validation images: ``imagenet_<index>_<label>.jpg``."""
     folder = package_file("foolbox", "data", "imagenet_00_243.jpg").parent
     return [(p, int(p.stem.rsplit("_", 1)[1])) for p in sorted(folder.glob("imagenet_*.jpg"))]
+
+
+def photo_variants(count: int) -> list[bytes]:
+    """``count`` distinct real photos: the 22 shipped ones, cropped and mirrored in different ways."""
+    sources = [Image.open(p).convert("RGB") for p, _ in imagenet_samples()]
+    sources += [Image.open(sample_photo(n)).convert("RGB") for n in ("bus.jpg", "zidane.jpg")]
+    out = []
+    for i in range(count):
+        image = sources[i % len(sources)]
+        variant = i // len(sources)
+        w, h = image.size
+        inset = 0.02 * variant
+        image = image.crop((int(w * inset), int(h * inset), int(w * (1 - inset / 2)), int(h * (1 - inset / 2))))
+        if variant % 2:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        image.thumbnail((320, 320))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=85)
+        out.append(buffer.getvalue())
+    return out
 
 
 ROOT = Path(__file__).resolve().parents[1]

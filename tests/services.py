@@ -98,6 +98,8 @@ class SeaweedS3:
                 f"-filer.port={self.ports['filer']}", "-s3", f"-s3.port={self.ports['s3']}",
                 # every bucket is a collection with volumes of its own: allow plenty, and keep them small
                 "-volume.max=64", "-master.volumeSizeLimitMB=64",
+                # no Iceberg or Lance listeners: their fixed ports would clash with a second server on the machine
+                "-s3.port.iceberg=0", "-s3.port.lance=0",
             ],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
@@ -159,3 +161,109 @@ class PostgresDatabase:
     def drop(self) -> None:
         self.allow_connections()
         self._admin(self._terminate(), sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(self.name)))
+
+
+class RedisServer:
+    """A private ``redis-server`` with an append-only file synced on every write (as a broker should run), so a
+    SIGKILL and a restart on the same port keep the queued jobs."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen | None = None
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is required (Debian's redis-server package)"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 (open while the server runs)
+        self._process = subprocess.Popen(
+            [
+                binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
+                "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+            ],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self._process.poll() is None, f"redis-server exited; see {self.data_dir / 'redis.log'}"
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("redis-server did not start in time")
+
+    def kill(self) -> None:
+        if self._process and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait(timeout=10)
+        self._process = None
+
+
+class ApiServer:
+    """uvicorn serving an app in a thread, stopped cleanly at the end."""
+
+    def __init__(self, app) -> None:
+        import threading
+
+        import uvicorn
+
+        from picmetric.api.server import PROTOCOL
+
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", http=PROTOCOL)
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+class WorkerProcess:
+    """``picmetric worker`` in a session of its own (its Celery parent and children), configured through the
+    environment as a deployment would be; ``kill`` SIGKILLs the whole group, as a crashed machine would."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 1) -> None:
+        import sys
+
+        self.log_path = log_path
+        log = open(log_path, "ab")  # noqa: SIM115 (open while the worker runs)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "picmetric", "worker", f"--concurrency={concurrency}", "--log-level=info"],
+            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+
+    def owns(self, pid: int) -> bool:
+        """Whether ``pid`` (a job's worker process) belongs to this worker."""
+        try:
+            return os.getpgid(pid) == self.process.pid
+        except ProcessLookupError:
+            return False
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()

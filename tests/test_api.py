@@ -15,41 +15,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-import uvicorn
 
 from picmetric.api import create_app
-from picmetric.api.server import PROTOCOL, HeadTimeoutH11Protocol
+from picmetric.api.server import HeadTimeoutH11Protocol
 from picmetric.service import AnalysisService
 from picmetric.settings import Settings
 
 from .conftest import imagenet_samples
-from .services import free_port, send_trickling, wait_for_http
+from .services import ApiServer, free_port, send_trickling, wait_for_http
 
 ADMIN = "admin-secret-token"
 SEED_FIELDS = ["error", "hash", "original", "resnet", "yolov3", "yolov3_source", "faces_source"]
-
-
-class _Server:
-    """uvicorn serving an app in a thread, stopped cleanly at the end."""
-
-    def __init__(self, app) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", http=PROTOCOL)
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +63,7 @@ def _settings(tmp_path, **extra) -> Settings:
 def api(tmp_path_factory, analyzer):
     settings = _settings(tmp_path_factory.mktemp("api"))
     service = AnalysisService(settings, analyzer=analyzer)
-    with _Server(create_app(settings, service)) as url, httpx.Client(base_url=url, timeout=120) as client:
+    with ApiServer(create_app(settings, service)) as url, httpx.Client(base_url=url, timeout=120) as client:
         client.service = service
         yield client
 
@@ -190,7 +166,7 @@ def test_reset_and_log_need_the_admin_token(clean, zidane_path):
 
 def test_admin_routes_are_off_without_a_configured_token(tmp_path, analyzer):
     settings = Settings(data_dir=tmp_path)
-    with _Server(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
+    with ApiServer(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
         assert httpx.post(f"{url}/reset", headers={"Authorization": "Bearer anything"}).status_code == 403
         assert httpx.get(f"{url}/log").status_code == 403
 
@@ -345,7 +321,7 @@ def test_deepstack_errors_in_deepstack_shape(api, kwargs, status, message):
 
 def test_deepstack_api_key(tmp_path, analyzer, zidane_path):
     settings = _settings(tmp_path, api_key="nvr-key")
-    with _Server(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
+    with ApiServer(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
         missing = httpx.post(f"{url}/v1/vision/face", files=_file(zidane_path, "image"))
         assert missing.status_code == 401 and missing.json() == {"success": False, "error": "Incorrect api key"}
         ok = httpx.post(f"{url}/v1/vision/face", files=_file(zidane_path, "image"), data={"api_key": "nvr-key"})
@@ -382,7 +358,7 @@ def test_readyz_reports_a_broken_store(tmp_path, analyzer, seaweed):
     from .conftest import s3_settings
 
     settings = s3_settings(seaweed, tmp_path, bucket="never-created-bucket", s3_create_bucket=False)
-    with _Server(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
+    with ApiServer(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
         ready = httpx.get(f"{url}/readyz")
         assert ready.status_code == 503 and "'never-created-bucket' does not exist" in ready.json()["checks"]["storage"]
         assert "test-secret-value" not in ready.text
@@ -515,7 +491,7 @@ def test_renders_are_revalidated_by_content_address_not_cached_for_good(clean, z
 def test_trickling_urls_hold_neither_requests_nor_analyses(tmp_path, analyzer, photo_server, zidane_path):
     """Servers sending a byte a second: each URL request ends at the deadline, and they cannot starve uploads."""
     settings = _settings(tmp_path, url_timeout_s=1.5, url_max_concurrent=2)
-    with _Server(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
+    with ApiServer(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
 
         def trickle(i: int) -> tuple[int, float]:
             started = time.monotonic()
@@ -536,7 +512,7 @@ def test_trickling_urls_hold_neither_requests_nor_analyses(tmp_path, analyzer, p
 
 def test_api_key_protects_every_analysis_route_before_the_body_is_read(tmp_path, analyzer, zidane_path):
     settings = _settings(tmp_path, api_key="the-key")
-    with _Server(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
+    with ApiServer(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
         for path, shape_key in (("/api/v1/analyses", "detail"), ("/do_data_science", "error")):
             refused = httpx.post(f"{url}{path}", files=_file(zidane_path))
             assert refused.status_code == 401 and "X-API-Key" in refused.json()[shape_key]

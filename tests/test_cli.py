@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +146,57 @@ def test_configuration_errors_are_one_line(run, monkeypatch, variable, value, ar
         get_settings.cache_clear()
     assert result.returncode == code and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_folder_is_analysed_recursively_by_image_extension(cli, tmp_path, zidane_path, bus_path):
+    folder = tmp_path / "photos"
+    (folder / "nested" / "deeper").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(zidane_path.read_bytes())
+    (folder / "nested" / "deeper" / "B.JPEG").write_bytes(bus_path.read_bytes())
+    (folder / "nested" / "notes.txt").write_text("not a photo")
+    result = cli("analyze", str(folder), "--store", "-q", "--json")
+    assert result.returncode == 0, result.stderr
+    assert [Path(item["input"]).name for item in json.loads(result.stdout)] == ["a.jpg", "B.JPEG"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = cli("analyze", str(empty))
+    assert refused.returncode == 1 and "no image files in this folder" in refused.stderr
+
+
+def test_ingest_queues_every_image_under_an_s3_prefix(cli, monkeypatch, seaweed, tmp_path, zidane_path, bus_path):
+    """The bulk case, with no broker: the jobs run in this process, the store is the S3 server itself."""
+    import boto3
+
+    bucket = f"ingest-{uuid.uuid4().hex[:10]}"
+    s3 = boto3.client(
+        "s3", endpoint_url=seaweed.endpoint, aws_access_key_id="test-access",
+        aws_secret_access_key="test-secret-value", region_name="us-east-1",
+    )  # fmt: skip
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="class/day1/zidane.jpg", Body=zidane_path.read_bytes())
+    s3.put_object(Bucket=bucket, Key="class/day2/bus.JPG", Body=bus_path.read_bytes())
+    s3.put_object(Bucket=bucket, Key="class/day2/broken.png", Body=b"not an image")
+    s3.put_object(Bucket=bucket, Key="class/readme.md", Body=b"ignored")
+    s3.put_object(Bucket=bucket, Key="other/elsewhere.jpg", Body=zidane_path.read_bytes())
+    for name, value in {
+        "S3_BUCKET": bucket, "S3_ENDPOINT_URL": seaweed.endpoint, "S3_KEY": "test-access",
+        "S3_SECRET": "test-secret-value",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    result = cli("ingest", f"s3://{bucket}/class/", "-q")
+    assert result.returncode == 1  # one of them is broken: said so, the others analysed
+    assert "3 images queued (in-process)" in result.stderr
+    assert "broken.png" in result.stderr and "2 analysed or found in history, 1 failed" in result.stdout
+    history = cli("history", "--source", "s3", "--json")
+    assert sorted(item["name"] for item in json.loads(history.stdout)) == [
+        f"s3://{bucket}/class/day1/zidane.jpg",
+        f"s3://{bucket}/class/day2/bus.JPG",
+    ]
+    missing = cli("ingest", f"s3://{bucket}/nothing-here/", "-q")
+    assert missing.returncode == 1 and "no images under" in missing.stderr
+
+
+def test_a_worker_needs_a_broker(run):
+    result = run("worker")
+    assert result.returncode == 2 and "PICMETRIC_BROKER_URL" in result.stderr

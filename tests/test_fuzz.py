@@ -13,14 +13,14 @@ from picmetric.api import create_app
 from picmetric.service import AnalysisService
 from picmetric.settings import Settings
 
-from .test_api import _Server
+from .services import ApiServer
 
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory, analyzer):
     data = tmp_path_factory.mktemp("fuzz")
     config = Settings(data_dir=data, admin_token="fuzz-admin", max_upload_bytes=2_000_000)
-    with _Server(create_app(config, AnalysisService(config, analyzer=analyzer))) as url:
+    with ApiServer(create_app(config, AnalysisService(config, analyzer=analyzer))) as url:
         yield schemathesis.openapi.from_url(f"{url}/openapi.json")
 
 

@@ -29,7 +29,7 @@ from picmetric.storage import (
 from picmetric.storage.db import current_revision, head_revision, make_engine, upgrade
 from picmetric.storage.schema import AnalysisRow, ImageRow
 
-from .conftest import imagenet_samples, s3_settings
+from .conftest import imagenet_samples, photo_variants, s3_settings
 from .services import PostgresDatabase
 
 
@@ -152,28 +152,6 @@ def test_stats_and_health(service, zidane_path):
 # --- history filters on a database holding 200+ real analyses --------------------------------------------------
 
 
-def _variants(count: int) -> list[bytes]:
-    """``count`` distinct real photos: the 22 shipped ones, cropped and mirrored in different ways."""
-    from .conftest import sample_photo
-
-    sources = [Image.open(p).convert("RGB") for p, _ in imagenet_samples()]
-    sources += [Image.open(sample_photo(n)).convert("RGB") for n in ("bus.jpg", "zidane.jpg")]
-    out = []
-    for i in range(count):
-        image = sources[i % len(sources)]
-        variant = i // len(sources)
-        w, h = image.size
-        inset = 0.02 * variant
-        image = image.crop((int(w * inset), int(h * inset), int(w * (1 - inset / 2)), int(h * (1 - inset / 2))))
-        if variant % 2:
-            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        image.thumbnail((320, 320))
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=85)
-        out.append(buffer.getvalue())
-    return out
-
-
 @pytest.fixture(scope="module", params=["sqlite-local", "postgres-s3"])
 def full_history(request, tmp_path_factory, analyzer):
     """200+ stored analyses, built once per backend for the filter tests."""
@@ -184,7 +162,7 @@ def full_history(request, tmp_path_factory, analyzer):
     if request.param == "postgres-s3":
         repo.repository.blobs.ensure_bucket()
     repo.repository.reset()
-    stored = [repo.submit(data, source="url" if i % 5 == 0 else "upload") for i, data in enumerate(_variants(210))]
+    stored = [repo.submit(data, source="url" if i % 5 == 0 else "upload") for i, data in enumerate(photo_variants(210))]
     yield repo, stored
     repo.repository.reset()
     repo.repository.engine.dispose()

@@ -653,7 +653,7 @@ class Repository:
 
     def create_jobs(self, jobs: Sequence[NewJob], *, batch: bool) -> tuple[str | None, list[str]]:
         """Record queued jobs (in one batch when ``batch``) before any of them is sent to a queue, so a worker
-        never receives a job it cannot find. Their staged uploads must be written after this (see ``finish_job``)."""
+        never receives a job it cannot find, and the sweep never takes a staged upload a job row names."""
         batch_id = uuid.uuid4().hex if batch else None
         ids = [uuid.uuid4().hex for _ in jobs]
         now = datetime.now(UTC)
@@ -703,8 +703,7 @@ class Repository:
         error: str | None = None,
         error_status: int | None = None,
     ) -> None:
-        """Record a job's outcome and release its staged upload (removed unless another unfinished job of the
-        same bytes still needs it)."""
+        """Record a job's outcome and remove its staged upload (each job has its own)."""
         with self._session("record the job") as session:
             row = session.get(JobRow, job_id)
             if row is None:
@@ -714,11 +713,9 @@ class Repository:
             row.sha256 = sha256 or row.sha256
             row.error, row.error_status, row.cached = error, error_status, cached
             row.input_key, row.finished_at = None, datetime.now(UTC)
-            session.flush()
-            if staged is None or session.scalar(select(exists().where(JobRow.input_key == staged))):
-                return
-        with contextlib.suppress(PicMetricError):  # store away: the sweep removes it later
-            self.blobs.delete(staged)
+        if staged is not None:
+            with contextlib.suppress(PicMetricError):  # store away: the sweep removes it later
+                self.blobs.delete(staged)
 
     def batch(self, batch_id: str) -> list[JobRecord] | None:
         """A batch's jobs in submission order; None when there is no such batch."""

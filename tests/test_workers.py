@@ -1,0 +1,277 @@
+"""Jobs on real Celery workers: two ``picmetric worker`` processes, a real broker (a private Redis with an
+append-only file, and the machine's RabbitMQ), PostgreSQL and SeaweedFS S3, the API in front.
+
+What must hold under faults: every image analysed exactly once, no row pointing to a missing blob and no blob
+without a row, a killed worker's job finished by the other, a broker restart answered with 503s and then
+recovered without restarting anything."""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from picmetric.api import create_app
+from picmetric.jobs import CeleryQueue
+from picmetric.service import AnalysisService
+from picmetric.settings import Settings
+from picmetric.storage.schema import AnalysisRow, ImageRow, JobRow
+
+from .conftest import photo_variants, s3_settings
+from .services import ApiServer, PostgresDatabase, RedisServer, WorkerProcess
+
+LEASE_S = 3.0
+VISIBILITY_S = 6.0
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    """The variables a worker machine would be given: the same store, the same broker."""
+    env = {
+        "PICMETRIC_DATABASE_URL": settings.resolved_database_url,
+        "PICMETRIC_S3_BUCKET": settings.s3_bucket or "",
+        "PICMETRIC_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+        "PICMETRIC_S3_ACCESS_KEY": "test-access",
+        "PICMETRIC_S3_SECRET_KEY": "test-secret-value",
+        "PICMETRIC_JOB_QUEUE": settings.job_queue,
+        "PICMETRIC_CLAIM_LEASE_S": str(settings.claim_lease_s),
+        "PICMETRIC_JOB_VISIBILITY_TIMEOUT_S": str(settings.job_visibility_timeout_s),
+        "PICMETRIC_INTRA_OP_THREADS": "1",  # two workers on two cores
+        "PICMETRIC_DATA_DIR": str(settings.data_dir),
+    }
+    assert settings.broker_url is not None
+    env["PICMETRIC_BROKER_URL"] = settings.broker_url.get_secret_value()
+    return env
+
+
+class Stack:
+    """API + workers + broker + PostgreSQL + S3, as a deployment on several machines would run them."""
+
+    def __init__(self, settings: Settings, service: AnalysisService, client: httpx.Client, log_dir) -> None:
+        self.settings, self.service, self.client, self.log_dir = settings, service, client, log_dir
+        self.workers: list[WorkerProcess] = []
+
+    @property
+    def repository(self):
+        return self.service.repository
+
+    def start_worker(self) -> WorkerProcess:
+        worker = WorkerProcess(_environment(self.settings), self.log_dir / f"worker-{len(self.workers)}.log")
+        self.workers.append(worker)
+        return worker
+
+    def wait_for_workers(self, count: int, timeout_s: float = 180.0) -> None:
+        queue = CeleryQueue(self.settings)
+        deadline = time.monotonic() + timeout_s
+        while len(queue.status(ping_workers=True).workers) < count:
+            for worker in self.workers:
+                assert worker.process.poll() in (None, -9), f"a worker exited; see {worker.log_path}"
+            assert time.monotonic() < deadline, f"{count} workers did not answer; see {self.log_dir}"
+
+    def wait_for_batch(self, batch_id: str, timeout_s: float = 240.0) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            answer = self.client.get(f"/api/v1/batches/{batch_id}").json()
+            if answer["finished"]:
+                return answer
+            assert time.monotonic() < deadline, answer["counts"]
+            time.sleep(0.2)
+
+    def assert_store_consistent(self) -> None:
+        """Every row's blob exists, and every blob belongs to a row: nothing orphaned, nothing missing."""
+        stored = set(self.repository.blobs.keys())
+        for stored_analysis in self._all_analyses():
+            for key in stored_analysis.blob_keys.values():
+                assert key in stored, f"row points to missing blob {key}"
+        assert self.repository.sweep_orphans(min_age_s=0) == [], "blobs without a row"
+        assert not [key for key in stored if key.startswith("incoming/")], "staged uploads left behind"
+
+    def _all_analyses(self):
+        with self.repository.engine.connect() as connection:
+            shas = list(connection.scalars(select(ImageRow.sha256)))
+        return [self.service.get(sha) for sha in shas]
+
+    def count(self, column, *where) -> int:
+        with self.repository.engine.connect() as connection:
+            return int(connection.scalar(select(func.count(column)).where(*where)) or 0)
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_broker(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.kill()
+
+
+def _stack(tmp_path_factory, analyzer, seaweed, broker_url: str, workers: int):
+    database = PostgresDatabase()
+    tmp = tmp_path_factory.mktemp("stack")
+    settings = s3_settings(
+        seaweed, tmp, bucket=f"jobs-{uuid.uuid4().hex[:10]}", database_url=database.url, broker_url=broker_url,
+        job_queue=f"picmetric-test-{uuid.uuid4().hex[:8]}", claim_lease_s=LEASE_S,
+        job_visibility_timeout_s=VISIBILITY_S, broker_timeout_s=2.0,
+    )  # fmt: skip
+    service = AnalysisService(settings, analyzer=analyzer)
+    with ApiServer(create_app(settings, service)) as url, httpx.Client(base_url=url, timeout=180) as client:
+        stack = Stack(settings, service, client, tmp)
+        for _ in range(workers):
+            stack.start_worker()
+        try:
+            stack.wait_for_workers(workers)
+            yield stack
+        finally:
+            stack.stop()
+            service.repository.engine.dispose()
+            database.drop()
+
+
+@pytest.fixture(scope="module")
+def redis_stack(tmp_path_factory, analyzer, seaweed, redis_broker):
+    yield from _stack(tmp_path_factory, analyzer, seaweed, redis_broker.url, workers=2)
+
+
+@pytest.fixture(scope="module")
+def rabbit_stack(tmp_path_factory, analyzer, seaweed):
+    yield from _stack(tmp_path_factory, analyzer, seaweed, "amqp://guest:guest@127.0.0.1:5672//", workers=2)
+
+
+def _submit(client: httpx.Client, photo: bytes, name: str, wait: bool) -> tuple[str, int]:
+    """One submission; the job id (asynchronous) or the image's sha256 (synchronous), and the status."""
+    response = client.post(
+        "/api/v1/analyses", params={"wait": str(wait).lower()}, files={"file": (name, photo, "image/jpeg")}
+    )
+    if response.status_code == 202:
+        return response.json()["job"], 202
+    assert response.status_code in (200, 201), response.text
+    return response.json()["analysis"]["image"]["sha256"], response.status_code
+
+
+def _exactly_once(stack: Stack, submissions: int, distinct: int) -> None:
+    photos = photo_variants(distinct)
+    order = [i % distinct for i in range(submissions)]
+    random.Random(8).shuffle(order)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(
+                lambda n: _submit(stack.client, photos[order[n]], f"p{order[n]}.jpg", wait=n % 2 == 0),
+                range(submissions),
+            )  # fmt: skip
+        )
+    for job_id, status in answers:
+        if status != 202:
+            continue
+        deadline = time.monotonic() + 180
+        while (job := stack.client.get(f"/api/v1/jobs/{job_id}").json())["state"] in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert job["state"] == "done" and job["result"]["status"] == "done", job
+    assert stack.count(JobRow.id) == submissions
+    assert stack.count(JobRow.id, JobRow.state == "done") == submissions
+    assert stack.count(ImageRow.id) == distinct
+    assert stack.count(AnalysisRow.id, AnalysisRow.status == "done") == distinct
+    # the models ran once per image: exactly one job per image analysed it, every other found it stored
+    assert stack.count(JobRow.id, JobRow.cached.is_(False)) == distinct
+    with stack.repository.engine.connect() as connection:
+        analysed = list(connection.scalars(select(JobRow.sha256).where(JobRow.cached.is_(False))))
+    assert len(set(analysed)) == distinct
+    stack.assert_store_consistent()
+
+
+def test_a_hundred_submissions_on_two_redis_workers_analyse_each_image_once(redis_stack):
+    _exactly_once(redis_stack, submissions=100, distinct=40)
+    workers = {w for w in _job_workers(redis_stack)}
+    assert len({w.rsplit(":", 1)[1] for w in workers}) >= 2, "both workers took jobs"
+
+
+def test_rabbitmq_works_the_same(rabbit_stack):
+    _exactly_once(rabbit_stack, submissions=30, distinct=12)
+
+
+def _job_workers(stack: Stack) -> set[str]:
+    with stack.repository.engine.connect() as connection:
+        return {w for w in connection.scalars(select(JobRow.worker)) if w}
+
+
+def _big_photos(count: int) -> list[bytes]:
+    """Large photos (decoding and rendering take a while): a job is caught while it runs."""
+    out = []
+    for i, data in enumerate(photo_variants(count)):
+        image = Image.open(io.BytesIO(data)).resize((3200 + 16 * i, 2400), Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=92)
+        out.append(buffer.getvalue())
+    return out
+
+
+def test_a_worker_killed_mid_job_hands_it_to_the_other(redis_stack):
+    """SIGKILL (machine gone): the job is redelivered after the visibility timeout, the other worker waits for the
+    dead claim to lapse, takes it over and finishes it; nothing is lost or stored twice."""
+    photos = _big_photos(4)
+    analyses_before = redis_stack.count(AnalysisRow.id, AnalysisRow.status == "done")
+    files = [("files", (f"big{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]
+    response = redis_stack.client.post("/api/v1/batches", files=files, data={"tasks": "labels,objects,faces"})
+    assert response.status_code == 202, response.text
+    batch_id = response.json()["batch"]
+    deadline = time.monotonic() + 120
+    victim = None
+    while victim is None:
+        assert time.monotonic() < deadline, "no job was seen running"
+        for item in redis_stack.client.get(f"/api/v1/batches/{batch_id}").json()["items"]:
+            job = redis_stack.repository.job(item["job"])
+            if job is not None and job.state == "running" and job.worker:
+                victim = job
+                break
+        else:
+            time.sleep(0.02)
+    pid = int(victim.worker.rsplit(":", 1)[1])
+    killed = next(w for w in redis_stack.workers if w.owns(pid))
+    killed.kill()
+    answer = redis_stack.wait_for_batch(batch_id, timeout_s=VISIBILITY_S + LEASE_S + 120)
+    assert answer["counts"] == {"queued": 0, "running": 0, "done": 4, "failed": 0}, answer
+    finished = redis_stack.repository.job(victim.id)
+    assert finished is not None and finished.state == "done" and finished.attempts == 2
+    assert finished.worker != victim.worker
+    assert redis_stack.count(AnalysisRow.id, AnalysisRow.status == "done") == analyses_before + 4
+    redis_stack.assert_store_consistent()
+    redis_stack.workers.remove(killed)
+    redis_stack.start_worker()  # back to two for the next test
+    redis_stack.wait_for_workers(2)
+
+
+def test_a_broker_restart_mid_batch_answers_503_then_recovers(redis_stack, redis_broker):
+    photos = photo_variants(52)[40:52]
+    files = [("files", (f"r{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]
+    batch_id = redis_stack.client.post("/api/v1/batches", files=files).json()["batch"]
+    time.sleep(0.5)
+    redis_broker.kill()
+    try:
+        refused = redis_stack.client.post(
+            "/api/v1/analyses", params={"wait": "false"}, files={"file": ("x.jpg", photos[0], "image/jpeg")}
+        )
+        assert refused.status_code == 503 and "job queue" in refused.json()["detail"]
+        ready = redis_stack.client.get("/readyz")
+        assert ready.status_code == 503 and "unreachable" in ready.json()["checks"]["broker"]
+        assert "picmetric_broker_up 0.0" in redis_stack.client.get("/metrics").text
+    finally:
+        redis_broker.start()
+    answer = redis_stack.wait_for_batch(batch_id, timeout_s=VISIBILITY_S + 180)
+    for item in answer["items"]:  # completes, or says clearly why not
+        assert item["state"] == "done" or item["error"], item
+    assert answer["counts"]["done"] >= 1
+    again = redis_stack.client.post(
+        "/api/v1/analyses", files={"file": ("again.jpg", photo_variants(53)[52], "image/jpeg")}
+    )  # the API recovered without a restart, and so did the workers
+    assert again.status_code == 201, again.text
+    assert redis_stack.client.get("/readyz").status_code == 200
+    redis_stack.assert_store_consistent()
