@@ -608,3 +608,74 @@ def test_answers_match_their_published_models(clean, zidane_path):
     Readiness.model_validate(clean.get("/readyz").json())
     documented = clean.get("/openapi.json").json()["paths"]
     assert "AnalysisAnswer" in str(documented["/api/v1/analyses"]["post"]["responses"])
+
+
+# --- jobs and batches, with no broker: the same routes, run on the API process' own threads ----------------------
+
+
+def _until_finished(client: httpx.Client, path: str, timeout_s: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = client.get(path).json()
+        if answer.get("finished") or answer.get("state") in ("done", "failed"):
+            return answer
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.1)
+
+
+def test_wait_false_answers_202_with_a_job_that_ends_with_the_analysis(clean, zidane_path):
+    accepted = clean.post("/api/v1/analyses", params={"wait": "false"}, files=_file(zidane_path))
+    assert accepted.status_code == 202
+    body = accepted.json()
+    assert body["state"] == "queued" and body["status_url"].endswith(f"/api/v1/jobs/{body['job']}")
+    job = _until_finished(clean, body["status_url"])
+    assert job["state"] == "done" and job["error"] is None and job["attempts"] == 1
+    assert job["result"]["analysis"]["image"]["name"] == "zidane.jpg" and len(job["result"]["analysis"]["faces"]) == 2
+    assert clean.get(job["result_url"]).json()["analysis"]["image"]["sha256"] == job["result"]["analysis"]["image"][
+        "sha256"
+    ]
+    assert clean.service.repository.blobs.keys() and not [
+        key for key in clean.service.repository.blobs.keys() if key.startswith("incoming/")
+    ]  # the staged upload is gone once the job ended
+    broken = clean.post("/api/v1/analyses?wait=false", files={"file": ("x.jpg", b"junk", "image/jpeg")})
+    failed = _until_finished(clean, broken.json()["status_url"])
+    assert failed["state"] == "failed" and failed["error_status"] == 400 and "not an image" in failed["error"]
+    assert clean.get("/api/v1/jobs/unknown").status_code == 404
+
+
+def test_a_batch_of_files_and_urls_reports_counts_items_and_links(clean, zidane_path, bus_path, photo_server):
+    files = [("files", (p.name, p.read_bytes(), "image/jpeg")) for p in (zidane_path, bus_path)]
+    files.append(("files", ("broken.jpg", b"not a photo", "image/jpeg")))
+    urls = json.dumps([f"{photo_server}/zidane.jpg"])
+    accepted = clean.post("/api/v1/batches", files=files, data={"urls": urls, "tasks": "faces"})
+    assert accepted.status_code == 202, accepted.text
+    body = accepted.json()
+    assert len(body["jobs"]) == 4
+    batch = _until_finished(clean, body["status_url"])
+    assert batch["total"] == 4 and batch["counts"] == {"queued": 0, "running": 0, "done": 3, "failed": 1}
+    names = [item["name"] for item in batch["items"]]
+    assert names == ["zidane.jpg", "bus.jpg", "broken.jpg", f"{photo_server}/zidane.jpg"]
+    failed = batch["items"][2]
+    assert failed["state"] == "failed" and failed["error"] and failed["result_url"] is None
+    for item in (batch["items"][0], batch["items"][1], batch["items"][3]):
+        result = clean.get(item["result_url"]).json()
+        assert result["analysis"]["options"]["tasks"] == ["faces"]
+    assert batch["items"][0]["sha256"] == batch["items"][3]["sha256"]  # the URL served the same photo: stored once
+    by_json = clean.post("/api/v1/batches", json={"urls": [f"{photo_server}/zidane.jpg"]})
+    assert _until_finished(clean, by_json.json()["status_url"])["counts"]["done"] == 1
+
+
+@pytest.mark.parametrize(
+    ("request_args", "message"),
+    [
+        ({"json": {"urls": "https://example.com/a.jpg"}}, "'urls' must be a list"),
+        ({"json": {"urls": []}}, "send files"),
+        ({"data": {"urls": "[1, 2]"}}, "'urls' must be a list"),
+        ({"data": {"urls": "not json"}}, "JSON list"),
+        ({"json": {"urls": ["https://example.com/a.jpg"], "options": {"top_k": 99}}}, "top_k"),
+    ],
+)
+def test_bad_batches_are_refused_with_a_reason(clean, request_args, message):
+    refused = clean.post("/api/v1/batches", **request_args)
+    assert refused.status_code in (400, 422) and message in refused.json()["detail"], refused.text
+    assert clean.get("/api/v1/batches/unknown").status_code == 404
