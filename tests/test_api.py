@@ -631,12 +631,12 @@ def test_wait_false_answers_202_with_a_job_that_ends_with_the_analysis(clean, zi
     job = _until_finished(clean, body["status_url"])
     assert job["state"] == "done" and job["error"] is None and job["attempts"] == 1
     assert job["result"]["analysis"]["image"]["name"] == "zidane.jpg" and len(job["result"]["analysis"]["faces"]) == 2
-    assert clean.get(job["result_url"]).json()["analysis"]["image"]["sha256"] == job["result"]["analysis"]["image"][
-        "sha256"
-    ]
-    assert clean.service.repository.blobs.keys() and not [
-        key for key in clean.service.repository.blobs.keys() if key.startswith("incoming/")
-    ]  # the staged upload is gone once the job ended
+    assert (
+        clean.get(job["result_url"]).json()["analysis"]["image"]["sha256"]
+        == job["result"]["analysis"]["image"]["sha256"]
+    )
+    stored_keys = clean.service.repository.blobs.keys()
+    assert stored_keys and not [key for key in stored_keys if key.startswith("incoming/")]  # staged upload gone
     broken = clean.post("/api/v1/analyses?wait=false", files={"file": ("x.jpg", b"junk", "image/jpeg")})
     failed = _until_finished(clean, broken.json()["status_url"])
     assert failed["state"] == "failed" and failed["error_status"] == 400 and "not an image" in failed["error"]

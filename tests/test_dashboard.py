@@ -159,6 +159,7 @@ def test_system_page_reset_needs_confirmation(app, zidane_path):
     app.switch_page("pages/system.py").run()
     assert not app.exception
     assert metrics(app)["Images"] == "1"
+    assert any("Broker: none" in note.value for note in app.info)  # the embedded default: jobs on this server
     reset = next(b for b in app.button if b.label == "Reset all data")
     assert reset.disabled
     app.text_input[0].set_value("delete everything").run()

@@ -553,3 +553,24 @@ def test_a_sweep_keeps_the_staged_upload_of_a_queued_job(service, zidane_path):
     assert repository.sweep_orphans(min_age_s=0) == ["incoming/abandoned"]
     repository.finish_job(job_id, sha256=None, error="stopped", error_status=503)
     assert not repository.blobs.exists("incoming/queued")  # a finished job's staged upload goes with it
+
+
+def test_a_reset_during_an_upload_leaves_no_row_pointing_to_a_deleted_blob(service, zidane_path, analyzer):
+    """Reset removes every row and then every blob; an upload in flight must not write rows afterwards that point
+    to the blobs reset just removed: it is answered 409 and leaves nothing."""
+    from picmetric.storage import ImageDeletedError
+
+    original_analyze = analyzer.analyze
+
+    def reset_then_analyze(image, options=None, **kwargs):  # the reset lands while the models run
+        service.repository.reset()
+        return original_analyze(image, options, **kwargs)
+
+    analyzer.analyze = reset_then_analyze
+    try:
+        with pytest.raises(ImageDeletedError):
+            service.submit(zidane_path.read_bytes())
+    finally:
+        del analyzer.analyze
+    assert service.repository.stats()["images"] == 0 and service.repository.blobs.keys() == []
+    assert service.submit(zidane_path.read_bytes()).status == "done"

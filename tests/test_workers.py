@@ -249,6 +249,34 @@ def test_a_worker_killed_mid_job_hands_it_to_the_other(redis_stack):
     redis_stack.wait_for_workers(2)
 
 
+def test_the_dashboard_queues_a_batch_for_the_workers_and_shows_them(redis_stack, monkeypatch, bus_path):
+    from streamlit.testing.v1 import AppTest
+
+    from .test_dashboard import APP
+
+    for name, value in _environment(redis_stack.settings).items():
+        monkeypatch.setenv(name, value)
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.run()
+    photos = [
+        ("b1.jpg", photo_variants(60)[55]),
+        ("b2.jpg", photo_variants(60)[56]),
+        ("bus.jpg", bus_path.read_bytes()),
+    ]
+    app.file_uploader[0].set_value([(name, data, "image/jpeg") for name, data in photos])
+    app.run()
+    assert not app.exception
+    batch_id = app.session_state["batch"]
+    answer = redis_stack.wait_for_batch(batch_id)
+    assert answer["counts"]["done"] == 3
+    assert {j.worker for j in redis_stack.repository.batch(batch_id) or []} - {None}  # run by the workers
+    app.run()
+    assert list(app.dataframe[0].value["state"]) == ["analysed", "analysed", "analysed"]
+    app.switch_page("pages/system.py").run()
+    assert any("Broker: ok · redis://127.0.0.1" in note.value for note in app.success)
+    assert sum("picmetric-" in c.value for c in app.caption) == 1  # the workers that answered a ping
+
+
 def test_a_broker_restart_mid_batch_answers_503_then_recovers(redis_stack, redis_broker):
     photos = photo_variants(52)[40:52]
     files = [("files", (f"r{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]

