@@ -380,7 +380,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"picmetric: {exc}", file=sys.stderr)
         return 2
-    command = [sys.executable, "-m", "streamlit", "run", str(folder / "app.py")]
+    command = [sys.executable, "-m", "picmetric.ui.serve", "run", str(folder / "app.py")]  # Streamlit's CLI
     command += streamlit_flags(folder / ".streamlit" / "config.toml")
     command += ["--server.port", str(args.port), "--server.address", args.host, *getattr(args, "streamlit_args", [])]
     os.execv(sys.executable, command)  # the dashboard takes over this process: signals reach Streamlit itself

@@ -4,6 +4,7 @@ Screenshots of every page land in test-output/screenshots/ for a person to look 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -24,23 +25,29 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory):
+@contextlib.contextmanager
+def running_dashboard(data: Path):
+    """``picmetric dashboard`` (what ``./bootstrap.sh run`` starts) on a free port; its URL."""
     port = free_port()
-    data = tmp_path_factory.mktemp("dashboard-data")
     log = open(data / "streamlit.log", "w")  # noqa: SIM115 (open while the dashboard runs)
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-         "--server.address", "127.0.0.1"],
+        [sys.executable, "-m", "picmetric", "dashboard", "--port", str(port), "--host", "127.0.0.1"],
         cwd=ROOT, env={**os.environ, "PICMETRIC_DATA_DIR": str(data)}, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    if not wait_for_http(f"{url}/_stcore/health"):
+    try:
+        if not wait_for_http(f"{url}/_stcore/health"):
+            pytest.fail(f"streamlit did not start: {(data / 'streamlit.log').read_text()[-2000:]}")
+        yield url
+    finally:
         process.kill()
-        pytest.fail(f"streamlit did not start: {(data / 'streamlit.log').read_text()[-2000:]}")
-    yield url
-    process.kill()
-    process.wait(10)
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    with running_dashboard(tmp_path_factory.mktemp("dashboard-data")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +114,23 @@ def test_upload_results_history_and_every_page(dashboard, browser, zidane_path):
     expect(page.get_by_text("Recent log")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("analysed in")).to_be_visible()
     _shot(page, "7-system")
+
+
+@pytest.mark.parametrize(
+    ("path", "heading"),
+    [("system", "Recent log"), ("history", "History"), ("how-it-works", "How PicMetric sees a photo")],
+)
+def test_a_bookmarked_page_is_the_first_request_after_a_start(browser, tmp_path, path, heading):
+    """A fresh server whose first visitor opens a page's own URL gets that page in the normal four-page app, not
+    Streamlit's automatic page list ("app, analyze, ...") or "Page not found"."""
+    with running_dashboard(tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(f"{url}/{path}")
+        expect(page.get_by_role("heading", name=heading).first).to_be_visible(timeout=90_000)
+        navigation = page.get_by_test_id("stSidebarNav")
+        expect(navigation).to_be_visible()
+        links = [text.strip().splitlines()[-1] for text in navigation.get_by_role("link").all_inner_texts()]
+        assert links == ["Analyze", "History", "How it works", "System"], links
+        expect(page.get_by_text("Page not found")).to_have_count(0)
+        _shot(page, f"0-cold-start-{path}")
+        page.close()

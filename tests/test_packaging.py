@@ -111,6 +111,7 @@ def test_installed_dashboard(server, tmp_path):
         tmp_path / "server.log"
     ).read_text()
     assert httpx.get(f"http://localhost:{port}/", timeout=30).status_code == 200
-    # the command became Streamlit itself (same process), with the dashboard's config.toml as flags
+    # the command became Streamlit itself (same process, through PicMetric's launcher), with the dashboard's
+    # config.toml as flags
     arguments = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-    assert b"streamlit" in arguments and b"--server.maxUploadSize=30" in arguments
+    assert b"picmetric.ui.serve" in arguments and b"run" in arguments and b"--server.maxUploadSize=30" in arguments
