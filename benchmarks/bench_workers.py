@@ -99,7 +99,10 @@ def start_workers(count: int, settings: Settings, threads: int, log_dir: Path) -
         workers.append(
             subprocess.Popen(
                 [sys.executable, "-m", "picmetric", "worker", "--concurrency=1", "--log-level=warning"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )  # fmt: skip
         )
     queue = CeleryQueue(settings)

@@ -44,8 +44,9 @@ options = AnalysisOptions(
 )
 
 
-def analyse(source, *, origin: str, name: str) -> None:
-    """Submit one image (bytes, or a URL to fetch) and keep the result in the session."""
+def analyse(source: bytes | str, *, origin: str, name: str) -> None:
+    """Submit one image (bytes, or a URL to fetch) and keep the result in the session; ``origin`` is stored as
+    where it came from (upload, url, sample, camera)."""
     with st.status(f"Analyzing {name}…", expanded=True) as status:
 
         def report(task: str, timings: dict[str, float]) -> None:
@@ -54,7 +55,7 @@ def analyse(source, *, origin: str, name: str) -> None:
         try:
             image = (
                 fetch_image(source, settings=service.settings)
-                if origin == "url"
+                if isinstance(source, str)
                 else load_image(source, settings=service.settings, origin=origin, name=name)
             )
             stored = service.submit(image, options=options, on_task_done=report)
@@ -178,10 +179,19 @@ if batch_id:
         follow_batch(batch_id)
 
 current = results.get(st.session_state.get("current"))
+if current is not None and service.get(current.sha256, current.analysis.options) is None:
+    results.pop(current.sha256, None)  # deleted meanwhile (another tab, History, a reset): never shown as stored
+    st.session_state.pop("current", None)
+    st.warning(
+        f"{current.analysis.name or 'This photo'} was deleted from history meanwhile; send it again to analyse it.",
+        icon=":material/delete:",
+    )
+    current = None
 if current is not None and current.analysis.options.cache_key != options.cache_key:
     original = service.repository.image_bytes(current.sha256, "original")  # settings changed: same photo, new options
     if original is not None:
-        analyse(original[0], origin="upload", name=current.analysis.name or current.sha256[:12])
+        name = current.analysis.name or current.sha256[:12]
+        analyse(original[0], origin=current.analysis.source, name=name)
         current = results.get(st.session_state.get("current"))
 
 display = display_sidebar(current.analysis if current else None)

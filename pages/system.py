@@ -13,9 +13,9 @@ analyzer = get_analyzer()
 jobs = get_jobs()
 repository = jobs.repository
 st.title("System")
-if st.session_state.pop("reset_done", False):
+reset_done = st.session_state.pop("reset_done", False)
+if reset_done:
     st.session_state["reset_confirmation"] = ""
-    st.success("All stored data was deleted.", icon=":material/check:")
 
 st.subheader("Models")
 loaded = analyzer.loaded_models()
@@ -80,10 +80,17 @@ st.code("\n".join(lines) if lines else "(nothing logged yet)", language=None, he
 st.subheader("Reset")
 with st.container(border=True):
     st.warning("Reset deletes every stored image, render and analysis. It cannot be undone.", icon=":material/warning:")
-    confirmed = st.text_input('Type "delete everything" to confirm', key="reset_confirmation") == "delete everything"
-    if st.button("Reset all data", type="primary", disabled=not confirmed):
-        repository.reset()
-        for key in ("results", "current", "batch", "handled_uploads", "_working_images"):
-            st.session_state.pop(key, None)
-        st.session_state["reset_done"] = True
-        st.rerun()
+    typed = st.text_input('Type "delete everything" to confirm', key="reset_confirmation")
+    # never disabled: a disabled button would swallow the click that also commits the typed text
+    if st.button("Reset all data", type="primary"):
+        if typed.strip().lower() != "delete everything":
+            st.error('Nothing was deleted: type "delete everything" in the box first.', icon=":material/block:")
+        else:
+            repository.reset()
+            for key in ("results", "current", "batch", "handled_uploads", "_working_images"):
+                st.session_state.pop(key, None)
+            st.session_state["reset_done"] = True
+            st.rerun()
+    if reset_done:  # where the user is looking: under the button they clicked
+        st.success("All stored data was deleted.", icon=":material/check:")
+        st.toast("All stored data was deleted.", icon=":material/check:")

@@ -160,12 +160,10 @@ def test_system_page_reset_needs_confirmation(app, zidane_path):
     assert not app.exception
     assert metrics(app)["Images"] == "1"
     assert any("Broker: none" in note.value for note in app.info)  # the embedded default: jobs on this server
-    reset = next(b for b in app.button if b.label == "Reset all data")
-    assert reset.disabled
-    app.text_input[0].set_value("delete everything").run()
-    reset = next(b for b in app.button if b.label == "Reset all data")
-    assert not reset.disabled
-    reset.click().run()
+    next(b for b in app.button if b.label == "Reset all data").click().run()  # not typed: nothing happens
+    assert metrics(app)["Images"] == "1" and any("Nothing was deleted" in e.value for e in app.error)
+    app.text_input[0].set_value("delete everything")  # typed, and the one click commits it and resets
+    next(b for b in app.button if b.label == "Reset all data").click().run()
     assert metrics(app)["Images"] == "0"
     assert any("deleted" in s.value for s in app.success)
 
@@ -214,3 +212,34 @@ def test_uploaded_bytes_do_not_stay_in_the_session(app, zidane_path):
         return False
 
     assert not any(holds_bytes(stored) for stored in results.values())
+
+
+def test_an_analysis_deleted_in_another_tab_is_not_shown_as_stored(app, tmp_path, zidane_path):
+    from picmetric.settings import Settings
+    from picmetric.storage import Repository
+
+    upload(app, zidane_path)
+    sha = app.session_state["current"]
+    assert Repository(Settings(data_dir=tmp_path / "data")).delete(sha)  # e.g. History in another tab
+    app.run()
+    assert not app.exception and "Faces" not in metrics(app)
+    assert any("was deleted from history meanwhile" in w.value for w in app.warning)
+
+
+def test_samples_and_the_camera_are_stored_with_their_source(app, tmp_path, bus_path):
+    from picmetric.settings import Settings
+    from picmetric.storage import Repository
+
+    next(b for b in app.button if b.label.startswith("Street with a bus")).click().run()
+    app.camera_input[0].set_value(("photo.jpg", _room(), "image/jpeg"))
+    app.run()
+    assert not app.exception and metrics(app)["Objects"] != "—"
+    repository = Repository(Settings(data_dir=tmp_path / "data"))
+    assert {item.source for item in repository.history().items} == {"sample", "camera"}
+
+
+def _room() -> bytes:
+    """A photo as a webcam would send it: a JPEG of a real scene."""
+    from .conftest import photo_variants
+
+    return photo_variants(25)[24]
