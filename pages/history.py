@@ -7,10 +7,11 @@ from datetime import UTC, datetime, time
 import pandas as pd
 import streamlit as st
 
+from picmetric import PicMetricError
 from picmetric.storage import HistoryFilter
 from picmetric.ui.resources import get_service
 from picmetric.ui.thumbnails import thumbnail_src
-from picmetric.ui.views import display_sidebar, show_analysis
+from picmetric.ui.views import display_sidebar, options_summary, show_analysis
 
 PAGE_SIZE = 50
 service = get_service()
@@ -36,7 +37,7 @@ if page_number > page.pages:
     st.session_state["history_page"] = 1
     st.rerun()
 
-st.caption(f"{page.summary} · select a row to open it")
+st.caption(f"{page.summary} · click a row to open it" if page.total else "No analysis matches these filters.")
 frame = pd.DataFrame(
     [
         {
@@ -47,19 +48,21 @@ frame = pd.DataFrame(
             "faces": item.face_count,
             "source": item.source,
             "analysed": item.created_at,
+            "settings": options_summary(item.options),
             "ms": round(item.total_ms) if item.total_ms else None,
             "sha256": item.sha256,
         }
         for item in page.items
     ],
-    columns=["thumbnail", "name", "top label", "objects", "faces", "source", "analysed", "ms", "sha256"],
+    columns=["thumbnail", "name", "top label", "objects", "faces", "source", "analysed", "settings", "ms", "sha256"],
 )
 event = st.dataframe(
-    frame, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="history-table",
-    row_height=64,
+    frame, hide_index=True, width="stretch", on_select="rerun", selection_mode=["single-row", "single-cell"],
+    key="history-table", row_height=64,
     column_config={
         "thumbnail": st.column_config.ImageColumn("", width="small"),
         "analysed": st.column_config.DatetimeColumn("analysed (UTC)", format="YYYY-MM-DD HH:mm"),
+        "settings": st.column_config.TextColumn("settings", help="what this analysis ran with"),
         "sha256": st.column_config.TextColumn("hash", width="small"),
     },
 )  # fmt: skip
@@ -71,13 +74,15 @@ if following.button("Older →", disabled=page.page >= page.pages, width="stretc
     st.session_state["history_page"] = page.page + 1
     st.rerun()
 
-selected = None
-if event.selection.rows:
-    selected = frame.iloc[event.selection.rows[0]]["sha256"]
-elif "sha" in st.query_params:
-    selected = st.query_params["sha"]
-
-stored = service.get(selected) if selected else None
+clicked = event.selection.rows or [row for row, _ in event.selection.cells]  # a row, or any cell of it
+if clicked:
+    st.query_params["sha"] = frame.iloc[clicked[0]]["sha256"]  # the address bar now names it: shareable
+selected = st.query_params.get("sha")
+try:  # a sha256, the seed's md5, or a unique prefix of 8+ hex characters
+    stored = service.find(selected) if selected else None
+except PicMetricError as exc:
+    st.warning(str(exc), icon=":material/search:")
+    selected, stored = None, None
 display = display_sidebar(stored.analysis if stored else None)
 if selected and stored is None:
     st.warning("That analysis is not in the history (it may have been deleted).")

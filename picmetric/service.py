@@ -80,8 +80,9 @@ class AnalysisService:
         record = self.repository.find(sha256, options_key(options) if options else None)
         return self._stored(record) if record is not None else None
 
-    def find_by_md5(self, md5: str) -> StoredAnalysis | None:
-        sha = self.repository.sha256_of_md5(md5)
+    def find(self, text: str) -> StoredAnalysis | None:
+        """The newest stored analysis of the image ``text`` names: a sha256, an md5 or a unique prefix (8+)."""
+        sha = self.repository.resolve_image(text)
         return self.get(sha) if sha else None
 
     def _stored(self, record: AnalysisRecord) -> StoredAnalysis:

@@ -98,6 +98,11 @@ def test_upload_results_history_and_every_page(dashboard, browser, zidane_path):
     expect(grid).to_be_visible()
     expect(grid.get_by_text("zidane.jpg")).to_be_attached()
     _shot(page, "5-history")
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 200, box["y"] + 36 + 32)  # a cell of the first row (header 36 px, rows 64 px)
+    expect(main.get_by_test_id("stMetric").filter(has_text="Faces")).to_contain_text("2", timeout=60_000)
+    expect(page).to_have_url(f"{dashboard}/history?sha={hashlib.sha256(zidane_path.read_bytes()).hexdigest()}")
+    _shot(page, "5a-history-row-clicked")
 
     sha = hashlib.sha256(zidane_path.read_bytes()).hexdigest()  # a batch summary links to results like this
     page.goto(f"{dashboard}/history?sha={sha}")

@@ -85,11 +85,25 @@ def test_blobs_are_readable_and_content_typed(service, zidane_path):
     assert service.repository.image_bytes("0" * 64) is None
 
 
-def test_get_and_find_by_md5(service, zidane_path):
+def test_an_image_is_found_by_sha256_md5_or_a_unique_prefix(service, zidane_path, bus_path):
+    from picmetric.errors import PicMetricError
+
     stored = service.submit(zidane_path.read_bytes())
+    other = service.submit(bus_path.read_bytes())
     assert service.get(stored.sha256).id == stored.id
-    assert service.find_by_md5(stored.analysis.md5).id == stored.id
-    assert service.get("f" * 64) is None
+    for text in (stored.sha256, stored.sha256.upper(), stored.analysis.md5, stored.sha256[:8], stored.analysis.md5[:10]):
+        assert service.find(text).id == stored.id, text
+    assert service.find(other.sha256[:12]).id == other.id
+    for text in ("f" * 64, stored.sha256[:7], "not-hex-at-all", ""):
+        assert service.find(text) is None, text
+    from picmetric.storage import ImageInfo
+
+    for twin in ("abcdef01" + "0" * 56, "abcdef01" + "1" * 56):  # two images whose hashes start alike
+        info = ImageInfo(twin, twin[:32], 1, "JPEG", 1, 1, "upload", None)
+        service.repository.ensure_image(info, f"originals/{twin}.jpg", "image/jpeg")
+    with pytest.raises(PicMetricError, match="several images"):
+        service.find("abcdef01")
+    assert service.repository.resolve_image("abcdef01" + "1" * 4) == "abcdef01" + "1" * 56
 
 
 def test_bad_input_stores_nothing(service):

@@ -94,14 +94,12 @@ def job_accepted(request: Request, job_id: str) -> dict:
 
 @router.get(
     "/analyses/{sha256}",
-    summary="The stored analysis of an image (sha256, or the seed's md5)",
+    summary="The stored analysis of an image (sha256, the seed's md5, or a unique prefix of 8+ hex characters)",
     response_model=AnalysisAnswer,
     dependencies=[Depends(require_api_key)],
 )
 async def get_analysis(request: Request, sha256: str) -> JSONResponse:
-    service = state(request).service
-    key = sha256.lower()
-    stored = await run_in_threadpool(service.find_by_md5 if len(key) == 32 else service.get, key)
+    stored = await run_in_threadpool(state(request).service.find, sha256)
     if stored is None:
         return JSONResponse({"detail": f"no analysis for image {sha256}"}, status_code=404)
     return JSONResponse(analysis_body(request, stored))

@@ -79,6 +79,7 @@ class HistoryEntry(BaseModel):
     object_count: int
     face_count: int
     total_ms: float | None
+    options: dict  # what the analysis ran with (AnalysisOptions): tells apart analyses of one photo
     thumbnail: str
 
 

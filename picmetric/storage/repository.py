@@ -144,6 +144,7 @@ class HistoryItem:
     face_count: int
     total_ms: float | None
     thumbnail_key: str | None
+    options: dict = field(default_factory=dict)  # what the analysis ran with: tells apart analyses of one photo
 
 
 @dataclass(frozen=True)
@@ -480,9 +481,31 @@ class Repository:
             blob_keys=keys, urls={kind: self.blobs.url(key) for kind, key in keys.items()},
         )  # fmt: skip
 
-    def sha256_of_md5(self, md5: str) -> str | None:
-        with self._session("read the image") as session:
-            return session.scalar(select(ImageRow.sha256).where(ImageRow.md5 == md5.lower()).limit(1))
+    def resolve_image(self, text: str) -> str | None:
+        """The sha256 of the image ``text`` names: its sha256, its md5 (the seed's hash), or a prefix of at least
+        8 hex characters of either that only one image has. None when no image matches; a prefix several images
+        share is refused with a message."""
+        key = text.strip().lower()
+        if len(key) < 8 or any(c not in "0123456789abcdef" for c in key):
+            return None
+        with self._session("find the image") as session:
+            if len(key) == 64:
+                return session.scalar(select(ImageRow.sha256).where(ImageRow.sha256 == key))
+            if len(key) == 32:
+                found = session.scalar(select(ImageRow.sha256).where(ImageRow.md5 == key).limit(1))
+                if found:
+                    return found
+            pattern = key + "%"
+            matches = list(
+                session.scalars(
+                    select(ImageRow.sha256)
+                    .where(or_(ImageRow.sha256.like(pattern), ImageRow.md5.like(pattern)))
+                    .limit(2)
+                )
+            )
+        if len(matches) > 1:
+            raise PicMetricError(f"{text!r} is the start of several images' hashes: give more characters")
+        return matches[0] if matches else None
 
     def blob(self, key: str) -> bytes:
         return self.blobs.get(key)
@@ -595,6 +618,7 @@ class Repository:
                 object_count=a.object_count,
                 face_count=a.face_count,
                 total_ms=(a.timings_ms or {}).get("total"),
+                options=dict(a.options or {}),
                 thumbnail_key=thumbs.get(a.id),
             )  # fmt: skip
             for a, img in rows

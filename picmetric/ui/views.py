@@ -11,8 +11,9 @@ import pandas as pd
 import streamlit as st
 
 from ..annotate import BoxAnnotator, FaceAnnotator, encode_image
+from ..errors import PicMetricError
 from ..models import FACE_DETECTORS
-from ..pipeline import Analysis
+from ..pipeline import Analysis, AnalysisOptions
 from ..seed import seed_response
 from ..service import StoredAnalysis
 from ..storage import Repository
@@ -45,6 +46,21 @@ def _threshold_slider(label: str, key: str, floor: float, step: float, help: str
         st.session_state[key] = floor
     st.session_state.setdefault(key, floor)
     return st.sidebar.slider(label, floor, 1.0, step=step, key=key, help=help)
+
+
+def options_summary(options: dict) -> str:
+    """A short line telling apart analyses of one photo: what differs from the defaults (or "defaults")."""
+    try:
+        chosen = AnalysisOptions.from_stored(options).to_dict()
+    except PicMetricError:
+        return "?"
+    defaults = AnalysisOptions().to_dict()
+    changed = [
+        f"{name.replace('_', ' ')} {','.join(value) if isinstance(value, list) else value}"
+        for name, value in chosen.items()
+        if value != defaults[name] and name != "face_confidence"
+    ]
+    return " · ".join(changed) or "defaults"
 
 
 def display_sidebar(analysis: Analysis | None) -> DisplayFilter:
