@@ -91,7 +91,13 @@ def test_an_image_is_found_by_sha256_md5_or_a_unique_prefix(service, zidane_path
     stored = service.submit(zidane_path.read_bytes())
     other = service.submit(bus_path.read_bytes())
     assert service.get(stored.sha256).id == stored.id
-    for text in (stored.sha256, stored.sha256.upper(), stored.analysis.md5, stored.sha256[:8], stored.analysis.md5[:10]):
+    for text in (
+        stored.sha256,
+        stored.sha256.upper(),
+        stored.analysis.md5,
+        stored.sha256[:8],
+        stored.analysis.md5[:10],
+    ):
         assert service.find(text).id == stored.id, text
     assert service.find(other.sha256[:12]).id == other.id
     for text in ("f" * 64, stored.sha256[:7], "not-hex-at-all", ""):
