@@ -22,26 +22,31 @@ results = st.session_state.setdefault("results", {})  # sha256 -> StoredAnalysis
 MAX_RESULTS_KEPT = 50  # a session holds results (rows, not image bytes) of its newest analyses only
 
 st.sidebar.subheader("Analysis")
-options = AnalysisOptions(
-    classifier=st.sidebar.selectbox(
-        "Classifier", list(CLASSIFIERS), format_func=lambda k: f"{CLASSIFIERS[k].title} ({CLASSIFIERS[k].top1}% top-1)"
-    ),
-    detector_size=st.sidebar.radio("Detector input", (416, 608), horizontal=True, format_func=lambda s: f"{s} px"),
-    iou_threshold=st.sidebar.slider("Box overlap (IoU) for NMS", 0.1, 0.9, 0.45, 0.05),
-    face_detector=st.sidebar.radio(
-        "Face detector",
-        list(FACE_DETECTORS),
-        horizontal=True,
-        format_func=lambda k: FACE_DETECTORS[k][2].split(" (")[0],
-    ),
-    min_face_size=st.sidebar.slider("Minimum face size (px)", 12, 200, 20),
-    precision=st.sidebar.radio(
-        "Classifier precision",
-        PRECISIONS,
-        horizontal=True,
-        help="int8: the quantized EfficientNet-Lite, twice as fast with the same accuracy on the check photos",
-    ),
-)
+st.sidebar.caption("These run the models again: for the next photo, and for this one when you re-analyse it.")
+# a form: moving a slider changes nothing until "Re-analyse", so no new analysis is stored at every release
+with st.sidebar.form("analysis-settings", border=False):
+    options = AnalysisOptions(
+        classifier=st.selectbox(
+            "Classifier", list(CLASSIFIERS),
+            format_func=lambda k: f"{CLASSIFIERS[k].title} ({CLASSIFIERS[k].top1}% top-1)",
+        ),  # fmt: skip
+        detector_size=st.radio("Detector input", (416, 608), horizontal=True, format_func=lambda s: f"{s} px"),
+        iou_threshold=st.slider("Box overlap (IoU) for NMS", 0.1, 0.9, 0.45, 0.05),
+        face_detector=st.radio(
+            "Face detector",
+            list(FACE_DETECTORS),
+            horizontal=True,
+            format_func=lambda k: FACE_DETECTORS[k][2].split(" (")[0],
+        ),
+        min_face_size=st.slider("Minimum face size (px)", 12, 200, 20),
+        precision=st.radio(
+            "Classifier precision",
+            PRECISIONS,
+            horizontal=True,
+            help="int8: the quantized EfficientNet-Lite, twice as fast with the same accuracy on the check photos",
+        ),
+    )
+    st.form_submit_button("Re-analyse with these settings", icon=":material/refresh:", width="stretch")
 
 
 def analyse(source: bytes | str, *, origin: str, name: str) -> None:

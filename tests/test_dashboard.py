@@ -78,8 +78,14 @@ def test_same_photo_again_is_loaded_from_history(app, zidane_path, analyzer):
 
 def test_analysis_option_change_reanalyses_the_same_photo(app, zidane_path):
     upload(app, zidane_path)
+    calls = len(app.session_state["results"])
     app.sidebar.selectbox[0].set_value("mobilenet_v2")
-    app.run()
+    app.sidebar.slider[0].set_value(0.6)
+    app.run()  # a form: nothing is analysed or stored until "Re-analyse"
+    assert app.session_state["results"][app.session_state["current"]].analysis.options.classifier != "mobilenet_v2"
+    assert len(app.session_state["results"]) == calls
+    app.sidebar.selectbox[0].set_value("mobilenet_v2")
+    next(b for b in app.button if b.label.startswith("Re-analyse")).click().run()
     assert not app.exception
     assert metrics(app)["Faces"] == "2"
     assert app.session_state["results"][app.session_state["current"]].analysis.options.classifier == "mobilenet_v2"
@@ -250,7 +256,8 @@ def _room() -> bytes:
 
 def test_history_tells_apart_analyses_of_one_photo_with_other_settings(app, zidane_path):
     upload(app, zidane_path)
-    app.sidebar.selectbox[0].set_value("mobilenet_v2").run()  # the same photo, re-analysed with another classifier
+    app.sidebar.selectbox[0].set_value("mobilenet_v2")  # the same photo, re-analysed with another classifier
+    next(b for b in app.button if b.label.startswith("Re-analyse")).click().run()
     app.switch_page("pages/history.py").run()
     table = app.dataframe[0].value
     assert list(table["name"]) == ["zidane.jpg", "zidane.jpg"]

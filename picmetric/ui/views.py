@@ -66,6 +66,7 @@ def options_summary(options: dict) -> str:
 def display_sidebar(analysis: Analysis | None) -> DisplayFilter:
     """Display thresholds in the sidebar; each slider starts at the threshold the analysis was run with."""
     st.sidebar.subheader("Display")
+    st.sidebar.caption("These only re-filter the stored result: instant, the models do not run again.")
     min_objects = _threshold_slider(
         "Object confidence ≥", "display_min_object", analysis.options.min_confidence if analysis else 0.25, 0.01,
         "Hide weaker detections. Re-filters the stored result; the models do not run again.",
@@ -119,7 +120,15 @@ def _detections_csv(analysis: Analysis, detections) -> bytes:
 def show_analysis(
     repository: Repository, stored: StoredAnalysis, display: DisplayFilter, key: str, history_notice: bool = True
 ) -> None:
-    """Everything about one stored analysis: metrics, side-by-side images, charts, downloads."""
+    """Everything about one stored analysis: metrics, side-by-side images, charts, downloads. A fragment: the wipe
+    and the tabs rerun this panel only, never the page around it (uploads, history table)."""
+    _result_panel(repository, stored, display, key, history_notice)
+
+
+@st.fragment
+def _result_panel(
+    repository: Repository, stored: StoredAnalysis, display: DisplayFilter, key: str, history_notice: bool
+) -> None:
     analysis = stored.analysis
     if stored.status != "done":
         st.error(f"This analysis failed: {stored.error}")
@@ -148,8 +157,18 @@ def show_analysis(
             st.caption("Object detection was not run for this analysis.")
         else:
             left, right = st.columns(2)
-            left.image(image.pixels, caption=f"Original · {analysis.width}×{analysis.height}", width="stretch")
-            right.image(objects_render, caption=f"YOLOv4-tiny · {len(detections)} objects", width="stretch")
+            left.image(
+                image.pixels,
+                caption=f"Original · {analysis.width}×{analysis.height}",
+                width="stretch",
+                output_format="JPEG",
+            )
+            right.image(
+                objects_render,
+                caption=f"YOLOv4-tiny · {len(detections)} objects",
+                width="stretch",
+                output_format="JPEG",
+            )
             if len(detections):
                 st.plotly_chart(detections_chart(detections), key=f"{key}-objects-chart")
     with tabs[1]:
@@ -157,11 +176,12 @@ def show_analysis(
             st.caption("Face detection was not run for this analysis.")
         else:
             left, right = st.columns(2)
-            left.image(image.pixels, caption="Original", width="stretch")
+            left.image(image.pixels, caption="Original", width="stretch", output_format="JPEG")
             right.image(
                 faces_render,
                 caption=f"{FACE_DETECTORS[analysis.options.face_detector][2]} · {len(faces)} faces with landmarks",
                 width="stretch",
+                output_format="JPEG",
             )
             if len(faces):
                 st.plotly_chart(faces_chart(faces), key=f"{key}-faces-chart")
@@ -170,7 +190,7 @@ def show_analysis(
             st.caption("Classification was not run for this analysis.")
         else:
             left, right = st.columns([2, 3])
-            left.image(image.pixels, caption="Original", width="stretch")
+            left.image(image.pixels, caption="Original", width="stretch", output_format="JPEG")
             with right:
                 st.plotly_chart(labels_chart(analysis.classification), key=f"{key}-labels-chart")
                 if analysis.classification.model.startswith("efficientnet"):
@@ -190,7 +210,7 @@ def show_analysis(
             composite[:, :column] = overlay[:, :column]
             if 0 < column < composite.shape[1]:
                 composite[:, max(column - 1, 0) : column + 1] = (255, 255, 255)
-            st.image(composite, width="stretch")
+            st.image(composite, width="stretch", output_format="JPEG")
     with tabs[4]:
         st.json(analysis.to_dict(), expanded=1)
 
@@ -200,32 +220,37 @@ def show_analysis(
 def _downloads(analysis, stored, detections, objects_render, faces_render, key: str) -> None:
     stem = (analysis.name or analysis.sha256[:12]).rsplit("/", 1)[-1].rsplit(".", 1)[0][:40] or "image"
     columns = st.columns(5)
+    # every file is built when it is clicked (callable data), never on a rerun: a display change encodes nothing
     if objects_render is not None:
         columns[0].download_button(
-            "Objects image", _png(objects_render), f"{stem}_objects.png", "image/png", key=f"{key}-dl-objects",
-            icon=":material/download:",
+            "Objects image", lambda: _png(objects_render), f"{stem}_objects.png", "image/png",
+            key=f"{key}-dl-objects", icon=":material/download:",
         )  # fmt: skip
     if faces_render is not None:
         columns[1].download_button(
-            "Faces image", _png(faces_render), f"{stem}_faces.png", "image/png", key=f"{key}-dl-faces",
+            "Faces image", lambda: _png(faces_render), f"{stem}_faces.png", "image/png", key=f"{key}-dl-faces",
             icon=":material/download:",
         )  # fmt: skip
     columns[2].download_button(
-        "JSON", json.dumps(analysis.to_dict(), indent=2), f"{stem}.json", "application/json", key=f"{key}-dl-json",
-        icon=":material/data_object:",
+        "JSON", lambda: json.dumps(analysis.to_dict(), indent=2), f"{stem}.json", "application/json",
+        key=f"{key}-dl-json", icon=":material/data_object:",
     )  # fmt: skip
-    seed = seed_response(
-        analysis,
-        original_url=stored.urls.get("original") or "",
-        objects_url=stored.urls.get("objects") or "",
-        faces_url=stored.urls.get("faces") or "",
-    )
+
+    def seed_json() -> str:
+        seed = seed_response(
+            analysis,
+            original_url=stored.urls.get("original") or "",
+            objects_url=stored.urls.get("objects") or "",
+            faces_url=stored.urls.get("faces") or "",
+        )
+        return json.dumps(seed, indent=2)
+
     columns[3].download_button(
-        "Seed JSON", json.dumps(seed, indent=2), f"{stem}_seed.json", "application/json", key=f"{key}-dl-seed",
+        "Seed JSON", seed_json, f"{stem}_seed.json", "application/json", key=f"{key}-dl-seed",
         help="The seed system's response shape", icon=":material/data_object:",
     )  # fmt: skip
     if detections is not None:
         columns[4].download_button(
-            "Objects CSV", _detections_csv(analysis, detections), f"{stem}_objects.csv", "text/csv",
+            "Objects CSV", lambda: _detections_csv(analysis, detections), f"{stem}_objects.csv", "text/csv",
             key=f"{key}-dl-csv", icon=":material/table:",
         )  # fmt: skip

@@ -1,0 +1,149 @@
+"""How fast the dashboard answers a presenter, in Debian's Chromium (Playwright). Prints a table; asserts nothing.
+
+    .venv/bin/python benchmarks/bench_dashboard.py [--repeat 5]
+
+Starts ``picmetric dashboard`` on an empty store in a temporary folder and measures, each as the median of
+``--repeat`` tries: a warm load of every page (navigation to its heading on screen), a sample click until the
+annotated image is on screen (first time: the models run; again: from history), a display-threshold change until
+the annotated image is replaced, a move of the compare wipe, and a History filter until the table is updated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.services import free_port, wait_for_http  # noqa: E402
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+]  # fmt: skip
+PAGES = {"": "Analyze a photo", "history": "History", "how-it-works": "How PicMetric sees a photo", "system": "System"}
+
+
+def ms(action: Callable[[], None], until: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    action()
+    until()
+    return (time.perf_counter() - started) * 1000
+
+
+def image_source(page: Page, index: int) -> str:
+    return page.get_by_test_id("stMain").locator("[data-testid=stImage] img").nth(index).get_attribute("src") or ""
+
+
+def until_replaced(page: Page, index: int, before: str) -> Callable[[], None]:
+    def wait() -> None:
+        page.wait_for_function(
+            "([i, before]) => {"
+            " const imgs = document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img');"
+            " return imgs.length > i && imgs[i].getAttribute('src') !== before; }",
+            arg=[index, before],
+            timeout=60_000,
+        )
+
+    return wait
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    rows: list[tuple[str, list[float]]] = []
+    with tempfile.TemporaryDirectory() as data:
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "picmetric", "dashboard", "--port", str(port), "--host", "127.0.0.1"],
+            cwd=ROOT, env={**os.environ, "PICMETRIC_DATA_DIR": data}, stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            assert wait_for_http(f"{url}/_stcore/health"), "the dashboard did not start"
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1280, "height": 720})
+                for path, heading in PAGES.items():  # first visits: models load, caches fill
+                    page.goto(f"{url}/{path}")
+                    page.get_by_role("heading", name=heading).first.wait_for(timeout=120_000)
+                for path, heading in PAGES.items():
+                    times = [
+                        ms(lambda p=path: page.goto(f"{url}/{p}"),
+                           lambda h=heading: page.get_by_role("heading", name=h).first.wait_for(timeout=60_000))
+                        for _ in range(args.repeat)
+                    ]  # fmt: skip
+                    rows.append((f"warm load /{path}", times))
+
+                def click_sample() -> None:
+                    page.goto(url)
+                    page.get_by_role("heading", name="Analyze a photo").wait_for()
+                    page.get_by_role("tab", name="Samples").click()
+                    page.get_by_role("button", name="Street with a bus").click()
+
+                main_area = page.get_by_test_id("stMain")
+                annotated = main_area.locator("[data-testid=stImage] img").nth(1)
+                rows.append(("sample click → annotated image (models run)", [ms(click_sample, annotated.wait_for)]))
+                again = []
+                for _ in range(args.repeat):
+                    again.append(ms(click_sample, annotated.wait_for))
+                rows.append(("sample click → annotated image (from history)", again))
+
+                slider = page.get_by_test_id("stSidebar").get_by_role("slider").first
+                changes = []
+                for key in ["End", "Home"] * ((args.repeat + 1) // 2):
+                    before = image_source(page, 1)
+                    changes.append(ms(lambda k=key: (slider.focus(), slider.press(k)), until_replaced(page, 1, before)))
+                rows.append(("object threshold change → image replaced", changes))
+
+                main_area.get_by_role("tab", name="Compare").click()
+                wipe = main_area.get_by_role("slider").first
+                wipe.wait_for()
+                moves = []
+                compare_index = main_area.locator("[data-testid=stImage] img").count() - 1
+                for key in ["End", "Home"] * ((args.repeat + 1) // 2):
+                    before = image_source(page, compare_index)
+                    moves.append(
+                        ms(lambda k=key: (wipe.focus(), wipe.press(k)), until_replaced(page, compare_index, before))
+                    )
+                rows.append(("compare wipe move → image replaced", moves))
+
+                page.goto(f"{url}/history")
+                page.get_by_text("1 analysis (page 1 of 1)").wait_for(timeout=60_000)
+                box = page.get_by_label("Label or object class")
+                filters = []
+                for text, expected in [("dog", "No analysis matches"), ("", "1 analysis")] * (
+                    (args.repeat + 1) // 2
+                ):  # fmt: skip
+                    filters.append(
+                        ms(lambda t=text: (box.fill(t), box.press("Enter")),
+                           lambda e=expected: page.get_by_text(e).first.wait_for(timeout=60_000))
+                    )  # fmt: skip
+                rows.append(("History filter → table updated", filters))
+                browser.close()
+        finally:
+            server.kill()
+            server.wait(10)
+    print(f"\nDashboard in Chromium, 1280×720, {os.cpu_count()} cores; median (min–max) of the tries, in ms")
+    print(f"| {'step':48s} | median | min–max      | tries |")
+    print(f"|{'-' * 50}|--------|--------------|-------|")
+    for name, times in rows:
+        print(
+            f"| {name:48s} | {statistics.median(times):6.0f} | {min(times):5.0f}–{max(times):<6.0f} | {len(times):5d} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
