@@ -41,17 +41,24 @@ def ms(action: Callable[[], None], until: Callable[[], None]) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def image_source(page: Page, index: int) -> str:
-    return page.get_by_test_id("stMain").locator("[data-testid=stImage] img").nth(index).get_attribute("src") or ""
+# the src of the visible image whose caption contains a text ("" = the last visible image)
+_SOURCE = """([caption]) => {
+  const shown = [...document.querySelectorAll('[data-testid=stMain] [data-testid=stImage]')]
+    .filter(e => e.offsetParent !== null && e.innerText.includes(caption));
+  const img = shown.length ? shown[shown.length - 1].querySelector('img') : null;
+  return img ? img.getAttribute('src') : null;
+}"""
 
 
-def until_replaced(page: Page, index: int, before: str) -> Callable[[], None]:
+def image_source(page: Page, caption: str) -> str | None:
+    return page.evaluate(_SOURCE, [caption])
+
+
+def until_replaced(page: Page, caption: str, before: str | None) -> Callable[[], None]:
     def wait() -> None:
         page.wait_for_function(
-            "([i, before]) => {"
-            " const imgs = document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img');"
-            " return imgs.length > i && imgs[i].getAttribute('src') !== before; }",
-            arg=[index, before],
+            f"([caption, before]) => {{ const src = ({_SOURCE})([caption]); return src && src !== before; }}",
+            arg=[caption, before],
             timeout=60_000,
         )
 
@@ -87,37 +94,49 @@ def main() -> None:
                     ]  # fmt: skip
                     rows.append((f"warm load /{path}", times))
 
-                def click_sample() -> None:
+                def open_samples() -> None:
                     page.goto(url)
                     page.get_by_role("heading", name="Analyze a photo").wait_for()
                     page.get_by_role("tab", name="Samples").click()
+
+                def click_sample() -> None:
                     page.get_by_role("button", name="Street with a bus").click()
 
                 main_area = page.get_by_test_id("stMain")
-                annotated = main_area.locator("[data-testid=stImage] img").nth(1)
+                annotated = main_area.get_by_test_id("stImage").filter(has_text="YOLOv4-tiny").locator("img")
+                open_samples()
                 rows.append(("sample click → annotated image (models run)", [ms(click_sample, annotated.wait_for)]))
                 again = []
                 for _ in range(args.repeat):
+                    open_samples()  # a fresh page: the click, not the navigation, is timed
                     again.append(ms(click_sample, annotated.wait_for))
                 rows.append(("sample click → annotated image (from history)", again))
 
-                slider = page.get_by_test_id("stSidebar").get_by_role("slider").first
+                slider = (
+                    page.get_by_test_id("stSidebar")
+                    .get_by_test_id("stSlider")
+                    .filter(has_text="Object confidence")
+                    .get_by_role("slider")
+                )
                 changes = []
                 for key in ["End", "Home"] * ((args.repeat + 1) // 2):
-                    before = image_source(page, 1)
-                    changes.append(ms(lambda k=key: (slider.focus(), slider.press(k)), until_replaced(page, 1, before)))
+                    before = image_source(page, "YOLOv4-tiny")
+                    changes.append(
+                        ms(lambda k=key: (slider.focus(), slider.press(k)), until_replaced(page, "YOLOv4-tiny", before))
+                    )
                 rows.append(("object threshold change → image replaced", changes))
 
-                main_area.get_by_role("tab", name="Compare").click()
+                views = main_area.get_by_test_id("stButtonGroup")
+                if views.count():  # the view selector
+                    views.get_by_text("Compare", exact=True).click()
+                else:  # older releases: tabs
+                    main_area.get_by_role("tab", name="Compare").click()
                 wipe = main_area.get_by_role("slider").first
                 wipe.wait_for()
                 moves = []
-                compare_index = main_area.locator("[data-testid=stImage] img").count() - 1
                 for key in ["End", "Home"] * ((args.repeat + 1) // 2):
-                    before = image_source(page, compare_index)
-                    moves.append(
-                        ms(lambda k=key: (wipe.focus(), wipe.press(k)), until_replaced(page, compare_index, before))
-                    )
+                    before = image_source(page, "")
+                    moves.append(ms(lambda k=key: (wipe.focus(), wipe.press(k)), until_replaced(page, "", before)))
                 rows.append(("compare wipe move → image replaced", moves))
 
                 page.goto(f"{url}/history")

@@ -86,10 +86,24 @@ def test_upload_results_history_and_every_page(dashboard, browser, zidane_path):
     expect(main.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
     _shot(page, "2-analyze-objects")
 
-    main.get_by_role("tab", name="Faces").click()
+    # a display threshold re-filters the stored result: the annotated image changes, the models do not run
+    annotated = main.get_by_test_id("stImage").filter(has_text="YOLOv4-tiny")
+    expect(annotated).to_contain_text("5 objects")
+    before = annotated.locator("img").get_attribute("src")
+    threshold = page.get_by_test_id("stSidebar").get_by_test_id("stSlider").filter(has_text="Object confidence")
+    threshold.get_by_role("slider").focus()
+    threshold.get_by_role("slider").press("End")
+    expect(annotated).to_contain_text("0 objects", timeout=30_000)
+    assert annotated.locator("img").get_attribute("src") != before
+    threshold.get_by_role("slider").press("Home")
+    expect(annotated).to_contain_text("5 objects", timeout=30_000)
+
+    views = main.get_by_test_id("stButtonGroup")
+    views.get_by_text("Faces", exact=True).click()
     expect(main.get_by_text("2 faces with landmarks")).to_be_visible()
     _shot(page, "3-analyze-faces")
-    main.get_by_role("tab", name="Labels").click()
+    views.get_by_text("Labels", exact=True).click()
+    expect(main.get_by_text("spreads its probability")).to_be_visible()
     _shot(page, "4-analyze-labels")
 
     page.get_by_role("link", name="History").click()

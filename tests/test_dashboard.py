@@ -39,7 +39,12 @@ def test_analyze_page_shows_metrics_images_and_charts(app, zidane_path, analyzer
     assert shown["Analysis time"].endswith(" ms")
     assert analyzer.calls == calls + 1
     assert len(app.get("image")) >= 2  # original and annotated, side by side
-    assert len(app.get("plotly_chart")) == 3  # objects, faces, labels
+    assert [c.key for c in app.get("plotly_chart")] == ["analyze-objects-chart"]  # one view at a time
+    app.session_state["analyze-view"] = "Faces"
+    app.run()
+    assert [c.key for c in app.get("plotly_chart")] == ["analyze-faces-chart"]
+    app.session_state["analyze-view"] = "Labels"
+    app.run()
     assert any("spreads its probability" in c.value for c in app.caption)  # why Lite's top label looks unsure
     assert {b.label for b in app.get("download_button")} >= {
         "Objects image",

@@ -20,6 +20,8 @@ from ..storage import Repository
 from .charts import detections_chart, faces_chart, labels_chart
 from .resources import working_image
 
+VIEWS = ["Objects", "Faces", "Labels", "Compare", "JSON"]
+
 
 @dataclass(frozen=True)
 class DisplayFilter:
@@ -146,46 +148,44 @@ def _result_panel(
     detections, faces = display.apply(analysis)
     _metrics(analysis, detections, faces, stored.cached)
     to_working = 1.0 / image.scale
-    objects_render = (
-        BoxAnnotator().annotate(image.pixels, detections.scaled(to_working)) if detections is not None else None
-    )
-    faces_render = FaceAnnotator().annotate(image.pixels, faces.scaled(to_working)) if faces is not None else None
 
-    tabs = st.tabs(["Objects", "Faces", "Labels", "Compare", "JSON"])
-    with tabs[0]:
-        if objects_render is None:
+    def objects_render() -> np.ndarray | None:
+        if detections is None:
+            return None
+        return BoxAnnotator().annotate(image.pixels, detections.scaled(to_working))
+
+    def faces_render() -> np.ndarray | None:
+        return FaceAnnotator().annotate(image.pixels, faces.scaled(to_working)) if faces is not None else None
+
+    # one view at a time, drawn only when chosen: a display change redraws one image and one chart, not five tabs
+    view = st.segmented_control(
+        "View", VIEWS, default=VIEWS[0], key=f"{key}-view", label_visibility="collapsed", width="stretch"
+    ) or VIEWS[0]  # fmt: skip
+    if view == "Objects":
+        rendered = objects_render()
+        if rendered is None or detections is None:
             st.caption("Object detection was not run for this analysis.")
         else:
             left, right = st.columns(2)
-            left.image(
-                image.pixels,
-                caption=f"Original · {analysis.width}×{analysis.height}",
-                width="stretch",
-                output_format="JPEG",
-            )
-            right.image(
-                objects_render,
-                caption=f"YOLOv4-tiny · {len(detections)} objects",
-                width="stretch",
-                output_format="JPEG",
-            )
+            left.image(image.pixels, caption=f"Original · {analysis.width}×{analysis.height}", width="stretch",
+                       output_format="JPEG")  # fmt: skip
+            right.image(rendered, caption=f"YOLOv4-tiny · {len(detections)} objects", width="stretch",
+                        output_format="JPEG")  # fmt: skip
             if len(detections):
                 st.plotly_chart(detections_chart(detections), key=f"{key}-objects-chart")
-    with tabs[1]:
-        if faces_render is None:
+    elif view == "Faces":
+        rendered = faces_render()
+        if rendered is None or faces is None:
             st.caption("Face detection was not run for this analysis.")
         else:
             left, right = st.columns(2)
             left.image(image.pixels, caption="Original", width="stretch", output_format="JPEG")
-            right.image(
-                faces_render,
-                caption=f"{FACE_DETECTORS[analysis.options.face_detector][2]} · {len(faces)} faces with landmarks",
-                width="stretch",
-                output_format="JPEG",
-            )
+            detector = FACE_DETECTORS[analysis.options.face_detector][2]
+            right.image(rendered, caption=f"{detector} · {len(faces)} faces with landmarks", width="stretch",
+                        output_format="JPEG")  # fmt: skip
             if len(faces):
                 st.plotly_chart(faces_chart(faces), key=f"{key}-faces-chart")
-    with tabs[2]:
+    elif view == "Labels":
         if analysis.classification is None:
             st.caption("Classification was not run for this analysis.")
         else:
@@ -199,8 +199,9 @@ def _result_panel(
                         "(MobileNetV2, ResNet): a top label at 10–30 % is usual and often right. Checked against the "
                         "reference PyTorch model: the same logits to 1e-5."
                     )
-    with tabs[3]:
-        overlay = objects_render if objects_render is not None else faces_render
+    elif view == "Compare":
+        overlay = objects_render()
+        overlay = overlay if overlay is not None else faces_render()
         if overlay is None:
             st.caption("Nothing to compare.")
         else:
@@ -210,25 +211,28 @@ def _result_panel(
             composite[:, :column] = overlay[:, :column]
             if 0 < column < composite.shape[1]:
                 composite[:, max(column - 1, 0) : column + 1] = (255, 255, 255)
-            st.image(composite, width="stretch", output_format="JPEG")
-    with tabs[4]:
+            portrait = composite.shape[0] > composite.shape[1]
+            holder = st.columns([1, 3, 1])[1] if portrait else st.container()  # a portrait photo fits the screen
+            holder.image(composite, width="stretch", output_format="JPEG")
+    else:
         st.json(analysis.to_dict(), expanded=1)
 
     _downloads(analysis, stored, detections, objects_render, faces_render, key)
 
 
 def _downloads(analysis, stored, detections, objects_render, faces_render, key: str) -> None:
+    """Download buttons whose files are built when clicked; the renders are drawn then too."""
     stem = (analysis.name or analysis.sha256[:12]).rsplit("/", 1)[-1].rsplit(".", 1)[0][:40] or "image"
     columns = st.columns(5)
     # every file is built when it is clicked (callable data), never on a rerun: a display change encodes nothing
-    if objects_render is not None:
+    if detections is not None:
         columns[0].download_button(
-            "Objects image", lambda: _png(objects_render), f"{stem}_objects.png", "image/png",
+            "Objects image", lambda: _png(objects_render()), f"{stem}_objects.png", "image/png",
             key=f"{key}-dl-objects", icon=":material/download:",
         )  # fmt: skip
-    if faces_render is not None:
+    if analysis.faces is not None:
         columns[1].download_button(
-            "Faces image", lambda: _png(faces_render), f"{stem}_faces.png", "image/png", key=f"{key}-dl-faces",
+            "Faces image", lambda: _png(faces_render()), f"{stem}_faces.png", "image/png", key=f"{key}-dl-faces",
             icon=":material/download:",
         )  # fmt: skip
     columns[2].download_button(
