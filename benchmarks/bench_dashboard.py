@@ -68,6 +68,7 @@ def until_replaced(page: Page, caption: str, before: str | None) -> Callable[[],
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--loads-only", action="store_true", help="only the warm page loads")
     args = parser.parse_args()
     rows: list[tuple[str, list[float]]] = []
     with tempfile.TemporaryDirectory() as data:
@@ -93,6 +94,10 @@ def main() -> None:
                         for _ in range(args.repeat)
                     ]  # fmt: skip
                     rows.append((f"warm load /{path}", times))
+                if args.loads_only:
+                    browser.close()
+                    print_table(rows)
+                    return
 
                 def open_samples() -> None:
                     page.goto(url)
@@ -155,6 +160,10 @@ def main() -> None:
         finally:
             server.kill()
             server.wait(10)
+    print_table(rows)
+
+
+def print_table(rows: list[tuple[str, list[float]]]) -> None:
     print(f"\nDashboard in Chromium, 1280×720, {os.cpu_count()} cores; median (min–max) of the tries, in ms")
     print(f"| {'step':48s} | median | min–max      | tries |")
     print(f"|{'-' * 50}|--------|--------------|-------|")
