@@ -27,7 +27,8 @@ st.sidebar.caption("These run the models again: for the next photo, and for this
 with st.sidebar.form("analysis-settings", border=False):
     options = AnalysisOptions(
         classifier=st.selectbox(
-            "Classifier", list(CLASSIFIERS),
+            "Classifier",
+            list(CLASSIFIERS),
             format_func=lambda k: f"{CLASSIFIERS[k].title} ({CLASSIFIERS[k].top1}% top-1)",
         ),  # fmt: skip
         detector_size=st.radio("Detector input", (416, 608), horizontal=True, format_func=lambda s: f"{s} px"),

@@ -18,7 +18,7 @@ service = get_service()
 repository = service.repository
 st.title("History")
 
-with st.container(border=True):
+with st.expander("Filters", expanded=True, icon=":material/filter_list:"):  # collapsible on a phone
     text_col, faces_col, date_col, source_col = st.columns([3, 1, 2, 1])
     text = text_col.text_input("Label or object class", placeholder="e.g. person, dog, bus")
     min_faces = faces_col.number_input("Min faces", 0, 100, 0)
@@ -67,7 +67,7 @@ event = st.dataframe(
     },
 )  # fmt: skip
 previous, _, following = st.columns([1, 4, 1])
-if previous.button("← Newer", disabled=page.page <= 1):
+if previous.button("← Newer", disabled=page.page <= 1, width="stretch"):
     st.session_state["history_page"] = page.page - 1
     st.rerun()
 if following.button("Older →", disabled=page.page >= page.pages, width="stretch"):

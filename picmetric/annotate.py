@@ -11,12 +11,13 @@ from PIL import Image
 
 from .results import Detections, Faces
 
-# A qualitative palette with enough contrast on photos (RGB).
+# A qualitative palette readable on a washed-out projector: saturated, mid-to-dark colours only (no pale yellow,
+# peach, pink or mint), each dark enough for white label text (luminance <= 150, tested) (RGB).
 PALETTE = [
-    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
-    (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180),
-    (0, 0, 128), (128, 128, 128),
+    (230, 25, 75), (0, 114, 200), (40, 150, 60), (145, 30, 180), (230, 100, 0), (0, 128, 128),
+    (225, 0, 200), (128, 0, 0), (0, 0, 128), (128, 110, 0), (160, 82, 45), (90, 90, 90),
+    (20, 100, 60), (90, 60, 200), (200, 60, 30), (0, 90, 140), (160, 0, 90), (70, 120, 20),
+    (120, 40, 140), (30, 120, 180),
 ]  # fmt: skip
 FACE_COLOUR = (0, 155, 255)
 LANDMARK_COLOURS = [(255, 64, 64), (255, 64, 64), (64, 255, 64), (64, 160, 255), (64, 160, 255)]

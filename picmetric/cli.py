@@ -366,10 +366,15 @@ def streamlit_flags(config: Path) -> list[str]:
     if not config.is_file():
         return []
     flags = []
-    for section, options in tomllib.loads(config.read_text()).items():
-        for key, value in options.items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            flags.append(f"--{section}.{key}={text}")
+
+    def walk(prefix: str, table: dict) -> None:  # nested tables ([theme.dark]) become --theme.dark.key=value
+        for key, value in table.items():
+            if isinstance(value, dict):
+                walk(f"{prefix}{key}.", value)
+            else:
+                flags.append(f"--{prefix}{key}={str(value).lower() if isinstance(value, bool) else value}")
+
+    walk("", tomllib.loads(config.read_text()))
     return flags
 
 

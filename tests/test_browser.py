@@ -153,3 +153,28 @@ def test_a_bookmarked_page_is_the_first_request_after_a_start(browser, tmp_path,
         expect(page.get_by_text("Page not found")).to_have_count(0)
         _shot(page, f"0-cold-start-{path}")
         page.close()
+
+
+def test_dark_theme_follows_the_browser_and_a_phone_needs_no_sideways_scrolling(dashboard, browser, zidane_path):
+    dark = browser.new_page(viewport={"width": 1280, "height": 720}, color_scheme="dark")
+    dark.goto(dashboard)
+    expect(dark.get_by_text("Analyze a photo")).to_be_visible(timeout=90_000)
+    dark.locator("input[type=file]").set_input_files(str(zidane_path))
+    main = dark.get_by_test_id("stMain")
+    expect(main.get_by_test_id("stMetric").filter(has_text="Faces")).to_contain_text("2", timeout=90_000)
+    background = dark.get_by_test_id("stApp").evaluate("e => getComputedStyle(e).backgroundColor")
+    text = main.get_by_test_id("stMetricValue").first.evaluate("e => getComputedStyle(e).color")
+    assert background == "rgb(11, 18, 32)", background  # the dark theme, chosen by the browser's preference
+    assert text.startswith("rgb(2") or text.startswith("rgb(1"), text  # light text on it
+    _shot(dark, "8-dark-analyze")
+    dark.close()
+
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    for path, heading in (("", "Analyze a photo"), ("history", "History"), ("system", "System")):
+        phone.goto(f"{dashboard}/{path}")
+        expect(phone.get_by_role("heading", name=heading).first).to_be_visible(timeout=60_000)
+        time.sleep(1.0)
+        overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, f"/{path} scrolls sideways by {overflow} px"
+        _shot(phone, f"9-phone-{path or 'analyze'}")
+    phone.close()

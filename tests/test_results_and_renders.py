@@ -66,3 +66,17 @@ def test_encoders_write_decodable_files(fmt):
     assert decoded.size == (70, 50)
     if fmt == "png":
         assert (np.asarray(decoded) == image).all()  # lossless and RGB order kept
+
+
+def test_the_palette_is_readable_on_a_projector():
+    """No pale colour (yellow, peach, pink, mint) that a projector washes out: every class colour takes white text,
+    and no two of the first ten look alike."""
+    from picmetric.annotate import PALETTE, _text_colour
+
+    assert len(set(PALETTE)) == len(PALETTE) >= 20
+    for colour in PALETTE:
+        assert _text_colour(colour) == (255, 255, 255), colour
+        assert max(colour) - min(colour) >= 60 or max(colour) <= 128, colour  # saturated, or dark grey at most
+    first = np.array(PALETTE[:10], float)
+    distances = np.linalg.norm(first[:, None] - first[None], axis=-1) + np.eye(10) * 1e9
+    assert distances.min() > 60
