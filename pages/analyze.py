@@ -11,7 +11,7 @@ from picmetric.models import CLASSIFIERS, FACE_DETECTORS
 from picmetric.models.classifier import PRECISIONS
 from picmetric.samples import samples
 from picmetric.ui.resources import get_jobs
-from picmetric.ui.views import display_sidebar, show_analysis
+from picmetric.ui.views import display_sidebar, scroll_to, show_analysis
 
 TASK_TITLES = {"labels": "ImageNet labels", "objects": "COCO objects", "faces": "Faces and landmarks"}
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif"]
@@ -77,6 +77,7 @@ def analyse(source: bytes | str, *, origin: str, name: str) -> None:
     while len(results) > MAX_RESULTS_KEPT:
         results.pop(next(iter(results)))
     st.session_state["current"] = stored.sha256
+    st.session_state["scroll_to_result"] = True
 
 
 st.title("Analyze a photo")
@@ -213,5 +214,7 @@ else:
         if chosen != current.sha256:
             st.session_state["current"] = chosen
             st.rerun()
-    st.subheader(current.analysis.name or current.sha256[:12])
+    st.subheader(current.analysis.name or current.sha256[:12], anchor="result")
     show_analysis(service.repository, current, display, key="analyze")
+    if st.session_state.pop("scroll_to_result", False):
+        scroll_to("result")  # a new result: bring it into view, under the inputs

@@ -11,7 +11,7 @@ from picmetric import PicMetricError
 from picmetric.storage import HistoryFilter
 from picmetric.ui.resources import get_service
 from picmetric.ui.thumbnails import thumbnail_src
-from picmetric.ui.views import display_sidebar, options_summary, show_analysis
+from picmetric.ui.views import display_sidebar, options_summary, scroll_to, show_analysis
 
 PAGE_SIZE = 50
 service = get_service()
@@ -89,7 +89,9 @@ if selected and stored is None:
 elif stored is not None:
     st.divider()
     title, action = st.columns([4, 1])
-    title.subheader(stored.analysis.name or stored.sha256[:12])
+    title.subheader(stored.analysis.name or stored.sha256[:12], anchor="opened")
+    if clicked:
+        scroll_to("opened")  # the opened analysis is under the table: bring it into view
     with action.popover("Delete", icon=":material/delete:"):
         st.write("Delete this image, its analyses and its renders?")
         if st.button("Yes, delete it", type="primary", key="confirm-delete"):

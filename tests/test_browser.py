@@ -162,6 +162,8 @@ def test_dark_theme_follows_the_browser_and_a_phone_needs_no_sideways_scrolling(
     dark.locator("input[type=file]").set_input_files(str(zidane_path))
     main = dark.get_by_test_id("stMain")
     expect(main.get_by_test_id("stMetric").filter(has_text="Faces")).to_contain_text("2", timeout=90_000)
+    # at 1280x720 the result starts below the inputs: the page scrolls to it
+    expect(main.get_by_test_id("stImage").filter(has_text="YOLOv4-tiny")).to_be_in_viewport(ratio=0.9, timeout=10_000)
     background = dark.get_by_test_id("stApp").evaluate("e => getComputedStyle(e).backgroundColor")
     text = main.get_by_test_id("stMetricValue").first.evaluate("e => getComputedStyle(e).color")
     assert background == "rgb(11, 18, 32)", background  # the dark theme, chosen by the browser's preference

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import streamlit as st
+import streamlit.components.v1 as components
 
 from ..annotate import BoxAnnotator, FaceAnnotator, encode_image
 from ..errors import PicMetricError
@@ -48,6 +49,15 @@ def _threshold_slider(label: str, key: str, floor: float, step: float, help: str
         st.session_state[key] = floor
     st.session_state.setdefault(key, floor)
     return st.sidebar.slider(label, floor, 1.0, step=step, key=key, help=help)
+
+
+def scroll_to(anchor: str) -> None:
+    """Scroll the page to a heading's anchor (after a sample click the result would sit below the fold)."""
+    components.html(
+        f"<script>const t = window.parent.document.getElementById({json.dumps(anchor)});"
+        "if (t) t.scrollIntoView({behavior: 'smooth', block: 'start'});</script>",
+        height=0,
+    )
 
 
 def options_summary(options: dict) -> str:
