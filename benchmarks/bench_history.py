@@ -29,7 +29,9 @@ from picmetric.settings import Settings  # noqa: E402
 from picmetric.storage import HistoryFilter  # noqa: E402
 
 
-def photos(count: int) -> list[bytes]:
+def photos(count: int, side: int = 320, exact: bool = False) -> list[bytes]:
+    """``count`` distinct real photos (the shipped ones, cropped differently): at most ``side`` pixels, or with
+    ``exact`` resized to ``side`` pixels wide."""
     folder = package_file("foolbox", "data", "imagenet_00_243.jpg").parent
     sources = [Image.open(p).convert("RGB") for p in sorted(folder.glob("imagenet_*.jpg"))]
     sources += [
@@ -40,7 +42,10 @@ def photos(count: int) -> list[bytes]:
         image, variant = sources[i % len(sources)], i // len(sources)
         w, h = image.size
         image = image.crop((variant % 7, variant // 7, w - variant % 5, h - variant // 5))
-        image.thumbnail((320, 320))
+        if exact:
+            image = image.resize((side, side * image.height // image.width))
+        else:
+            image.thumbnail((side, side))
         buffer = io.BytesIO()
         image.save(buffer, "JPEG", quality=85)
         out.append(buffer.getvalue())

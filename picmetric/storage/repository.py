@@ -332,22 +332,7 @@ class Repository:
     ) -> None:
         """Store an analysis' results and renders and mark it done. ImageDeletedError: the image was deleted while
         the models ran (the claim went with it), so nothing is kept."""
-        try:
-            self._store_results(analysis_id, results, model_versions, timings_ms, render_keys)
-        except IntegrityError:
-            raise ImageDeletedError(
-                "the image was deleted while it was being analysed; send it again to analyse it anew"
-            ) from None
-
-    def _store_results(
-        self,
-        analysis_id: int,
-        results: tuple[Classification | None, Detections | None, Faces | None],
-        model_versions: dict[str, str],
-        timings_ms: dict[str, float],
-        render_keys: dict[str, tuple[str, str]],
-    ) -> None:
-        with self._session("store the results") as session:
+        with _deleted_meanwhile(), self._session("store the results") as session:
             c, d, f = results
             if c is not None:
                 session.add_all(
@@ -789,6 +774,17 @@ class Repository:
         except StorageError as exc:
             result["storage"] = str(exc)
         return result
+
+
+@contextmanager
+def _deleted_meanwhile() -> Iterator[None]:
+    """A row of ours vanished under a write (a DELETE or reset ran meanwhile): say so, as a 409."""
+    try:
+        yield
+    except IntegrityError:
+        raise ImageDeletedError(
+            "the image was deleted while it was being analysed; send it again to analyse it anew"
+        ) from None
 
 
 def _job_record(row: JobRow) -> JobRecord:
