@@ -20,6 +20,8 @@ if st.sidebar.toggle("Presentation mode", value=True, help="Larger text for a pr
 choices = {f"sample:{s.key}": s.title for s in samples()}
 for sha, stored in st.session_state.get("results", {}).items():
     choices[f"stored:{sha}"] = f"Your photo: {stored.analysis.name or sha[:12]}"
+for item in repository.history(page_size=30).items:  # any recent photo from History, not only this tab's
+    choices.setdefault(f"stored:{item.sha256}", f"History: {item.name or item.sha256[:12]}")
 choice = st.sidebar.selectbox("Image", list(choices), format_func=choices.get)
 classifier_key = st.sidebar.selectbox("Classifier", list(CLASSIFIERS), format_func=lambda k: CLASSIFIERS[k].title)
 
@@ -58,31 +60,40 @@ right.markdown(
 st.plotly_chart(logits_chart(walk.top_names, walk.top_logits, walk.top_probabilities), key="logits")
 
 st.header("2 · Which objects, and where? — YOLOv4-tiny")
-walk_objects = explain_detector(analyzer, image)
-left, right = st.columns([1, 2])
-left.image(
-    walk_objects.network_input,
-    caption=f"Letterboxed to {walk_objects.tensor_shape[2]}×{walk_objects.tensor_shape[3]} px",
-    width="stretch",
-)
-right.markdown(
-    f"""
-- **Pre-processing:** the photo is shrunk to fit a {walk_objects.tensor_shape[2]} px square without distortion;
-  the empty bands are grey (*letterbox*). Tensor shape `{walk_objects.tensor_shape}`.
-- **Raw output:** two grids, `{walk_objects.head_shapes[0]}` and `{walk_objects.head_shapes[1]}`. Every cell guesses
-  3 boxes, each with an *objectness* score and 80 class scores: **{walk_objects.raw_boxes:,} guesses** in total.
-- **Thresholding:** {len(walk_objects.before_nms)} guesses are at least 5 % sure (left picture); only those
-  at least 25 % sure are kept.
-- **Non-maximum suppression (NMS):** overlapping guesses for the same class are merged, keeping the most
-  confident one: **{len(walk_objects.after_nms)} objects** remain (right picture).
+
+
+@st.fragment
+def objects_walkthrough() -> None:
+    """Its own fragment: moving the two sliders reruns this section only, live in front of a class."""
+    left, right = st.columns([1, 2])
+    score_column, overlap_column = st.columns(2)
+    score = score_column.slider("Score threshold", 0.05, 0.95, 0.25, 0.05, key="walk-score")
+    overlap = overlap_column.slider("NMS overlap (IoU)", 0.1, 0.9, 0.45, 0.05, key="walk-iou")
+    walk = explain_detector(analyzer, image, min_confidence=score, iou_threshold=overlap)
+    left.image(
+        walk.network_input, caption=f"Letterboxed to {walk.tensor_shape[2]}×{walk.tensor_shape[3]} px", width="stretch"
+    )
+    right.markdown(
+        f"""
+- **Pre-processing:** the photo is shrunk to fit a {walk.tensor_shape[2]} px square without distortion;
+  the empty bands are grey (*letterbox*). Tensor shape `{walk.tensor_shape}`.
+- **Raw output:** two grids, `{walk.head_shapes[0]}` and `{walk.head_shapes[1]}`. Every cell guesses
+  3 boxes, each with an *objectness* score and 80 class scores: **{walk.raw_boxes:,} guesses** in total,
+  {len(walk.before_nms)} of them at least 5 % sure.
+- **Thresholding** and **non-maximum suppression (NMS)**, live with the two sliders below: the threshold drops
+  unsure guesses; NMS merges overlapping guesses for the same class, keeping the most confident one, and the
+  overlap (IoU) decides what counts as "the same object". Here: **{len(walk.after_nms)} objects**.
 - **Accuracy:** 40.2 % AP50 on COCO (the small, fast "tiny" version of YOLOv4).
 """
-)
-left, right = st.columns(2)
-left.image(
-    walk_objects.before_render, caption=f"Raw guesses ≥ 5 %: {len(walk_objects.before_nms)} boxes", width="stretch"
-)
-right.image(walk_objects.after_render, caption=f"After NMS: {len(walk_objects.after_nms)} objects", width="stretch")
+    )
+    left, right = st.columns(2)
+    left.image(walk.above_render, caption=f"Candidates ≥ {score:.0%}, before NMS: {len(walk.above_threshold)} boxes",
+               width="stretch")  # fmt: skip
+    right.image(walk.after_render, caption=f"After NMS at IoU {overlap:.2f}: {len(walk.after_nms)} objects",
+                width="stretch")  # fmt: skip
+
+
+objects_walkthrough()
 
 st.header("3 · Where are the faces? — YuNet, one small network (the default)")
 walk_yunet = explain_yunet(analyzer, image)

@@ -35,9 +35,11 @@ class DetectorWalkthrough:
     tensor_shape: tuple[int, ...]
     head_shapes: list[tuple[int, ...]]
     raw_boxes: int  # every anchor in every grid cell
-    before_nms: Detections
+    before_nms: Detections  # every guess down to ``shown_from``
+    above_threshold: Detections  # the guesses at least ``min_confidence`` sure, before NMS
     after_nms: Detections
     before_render: np.ndarray
+    above_render: np.ndarray
     after_render: np.ndarray
 
 
@@ -110,6 +112,7 @@ def explain_detector(
     kept = class_aware_nms(
         Candidates(found.xyxy[confident], found.confidence[confident], found.class_id[confident]), iou_threshold
     )
+    above = before.select(np.flatnonzero(confident))
     after = before.select(np.flatnonzero(confident)[kept])
     annotator = BoxAnnotator()
     return DetectorWalkthrough(
@@ -118,8 +121,10 @@ def explain_detector(
         head_shapes=[tuple(r.shape) for r in raw],
         raw_boxes=sum(int(np.prod(r.shape[2:])) * len(h.anchors) for r, h in zip(raw, model.heads, strict=True)),
         before_nms=before,
+        above_threshold=above,
         after_nms=after,
         before_render=_thin_boxes(image.pixels, before.xyxy, (255, 64, 64)),
+        above_render=annotator.annotate(image.pixels, above),
         after_render=annotator.annotate(image.pixels, after),
     )
 

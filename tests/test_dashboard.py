@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -166,6 +167,18 @@ def test_how_it_works_walks_through_each_model(app):
     assert "(1, 3, 260, 260)" in text and "After NMS" not in text
     assert "P-Net" in text and "77.6" in text
     assert "stride 8: 128×72 cells" in text and "**2 faces**" in text  # zidane.jpg's first YuNet pass, and its faces
+
+    def objects_now() -> int:
+        text = " ".join(m.value for m in app.markdown)
+        return int(re.search(r"Here: \*\*(\d+) objects\*\*", text).group(1))
+
+    default = objects_now()
+    next(s for s in app.slider if s.label == "Score threshold").set_value(0.05).run()
+    unsure = objects_now()  # the unsure guesses come in
+    next(s for s in app.slider if s.label == "NMS overlap (IoU)").set_value(0.9).run()
+    loose = objects_now()  # hardly any suppression: overlapping guesses of one object stay
+    next(s for s in app.slider if s.label == "Score threshold").set_value(0.95).run()
+    assert loose > unsure > default > objects_now(), (loose, unsure, default, objects_now())
 
 
 def test_system_page_reset_needs_confirmation(app, zidane_path):
