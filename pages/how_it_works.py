@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from picmetric import load_image
-from picmetric.explain import explain_classifier, explain_detector, explain_faces, explain_yunet
+from picmetric.explain import compare_models, explain_classifier, explain_detector, explain_faces, explain_yunet
 from picmetric.models import CLASSIFIERS
 from picmetric.samples import samples
 from picmetric.ui.charts import logits_chart
@@ -141,3 +141,16 @@ for column, stage, title in zip(
     columns, ("pnet", "rnet", "onet"), ("P-Net proposals", "after R-Net", "after O-Net"), strict=True
 ):
     column.image(walk_faces.stage_renders[stage], caption=f"{title}: {walk_faces.stage_counts[stage]}", width="stretch")
+
+st.header("5 · Compare the models on this photo")
+st.caption("Every classifier and both face detectors on the same photo, side by side (each run once to warm up).")
+compared = st.session_state.setdefault("compared", {})  # image choice -> results, kept across reruns
+if st.button("Run every model", icon=":material/compare:"):
+    with st.spinner("Running every model…"):
+        compared[choice] = compare_models(analyzer, image)
+if choice in compared:
+    classifier_runs, detector_runs = compared[choice]
+    for column, run in zip(st.columns(len(classifier_runs)), classifier_runs, strict=True):
+        column.markdown(f"**{run.title}** · {run.milliseconds:.0f} ms\n\n" + "\n".join(f"- {s}" for s in run.summary))
+    for column, run in zip(st.columns(len(detector_runs)), detector_runs, strict=True):
+        column.image(run.render, caption=f"{run.title} · {run.summary[0]} · {run.milliseconds:.0f} ms", width="stretch")

@@ -3,6 +3,7 @@ raw, and how the raw output becomes the final answer."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -10,6 +11,7 @@ import numpy as np
 
 from .annotate import BoxAnnotator, FaceAnnotator
 from .intake import LoadedImage
+from .models import FACE_DETECTORS
 from .models.classifier import CLASSIFIERS, ClassifierSpec, imagenet_names, softmax
 from .models.detector import Candidates, class_aware_nms, letterbox
 from .pipeline import Analyzer
@@ -161,3 +163,38 @@ def explain_faces(analyzer: Analyzer, image: LoadedImage, min_face_size: int = 2
         stage_renders={k: _thin_boxes(image.pixels, v, STAGE_COLOURS[k]) for k, v in boxes.items()},
         faces=len(stages.onet),
     )
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One model on the photo, for the side-by-side comparison: what it answered and how long it took."""
+
+    title: str
+    summary: list[str]  # the top labels with their probabilities, or the face count
+    milliseconds: float
+    render: np.ndarray | None = None  # faces drawn on the photo
+
+
+def compare_models(analyzer: Analyzer, image: LoadedImage, top: int = 3) -> tuple[list[ModelRun], list[ModelRun]]:
+    """Every classifier, and every face detector, on the same photo: the class sees how much the choice matters."""
+
+    classifiers = []
+    for key, spec in CLASSIFIERS.items():
+        precision = "int8" if spec.int8 else "float32"  # what the dashboard runs by default
+        model = analyzer.classifier(key, precision)
+        model.predict(image.pixels, top)  # warm: the first run of a session pays for its set-up
+        started = time.perf_counter()
+        found = model.predict(image.pixels, top)
+        took = (time.perf_counter() - started) * 1000
+        lines = [f"{name} {p:.0%}" for name, p in zip(found.names, found.confidence, strict=True)]
+        classifiers.append(ModelRun(f"{spec.title}, {precision} ({spec.top1}% top-1)", lines, took))
+    detectors = []
+    for key, (_, score, title) in FACE_DETECTORS.items():
+        detector = analyzer.face_detector(key)
+        detector.predict(image.pixels, score)
+        started = time.perf_counter()
+        faces = detector.predict(image.pixels, score)
+        took = (time.perf_counter() - started) * 1000
+        render = FaceAnnotator().annotate(image.pixels, faces)
+        detectors.append(ModelRun(title, [f"{len(faces)} faces at score ≥ {score:g}"], took, render))
+    return classifiers, detectors

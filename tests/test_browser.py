@@ -128,6 +128,10 @@ def test_upload_results_history_and_every_page(dashboard, browser, zidane_path):
     expect(page.get_by_text("How PicMetric sees a photo")).to_be_visible(timeout=60_000)
     expect(page.get_by_text("After NMS").first).to_be_visible(timeout=60_000)
     _shot(page, "6-how-it-works")
+    page.get_by_role("button", name="Run every model").click()
+    expect(page.get_by_text("MobileNetV2, float32").first).to_be_visible(timeout=60_000)
+    page.get_by_role("heading", name="5 · Compare the models on this photo").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "6b-compare-models.png"))
 
     page.get_by_role("link", name="System").click()
     expect(page.get_by_text("Recent log")).to_be_visible(timeout=30_000)

@@ -180,6 +180,12 @@ def test_how_it_works_walks_through_each_model(app):
     next(s for s in app.slider if s.label == "Score threshold").set_value(0.95).run()
     assert loose > unsure > default > objects_now(), (loose, unsure, default, objects_now())
 
+    next(b for b in app.button if b.label == "Run every model").click().run()  # the compare-models view
+    compared = " ".join(m.value for m in app.markdown)
+    assert all(title in compared for title in ("EfficientNet-Lite2, int8", "EfficientNet-Lite0, int8", "MobileNetV2"))
+    app.run()  # kept in the session: still there on the next rerun, without pressing again
+    assert "MobileNetV2, float32" in " ".join(m.value for m in app.markdown)
+
 
 def test_system_page_reset_needs_confirmation(app, zidane_path):
     upload(app, zidane_path)
