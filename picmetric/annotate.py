@@ -37,18 +37,41 @@ def _text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if luminance > 150 else (255, 255, 255)
 
 
-def _label(image: np.ndarray, text: str, x: int, y: int, colour: tuple[int, int, int]) -> None:
-    """A filled tag above (or, at the top edge, inside) the box corner at (x, y)."""
-    scale = max(0.5, max(image.shape[:2]) / 1100)
+Rect = tuple[int, int, int, int]  # x1, y1, x2, y2
+
+
+def _text_metrics(shape: tuple[int, ...], text: str) -> tuple[float, int, int, int, int]:
+    """Font scale, thickness, tag width and height, and text height for a label on an image of this shape."""
+    scale = max(0.5, max(shape[:2]) / 1100)
     thickness = max(1, round(scale * 1.5))
     (tw, th), baseline = cv2.getTextSize(text, _FONT, scale, thickness)
     pad = max(2, th // 4)
-    top = y - th - baseline - 2 * pad
-    if top < 0:
-        top = y
-    x = min(max(x, 0), max(image.shape[1] - tw - 2 * pad, 0))
-    cv2.rectangle(image, (x, top), (x + tw + 2 * pad, top + th + baseline + 2 * pad), colour, cv2.FILLED)
-    cv2.putText(image, text, (x + pad, top + pad + th), _FONT, scale, _text_colour(colour), thickness, cv2.LINE_AA)
+    return scale, thickness, tw + 2 * pad, th + baseline + 2 * pad, th
+
+
+def _place(shape: tuple[int, ...], text: str, x: int, y: int, taken: list[Rect]) -> Rect:
+    """Where a tag goes: above the box corner at (x, y) (inside at the top edge), moved down under any tag already
+    placed there, so the labels of crowded boxes stack instead of covering each other."""
+    _, _, width, height, _ = _text_metrics(shape, text)
+    top = y - height if y - height >= 0 else y
+    x = min(max(x, 0), max(shape[1] - width, 0))
+    for _ in range(len(taken) + 1):
+        hit = next((r for r in taken if x < r[2] and r[0] < x + width and top < r[3] and r[1] < top + height), None)
+        if hit is None:
+            break
+        top = hit[3]
+    top = min(top, max(shape[0] - height, 0))
+    taken.append((x, top, x + width, top + height))
+    return taken[-1]
+
+
+def _label(image: np.ndarray, text: str, where: Rect, colour: tuple[int, int, int]) -> None:
+    """A filled tag with the text, at a place ``_place`` chose."""
+    scale, thickness, _, _, th = _text_metrics(image.shape, text)
+    x1, y1, x2, y2 = where
+    pad = max(2, th // 4)
+    cv2.rectangle(image, (x1, y1), (x2, y2), colour, cv2.FILLED)
+    cv2.putText(image, text, (x1 + pad, y1 + pad + th), _FONT, scale, _text_colour(colour), thickness, cv2.LINE_AA)
 
 
 class BoxAnnotator:
@@ -60,10 +83,23 @@ class BoxAnnotator:
         order = np.argsort(detections.confidence)  # most confident drawn last, on top
         for i in order:
             x1, y1, x2, y2 = (int(round(v)) for v in detections.xyxy[i])
-            colour = colour_for(detections.class_id[i])
-            cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, width, cv2.LINE_AA)
-            _label(canvas, f"{detections.labels[i]} {detections.confidence[i]:.0%}", x1, y1, colour)
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), colour_for(detections.class_id[i]), width, cv2.LINE_AA)
+        for i, where in self.label_places(canvas.shape, detections):  # tags after every box: no line crosses one
+            _label(canvas, self._text(detections, i), where, colour_for(detections.class_id[i]))
         return canvas
+
+    @staticmethod
+    def _text(detections: Detections, i: int) -> str:
+        return f"{detections.labels[i]} {detections.confidence[i]:.0%}"
+
+    def label_places(self, shape: tuple[int, ...], detections: Detections) -> list[tuple[int, Rect]]:
+        """Each box's tag, most confident first (it gets its natural place); later ones stack clear of it."""
+        taken: list[Rect] = []
+        placed = []
+        for i in np.argsort(-detections.confidence, kind="stable"):
+            x1, y1 = (int(round(v)) for v in detections.xyxy[i][:2])
+            placed.append((int(i), _place(shape, self._text(detections, int(i)), x1, y1, taken)))
+        return placed
 
 
 class FaceAnnotator:
@@ -72,13 +108,14 @@ class FaceAnnotator:
     def annotate(self, image: np.ndarray, faces: Faces) -> np.ndarray:
         canvas = image.copy()
         width = _line_width(canvas)
+        taken: list[Rect] = []
         for box, score, points in zip(faces.xyxy, faces.confidence, faces.landmarks, strict=True):
             x1, y1, x2, y2 = (int(round(v)) for v in box)
             cv2.rectangle(canvas, (x1, y1), (x2, y2), FACE_COLOUR, width, cv2.LINE_AA)
             radius = max(2, round((x2 - x1) / 30))
             for (px, py), colour in zip(points, LANDMARK_COLOURS, strict=True):
                 cv2.circle(canvas, (int(round(px)), int(round(py))), radius, colour, cv2.FILLED, cv2.LINE_AA)
-            _label(canvas, f"face {score:.0%}", x1, y1, FACE_COLOUR)
+            _label(canvas, f"face {score:.0%}", _place(canvas.shape, f"face {score:.0%}", x1, y1, taken), FACE_COLOUR)
         return canvas
 
 

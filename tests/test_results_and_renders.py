@@ -80,3 +80,20 @@ def test_the_palette_is_readable_on_a_projector():
     first = np.array(PALETTE[:10], float)
     distances = np.linalg.norm(first[:, None] - first[None], axis=-1) + np.eye(10) * 1e9
     assert distances.min() > 60
+
+
+def test_labels_of_crowded_boxes_stack_instead_of_covering_each_other():
+    """Five people side by side with boxes starting at the same height (a team photo): every tag stays readable."""
+    boxes = [[40 + 30 * i, 100, 200 + 30 * i, 300] for i in range(5)]
+    d = Detections(boxes, [0.9, 0.8, 0.7, 0.6, 0.5], [0] * 5, NAMES)
+    places = [where for _, where in BoxAnnotator().label_places((400, 600, 3), d)]
+    for a, rect_a in enumerate(places):
+        assert 0 <= rect_a[0] and rect_a[2] <= 600 and 0 <= rect_a[1] and rect_a[3] <= 400, rect_a
+        for rect_b in places[a + 1 :]:
+            overlap = min(rect_a[2], rect_b[2]) > max(rect_a[0], rect_b[0]) and min(rect_a[3], rect_b[3]) > max(
+                rect_a[1], rect_b[1]
+            )
+            assert not overlap, (rect_a, rect_b)
+    assert places[0][3] <= 100  # the most confident keeps its natural place, above its box
+    out = BoxAnnotator().annotate(np.full((400, 600, 3), 127, np.uint8), d)
+    assert (out != 127).any()
