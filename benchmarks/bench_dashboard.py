@@ -105,7 +105,8 @@ def main() -> None:
                     page.get_by_role("tab", name="Samples").click()
 
                 def click_sample() -> None:
-                    page.get_by_role("button", name="Street with a bus").click()
+                    sample = page.get_by_test_id("stColumn").filter(has_text="Street with a bus")
+                    sample.get_by_role("button", name="Analyze").click()
 
                 main_area = page.get_by_test_id("stMain")
                 annotated = main_area.get_by_test_id("stImage").filter(has_text="YOLOv4-tiny").locator("img")

@@ -11,6 +11,7 @@ from picmetric.models import CLASSIFIERS, FACE_DETECTORS
 from picmetric.models.classifier import PRECISIONS
 from picmetric.samples import samples
 from picmetric.ui.resources import get_jobs
+from picmetric.ui.thumbnails import square_thumbnail
 from picmetric.ui.views import display_sidebar, scroll_to, show_analysis
 
 TASK_TITLES = {"labels": "ImageNet labels", "objects": "COCO objects", "faces": "Faces and landmarks"}
@@ -113,10 +114,12 @@ with url_tab, st.form("url-form", border=False):
 
 with sample_tab:
     st.caption("Photos that ship with PicMetric's model packages: one click, no file needed.")
-    columns = st.columns(len(samples()))
-    for column, item in zip(columns, samples(), strict=True):
-        column.image(str(item.path), width="stretch")
-        if column.button(item.title, key=f"sample-{item.key}", width="stretch"):
+    gallery = samples()
+    for column, item in zip(st.columns(len(gallery)), gallery, strict=True):
+        # equal tiles whatever the photo's shape, the full title under each (it wraps; a button's text would not)
+        column.image(square_thumbnail(str(item.path)), caption=item.title, width="stretch")
+        if column.button("Analyze", key=f"sample-{item.key}", icon=":material/search:", width="stretch",
+                         help=f"Analyze “{item.title}”"):  # fmt: skip
             analyse(item.read(), origin="sample", name=item.path.name)
 
 with camera_tab:

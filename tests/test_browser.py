@@ -71,6 +71,15 @@ def test_upload_results_history_and_every_page(dashboard, browser, zidane_path):
     page.goto(dashboard)
     expect(page.get_by_text("Analyze a photo")).to_be_visible(timeout=90_000)
     _shot(page, "1-analyze-empty")
+    page.get_by_role("tab", name="Samples").click()
+    tiles = page.get_by_test_id("stMain").locator("[data-testid=stImage] img:visible")
+    expect(tiles.first).to_be_visible(timeout=30_000)
+    sizes = {
+        (round(b["width"]), round(b["height"])) for b in (tiles.nth(i).bounding_box() for i in range(tiles.count()))
+    }
+    assert len(sizes) == 1 and tiles.count() >= 4, sizes  # equal square tiles
+    _shot(page, "1b-samples")
+    page.get_by_role("tab", name="Upload").click()
 
     page.locator("input[type=file]").set_input_files(str(zidane_path))
     main = page.get_by_test_id("stMain")

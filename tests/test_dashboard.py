@@ -114,7 +114,7 @@ def test_refused_url_gets_a_friendly_error(app):
 
 
 def test_sample_gallery_one_click(app):
-    next(b for b in app.button if b.label.startswith("Street with a bus")).click()
+    app.button(key="sample-bus").click()
     app.run()
     assert metrics(app)["Faces"] == "2" and int(metrics(app)["Objects"]) >= 4
 
@@ -263,7 +263,7 @@ def test_samples_and_the_camera_are_stored_with_their_source(app, tmp_path, bus_
     from picmetric.settings import Settings
     from picmetric.storage import Repository
 
-    next(b for b in app.button if b.label.startswith("Street with a bus")).click().run()
+    app.button(key="sample-bus").click().run()
     app.camera_input[0].set_value(("photo.jpg", _room(), "image/jpeg"))
     app.run()
     assert not app.exception and metrics(app)["Objects"] != "—"

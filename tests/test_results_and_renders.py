@@ -88,7 +88,7 @@ def test_labels_of_crowded_boxes_stack_instead_of_covering_each_other():
     d = Detections(boxes, [0.9, 0.8, 0.7, 0.6, 0.5], [0] * 5, NAMES)
     places = [where for _, where in BoxAnnotator().label_places((400, 600, 3), d)]
     for a, rect_a in enumerate(places):
-        assert 0 <= rect_a[0] and rect_a[2] <= 600 and 0 <= rect_a[1] and rect_a[3] <= 400, rect_a
+        assert rect_a[0] >= 0 and rect_a[2] <= 600 and rect_a[1] >= 0 and rect_a[3] <= 400, rect_a
         for rect_b in places[a + 1 :]:
             overlap = min(rect_a[2], rect_b[2]) > max(rect_a[0], rect_b[0]) and min(rect_a[3], rect_b[3]) > max(
                 rect_a[1], rect_b[1]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import io
 
 import streamlit as st
+from PIL import Image, ImageOps
 
 from ..storage import Repository
 
@@ -18,3 +20,13 @@ def thumbnail_src(repository: Repository, key: str | None) -> str | None:
     if key is None:
         return None
     return repository.blobs.url(key) or _data_uri(key, repository)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def square_thumbnail(path: str, side: int = 320) -> bytes:
+    """A centre-cropped square JPEG of a photo: the sample gallery's tiles are all the same size."""
+    with Image.open(path) as photo:
+        tile = ImageOps.fit(ImageOps.exif_transpose(photo).convert("RGB"), (side, side), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    tile.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
