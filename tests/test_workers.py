@@ -277,6 +277,33 @@ def test_the_dashboard_queues_a_batch_for_the_workers_and_shows_them(redis_stack
     assert sum("picmetric-" in c.value for c in app.caption) == 1  # the workers that answered a ping
 
 
+def test_the_cli_sends_a_folder_to_the_workers_and_follows_it(redis_stack, tmp_path):
+    """`picmetric analyze DIR --store` with a broker: one batch, run by the workers, followed to the end."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "class" / "day1"
+    folder.mkdir(parents=True)
+    for i, data in enumerate(photo_variants(64)[61:64]):
+        (folder / f"cli{i}.jpg").write_bytes(data)
+    result = subprocess.run(
+        [sys.executable, "-m", "picmetric", "analyze", str(tmp_path / "class"), "--store", "--json"],
+        env={**os.environ, **_environment(redis_stack.settings)}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout)
+    assert [a["input"].rsplit("/", 1)[1] for a in answers] == ["cli0.jpg", "cli1.jpg", "cli2.jpg"]
+    assert all(a["faces"] is not None for a in answers) and "image/s" in result.stderr  # the progress bar
+    with redis_stack.repository.engine.connect() as connection:
+        runners = set(
+            connection.scalars(select(JobRow.worker).where(JobRow.name.in_(["cli0.jpg", "cli1.jpg", "cli2.jpg"])))
+        )
+    pids = [int(w.rsplit(":", 1)[1]) for w in runners if w]
+    assert pids and all(any(worker.owns(pid) for worker in redis_stack.workers) for pid in pids)  # not the CLI
+
+
 def test_a_broker_restart_mid_batch_answers_503_then_recovers(redis_stack, redis_broker):
     photos = photo_variants(52)[40:52]
     files = [("files", (f"r{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]
