@@ -220,13 +220,15 @@ def _follow(jobs, batch_id: str, quiet: bool = False, poll_s: float = 0.25) -> l
     """Wait for a batch with a progress bar (done and failed count as progress); its jobs once all finished."""
     import time
 
+    from .jobs import batch_counts
+
     records = jobs.batch(batch_id)
     bar = tqdm(total=len(records), unit="image", file=sys.stderr, disable=quiet)
     while True:
-        done = sum(job.state in ("done", "failed") for job in records)
-        failed = sum(job.state == "failed" for job in records)
+        counts = batch_counts(records)
+        done = counts["done"] + counts["failed"]
         bar.update(done - bar.n)
-        bar.set_postfix(queued=sum(job.state == "queued" for job in records), failed=failed)
+        bar.set_postfix(queued=counts["queued"], failed=counts["failed"])
         if done == len(records):
             bar.close()
             return records

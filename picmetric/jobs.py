@@ -15,7 +15,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,11 +22,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import AnalysisFailedError, PicMetricError, QueueUnavailableError
-from .intake import fetch_image_bytes, load_image
+from .intake import fetch_image_bytes
 from .pipeline import AnalysisOptions
 from .service import AnalysisService, StoredAnalysis
 from .settings import Settings
 from .storage import JobRecord, NewJob
+from .storage.repository import JOB_STATES
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -138,11 +138,11 @@ class JobService:
             return
         try:
             stored = self.service.submit(
-                self._input_bytes(job), source=job.source, name=job.name,
+                self._input_data(job), source=job.source, name=job.name or job.url,
                 options=AnalysisOptions.from_stored(job.options),
             )  # fmt: skip
         except PicMetricError as exc:
-            if exc.http_status in RETRYABLE_STATUSES and not isinstance(exc, QueueUnavailableError):
+            if exc.http_status in RETRYABLE_STATUSES:
                 raise RetryableJobError(str(exc)) from exc
             self.repository.finish_job(job_id, sha256=None, error=str(exc), error_status=exc.http_status)
             return
@@ -157,34 +157,21 @@ class JobService:
         """No more retries for an outage: the job is failed with the reason (a new submission retries it)."""
         self.repository.finish_job(job_id, sha256=None, error=error, error_status=503)
 
-    def _input_bytes(self, job: JobRecord):
+    def _input_data(self, job: JobRecord) -> bytes:
+        """The job's photo as sent: its staged upload, or the URL fetched (S3 or http(s), with the URL guards)."""
         if job.input_key is not None:
-            return load_image(self.repository.blobs.get(job.input_key), settings=self.settings, origin=job.source,
-                              name=job.name)  # fmt: skip
+            return self.repository.blobs.get(job.input_key)
         assert job.url is not None, "a job has staged bytes or a URL"
         if job.url.startswith("s3://"):
             from .storage.s3 import S3Objects
 
-            data = S3Objects(self.settings).get(job.url, self.settings.max_upload_bytes)
-        else:
-            data = fetch_image_bytes(job.url, settings=self.settings)
-        return load_image(data, settings=self.settings, origin=job.source, name=job.name or job.url)
+            return S3Objects(self.settings).get(job.url, self.settings.max_upload_bytes)
+        return fetch_image_bytes(job.url, settings=self.settings)
 
     # -- following -----------------------------------------------------------------------------------------------
 
     def job(self, job_id: str) -> JobRecord | None:
         return self.repository.job(job_id)
-
-    def wait(self, job_id: str, timeout_s: float | None = None) -> JobRecord:
-        """Poll until the job finished or ``timeout_s`` (job_wait_s) passed; returns its last state."""
-        deadline = time.monotonic() + (self.settings.job_wait_s if timeout_s is None else timeout_s)
-        while True:
-            job = self.repository.job(job_id)
-            if job is None:
-                raise AnalysisFailedError("the job was deleted (a reset) before it finished")
-            if job.state in ("done", "failed") or time.monotonic() >= deadline:
-                return job
-            time.sleep(0.05)
 
     def result(self, job: JobRecord) -> StoredAnalysis:
         """A finished job's analysis, or its error raised with the status it was recorded with."""
@@ -207,7 +194,8 @@ def _error_with_status(message: str, status: int) -> PicMetricError:
 
 
 def batch_counts(jobs: Sequence[JobRecord]) -> dict[str, int]:
-    counts = {"queued": 0, "running": 0, "done": 0, "failed": 0}
+    """Jobs per state (queued, running, done, failed); done + failed = finished."""
+    counts = dict.fromkeys(JOB_STATES, 0)
     for job in jobs:
         counts[job.state] += 1
     return counts
