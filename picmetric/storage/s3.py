@@ -5,6 +5,7 @@ Needs boto3, PicMetric's ``[s3]`` extra; imported only when a bucket is configur
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -16,6 +17,7 @@ from ..settings import Settings
 from .blobs import MissingBlobError, StorageError
 
 _NO_BUCKET = ("404", "NoSuchBucket", "NotFound")  # head_bucket answers a bare 404
+_NO_OBJECT = ("404", "NoSuchKey", "NotFound")  # get_object says NoSuchKey, head_object a bare 404
 
 
 def s3_client(settings: Settings):
@@ -50,11 +52,12 @@ class S3Objects:
     def list(self, url: str, suffixes: tuple[str, ...]) -> list[str]:
         """Every s3://bucket/key under the prefix whose name ends in one of ``suffixes`` (case-insensitive)."""
         bucket, prefix = parse_s3_url(url)
-        found = []
         try:
-            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                found += [f"s3://{bucket}/{o['Key']}" for o in page.get("Contents", [])
-                          if o["Key"].lower().endswith(suffixes)]  # fmt: skip
+            found = [
+                f"s3://{bucket}/{o['Key']}"
+                for o in _listing(self._client, bucket, prefix)
+                if o["Key"].lower().endswith(suffixes)
+            ]
         except (BotoCoreError, ClientError) as exc:
             raise StorageError(f"could not list {url} ({_code(exc)})") from None
         return found
@@ -65,7 +68,7 @@ class S3Objects:
             body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
             data = body.read(max_bytes + 1)
         except ClientError as exc:
-            if _code(exc) in ("NoSuchKey", "404", "NotFound"):
+            if _code(exc) in _NO_OBJECT:
                 raise MissingBlobError(f"{url} does not exist") from None
             raise StorageError(f"could not read {url} ({_code(exc)})") from None
         except BotoCoreError as exc:
@@ -76,9 +79,17 @@ class S3Objects:
 
 
 def _code(exc: Exception) -> str:
+    """S3's error code of a refusal ("NoSuchKey", "404", ...), or the kind of failure (a timeout, a refused
+    connection); never a message, which may carry an endpoint or key."""
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", "error"))
     return exc.__class__.__name__
+
+
+def _listing(client, bucket: str, prefix: str) -> Iterator[dict]:
+    """Every object under a prefix, page after page (S3 answers 1,000 at a time)."""
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Contents", [])
 
 
 class S3BlobStore:
@@ -97,7 +108,7 @@ class S3BlobStore:
 
     def _error(self, action: str, exc: Exception) -> StorageError:
         if isinstance(exc, ClientError):
-            code = exc.response.get("Error", {}).get("Code", "error")
+            code = _code(exc)
             if code in _NO_BUCKET or self._bucket_missing():  # some servers answer AccessDenied for a missing bucket
                 return StorageError(
                     f"the S3 bucket {self.bucket!r} does not exist: create it, or let PicMetric create it on start "
@@ -110,7 +121,7 @@ class S3BlobStore:
         try:
             self._client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
-            return exc.response.get("Error", {}).get("Code") in _NO_BUCKET
+            return _code(exc) in _NO_BUCKET
         except BotoCoreError:
             return False
         return False
@@ -128,7 +139,7 @@ class S3BlobStore:
         try:
             return self._client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            if _code(exc) in _NO_OBJECT:
                 raise MissingBlobError(f"stored image {key} is missing from bucket {self.bucket}") from None
             raise self._error("read an image", exc) from None
         except BotoCoreError as exc:
@@ -145,7 +156,7 @@ class S3BlobStore:
             self._client.head_object(Bucket=self.bucket, Key=self.prefix + key)
             return True
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _code(exc) in _NO_OBJECT:
                 return False
             raise self._error("check an image", exc) from None
         except BotoCoreError as exc:
@@ -154,13 +165,11 @@ class S3BlobStore:
     def keys(self, older_than_s: float = 0) -> list[str]:
         cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
         try:
-            found = []
-            for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
-                found += [
-                    item["Key"][len(self.prefix) :]
-                    for item in page.get("Contents", [])
-                    if item["LastModified"] <= cutoff
-                ]
+            found = [
+                item["Key"][len(self.prefix) :]
+                for item in _listing(self._client, self.bucket, self.prefix)
+                if item["LastModified"] <= cutoff
+            ]
             return sorted(found)
         except (BotoCoreError, ClientError) as exc:
             raise self._error("list images", exc) from None
