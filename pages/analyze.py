@@ -10,6 +10,7 @@ from picmetric.jobs import JobInput, batch_counts
 from picmetric.models import CLASSIFIERS, FACE_DETECTORS
 from picmetric.models.classifier import PRECISIONS
 from picmetric.samples import samples
+from picmetric.service import options_key
 from picmetric.ui.resources import get_jobs
 from picmetric.ui.thumbnails import square_thumbnail
 from picmetric.ui.views import display_sidebar, scroll_to, show_analysis
@@ -154,7 +155,7 @@ def batch_rows(records: list, detailed: bool) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def show_batch(batch_id: str, records: list, detailed: bool) -> bool:
+def show_batch(records: list, detailed: bool) -> bool:
     """One progress bar and one table for the whole batch; True once every photo is done or failed."""
     counts = batch_counts(records)
     finished = counts["done"] + counts["failed"]
@@ -174,7 +175,7 @@ def show_batch(batch_id: str, records: list, detailed: bool) -> bool:
 def follow_batch(batch_id: str) -> None:
     """Live progress without blocking the page: only this panel reruns, once a second, until the batch ends."""
     records = jobs.batch(batch_id)
-    if not records or show_batch(batch_id, records, detailed=False):
+    if not records or show_batch(records, detailed=False):
         st.rerun()  # finished (or deleted by a reset): the whole page shows the final table, and polling stops
 
 
@@ -184,12 +185,16 @@ if batch_id:
     if not batch_records:
         st.session_state.pop("batch")
     elif all(job.state in ("done", "failed") for job in batch_records):
-        show_batch(batch_id, batch_records, detailed=True)
+        show_batch(batch_records, detailed=True)
     else:
         follow_batch(batch_id)
 
 current = results.get(st.session_state.get("current"))
-if current is not None and service.get(current.sha256, current.analysis.options) is None:
+# one small query per rerun (not the whole analysis): is it still stored?
+if (
+    current is not None
+    and service.repository.claim_state(current.sha256, options_key(current.analysis.options))[0] == "missing"
+):
     results.pop(current.sha256, None)  # deleted meanwhile (another tab, History, a reset): never shown as stored
     st.session_state.pop("current", None)
     st.warning(
