@@ -76,7 +76,7 @@ async def get_job(request: Request, job_id: str) -> JSONResponse:
         multipart={
             "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
             "urls": {"type": "string", "description": "a JSON list of image URLs"},
-            **{k: v for k, v in _OPTION_FIELDS.items()},
+            **_OPTION_FIELDS,
         },
         json={"urls": _URL_LIST, "options": AnalysisOptions.model_json_schema()},
     ),
