@@ -11,9 +11,9 @@ import numpy as np
 
 from .annotate import BoxAnnotator, FaceAnnotator
 from .intake import LoadedImage
-from .models import FACE_DETECTORS
+from .models import FACE_DETECTORS, YuNetDetector
 from .models.classifier import CLASSIFIERS, ClassifierSpec, imagenet_names, softmax
-from .models.detector import Candidates, class_aware_nms, letterbox
+from .models.detector import Candidates, ObjectDetector, class_aware_nms, letterbox
 from .pipeline import Analyzer
 from .results import Detections
 
@@ -102,7 +102,7 @@ def explain_detector(
     min_confidence: float = 0.25,
     iou_threshold: float = 0.45,
     size: int = 416,
-    shown_from: float = 0.05,
+    shown_from: float = ObjectDetector.candidate_floor,
 ) -> DetectorWalkthrough:
     """Raw guesses down to ``shown_from`` (so the overlap NMS removes is visible), then the final objects."""
     model = analyzer.detector(size)
@@ -132,7 +132,11 @@ def explain_detector(
 
 
 def explain_yunet(
-    analyzer: Analyzer, image: LoadedImage, min_face_size: int = 20, min_score: float = 0.8, shown_from: float = 0.3
+    analyzer: Analyzer,
+    image: LoadedImage,
+    min_face_size: int = 20,
+    min_score: float = 0.8,
+    shown_from: float = YuNetDetector.candidate_floor,
 ) -> YuNetWalkthrough:
     """Every candidate above ``shown_from`` on each feature map, then the faces NMS keeps above ``min_score``."""
     model = analyzer.face_detector("yunet")

@@ -205,6 +205,30 @@ class Analysis:
     model_versions: dict[str, str]
     renders: dict[str, bytes] = field(default_factory=dict, repr=False)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: what the detectors found below the analysis' thresholds, down to each model's floor (``floors``, by task):
+    #: kept so a display threshold can go lower without running a model again. Rows stored before: none.
+    weaker_objects: Detections | None = field(default=None, repr=False)
+    weaker_faces: Faces | None = field(default=None, repr=False)
+    floors: dict[str, float] = field(default_factory=dict)
+
+    def floor(self, task: str) -> float:
+        """The lowest score that can be shown for ``task`` ("objects" or "faces") without running the model."""
+        threshold = self.options.min_confidence if task == "objects" else self.options.face_score
+        return min(self.floors.get(task, threshold), threshold)
+
+    def objects_from(self, min_confidence: float) -> Detections | None:
+        """The objects scoring at least ``min_confidence``, weaker candidates included where it is below the
+        analysis' threshold."""
+        if self.detections is None:
+            return None
+        found = self.detections + self.weaker_objects if self.weaker_objects is not None else self.detections
+        return found.filter(min_confidence)
+
+    def faces_from(self, min_confidence: float) -> Faces | None:
+        """The faces scoring at least ``min_confidence``, weaker candidates included (as ``objects_from``)."""
+        if self.faces is None:
+            return None
+        return (self.faces + self.weaker_faces if self.weaker_faces is not None else self.faces).filter(min_confidence)
 
     def to_dict(self) -> dict:
         return {
@@ -236,6 +260,8 @@ class _TaskOutcome:
     render: bytes | None
     timings: dict[str, float]
     version: str
+    weaker: Detections | Faces | None = None  # below the analysis' threshold, down to ``floor``
+    floor: float | None = None
 
 
 class Analyzer:
@@ -310,21 +336,28 @@ class Analyzer:
     def _objects(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
         model = self.detector(options.detector_size)
         started = time.perf_counter()
-        found = model.predict(image.pixels, options.min_confidence, options.iou_threshold)
+        # down to the model's floor: NMS is greedy by score, so weaker boxes never change the stronger ones' result
+        floor = min(options.min_confidence, model.candidate_floor)
+        found, weaker = model.predict(image.pixels, floor, options.iou_threshold).split(options.min_confidence)
         inferred = time.perf_counter()
         render = encode_image(self._box_annotator.annotate(image.pixels, found), options.render_format)
         timings = {"objects": _ms(started, inferred), "objects_render": _ms(inferred)}
-        return _TaskOutcome(found.scaled(image.scale), render, timings, model.version)
+        return _TaskOutcome(
+            found.scaled(image.scale), render, timings, model.version, weaker.scaled(image.scale), floor
+        )
 
     def _faces(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
         model = self.face_detector(options.face_detector)
         started = time.perf_counter()
         min_face = max(12, round(options.min_face_size / image.scale))  # the option is in original pixels
-        found = model.predict(image.pixels, options.face_score, min_face_size=min_face)
+        floor = min(options.face_score, model.candidate_floor)  # as for objects: the stronger faces stay the same
+        found, weaker = model.predict(image.pixels, floor, min_face_size=min_face).split(options.face_score)
         inferred = time.perf_counter()
         render = encode_image(self._face_annotator.annotate(image.pixels, found), options.render_format)
         timings = {"faces": _ms(started, inferred), "faces_render": _ms(inferred)}
-        return _TaskOutcome(found.scaled(image.scale), render, timings, model.version)
+        return _TaskOutcome(
+            found.scaled(image.scale), render, timings, model.version, weaker.scaled(image.scale), floor
+        )
 
     def analyze(
         self,
@@ -368,15 +401,17 @@ class Analyzer:
             timings_ms=timings,
             model_versions={task: outcomes[task].version for task in options.tasks},
             renders={task: o.render for task, o in outcomes.items() if o.render is not None},
+            weaker_objects=_result(outcomes, "objects", Detections, "weaker"),
+            weaker_faces=_result(outcomes, "faces", Faces, "weaker"),
+            floors={task: o.floor for task, o in outcomes.items() if o.floor is not None},
         )
 
 
-def _result(outcomes: dict[str, _TaskOutcome], task: str, kind: type[ResultT]) -> ResultT | None:
-    outcome = outcomes.get(task)
-    if outcome is None:
-        return None
-    assert isinstance(outcome.result, kind)
-    return outcome.result
+def _result(outcomes: dict[str, _TaskOutcome], task: str, kind: type[ResultT], part: str = "result") -> ResultT | None:
+    """A task's result (or its ``weaker`` candidates), typed; None when the task did not run."""
+    value = getattr(outcomes[task], part) if task in outcomes else None
+    assert value is None or isinstance(value, kind)
+    return value
 
 
 def _ms(start: float, end: float | None = None) -> float:

@@ -100,6 +100,18 @@ class Detections:
     def scaled(self, factor: float) -> Detections:
         return Detections(self.xyxy * factor, self.confidence, self.class_id, self.class_names)
 
+    def split(self, threshold: float) -> tuple[Detections, Detections]:
+        """(at or above ``threshold``, below it): the result, and the weaker candidates kept beside it."""
+        return self.select(self.confidence >= threshold), self.select(self.confidence < threshold)
+
+    def __add__(self, other: Detections) -> Detections:
+        return Detections(
+            np.concatenate([self.xyxy, other.xyxy]),
+            np.concatenate([self.confidence, other.confidence]),
+            np.concatenate([self.class_id, other.class_id]),
+            self.class_names,
+        )
+
     def to_dict(self) -> dict:
         return {
             "objects": [
@@ -141,6 +153,17 @@ class Faces:
 
     def scaled(self, factor: float) -> Faces:
         return Faces(self.xyxy * factor, self.confidence, self.landmarks * factor)
+
+    def split(self, threshold: float) -> tuple[Faces, Faces]:
+        """(at or above ``threshold``, below it): the result, and the weaker candidates kept beside it."""
+        return self.select(self.confidence >= threshold), self.select(self.confidence < threshold)
+
+    def __add__(self, other: Faces) -> Faces:
+        return Faces(
+            np.concatenate([self.xyxy, other.xyxy]),
+            np.concatenate([self.confidence, other.confidence]),
+            np.concatenate([self.landmarks, other.landmarks]),
+        )
 
     def to_dict(self) -> dict:
         return {

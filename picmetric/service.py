@@ -96,25 +96,19 @@ class AnalysisService:
                 [label[1] for label in record.labels],
                 model=record.labels[0][3] if record.labels else options.classifier,
             )
+        weaker = record.candidates
         if "objects" in tasks and done:
-            detections = Detections(
-                np.array([o[0] for o in record.objects], np.float32).reshape(-1, 4),
-                np.array([o[1] for o in record.objects], np.float32),
-                np.array([o[2] for o in record.objects], np.int64),
-                coco_class_names(),
-            )
+            detections = _detections(record.objects)
         if "faces" in tasks and done:
-            faces = Faces(
-                np.array([f[0] for f in record.faces], np.float32).reshape(-1, 4),
-                np.array([f[1] for f in record.faces], np.float32),
-                np.array([f[2] for f in record.faces], np.float32).reshape(-1, 5, 2),
-            )
+            faces = _faces(record.faces)
         image = record.image
         analysis = Analysis(
             sha256=image.sha256, md5=image.md5, format=image.format, width=image.width, height=image.height,
             source=image.source, name=image.name, options=options, classification=classification,
             detections=detections, faces=faces, timings_ms=record.timings_ms, model_versions=record.model_versions,
-            created_at=record.created_at,
+            created_at=record.created_at, floors=weaker.get("floors", {}),
+            weaker_objects=_detections(weaker["objects"]) if detections is not None and "objects" in weaker else None,
+            weaker_faces=_faces(weaker["faces"]) if faces is not None and "faces" in weaker else None,
         )  # fmt: skip
         return StoredAnalysis(
             id=record.id, analysis=analysis, status=record.status, error=record.error, cached=True,
@@ -200,7 +194,9 @@ class AnalysisService:
                 put(blob_key, render, render_type)
                 render_keys[kind] = (blob_key, render_type)
             results = (analysis.classification, analysis.detections, analysis.faces)
-            repository.complete(analysis_id, results, analysis.model_versions, analysis.timings_ms, render_keys)
+            repository.complete(
+                analysis_id, results, analysis.model_versions, analysis.timings_ms, render_keys, _weaker(analysis)
+            )
             analysis_id = None
         except BaseException as exc:
             logger.warning("%s: not stored (%s)", image.sha256[:12], exc)
@@ -234,6 +230,45 @@ class AnalysisService:
     def _find_done(self, sha256: str, key: str) -> StoredAnalysis | None:
         record = self.repository.find(sha256, key)
         return self._stored(record) if record is not None and record.status == "done" else None
+
+
+def _detections(rows: list) -> Detections:
+    """Objects from stored rows of (xyxy, confidence, class_id)."""
+    return Detections(
+        np.array([row[0] for row in rows], np.float32).reshape(-1, 4),
+        np.array([row[1] for row in rows], np.float32),
+        np.array([row[2] for row in rows], np.int64),
+        coco_class_names(),
+    )
+
+
+def _faces(rows: list) -> Faces:
+    """Faces from stored rows of (xyxy, confidence, 5 landmarks)."""
+    return Faces(
+        np.array([row[0] for row in rows], np.float32).reshape(-1, 4),
+        np.array([row[1] for row in rows], np.float32),
+        np.array([row[2] for row in rows], np.float32).reshape(-1, 5, 2),
+    )
+
+
+def _weaker(analysis: Analysis) -> dict:
+    """The candidates below the thresholds as plain JSON, in the same row shapes as the stored results."""
+
+    def box(values) -> list[float]:
+        return [round(float(v), 1) for v in values]
+
+    document: dict = {"floors": analysis.floors}
+    if (objects := analysis.weaker_objects) is not None:
+        document["objects"] = [
+            [box(b), round(float(p), 6), int(c)]
+            for b, p, c in zip(objects.xyxy, objects.confidence, objects.class_id, strict=True)
+        ]
+    if (faces := analysis.weaker_faces) is not None:
+        document["faces"] = [
+            [box(b), round(float(p), 6), [box(point) for point in points]]
+            for b, p, points in zip(faces.xyxy, faces.confidence, faces.landmarks, strict=True)
+        ]
+    return document
 
 
 def _image_info(image: LoadedImage) -> ImageInfo:

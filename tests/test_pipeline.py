@@ -12,6 +12,8 @@ from PIL import Image
 from picmetric import AnalysisOptions, InvalidOptionsError, load_image, seed_response
 from picmetric.results import LANDMARK_NAMES
 
+from .conftest import sample_photo
+
 
 def test_concurrent_and_sequential_runs_agree(analyzer, zidane_path):
     image = load_image(zidane_path)
@@ -142,3 +144,37 @@ def test_options_accept_form_text_and_round_trip():
     )
     with pytest.raises(InvalidOptionsError, match="options must be an object"):
         AnalysisOptions.from_input(["top_k", 3])
+
+
+@pytest.mark.parametrize("face_detector", ["yunet", "mtcnn"])
+def test_weaker_candidates_are_what_a_lower_threshold_would_have_found(analyzer, face_detector):
+    """The candidates kept below the thresholds are exactly what running the models at the floor adds: the result
+    above the threshold is unchanged (NMS is greedy by score), and threshold + weaker = a run at the floor."""
+    options = AnalysisOptions(face_detector=face_detector)
+    for path in (sample_photo("zidane.jpg"), sample_photo("bus.jpg")):
+        image = load_image(path)
+        kept = analyzer.analyze(image, options)
+        floors = {
+            "objects": analyzer.detector().candidate_floor,
+            "faces": analyzer.face_detector(face_detector).candidate_floor,
+        }
+        assert kept.floors == floors and kept.floor("objects") == floors["objects"]
+        assert len(kept.weaker_objects) > 0 and (kept.weaker_objects.confidence < options.min_confidence).all()
+        assert (kept.weaker_faces.confidence < options.face_score).all()
+        assert (kept.weaker_faces.confidence >= floors["faces"]).all()
+        low = analyzer.analyze(
+            image, AnalysisOptions(face_detector=face_detector, min_confidence=floors["objects"],
+                                   face_confidence=floors["faces"]),
+        )  # fmt: skip
+        for shown, ran in ((kept.objects_from(floors["objects"]), low.detections),
+                           (kept.faces_from(floors["faces"]), low.faces)):  # fmt: skip
+            order_shown, order_ran = np.argsort(-shown.confidence), np.argsort(-ran.confidence)
+            np.testing.assert_allclose(shown.confidence[order_shown], ran.confidence[order_ran], atol=1e-6)
+            np.testing.assert_allclose(shown.xyxy[order_shown], ran.xyxy[order_ran], atol=1e-3)
+        assert len(kept.objects_from(options.min_confidence)) == len(kept.detections)  # the result itself
+
+
+def test_a_threshold_below_the_floor_keeps_no_weaker_candidates(analyzer, zidane_path):
+    analysis = analyzer.analyze(load_image(zidane_path), AnalysisOptions(min_confidence=0.01, face_confidence=0.1))
+    assert len(analysis.weaker_objects) == 0 and len(analysis.weaker_faces) == 0
+    assert analysis.floor("objects") == 0.01 and analysis.floor("faces") == 0.1

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from picmetric import AnalysisOptions, InvalidImageError, load_image
 from picmetric.errors import AnalysisFailedError
@@ -27,7 +27,7 @@ from picmetric.storage import (
     StorageError,
 )
 from picmetric.storage.db import current_revision, head_revision, make_engine, upgrade
-from picmetric.storage.schema import AnalysisRow, ImageRow
+from picmetric.storage.schema import AnalysisRow, ImageRow, ObjectRow
 
 from .conftest import imagenet_samples, photo_variants, s3_settings
 from .services import PostgresDatabase
@@ -49,6 +49,23 @@ def test_same_image_twice_runs_the_models_once(service, zidane_path, analyzer):
     np.testing.assert_allclose(second.analysis.detections.xyxy, first.analysis.detections.xyxy, atol=0.01)
     assert second.analysis.classification.names == first.analysis.classification.names
     assert second.analysis.name == "zidane.jpg"  # the first upload's name is the image's name
+
+
+def test_weaker_candidates_are_stored_beside_the_result_and_rows_without_them_still_load(service, zidane_path):
+    first = service.submit(zidane_path.read_bytes())
+    again = service.get(first.sha256).analysis
+    assert again.floors == {"objects": 0.05, "faces": 0.3}
+    assert len(again.weaker_objects) == len(first.analysis.weaker_objects) > 0
+    np.testing.assert_allclose(again.weaker_objects.xyxy, first.analysis.weaker_objects.xyxy, atol=0.1)
+    np.testing.assert_allclose(again.weaker_objects.confidence, first.analysis.weaker_objects.confidence, atol=1e-6)
+    assert again.weaker_objects.labels == first.analysis.weaker_objects.labels
+    assert len(again.objects_from(0.05)) == len(first.analysis.detections) + len(first.analysis.weaker_objects)
+    assert _count(service, ObjectRow.id) == len(first.analysis.detections)  # never searched as objects
+    with service.repository.engine.begin() as conn:  # a row stored before candidates were kept
+        conn.execute(update(AnalysisRow).values(candidates=None))
+    older = service.get(first.sha256).analysis
+    assert older.weaker_objects is None and older.floor("objects") == 0.25 and older.floor("faces") == 0.8
+    assert len(older.objects_from(0.05)) == len(first.analysis.detections)
 
 
 def test_other_options_are_a_new_analysis_of_the_same_image(service, zidane_path, analyzer):

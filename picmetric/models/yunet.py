@@ -105,6 +105,8 @@ def nms_faces(xyxy: np.ndarray, confidence: np.ndarray, iou_threshold: float = N
 
 class YuNetDetector(OnnxModel):
     name = "faces"
+    #: weaker candidates are kept down to this score (beside the faces above the analysis' threshold)
+    candidate_floor = 0.3
 
     def __init__(self, weights_path: Path | None = None) -> None:
         super().__init__()

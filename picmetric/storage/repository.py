@@ -75,6 +75,7 @@ class AnalysisRecord:
     labels: list[tuple[int, str, float, str]]  # class_id, name, confidence, model; by rank
     objects: list[tuple[tuple[float, float, float, float], float, int]]  # xyxy, confidence, class_id
     faces: list[tuple[tuple[float, float, float, float], float, list]]  # xyxy, confidence, 5 landmarks
+    candidates: dict  # weaker boxes below the thresholds, as the service stored them ({} for older rows)
     blob_keys: dict[str, str]  # original, objects, faces, thumbnail -> key
     urls: dict[str, str | None] = field(default_factory=dict)  # same kinds -> browser URL (None: served by us)
 
@@ -329,6 +330,7 @@ class Repository:
         model_versions: dict[str, str],
         timings_ms: dict[str, float],
         render_keys: dict[str, tuple[str, str]],
+        candidates: dict | None = None,
     ) -> None:
         """Store an analysis' results and renders and mark it done. ImageDeletedError: the image was deleted while
         the models ran (the claim went with it), so nothing is kept."""
@@ -386,6 +388,7 @@ class Repository:
                     error=None,
                     model_versions=model_versions,
                     timings_ms={k: round(v, 2) for k, v in timings_ms.items()},
+                    candidates=candidates,
                     top_label=top[0] if top else None,
                     top_confidence=top[1] if top else None,
                     object_count=len(d) if d is not None else 0,
@@ -463,7 +466,8 @@ class Repository:
             labels=[(r.class_id, r.name, r.confidence, r.model) for r in row.labels] if done else [],
             objects=[((o.x1, o.y1, o.x2, o.y2), o.confidence, o.class_id) for o in row.objects] if done else [],
             faces=[((f.x1, f.y1, f.x2, f.y2), f.confidence, f.landmarks) for f in row.faces] if done else [],
-            blob_keys=keys, urls={kind: self.blobs.url(key) for kind, key in keys.items()},
+            candidates=dict(row.candidates or {}) if done else {}, blob_keys=keys,
+            urls={kind: self.blobs.url(key) for kind, key in keys.items()},
         )  # fmt: skip
 
     def resolve_image(self, text: str) -> str | None:

@@ -73,6 +73,8 @@ class AnalysisRow(Base):
     top_confidence: Mapped[float | None] = mapped_column(Float)
     object_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     face_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0, index=True)
+    # boxes scoring below the analysis' thresholds, down to each model's floor: shown on request, never searched
+    candidates: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False, index=True)
     # a running analysis' claim: its holder (host:pid:id) renews heartbeat_at; a lapsed lease may be taken over
     claimed_by: Mapped[str | None] = mapped_column(String(96))
