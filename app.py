@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from picmetric.ui.presentation import presentation_toggle
+
 st.set_page_config(page_title="PicMetric", page_icon=":material/image_search:", layout="wide")
 
 navigation = st.navigation(
@@ -12,4 +14,5 @@ navigation = st.navigation(
         st.Page("pages/system.py", title="System", icon=":material/monitor_heart:", url_path="system"),
     ]
 )
+presentation_toggle()  # every page: larger type for a projector
 navigation.run()

@@ -9,13 +9,11 @@ from picmetric.explain import compare_models, explain_classifier, explain_detect
 from picmetric.models import CLASSIFIERS
 from picmetric.samples import samples
 from picmetric.ui.charts import logits_chart
+from picmetric.ui.presentation import show_chart, stage_images
 from picmetric.ui.resources import get_analyzer, get_service, working_image
 
 analyzer = get_analyzer()
 repository = get_service().repository
-
-if st.sidebar.toggle("Presentation mode", value=True, help="Larger text for a projector"):
-    st.html("<style>.stMainBlockContainer p, .stMainBlockContainer li {font-size: 1.3rem; line-height: 1.6;}</style>")
 
 choices = {f"sample:{s.key}": s.title for s in samples()}
 for sha, stored in st.session_state.get("results", {}).items():
@@ -57,7 +55,7 @@ right.markdown(
   validation photos ({walk.spec.licence}).
 """
 )
-st.plotly_chart(logits_chart(walk.top_names, walk.top_logits, walk.top_probabilities), key="logits")
+show_chart(logits_chart(walk.top_names, walk.top_logits, walk.top_probabilities), key="logits")
 
 st.header("2 · Which objects, and where? — YOLOv4-tiny")
 
@@ -86,11 +84,17 @@ def objects_walkthrough() -> None:
 - **Accuracy:** 40.2 % AP50 on COCO (the small, fast "tiny" version of YOLOv4).
 """
     )
-    left, right = st.columns(2)
-    left.image(walk.above_render, caption=f"Candidates ≥ {score:.0%}, before NMS: {len(walk.above_threshold)} boxes",
-               width="stretch")  # fmt: skip
-    right.image(walk.after_render, caption=f"After NMS at IoU {overlap:.2f}: {len(walk.after_nms)} objects",
-                width="stretch")  # fmt: skip
+    stage_images(
+        [
+            (
+                "Before NMS",
+                walk.above_render,
+                f"Candidates ≥ {score:.0%}, before NMS: {len(walk.above_threshold)} boxes",
+            ),
+            ("After NMS", walk.after_render, f"After NMS at IoU {overlap:.2f}: {len(walk.after_nms)} objects"),
+        ],
+        key="walk-objects-stage",
+    )
 
 
 objects_walkthrough()
@@ -109,16 +113,20 @@ st.markdown(
 - **Raw output:** three feature maps with strides 8, 16 and 32 px. Every cell gives a *class* score, an
   *objectness* score (face score = √(class × objectness)), a box and 5 landmarks as offsets from the cell:
 {pass_lines}
-- **Candidates:** **{walk_yunet.raw_candidates}** cells score at least 30 % (left picture).
+- **Candidates:** **{walk_yunet.raw_candidates}** cells score at least 30 % (first picture).
 - **Non-maximum suppression:** overlapping candidates are merged, and those scoring at least 80 % are kept:
-  **{walk_yunet.after_nms} faces** (right picture).
+  **{walk_yunet.after_nms} faces** (second picture).
 - **Accuracy:** WIDER FACE validation AP 88.4 % / 86.6 % / 75.0 % on its easy / medium / hard faces (MTCNN:
   about 85 / 82 / 60 %), at a fraction of MTCNN's time.
 """
 )
-left, right = st.columns(2)
-left.image(walk_yunet.candidates_render, caption=f"Candidates ≥ 30 %: {walk_yunet.raw_candidates}", width="stretch")
-right.image(walk_yunet.faces_render, caption=f"After NMS, ≥ 80 %: {walk_yunet.after_nms} faces", width="stretch")
+stage_images(
+    [
+        ("Candidates", walk_yunet.candidates_render, f"Candidates ≥ 30 %: {walk_yunet.raw_candidates}"),
+        ("After NMS", walk_yunet.faces_render, f"After NMS, ≥ 80 %: {walk_yunet.after_nms} faces"),
+    ],
+    key="walk-yunet-stage",
+)
 
 st.header("4 · The older way: MTCNN, a cascade of three small networks")
 walk_faces = explain_faces(analyzer, image)
@@ -136,11 +144,17 @@ st.markdown(
 - **Accuracy:** about 95 % of faces found on the FDDB benchmark (Zhang et al., 2016).
 """
 )
-columns = st.columns(3)
-for column, stage, title in zip(
-    columns, ("pnet", "rnet", "onet"), ("P-Net proposals", "after R-Net", "after O-Net"), strict=True
-):
-    column.image(walk_faces.stage_renders[stage], caption=f"{title}: {walk_faces.stage_counts[stage]}", width="stretch")
+stage_images(
+    [
+        (step, walk_faces.stage_renders[stage], f"{title}: {walk_faces.stage_counts[stage]}")
+        for step, stage, title in (
+            ("P-Net", "pnet", "P-Net proposals"),
+            ("R-Net", "rnet", "after R-Net"),
+            ("O-Net", "onet", "after O-Net"),
+        )
+    ],
+    key="walk-mtcnn-stage",
+)
 
 st.header("5 · Compare the models on this photo")
 st.caption("Every classifier and both face detectors on the same photo, side by side (each run once to warm up).")

@@ -85,11 +85,11 @@ class BoxAnnotator:
             x1, y1, x2, y2 = (int(round(v)) for v in detections.xyxy[i])
             cv2.rectangle(canvas, (x1, y1), (x2, y2), colour_for(detections.class_id[i]), width, cv2.LINE_AA)
         for i, where in self.label_places(canvas.shape, detections):  # tags after every box: no line crosses one
-            _label(canvas, self._text(detections, i), where, colour_for(detections.class_id[i]))
+            _label(canvas, self.text(detections, i), where, colour_for(detections.class_id[i]))
         return canvas
 
     @staticmethod
-    def _text(detections: Detections, i: int) -> str:
+    def text(detections: Detections, i: int) -> str:
         return f"{detections.labels[i]} {detections.confidence[i]:.0%}"
 
     def label_places(self, shape: tuple[int, ...], detections: Detections) -> list[tuple[int, Rect]]:
@@ -98,7 +98,7 @@ class BoxAnnotator:
         placed = []
         for i in np.argsort(-detections.confidence, kind="stable"):
             x1, y1 = (int(round(v)) for v in detections.xyxy[i][:2])
-            placed.append((int(i), _place(shape, self._text(detections, int(i)), x1, y1, taken)))
+            placed.append((int(i), _place(shape, self.text(detections, int(i)), x1, y1, taken)))
         return placed
 
 
@@ -108,15 +108,28 @@ class FaceAnnotator:
     def annotate(self, image: np.ndarray, faces: Faces) -> np.ndarray:
         canvas = image.copy()
         width = _line_width(canvas)
-        taken: list[Rect] = []
-        for box, score, points in zip(faces.xyxy, faces.confidence, faces.landmarks, strict=True):
+        for box, points in zip(faces.xyxy, faces.landmarks, strict=True):
             x1, y1, x2, y2 = (int(round(v)) for v in box)
             cv2.rectangle(canvas, (x1, y1), (x2, y2), FACE_COLOUR, width, cv2.LINE_AA)
             radius = max(2, round((x2 - x1) / 30))
             for (px, py), colour in zip(points, LANDMARK_COLOURS, strict=True):
                 cv2.circle(canvas, (int(round(px)), int(round(py))), radius, colour, cv2.FILLED, cv2.LINE_AA)
-            _label(canvas, f"face {score:.0%}", _place(canvas.shape, f"face {score:.0%}", x1, y1, taken), FACE_COLOUR)
+        for i, where in self.label_places(canvas.shape, faces):
+            _label(canvas, self.text(faces, i), where, FACE_COLOUR)
         return canvas
+
+    @staticmethod
+    def text(faces: Faces, i: int) -> str:
+        return f"face {faces.confidence[i]:.0%}"
+
+    def label_places(self, shape: tuple[int, ...], faces: Faces) -> list[tuple[int, Rect]]:
+        """Each face's tag, placed as BoxAnnotator places its tags."""
+        taken: list[Rect] = []
+        placed = []
+        for i in np.argsort(-faces.confidence, kind="stable"):
+            x1, y1 = (int(round(v)) for v in faces.xyxy[i][:2])
+            placed.append((int(i), _place(shape, self.text(faces, int(i)), x1, y1, taken)))
+        return placed
 
 
 RENDER_FORMATS = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}

@@ -3,13 +3,16 @@ rerun) and one analysis service (with its jobs) per storage configuration."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 
+import cv2
 import streamlit as st
 from pydantic import SecretStr
 
 from .. import logs
+from ..annotate import encode_image
 from ..intake import LoadedImage, load_image
 from ..jobs import JobService
 from ..pipeline import Analyzer, default_analyzer
@@ -54,6 +57,25 @@ def get_jobs() -> JobService:
     }
     fingerprint = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
     return _jobs(fingerprint, settings)
+
+
+#: the longest side of the photo sent to the browser under client-drawn boxes: sharp at half a 4K screen
+BROWSER_IMAGE_SIDE = 1280
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _jpeg_data_uri(sha256: str, _image: LoadedImage) -> str:
+    pixels = _image.pixels
+    factor = BROWSER_IMAGE_SIDE / max(pixels.shape[:2])
+    if factor < 1:
+        pixels = cv2.resize(pixels, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+    data = encode_image(pixels, "jpeg")
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
+def image_src(image: LoadedImage) -> str:
+    """The working image as a JPEG data URI, encoded once per photo (display changes reuse it)."""
+    return _jpeg_data_uri(image.sha256, image)
 
 
 def working_image(repository: Repository, sha256: str) -> LoadedImage | None:

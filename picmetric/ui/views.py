@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -9,17 +10,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import streamlit as st
-import streamlit.components.v1 as components
 
 from ..annotate import BoxAnnotator, FaceAnnotator, encode_image
 from ..errors import PicMetricError
+from ..intake import LoadedImage
 from ..models import FACE_DETECTORS
 from ..pipeline import Analysis, AnalysisOptions
+from ..results import Detections, Faces
 from ..seed import seed_response
 from ..service import StoredAnalysis
 from ..storage import Repository
-from .charts import detections_chart, faces_chart, labels_chart
-from .resources import working_image
+from .charts import detections_chart, faces_chart, labels_chart, photo_figure
+from .presentation import photo_width, presenting, show_chart, tag_font
+from .resources import image_src, working_image
 
 VIEWS = ["Objects", "Faces", "Labels", "Compare", "JSON"]
 
@@ -33,30 +36,50 @@ class DisplayFilter:
     classes: frozenset[str] | None = None
 
     def apply(self, analysis: Analysis):
-        detections = faces = None
-        if analysis.detections is not None:
-            detections = analysis.detections.filter(
-                self.min_object_confidence, set(self.classes) if self.classes else None
-            )
-        if analysis.faces is not None:
-            faces = analysis.faces.filter(self.min_face_confidence)
-        return detections, faces
+        """The objects and faces to show; below the analysis' thresholds, the weaker candidates kept with it."""
+        detections = analysis.objects_from(self.min_object_confidence)
+        if detections is not None and self.classes:
+            detections = detections.filter(classes=set(self.classes))
+        return detections, analysis.faces_from(self.min_face_confidence)
 
 
-def _threshold_slider(label: str, key: str, floor: float, step: float, help: str) -> float:
-    """A sidebar slider that keeps its value across reruns and pages, never below the analysis' own threshold."""
-    if st.session_state.get(key, floor) < floor:
-        st.session_state[key] = floor
-    st.session_state.setdefault(key, floor)
+def _threshold_slider(label: str, key: str, floor: float, start: float, step: float, help: str) -> float:
+    """A sidebar slider from the lowest score the stored result can show (``floor``) that starts at the analysis'
+    own threshold (``start``) and keeps its value across reruns and pages."""
+    # A new floor gives the slider a new identity, which Streamlit would start at the floor: set the value it keeps.
+    if key not in st.session_state or st.session_state.get(f"{key}-floor") != floor:
+        st.session_state[f"{key}-floor"] = floor
+        st.session_state[key] = max(st.session_state.get(key, start), floor)
     return st.sidebar.slider(label, floor, 1.0, step=step, key=key, help=help)
 
 
 def scroll_to(anchor: str) -> None:
     """Scroll the page to a heading's anchor (after a sample click the result would sit below the fold)."""
-    components.html(
-        f"<script>const t = window.parent.document.getElementById({json.dumps(anchor)});"
-        "if (t) t.scrollIntoView({behavior: 'smooth', block: 'start'});</script>",
-        height=0,
+    _script_in_page(
+        f"const t = window.parent.document.getElementById({json.dumps(anchor)});"
+        "if (t) t.scrollIntoView({behavior: 'smooth', block: 'start'});"
+    )
+
+
+def _script_in_page(script: str) -> None:
+    """Run a few lines of our own JavaScript against the page (an invisible same-origin iframe)."""
+    key = f"page-script-{hashlib.sha1(script.encode()).hexdigest()[:12]}"
+    with st.container(key=key):  # out of the layout's flow: no gap where it sits
+        st.html(f"<style>.st-key-{key} {{position: absolute; width: 0; height: 0; overflow: hidden;}}</style>")
+        st.iframe(f"<script>{script}</script>", height=1)
+
+
+def commit_dates_on_enter() -> None:
+    """Enter in a date field applies the typed date, as picking it in the calendar does (Streamlit's date input
+    otherwise applies a typed date only when the field loses focus or Escape closes its calendar)."""
+    _script_in_page(
+        "const doc = window.parent.document;"
+        "if (!doc.picmetricDatesOnEnter) { doc.picmetricDatesOnEnter = true;"
+        " doc.addEventListener('keydown', (event) => {"
+        "  const field = event.target.closest && event.target.closest('[data-testid=\"stDateInput\"]');"
+        "  if (event.key === 'Enter' && field) { event.preventDefault(); event.target.dispatchEvent("
+        "   new KeyboardEvent('keydown', {key: 'Escape', code: 'Escape', keyCode: 27, bubbles: true})); }"
+        " }, true); }"
     )
 
 
@@ -76,20 +99,27 @@ def options_summary(options: dict) -> str:
 
 
 def display_sidebar(analysis: Analysis | None) -> DisplayFilter:
-    """Display thresholds in the sidebar; each slider starts at the threshold the analysis was run with."""
+    """Display thresholds in the sidebar: each starts at the threshold the analysis was run with and goes down to
+    the model's own floor (the weaker candidates were kept with the result)."""
     st.sidebar.subheader("Display")
     st.sidebar.caption("These only re-filter the stored result: instant, the models do not run again.")
+    options = analysis.options if analysis else AnalysisOptions()
     min_objects = _threshold_slider(
-        "Object confidence ≥", "display_min_object", analysis.options.min_confidence if analysis else 0.25, 0.01,
-        "Hide weaker detections. Re-filters the stored result; the models do not run again.",
+        "Object confidence ≥", "display_min_object", analysis.floor("objects") if analysis else options.min_confidence,
+        options.min_confidence, 0.01,
+        f"Lower it to see the detector's weaker guesses (dashed, below its {options.min_confidence:.0%} threshold); "
+        "raise it to hide weaker detections. The models do not run again.",
     )  # fmt: skip
     min_faces = _threshold_slider(
-        "Face score ≥", "display_min_face", analysis.options.face_score if analysis else 0.8, 0.005,
-        "Hide less certain faces (display only).",
+        "Face score ≥", "display_min_face", analysis.floor("faces") if analysis else options.face_score,
+        options.face_score, 0.005,
+        f"Lower it to see weaker face candidates (dashed, below {options.face_score:.0%}); raise it to hide less "
+        "certain faces. The models do not run again.",
     )  # fmt: skip
     classes = None
-    if analysis is not None and analysis.detections is not None and len(analysis.detections):
-        present = sorted(set(analysis.detections.labels))
+    everything = analysis.objects_from(analysis.floor("objects")) if analysis is not None else None
+    if everything is not None and len(everything):
+        present = sorted(set(everything.labels))  # the weaker candidates' classes too
         chosen = st.sidebar.multiselect("Classes to show", present, default=present)
         classes = frozenset(chosen) if set(chosen) != set(present) else None
     return DisplayFilter(min_objects, min_faces, classes)
@@ -172,29 +202,30 @@ def _result_panel(
         "View", VIEWS, default=VIEWS[0], key=f"{key}-view", label_visibility="collapsed", width="stretch"
     ) or VIEWS[0]  # fmt: skip
     if view == "Objects":
-        rendered = objects_render()
-        if rendered is None or detections is None:
+        if detections is None:
             st.caption("Object detection was not run for this analysis.")
         else:
-            left, right = st.columns(2)
-            left.image(image.pixels, caption=f"Original · {analysis.width}×{analysis.height}", width="stretch",
-                       output_format="JPEG")  # fmt: skip
-            right.image(rendered, caption=f"YOLOv4-tiny · {len(detections)} objects", width="stretch",
-                        output_format="JPEG")  # fmt: skip
+            threshold = analysis.options.min_confidence
+            _photo_beside_original(
+                image, analysis, f"{key}-objects", f"YOLOv4-tiny · {len(detections)} objects"
+                f"{_weaker_note(detections, threshold)} · hover a box for its class and confidence",
+                detections=detections, threshold=threshold,
+            )  # fmt: skip
             if len(detections):
-                st.plotly_chart(detections_chart(detections), key=f"{key}-objects-chart")
+                show_chart(detections_chart(detections), key=f"{key}-objects-chart")
     elif view == "Faces":
-        rendered = faces_render()
-        if rendered is None or faces is None:
+        if faces is None:
             st.caption("Face detection was not run for this analysis.")
         else:
-            left, right = st.columns(2)
-            left.image(image.pixels, caption="Original", width="stretch", output_format="JPEG")
             detector = FACE_DETECTORS[analysis.options.face_detector][2]
-            right.image(rendered, caption=f"{detector} · {len(faces)} faces with landmarks", width="stretch",
-                        output_format="JPEG")  # fmt: skip
+            threshold = analysis.options.face_score
+            _photo_beside_original(
+                image, analysis, f"{key}-faces", f"{detector} · {len(faces)} faces with landmarks"
+                f"{_weaker_note(faces, threshold)} · hover a dot to name it",
+                faces=faces, threshold=threshold,
+            )  # fmt: skip
             if len(faces):
-                st.plotly_chart(faces_chart(faces), key=f"{key}-faces-chart")
+                show_chart(faces_chart(faces), key=f"{key}-faces-chart")
     elif view == "Labels":
         if analysis.classification is None:
             st.caption("Classification was not run for this analysis.")
@@ -202,7 +233,7 @@ def _result_panel(
             left, right = st.columns([2, 3])
             left.image(image.pixels, caption="Original", width="stretch", output_format="JPEG")
             with right:
-                st.plotly_chart(labels_chart(analysis.classification), key=f"{key}-labels-chart")
+                show_chart(labels_chart(analysis.classification), key=f"{key}-labels-chart")
                 if analysis.classification.model.startswith("efficientnet"):
                     st.caption(
                         "EfficientNet-Lite spreads its probability over related classes more than older models "
@@ -228,6 +259,40 @@ def _result_panel(
         st.json(analysis.to_dict(), expanded=1)
 
     _downloads(analysis, stored, detections, objects_render, faces_render, key)
+
+
+def _photo_beside_original(
+    image: LoadedImage,
+    analysis: Analysis,
+    key: str,
+    caption: str,
+    *,
+    detections: Detections | None = None,
+    faces: Faces | None = None,
+    threshold: float,
+) -> None:
+    """The photo with what was found drawn over it (in the browser), beside the original; when presenting, the
+    annotated photo alone, larger (the Compare view still shows the original)."""
+    size, width = (analysis.width, analysis.height), photo_width()
+    annotated = photo_figure(
+        image_src(image), size, width, detections=detections, faces=faces, threshold=threshold, tag_font=tag_font()
+    )
+    if presenting():
+        show_chart(annotated, key=f"{key}-image", photo=True)
+        st.caption(caption)
+        return
+    left, right = st.columns(2)
+    with left:
+        show_chart(photo_figure(image_src(image), size, width), key=f"{key}-original", photo=True)
+        st.caption(f"Original · {analysis.width}×{analysis.height}")
+    with right:
+        show_chart(annotated, key=f"{key}-image", photo=True)
+        st.caption(caption)
+
+
+def _weaker_note(found: Detections | Faces, threshold: float) -> str:
+    weaker = int((found.confidence < threshold).sum())
+    return f" ({weaker} dashed: below the {threshold:.0%} threshold the models ran with)" if weaker else ""
 
 
 def _downloads(analysis, stored, detections, objects_render, faces_render, key: str) -> None:
