@@ -16,6 +16,22 @@ from picmetric.ui.thumbnails import square_thumbnail
 from picmetric.ui.views import display_sidebar, scroll_to, show_analysis
 
 TASK_TITLES = {"labels": "ImageNet labels", "objects": "COCO objects", "faces": "Faces and landmarks"}
+# Each sample tile is one button: its (invisible) button covers the thumbnail and the caption. On a phone the tiles
+# stay three to a row instead of stacking into one long column.
+SAMPLE_GALLERY_STYLE = """<style>
+[class*="st-key-sample-tile-"] {position: relative; border-radius: 0.5rem; padding: 0.25rem;}
+[class*="st-key-sample-tile-"]:hover, [class*="st-key-sample-tile-"]:focus-within {
+  box-shadow: 0 0 0 3px #3b82f6;}
+[class*="st-key-sample-tile-"] .stElementContainer:has(.stButton) {position: absolute; inset: 0; z-index: 2;
+  width: 100% !important;}
+[class*="st-key-sample-tile-"] .stButton, [class*="st-key-sample-tile-"] .stButton button {width: 100%; height: 100%;}
+[class*="st-key-sample-tile-"] .stButton button {opacity: 0; cursor: pointer;}
+@media (max-width: 640px) {
+  .st-key-sample-gallery [data-testid="stHorizontalBlock"] {flex-flow: row wrap !important; gap: 0.5rem;}
+  .st-key-sample-gallery [data-testid="stColumn"] {flex: 0 0 calc(33.3% - 0.5rem) !important;
+    width: calc(33.3% - 0.5rem) !important; min-width: 0 !important;}
+}
+</style>"""
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif"]
 
 jobs = get_jobs()
@@ -55,7 +71,8 @@ with st.sidebar.form("analysis-settings", border=False):
 def analyse(source: bytes | str, *, origin: str, name: str) -> None:
     """Submit one image (bytes, or a URL to fetch) and keep the result in the session; ``origin`` is stored as
     where it came from (upload, url, sample, camera)."""
-    with st.status(f"Analyzing {name}…", expanded=True) as status:
+    slot, stored = st.empty(), None
+    with slot.status(f"Analyzing {name}…", expanded=True) as status:
 
         def report(task: str, timings: dict[str, float]) -> None:
             status.write(f":material/check: {TASK_TITLES[task]} · {timings[task]:.0f} ms")
@@ -68,11 +85,13 @@ def analyse(source: bytes | str, *, origin: str, name: str) -> None:
             )
             stored = service.submit(image, options=options, on_task_done=report)
         except PicMetricError as exc:
-            status.update(label=f"Could not analyse {name}", state="error", expanded=False)
             st.session_state["error"] = f"{name}: {exc}"
-            return
-        took = "loaded from history" if stored.cached else f"{stored.analysis.timings_ms['total']:.0f} ms"
-        status.update(label=f"{name}: done ({took})", state="complete", expanded=False)
+        else:
+            took = "loaded from history" if stored.cached else f"{stored.analysis.timings_ms['total']:.0f} ms"
+            status.update(label=f"{name}: done ({took})", state="complete", expanded=False)
+    if stored is None:
+        slot.empty()  # the error under the inputs says it once; a red progress box would say it twice
+        return
     st.session_state.pop("error", None)
     results.pop(stored.sha256, None)  # newest last
     results[stored.sha256] = stored
@@ -113,15 +132,18 @@ with url_tab, st.form("url-form", border=False):
     if st.form_submit_button("Analyze URL", icon=":material/search:") and url.strip():
         analyse(url.strip(), origin="url", name=url.strip())
 
-with sample_tab:
-    st.caption("Photos that ship with PicMetric's model packages: one click, no file needed.")
-    gallery = samples()
+with sample_tab, st.container(key="sample-gallery"):
+    st.caption("Photos that ship with PicMetric's model packages: click one to analyse it, no file needed.")
+    st.html(SAMPLE_GALLERY_STYLE)
+    gallery, picked = samples(), None
     for column, item in zip(st.columns(len(gallery)), gallery, strict=True):
-        # equal tiles whatever the photo's shape, the full title under each (it wraps; a button's text would not)
-        column.image(square_thumbnail(str(item.path)), caption=item.title, width="stretch")
-        if column.button("Analyze", key=f"sample-{item.key}", icon=":material/search:", width="stretch",
-                         help=f"Analyze “{item.title}”"):  # fmt: skip
-            analyse(item.read(), origin="sample", name=item.path.name)
+        # equal tiles whatever the photo's shape, the full title under each; the whole tile is the button
+        with column.container(key=f"sample-tile-{item.key}"):
+            st.image(square_thumbnail(str(item.path)), caption=item.title, width="stretch")
+            if st.button(f"Analyze “{item.title}”", key=f"sample-{item.key}"):
+                picked = item
+    if picked is not None:  # its progress under the gallery, not squeezed into the tile
+        analyse(picked.read(), origin="sample", name=picked.path.name)
 
 with camera_tab:
     snapshot = st.camera_input("Take a photo of the room", key=f"camera-{st.session_state.get('uploads_key', 0)}")

@@ -11,7 +11,7 @@ from picmetric import PicMetricError
 from picmetric.storage import HistoryFilter
 from picmetric.ui.resources import get_service
 from picmetric.ui.thumbnails import thumbnail_src
-from picmetric.ui.views import display_sidebar, options_summary, scroll_to, show_analysis
+from picmetric.ui.views import commit_dates_on_enter, display_sidebar, options_summary, scroll_to, show_analysis
 
 PAGE_SIZE = 50
 service = get_service()
@@ -19,14 +19,20 @@ repository = service.repository
 st.title("History")
 
 with st.expander("Filters", expanded=True, icon=":material/filter_list:"):  # collapsible on a phone
-    text_col, faces_col, date_col, source_col = st.columns([3, 1, 2, 1])
+    text_col, faces_col, from_col, to_col, source_col = st.columns([3, 1, 1.3, 1.3, 1])
     text = text_col.text_input("Label or object class", placeholder="e.g. person, dog, bus")
     min_faces = faces_col.number_input("Min faces", 0, 100, 0)
-    dates = date_col.date_input("Date range", value=(), format="YYYY-MM-DD")
+    # two single dates, not one range: a typed date counts as soon as it is complete, like a picked one, and
+    # either end may stay open
+    first_day = from_col.date_input("From", value=None, format="YYYY-MM-DD")
+    last_day = to_col.date_input("To", value=None, format="YYYY-MM-DD")
     source = source_col.selectbox("Source", ["any", "upload", "url", "sample", "camera", "s3"])
+    commit_dates_on_enter()
 
-date_from = datetime.combine(dates[0], time.min, UTC) if len(dates) >= 1 else None
-date_to = datetime.combine(dates[-1], time.max, UTC) if len(dates) == 2 else None
+date_from = datetime.combine(first_day, time.min, UTC) if first_day else None
+date_to = datetime.combine(last_day, time.max, UTC) if last_day else None
+if date_from and date_to and date_from > date_to:
+    st.warning("“From” is after “To”: no analysis can match.", icon=":material/event_busy:")
 filters = HistoryFilter(
     text=text or None, min_faces=min_faces or None, date_from=date_from, date_to=date_to,
     source=None if source == "any" else source,
