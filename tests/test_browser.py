@@ -87,25 +87,31 @@ def test_upload_results_history_and_every_page(dashboard, browser, zidane_path):
     metrics = main.get_by_test_id("stMetric")
     expect(metrics.filter(has_text="Faces")).to_contain_text("2")
     expect(metrics.filter(has_text="Objects")).to_contain_text("5")
-    images = main.locator("[data-testid=stImage] img:visible")
-    expect(images.nth(1)).to_be_visible()
-    assert images.count() >= 2
-    boxes = [images.nth(i).bounding_box() for i in range(2)]
+    original, annotated = (main.locator(f".st-key-analyze-objects-{k} .main-svg").first for k in ("original", "image"))
+    expect(annotated).to_be_visible(timeout=30_000)
+    boxes = [original.bounding_box(), annotated.bounding_box()]
     assert boxes[0]["width"] > 300 and abs(boxes[0]["y"] - boxes[1]["y"]) < 5  # side by side, not tiny
-    expect(main.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+    assert boxes[0]["height"] == boxes[1]["height"]
     _shot(page, "2-analyze-objects")
 
-    # a display threshold re-filters the stored result: the annotated image changes, the models do not run
-    annotated = main.get_by_test_id("stImage").filter(has_text="YOLOv4-tiny")
-    expect(annotated).to_contain_text("5 objects")
-    before = annotated.locator("img").get_attribute("src")
+    # hovering a box (drawn by the browser) names it and its confidence
+    plot = main.locator(".st-key-analyze-objects-image .nsewdrag").first.bounding_box()  # the photo's area
+    page.mouse.move(plot["x"] + plot["width"] * 1080 / 1280, plot["y"] + plot["height"] * 120 / 720)  # Ancelotti
+    expect(main.locator(".st-key-analyze-objects-image .hoverlayer")).to_contain_text("person 9", timeout=10_000)
+
+    # a display threshold re-filters the stored result: the drawn boxes change, the models do not run
+    caption = main.get_by_text("YOLOv4-tiny ·")
+    expect(caption).to_contain_text("5 objects")
     threshold = page.get_by_test_id("stSidebar").get_by_test_id("stSlider").filter(has_text="Object confidence")
     threshold.get_by_role("slider").focus()
     threshold.get_by_role("slider").press("End")
-    expect(annotated).to_contain_text("0 objects", timeout=30_000)
-    assert annotated.locator("img").get_attribute("src") != before
-    threshold.get_by_role("slider").press("Home")
-    expect(annotated).to_contain_text("5 objects", timeout=30_000)
+    expect(caption).to_contain_text("0 objects", timeout=30_000)
+    threshold.get_by_role("slider").press("Home")  # the detector's floor: its weaker guesses, dashed
+    expect(caption).to_contain_text("dashed: below the 25% threshold", timeout=30_000)
+    _shot(page, "2b-analyze-objects-down-to-the-floor")
+    for _ in range(20):  # back up to 0.25, the threshold the models ran with
+        threshold.get_by_role("slider").press("ArrowRight")
+    expect(caption).to_contain_text("5 objects", timeout=30_000)
 
     views = main.get_by_test_id("stButtonGroup")
     views.get_by_text("Faces", exact=True).click()
@@ -176,7 +182,7 @@ def test_dark_theme_follows_the_browser_and_a_phone_needs_no_sideways_scrolling(
     main = dark.get_by_test_id("stMain")
     expect(main.get_by_test_id("stMetric").filter(has_text="Faces")).to_contain_text("2", timeout=90_000)
     # at 1280x720 the result starts below the inputs: the page scrolls to it
-    expect(main.get_by_test_id("stImage").filter(has_text="YOLOv4-tiny")).to_be_in_viewport(ratio=0.9, timeout=10_000)
+    expect(main.locator(".st-key-analyze-objects-image")).to_be_in_viewport(ratio=0.9, timeout=10_000)
     background = dark.get_by_test_id("stApp").evaluate("e => getComputedStyle(e).backgroundColor")
     text = main.get_by_test_id("stMetricValue").first.evaluate("e => getComputedStyle(e).color")
     assert background == "rgb(11, 18, 32)", background  # the dark theme, chosen by the browser's preference
@@ -192,4 +198,46 @@ def test_dark_theme_follows_the_browser_and_a_phone_needs_no_sideways_scrolling(
         overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"/{path} scrolls sideways by {overflow} px"
         _shot(phone, f"9-phone-{path or 'analyze'}")
+    phone.goto(dashboard)
+    phone.get_by_role("tab", name="Samples").click()
+    tiles = [phone.locator(f".st-key-sample-tile-{key}") for key in ("zidane", "bus", "imagenet_00_243")]
+    expect(tiles[0].locator("img")).to_be_visible(timeout=30_000)
+    places = [tile.bounding_box() for tile in tiles]
+    assert all(p["width"] < 140 for p in places) and len({round(p["y"]) for p in places}) == 1, places  # 3 a row
+    _shot(phone, "9b-phone-samples")
+    photo = tiles[1].locator("img").bounding_box()
+    phone.touchscreen.tap(photo["x"] + photo["width"] / 2, photo["y"] + photo["height"] / 2)  # the tile is the button
+    main = phone.get_by_test_id("stMain")
+    expect(main.get_by_text("YOLOv4-tiny ·")).to_be_visible(timeout=90_000)
+    chart = main.locator(".st-key-analyze-objects-chart")
+    chart.scroll_into_view_if_needed()
+    chart.tap()
+    assert chart.locator(".modebar").count() == 0  # no plotly toolbar over the chart's title
+    _shot(phone, "9c-phone-result")
     phone.close()
+
+
+@pytest.mark.parametrize("viewport", [(1280, 720), (1920, 1080)])
+def test_presentation_mode_enlarges_type_charts_and_stage_images(dashboard, browser, viewport):
+    width, height = viewport
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(f"{dashboard}/how-it-works")
+    main = page.get_by_test_id("stMain")
+    expect(main.get_by_text("After NMS").first).to_be_visible(timeout=90_000)
+    text = main.get_by_test_id("stMarkdownContainer").locator("p").first
+    text_before = text.evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
+    logits = main.locator(".st-key-logits .main-svg").first
+    chart_before = logits.bounding_box()["height"]
+    page.get_by_test_id("stSidebar").get_by_text("Presentation mode").click()
+    stages = main.locator(".st-key-walk-mtcnn-stage")
+    expect(stages).to_be_visible(timeout=60_000)  # P-Net, R-Net, O-Net one at a time
+    assert text.evaluate("e => parseFloat(getComputedStyle(e).fontSize)") > 1.25 * text_before
+    expect(logits).to_have_attribute("height", str(round(440 * 1.4)), timeout=30_000)
+    assert logits.bounding_box()["height"] > 1.3 * chart_before
+    stages.get_by_text("R-Net", exact=True).click()
+    stage = main.get_by_test_id("stImage").filter(has_text="after R-Net")
+    expect(stage).to_be_visible(timeout=30_000)
+    stage.scroll_into_view_if_needed()
+    assert stage.bounding_box()["width"] > 0.6 * (width - 400)  # most of the page, not a third of it
+    _shot(page, f"10-presentation-{width}x{height}")
+    page.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,15 @@ def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
+def charts(at: AppTest) -> list[str]:
+    return [c.key for c in at.get("plotly_chart")]
+
+
+def figure(at: AppTest, key: str) -> dict:
+    """The plotly figure a chart element sends to the browser."""
+    return json.loads(next(c for c in at.get("plotly_chart") if c.key == key).proto.spec)
+
+
 def upload(at: AppTest, path: Path, mime: str = "image/jpeg") -> None:
     at.file_uploader[0].set_value((path.name, path.read_bytes(), mime))
     at.run()
@@ -39,11 +50,16 @@ def test_analyze_page_shows_metrics_images_and_charts(app, zidane_path, analyzer
     assert shown["Objects"] == "5" and shown["Faces"] == "2" and shown["Top label"] == "suit"
     assert shown["Analysis time"].endswith(" ms")
     assert analyzer.calls == calls + 1
-    assert len(app.get("image")) >= 2  # original and annotated, side by side
-    assert [c.key for c in app.get("plotly_chart")] == ["analyze-objects-chart"]  # one view at a time
+    # original and annotated side by side (the boxes drawn in the browser), then the chart; one view at a time
+    assert charts(app) == ["analyze-objects-original", "analyze-objects-image", "analyze-objects-chart"]
+    boxes = [t for t in figure(app, "analyze-objects-image")["data"] if t.get("fill") == "toself"]
+    assert sorted(t["name"].split()[0] for t in boxes) == ["person", "person", "person", "tie", "tie"]
+    assert all(t["line"]["dash"] == "solid" for t in boxes)  # all at or above the analysis' threshold
     app.session_state["analyze-view"] = "Faces"
     app.run()
-    assert [c.key for c in app.get("plotly_chart")] == ["analyze-faces-chart"]
+    assert charts(app) == ["analyze-faces-original", "analyze-faces-image", "analyze-faces-chart"]
+    landmarks = [t["name"] for t in figure(app, "analyze-faces-image")["data"] if t.get("mode") == "markers"]
+    assert landmarks == ["left eye", "right eye", "nose", "mouth left", "mouth right"]  # hovering a dot names it
     app.session_state["analyze-view"] = "Labels"
     app.run()
     assert any("spreads its probability" in c.value for c in app.caption)  # why Lite's top label looks unsure
@@ -70,6 +86,22 @@ def test_display_thresholds_refilter_without_running_models(app, zidane_path, an
     app.run()
     assert metrics(app)["Objects"] == "2"  # the two ties
     assert analyzer.calls == calls
+
+
+def test_display_thresholds_go_down_to_the_models_floor_without_running_them(app, zidane_path, analyzer):
+    """Below the analysis' own threshold the display shows the weaker candidates kept with the result, dashed."""
+    upload(app, zidane_path)
+    calls = analyzer.calls
+    slider = next(s for s in app.sidebar.slider if s.label.startswith("Object confidence"))
+    assert (slider.min, slider.value) == (0.05, 0.25)  # the detector's floor; the threshold it ran with
+    slider.set_value(0.05).run()
+    shown = int(metrics(app)["Objects"])
+    assert shown > 5 and analyzer.calls == calls
+    boxes = [t for t in figure(app, "analyze-objects-image")["data"] if t.get("fill") == "toself"]
+    assert sum(t["line"]["dash"] == "dash" for t in boxes) == shown - 5  # the weaker ones, dashed
+    assert any("dashed: below the 25% threshold" in c.value for c in app.caption)
+    faces = next(s for s in app.sidebar.slider if s.label.startswith("Face score"))
+    assert (faces.min, faces.value) == (0.3, 0.8)
 
 
 def test_same_photo_again_is_loaded_from_history(app, zidane_path, analyzer):
@@ -101,7 +133,7 @@ def test_bad_upload_gets_a_friendly_error_and_nothing_is_stored(app, tmp_path):
     fake = tmp_path / "holiday.jpg"
     fake.write_text("this is a text file pretending to be a photo")
     upload(app, fake)
-    assert any("holiday.jpg: this is not an image" in e.value for e in app.error)
+    assert len(app.error) == 1 and "holiday.jpg: this is not an image" in app.error[0].value  # said once
     app.switch_page("pages/history.py").run()
     assert app.dataframe[0].value.empty
 
@@ -110,7 +142,8 @@ def test_refused_url_gets_a_friendly_error(app):
     app.text_input[0].set_value("http://169.254.169.254/latest/meta-data/")
     app.button[0].click()  # the form's submit button
     app.run()
-    assert any("not a public internet address" in e.value for e in app.error)
+    assert len(app.error) == 1 and "not a public internet address" in app.error[0].value
+    assert not app.get("expandable")  # said once: no red progress box above the message repeating it
 
 
 def test_sample_gallery_one_click(app):
@@ -151,6 +184,16 @@ def test_history_lists_filters_and_opens_an_analysis(app, zidane_path, bus_path)
     assert app.dataframe[0].value.empty
     assert "No analysis matches these filters." in [c.value for c in app.caption]
     assert list(table["settings"]) == ["defaults", "defaults"]
+    app.number_input[0].set_value(0).run()
+    today = datetime.now(UTC).date()
+    dates = {d.label: d for d in app.date_input}
+    dates["From"].set_value(today + timedelta(days=1)).run()  # either end alone filters
+    assert app.dataframe[0].value.empty
+    dates["From"].set_value(today).run()
+    assert len(app.dataframe[0].value) == 2
+    dates["To"].set_value(today - timedelta(days=1)).run()
+    assert app.dataframe[0].value.empty and "“From” is after “To”" in app.warning[0].value
+    dates["To"].set_value(None).run()
     sha = table[table["name"] == "zidane.jpg"]["sha256"].iloc[0]
     app.query_params["sha"] = sha[:10]  # a shared link may carry a prefix (or the seed's md5)
     app.number_input[0].set_value(0).run()
@@ -286,3 +329,21 @@ def test_history_tells_apart_analyses_of_one_photo_with_other_settings(app, zida
     table = app.dataframe[0].value
     assert list(table["name"]) == ["zidane.jpg", "zidane.jpg"]
     assert sorted(table["settings"]) == ["classifier mobilenet_v2 · precision float32", "defaults"]
+
+
+def test_presentation_mode_enlarges_charts_and_photos_and_steps_through_stages(app, zidane_path):
+    upload(app, zidane_path)
+    normal_chart = figure(app, "analyze-objects-chart")["layout"]
+    normal_photo = figure(app, "analyze-objects-image")["layout"]
+    app.session_state["presentation"] = True  # the sidebar toggle (AppTest leaves app.py's out of its tree here)
+    app.run()
+    assert charts(app) == ["analyze-objects-image", "analyze-objects-chart"]  # the annotated photo alone, larger
+    chart, photo = figure(app, "analyze-objects-chart")["layout"], figure(app, "analyze-objects-image")["layout"]
+    assert chart["font"]["size"] >= 18 and chart["height"] > normal_chart.get("height", 320)
+    assert photo["height"] > 1.5 * normal_photo["height"]
+    assert min(tag["font"]["size"] for tag in photo["annotations"]) >= 16
+    app.switch_page("pages/how_it_works.py").run()
+    assert not app.exception
+    assert figure(app, "logits")["layout"]["font"]["size"] >= 18
+    stages = [g for g in app.get("button_group") if g.proto.id.endswith("walk-mtcnn-stage")]
+    assert len(stages) == 1  # P-Net, R-Net, O-Net one at a time, large
