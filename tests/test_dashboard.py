@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from picmetric.samples import samples
+
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
@@ -51,13 +53,14 @@ def test_analyze_page_shows_metrics_images_and_charts(app, zidane_path, analyzer
     assert shown["Analysis time"].endswith(" ms")
     assert analyzer.calls == calls + 1
     # original and annotated side by side (the boxes drawn in the browser), then the chart; one view at a time
-    assert charts(app) == ["analyze-objects-original", "analyze-objects-image", "analyze-objects-chart"]
+    assert charts(app) == ["analyze-objects-image", "analyze-objects-chart"]
+    assert len(app.get("image")) == len(samples()) + 1  # the gallery's tiles and the original
     boxes = [t for t in figure(app, "analyze-objects-image")["data"] if t.get("fill") == "toself"]
     assert sorted(t["name"].split()[0] for t in boxes) == ["person", "person", "person", "tie", "tie"]
     assert all(t["line"]["dash"] == "solid" for t in boxes)  # all at or above the analysis' threshold
     app.session_state["analyze-view"] = "Faces"
     app.run()
-    assert charts(app) == ["analyze-faces-original", "analyze-faces-image", "analyze-faces-chart"]
+    assert charts(app) == ["analyze-faces-image", "analyze-faces-chart"]
     landmarks = [t["name"] for t in figure(app, "analyze-faces-image")["data"] if t.get("mode") == "markers"]
     assert landmarks == ["left eye", "right eye", "nose", "mouth left", "mouth right"]  # hovering a dot names it
     app.session_state["analyze-view"] = "Labels"
@@ -338,6 +341,7 @@ def test_presentation_mode_enlarges_charts_and_photos_and_steps_through_stages(a
     app.session_state["presentation"] = True  # the sidebar toggle (AppTest leaves app.py's out of its tree here)
     app.run()
     assert charts(app) == ["analyze-objects-image", "analyze-objects-chart"]  # the annotated photo alone, larger
+    assert len(app.get("image")) == len(samples())  # the gallery only
     chart, photo = figure(app, "analyze-objects-chart")["layout"], figure(app, "analyze-objects-image")["layout"]
     assert chart["font"]["size"] >= 18 and chart["height"] > normal_chart.get("height", 320)
     assert photo["height"] > 1.5 * normal_photo["height"]

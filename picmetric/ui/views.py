@@ -20,7 +20,7 @@ from ..results import Detections, Faces
 from ..seed import seed_response
 from ..service import StoredAnalysis
 from ..storage import Repository
-from .charts import detections_chart, faces_chart, labels_chart, photo_figure
+from .charts import detections_chart, faces_chart, labels_chart, photo_display_size, photo_figure
 from .presentation import photo_width, presenting, show_chart, tag_font
 from .resources import image_src, working_image
 
@@ -212,7 +212,7 @@ def _result_panel(
                 detections=detections, threshold=threshold,
             )  # fmt: skip
             if len(detections):
-                show_chart(detections_chart(detections), key=f"{key}-objects-chart")
+                show_chart(detections_chart(detections, threshold), key=f"{key}-objects-chart")
     elif view == "Faces":
         if faces is None:
             st.caption("Face detection was not run for this analysis.")
@@ -275,16 +275,19 @@ def _photo_beside_original(
     annotated photo alone, larger (the Compare view still shows the original)."""
     size, width = (analysis.width, analysis.height), photo_width()
     annotated = photo_figure(
-        image_src(image), size, width, detections=detections, faces=faces, threshold=threshold, tag_font=tag_font()
+        image_src(image, key), size, width, detections=detections, faces=faces, threshold=threshold, tag_font=tag_font()
     )
     if presenting():
         show_chart(annotated, key=f"{key}-image", photo=True)
         st.caption(caption)
         return
     left, right = st.columns(2)
-    with left:
-        show_chart(photo_figure(image_src(image), size, width), key=f"{key}-original", photo=True)
-        st.caption(f"Original · {analysis.width}×{analysis.height}")
+    # the original as a plain image (the browser caches it) of the same size as the annotated photo beside it
+    with left.container(key=f"photo-{key}-original"):  # a narrower column shrinks it, as it does the figure
+        st.html(f"<style>.st-key-photo-{key}-original div, .st-key-photo-{key}-original img "
+                "{max-width: 100% !important; height: auto !important;}</style>")  # fmt: skip
+        st.image(image.pixels, caption=f"Original · {analysis.width}×{analysis.height}",
+                 width=photo_display_size(size, width)[0], output_format="JPEG")  # fmt: skip
     with right:
         show_chart(annotated, key=f"{key}-image", photo=True)
         st.caption(caption)
