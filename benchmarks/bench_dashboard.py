@@ -151,6 +151,7 @@ def main() -> None:
                     main_area.get_by_role("tab", name="Compare").click()
                 wipe = main_area.get_by_role("slider").first
                 wipe.wait_for()
+                page.wait_for_timeout(1000)  # the view settled: a key pressed during its first draw can be lost
                 moves = []
                 for key in ["End", "Home"] * ((args.repeat + 1) // 2):
                     before = image_source(page, "")

@@ -74,11 +74,16 @@ def _browser_jpeg(sha256: str, _image: LoadedImage) -> bytes:
     return encode_image(pixels, "jpeg")
 
 
+def browser_jpeg(image: LoadedImage) -> bytes:
+    """The working image as the JPEG shown on screen, encoded once per photo."""
+    return _browser_jpeg(image.sha256, image)
+
+
 def image_src(image: LoadedImage, element_key: str) -> str:
     """Where the browser gets the photo under client-drawn boxes: a URL of Streamlit's media store (the same
     URL at every display change, so the browser downloads it once), or a data URI outside a Streamlit server.
     Encoded once per photo."""
-    data = _browser_jpeg(image.sha256, image)
+    data = browser_jpeg(image)
     if runtime.exists():
         return runtime.get_instance().media_file_mgr.add(data, "image/jpeg", f"picmetric-photo-{element_key}")
     return "data:image/jpeg;base64," + base64.b64encode(data).decode()

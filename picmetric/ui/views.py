@@ -22,7 +22,7 @@ from ..service import StoredAnalysis
 from ..storage import Repository
 from .charts import detections_chart, faces_chart, labels_chart, photo_display_size, photo_figure
 from .presentation import photo_width, presenting, show_chart, tag_font
-from .resources import image_src, working_image
+from .resources import browser_jpeg, image_src, working_image
 
 VIEWS = ["Objects", "Faces", "Labels", "Compare", "JSON"]
 
@@ -231,7 +231,7 @@ def _result_panel(
             st.caption("Classification was not run for this analysis.")
         else:
             left, right = st.columns([2, 3])
-            left.image(image.pixels, caption="Original", width="stretch", output_format="JPEG")
+            left.image(browser_jpeg(image), caption="Original", width="stretch")
             with right:
                 show_chart(labels_chart(analysis.classification), key=f"{key}-labels-chart")
                 if analysis.classification.model.startswith("efficientnet"):
@@ -286,8 +286,8 @@ def _photo_beside_original(
     with left.container(key=f"photo-{key}-original"):  # a narrower column shrinks it, as it does the figure
         st.html(f"<style>.st-key-photo-{key}-original div, .st-key-photo-{key}-original img "
                 "{max-width: 100% !important; height: auto !important;}</style>")  # fmt: skip
-        st.image(image.pixels, caption=f"Original · {analysis.width}×{analysis.height}",
-                 width=photo_display_size(size, width)[0], output_format="JPEG")  # fmt: skip
+        st.image(browser_jpeg(image), caption=f"Original · {analysis.width}×{analysis.height}",
+                 width=photo_display_size(size, width)[0])  # fmt: skip
     with right:
         show_chart(annotated, key=f"{key}-image", photo=True)
         st.caption(caption)
