@@ -4,6 +4,7 @@ line widths and text sizes follow the image size so renders stay legible from th
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -74,6 +75,18 @@ def _label(image: np.ndarray, text: str, where: Rect, colour: tuple[int, int, in
     cv2.putText(image, text, (x1 + pad, y1 + pad + th), _FONT, scale, _text_colour(colour), thickness, cv2.LINE_AA)
 
 
+def _tag_places(
+    shape: tuple[int, ...], found: Detections | Faces, text: Callable[[int], str]
+) -> list[tuple[int, Rect]]:
+    """Each box's tag, most confident first (it gets its natural place); later ones stack clear of it."""
+    taken: list[Rect] = []
+    placed = []
+    for i in np.argsort(-found.confidence, kind="stable"):
+        x1, y1 = (int(round(v)) for v in found.xyxy[i][:2])
+        placed.append((int(i), _place(shape, text(int(i)), x1, y1, taken)))
+    return placed
+
+
 class BoxAnnotator:
     """Object boxes with a 'label 87%' tag, one colour per class."""
 
@@ -93,13 +106,7 @@ class BoxAnnotator:
         return f"{detections.labels[i]} {detections.confidence[i]:.0%}"
 
     def label_places(self, shape: tuple[int, ...], detections: Detections) -> list[tuple[int, Rect]]:
-        """Each box's tag, most confident first (it gets its natural place); later ones stack clear of it."""
-        taken: list[Rect] = []
-        placed = []
-        for i in np.argsort(-detections.confidence, kind="stable"):
-            x1, y1 = (int(round(v)) for v in detections.xyxy[i][:2])
-            placed.append((int(i), _place(shape, self.text(detections, int(i)), x1, y1, taken)))
-        return placed
+        return _tag_places(shape, detections, lambda i: self.text(detections, i))
 
 
 class FaceAnnotator:
@@ -123,13 +130,7 @@ class FaceAnnotator:
         return f"face {faces.confidence[i]:.0%}"
 
     def label_places(self, shape: tuple[int, ...], faces: Faces) -> list[tuple[int, Rect]]:
-        """Each face's tag, placed as BoxAnnotator places its tags."""
-        taken: list[Rect] = []
-        placed = []
-        for i in np.argsort(-faces.confidence, kind="stable"):
-            x1, y1 = (int(round(v)) for v in faces.xyxy[i][:2])
-            placed.append((int(i), _place(shape, self.text(faces, int(i)), x1, y1, taken)))
-        return placed
+        return _tag_places(shape, faces, lambda i: self.text(faces, i))
 
 
 RENDER_FORMATS = {"png": ".png", "webp": ".webp", "jpeg": ".jpg"}

@@ -201,31 +201,8 @@ def _result_panel(
     view = st.segmented_control(
         "View", VIEWS, default=VIEWS[0], key=f"{key}-view", label_visibility="collapsed", width="stretch"
     ) or VIEWS[0]  # fmt: skip
-    if view == "Objects":
-        if detections is None:
-            st.caption("Object detection was not run for this analysis.")
-        else:
-            threshold = analysis.options.min_confidence
-            _photo_beside_original(
-                image, analysis, f"{key}-objects", f"YOLOv4-tiny · {len(detections)} objects"
-                f"{_weaker_note(detections, threshold)} · hover a box for its class and confidence",
-                detections=detections, threshold=threshold,
-            )  # fmt: skip
-            if len(detections):
-                show_chart(detections_chart(detections, threshold), key=f"{key}-objects-chart")
-    elif view == "Faces":
-        if faces is None:
-            st.caption("Face detection was not run for this analysis.")
-        else:
-            detector = FACE_DETECTORS[analysis.options.face_detector][2]
-            threshold = analysis.options.face_score
-            _photo_beside_original(
-                image, analysis, f"{key}-faces", f"{detector} · {len(faces)} faces with landmarks"
-                f"{_weaker_note(faces, threshold)} · hover a dot to name it",
-                faces=faces, threshold=threshold,
-            )  # fmt: skip
-            if len(faces):
-                show_chart(faces_chart(faces), key=f"{key}-faces-chart")
+    if view in ("Objects", "Faces"):
+        _found_view(image, analysis, key, view.lower(), detections if view == "Objects" else faces)
     elif view == "Labels":
         if analysis.classification is None:
             st.caption("Classification was not run for this analysis.")
@@ -261,21 +238,45 @@ def _result_panel(
     _downloads(analysis, stored, detections, objects_render, faces_render, key)
 
 
+def _found_view(image: LoadedImage, analysis: Analysis, key: str, task: str, found: Detections | Faces | None) -> None:
+    """The Objects or Faces view (``task``): the photo with what was found beside the original, then a chart."""
+    if found is None:
+        st.caption(f"{'Object' if task == 'objects' else 'Face'} detection was not run for this analysis.")
+        return
+    if isinstance(found, Detections):
+        threshold = analysis.options.min_confidence
+        title, hint = f"YOLOv4-tiny · {len(found)} objects", "hover a box for its class and confidence"
+    else:
+        threshold = analysis.options.face_score
+        detector = FACE_DETECTORS[analysis.options.face_detector][2]
+        title, hint = f"{detector} · {len(found)} faces with landmarks", "hover a dot to name it"
+    _photo_beside_original(
+        image, analysis, f"{key}-{task}", f"{title}{_weaker_note(found, threshold)} · {hint}", found, threshold
+    )
+    if len(found):
+        chart = detections_chart(found, threshold) if isinstance(found, Detections) else faces_chart(found)
+        show_chart(chart, key=f"{key}-{task}-chart")
+
+
 def _photo_beside_original(
     image: LoadedImage,
     analysis: Analysis,
     key: str,
     caption: str,
-    *,
-    detections: Detections | None = None,
-    faces: Faces | None = None,
+    found: Detections | Faces,
     threshold: float,
 ) -> None:
     """The photo with what was found drawn over it (in the browser), beside the original; when presenting, the
     annotated photo alone, larger (the Compare view still shows the original)."""
     size, width = (analysis.width, analysis.height), photo_width()
     annotated = photo_figure(
-        image_src(image, key), size, width, detections=detections, faces=faces, threshold=threshold, tag_font=tag_font()
+        image_src(image, key),
+        size,
+        width,
+        threshold=threshold,
+        tag_font=tag_font(),
+        detections=found if isinstance(found, Detections) else None,
+        faces=found if isinstance(found, Faces) else None,
     )
     if presenting():
         show_chart(annotated, key=f"{key}-image", photo=True)
