@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from picmetric import PicMetricError
+from picmetric.intake import IMAGE_SOURCES
 from picmetric.storage import HistoryFilter
 from picmetric.ui.resources import get_service
 from picmetric.ui.thumbnails import thumbnail_src
@@ -26,7 +27,7 @@ with st.expander("Filters", expanded=True, icon=":material/filter_list:"):  # co
     # either end may stay open
     first_day = from_col.date_input("From", value=None, format="YYYY-MM-DD")
     last_day = to_col.date_input("To", value=None, format="YYYY-MM-DD")
-    source = source_col.selectbox("Source", ["any", "upload", "url", "sample", "camera", "s3"])
+    source = source_col.selectbox("Source", ["any", *IMAGE_SOURCES])
     commit_dates_on_enter()
 
 date_from = datetime.combine(first_day, time.min, UTC) if first_day else None

@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from tqdm import tqdm
 
 from .errors import PicMetricError
-from .intake import IMAGE_SUFFIXES, LoadedImage, fetch_image, load_image
+from .intake import IMAGE_SOURCES, IMAGE_SUFFIXES, LoadedImage, fetch_image, load_image
 from .models import CLASSIFIERS, FACE_DETECTORS
 from .models.classifier import PRECISIONS
 from .models.detector import DETECTOR_SIZES
@@ -468,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     history = commands.add_parser("history", help="list stored analyses, newest first")
     history.add_argument("text", nargs="?", help="only those with this ImageNet label or object class")
     history.add_argument("--min-faces", type=int)
-    history.add_argument("--source", choices=("upload", "url", "s3", "sample", "camera"))
+    history.add_argument("--source", choices=IMAGE_SOURCES)
     history.add_argument("--page", type=int, default=1)
     history.add_argument("--limit", type=int, default=20)
     history.add_argument("--json", action="store_true")

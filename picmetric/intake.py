@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, get_args
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -33,6 +34,9 @@ pillow_heif.register_heif_opener()
 # below is checked first and says more, and a bomb Pillow refuses is reported as ImageTooLargeError.
 
 #: file names a folder or bucket walk takes for photos (the content is still checked when it is decoded)
+#: where a stored image came from; the History filters (dashboard, API, CLI) offer these
+ImageSource = Literal["upload", "url", "s3", "sample", "camera"]
+IMAGE_SOURCES: tuple[str, ...] = get_args(ImageSource)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # orientations that swap width and height

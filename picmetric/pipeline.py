@@ -45,6 +45,7 @@ TASKS = ("labels", "objects", "faces")
 ModelT = TypeVar("ModelT", bound=OnnxModel)
 T = TypeVar("T")
 ResultT = TypeVar("ResultT", Classification, Detections, Faces)
+BoxesT = TypeVar("BoxesT", Detections, Faces)
 TaskCallback = Callable[[str, dict[str, float]], None]
 
 
@@ -219,16 +220,11 @@ class Analysis:
     def objects_from(self, min_confidence: float) -> Detections | None:
         """The objects scoring at least ``min_confidence``, weaker candidates included where it is below the
         analysis' threshold."""
-        if self.detections is None:
-            return None
-        found = self.detections + self.weaker_objects if self.weaker_objects is not None else self.detections
-        return found.filter(min_confidence)
+        return _scoring_from(self.detections, self.weaker_objects, min_confidence)
 
     def faces_from(self, min_confidence: float) -> Faces | None:
         """The faces scoring at least ``min_confidence``, weaker candidates included (as ``objects_from``)."""
-        if self.faces is None:
-            return None
-        return (self.faces + self.weaker_faces if self.weaker_faces is not None else self.faces).filter(min_confidence)
+        return _scoring_from(self.faces, self.weaker_faces, min_confidence)
 
     def to_dict(self) -> dict:
         return {
@@ -250,6 +246,13 @@ class Analysis:
             "renders": sorted(self.renders),
             "created_at": self.created_at.isoformat(),
         }
+
+
+def _scoring_from(found: BoxesT | None, weaker: BoxesT | None, min_confidence: float) -> BoxesT | None:
+    """What was found (and its weaker candidates, when kept) scoring at least ``min_confidence``."""
+    if found is None:
+        return None
+    return (found + weaker if weaker is not None else found).filter(min_confidence)
 
 
 @dataclass(frozen=True)

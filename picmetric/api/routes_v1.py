@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..intake import ImageSource
 from ..jobs import JobInput
 from ..pipeline import AnalysisOptions
 from ..service import StoredAnalysis
@@ -119,7 +120,7 @@ async def list_analyses(
     min_faces: int | None = Query(None, ge=0, le=10_000),
     date_from: datetime | None = None,
     date_to: datetime | None = None,
-    source: Literal["upload", "url", "s3", "sample", "camera"] | None = None,
+    source: ImageSource | None = None,
     status: Literal["done", "failed"] | None = None,
     page: int = Query(1, ge=1, le=1_000_000),
     page_size: int = Query(50, ge=1, le=500),

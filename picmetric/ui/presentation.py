@@ -9,6 +9,8 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
+from .charts import BASE_TAG_FONT
+
 PRESENTATION_KEY = "presentation"
 #: the width a photo is drawn for: half of a 1280 px page beside the sidebar, or most of it when presenting
 PHOTO_WIDTH, PRESENTED_PHOTO_WIDTH = 420, 820
@@ -51,7 +53,7 @@ def photo_width() -> int:
 
 def tag_font() -> int:
     """The size of box tags on photos drawn in the browser."""
-    return round(12 * CHART_SCALE) if presenting() else 12
+    return round(BASE_TAG_FONT * CHART_SCALE) if presenting() else BASE_TAG_FONT
 
 
 def show_chart(figure: go.Figure, key: str, photo: bool = False) -> None:
