@@ -70,7 +70,8 @@ def test_int8_classifier_is_the_default_and_agrees_with_float(analyzer):
     from picmetric import AnalysisOptions
 
     assert AnalysisOptions().precision == "int8"
-    assert AnalysisOptions(classifier="mobilenet_v2").precision == "float32"  # its int8 model lost accuracy
+    for key in ("efficientnet_lite0", "mobilenet_v2"):  # their int8 models lost accuracy on some CPU
+        assert AnalysisOptions(classifier=key).precision == "float32"
     for key in (k for k, spec in CLASSIFIERS.items() if spec.int8):
         as_float, as_int8 = analyzer.classifier(key, "float32"), analyzer.classifier(key, "int8")
         for path, _ in imagenet_samples():
@@ -78,6 +79,30 @@ def test_int8_classifier_is_the_default_and_agrees_with_float(analyzer):
             expected, found = as_float.predict(pixels, top_k=1), as_int8.predict(pixels, top_k=1)
             assert found.class_id[0] == expected.class_id[0], f"{key} int8 on {path.name}"
             assert abs(float(found.confidence[0]) - float(expected.confidence[0])) < 0.15
+
+
+@pytest.mark.parametrize("key", [k for k, spec in CLASSIFIERS.items() if spec.int8])
+def test_int8_answers_do_not_depend_on_the_cpu(analyzer, key):
+    """Without VNNI, ONNX Runtime's uint8 x int8 kernel adds pairs of products in a saturating int16; 7-bit
+    weights keep every pair below its limit, so the integer kernels this CPU picked compute what any other CPU's
+    do: the same as the graph run op by op in float (no fused integer kernel at all), up to requantisation."""
+    import onnx
+    import onnxruntime as ort
+
+    from picmetric.convert.quantize import MAX_INT8_WEIGHT, widest_quantized_weight
+
+    classifier = analyzer.classifier(key, "int8")
+    path = classifier._model_files()["net"]
+    assert widest_quantized_weight(onnx.load(str(path))) <= MAX_INT8_WEIGHT
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    emulated = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    for photo, _ in imagenet_samples():
+        tensor = classifier.preprocess(load_image(photo).pixels)
+        kernels, reference = classifier.logits(tensor), emulated.run(None, {"image": tensor})[0][0]
+        assert int(np.argmax(kernels)) == int(np.argmax(reference)), photo.name
+        # measured 0.22 on an AVX2 EPYC; 8-bit weights saturated there: 1.7 (Lite2), 3.0 (Lite0)
+        assert float(np.abs(kernels - reference).max()) < 0.5, photo.name
 
 
 def test_classifier_probabilities_are_a_distribution(analyzer, zidane_path):

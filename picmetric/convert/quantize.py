@@ -1,7 +1,13 @@
 """int8 static quantization (QDQ) of a float ONNX graph with ONNX Runtime's own tools, calibrated on real photos.
 
-Used only where the int8 model keeps the float model's accuracy (see ``ClassifierSpec.int8``); the issue's bar and
-the measured numbers are in the README.
+Weights are quantized to 7 bits (``reduce_range``). On x86 CPUs without VNNI (AVX2, AVX-512 before Cascade Lake)
+ONNX Runtime multiplies uint8 activations by int8 weights with ``vpmaddubsw``, which adds pairs of products into a
+saturating int16: with 8-bit weights two products can overflow it, so the same model gave other answers on an AMD
+EPYC (AVX2) than on a VNNI CPU, whose ``vpdpbusd`` accumulates in int32. With |weight| <= 64 a pair is at most
+2 x 255 x 64 = 32,640 < 32,767: no overflow is possible, every kernel computes the same exact integer sums, and
+the answers no longer depend on the CPU. Measured on foolbox's 20 photos (README, *int8*): EfficientNet-Lite2 keeps
+the float model's 18/20 and its top-1 on all 20; S8S8 and symmetric activations saturate too, and uint8 weights
+(U8U8, exact) run 6x slower. Used only where the int8 model holds that bar (``ClassifierSpec.int8``).
 """
 
 from __future__ import annotations
@@ -13,9 +19,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+#: named in cached files and model versions: a model quantized another way is another model
+INT8_RECIPE = "int8w7"
+#: the widest weight a 7-bit quantization writes; ``vpmaddubsw`` cannot saturate below 128
+MAX_INT8_WEIGHT = 64
+
 
 def quantize_int8(float_model: Path, calibration: Iterable[dict[str, np.ndarray]]) -> onnx.ModelProto:
-    """Per-channel int8 weights, uint8 activations with min/max ranges from ``calibration`` feeds."""
+    """Per-channel 7-bit weights, uint8 activations with min/max ranges from ``calibration`` feeds."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -41,8 +52,20 @@ def quantize_int8(float_model: Path, calibration: Iterable[dict[str, np.ndarray]
             Feeds(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            reduce_range=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
         )
         return onnx.load(str(quantized))
+
+
+def widest_quantized_weight(model: onnx.ModelProto) -> int:
+    """The largest |value| among the int8 weights of a QDQ model (what decides whether a kernel can saturate)."""
+    from onnx import numpy_helper
+
+    widest = 0
+    for tensor in model.graph.initializer:
+        if tensor.data_type == onnx.TensorProto.INT8:
+            widest = max(widest, int(np.abs(numpy_helper.to_array(tensor).astype(np.int16)).max(initial=0)))
+    return widest
