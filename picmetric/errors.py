@@ -22,6 +22,12 @@ class URLRefusedError(PicMetricError):
     """The URL is not allowed: wrong scheme, or a host that points inside the network."""
 
 
+class URLTooLongError(URLRefusedError):
+    """The URL is longer than any image address needs (and than an index row holds)."""
+
+    http_status = 414
+
+
 class FetchError(PicMetricError):
     """The URL was allowed but fetching it failed: timeout, HTTP error, too large, or not an image."""
 

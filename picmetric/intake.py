@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import io
 import ipaddress
 import socket
 import threading
-import time
 import warnings
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,12 +22,22 @@ from pathlib import Path
 from typing import Literal, get_args
 from urllib.parse import urljoin, urlsplit
 
+import anyio
+import anyio.to_thread
 import httpx
 import numpy as np
 import pillow_heif
-from PIL import Image, ImageOps, UnidentifiedImageError
+import simplejpeg
+from PIL import Image, UnidentifiedImageError
 
-from .errors import FetchError, ImageTooLargeError, InvalidImageError, ServerBusyError, URLRefusedError
+from .errors import (
+    FetchError,
+    ImageTooLargeError,
+    InvalidImageError,
+    ServerBusyError,
+    URLRefusedError,
+    URLTooLongError,
+)
 from .settings import Settings, get_settings
 
 pillow_heif.register_heif_opener()
@@ -39,7 +50,19 @@ ImageSource = Literal["upload", "url", "s3", "sample", "camera"]
 IMAGE_SOURCES: tuple[str, ...] = get_args(ImageSource)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
 _EXIF_ORIENTATION = 0x0112
+#: how to turn the stored pixels upright for each EXIF orientation (as ``ImageOps.exif_transpose`` does)
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 _TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}  # orientations that swap width and height
+#: libjpeg warnings that say nothing about the picture: bytes after its last scan (some cameras write them)
+_HARMLESS_JPEG_WARNINGS = ("extraneous bytes",)
 _HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -116,17 +139,40 @@ def _return_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def _working_copy(image: Image.Image, orientation: int, max_side: int) -> Image.Image:
-    """Decode, orient and shrink to the copy the models see, holding at most one extra full-size image."""
+def _decode(image: Image.Image, data: bytes, max_side: int) -> Image.Image:
+    """The stored pixels, decoded once. RGB and greyscale JPEGs go through libjpeg-turbo (simplejpeg), scaled in
+    the decoder towards ``max_side`` like Pillow's draft, and strictly: a JPEG's entropy-coded data has no
+    checksum, so a damaged middle would otherwise decode as grey blocks and be analysed as if whole. Pillow's own
+    decoders refuse damaged PNG, TIFF, GIF, HEIC and AVIF data, and every format cut short."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the picture itself is fine
+            if image.format == "JPEG" and image.mode in ("RGB", "L"):
+                return _decode_jpeg(data, image.mode, image.size, max_side)
             image.seek(0)  # first frame of an animation
             image.load()
-            # exif_transpose copies even an upright image: call it only when there is something to turn
-            oriented = ImageOps.exif_transpose(image) if orientation != 1 else image
+            return image
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InvalidImageError(f"the image data is damaged or truncated ({exc})") from None
+
+
+def _decode_jpeg(data: bytes, mode: str, size: tuple[int, int], max_side: int) -> Image.Image:
+    width, height = size
+    # the smallest decoder scale whose longest side still reaches the working size
+    wanted = {"min_width": min(width, max_side)} if width >= height else {"min_height": min(height, max_side)}
+    colorspace = "GRAY" if mode == "L" else "RGB"
+    try:
+        pixels = simplejpeg.decode_jpeg(data, colorspace=colorspace, strict=True, **wanted)
+    except ValueError as exc:
+        if not any(harmless in str(exc) for harmless in _HARMLESS_JPEG_WARNINGS):
+            raise
+        pixels = simplejpeg.decode_jpeg(data, colorspace=colorspace, strict=False, **wanted)
+    return Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode)
+
+
+def _working_copy(image: Image.Image, orientation: int, max_side: int) -> Image.Image:
+    """Orient and shrink a decoded image to the copy the models see, holding at most one extra full-size image."""
+    oriented = image.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else image
     rgb = _to_rgb(oriented)
     del oriented
     longest = max(rgb.size)
@@ -208,13 +254,13 @@ def load_image(
         orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
     except Exception:  # unreadable EXIF: treat as upright, as viewers do
         orientation = 1
-    if image_format == "JPEG":
-        # Let libjpeg decode at a reduced scale when the working copy will be smaller anyway.
-        cap = settings.working_max_side
-        image.draft("RGB", (cap, cap) if max(width, height) > cap else (width, height))
-    decoded_pixels = image.size[0] * image.size[1]
+    cap = settings.working_max_side
+    if image_format == "JPEG" and image.mode not in ("RGB", "L"):
+        # CMYK and other Pillow decodes: let libjpeg decode at a reduced scale when the working copy is smaller
+        image.draft(image.mode, (cap, cap) if max(width, height) > cap else (width, height))
+    decoded_pixels = image.size[0] * image.size[1]  # an upper bound where the decoder scales down
     with _DECODING.reserve(decoded_pixels, settings):
-        rgb = _working_copy(image, orientation, settings.working_max_side)
+        rgb = _working_copy(_decode(image, data, cap), orientation, cap)
     del image
     if decoded_pixels >= _LARGE_DECODE:
         _return_memory()
@@ -237,6 +283,68 @@ def load_image(
 # --- URL intake ---------------------------------------------------------------------------------------------------
 
 _ACCEPTED_CONTENT_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
+#: longer than any image address needs; the URL is stored as the image's name and a job's input
+MAX_URL_LENGTH = 4096
+
+
+def check_url(url: str, settings: Settings) -> str:
+    """A URL a client sent, stripped and checked before anything is read: http(s) with a valid host name and port,
+    or s3:// inside a location of ``s3_read_allow``. An s3:// URL reads with the server's own credentials, so
+    without that allow-list a caller could have the server fetch (and then serve) any object they reach: a
+    confused deputy. ``picmetric ingest`` reads buckets without this check; it is the operator's own command."""
+    url = url.strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise URLTooLongError(f"the URL is {len(url):,} characters long; the limit is {MAX_URL_LENGTH:,}")
+    if url.lower().startswith("s3://"):
+        location = url[5:]
+        if not any(location.startswith(allowed) for allowed in settings.s3_read_allow if allowed):
+            raise URLRefusedError(
+                "s3:// URLs are not accepted here: only locations listed in PICMETRIC_S3_READ_ALLOW "
+                "(bucket/prefix) may be read; `picmetric ingest` reads a bucket"
+            )
+        return url
+    check_http_url(url)
+    return url
+
+
+def check_http_url(url: str) -> None:
+    """Refuse what is not a well-formed http(s) URL with a readable message (a port out of range, two ports,
+    an empty or over-long label in the host name), so it never reaches a socket."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. brackets that hold no IPv6 address
+        raise URLRefusedError(f"the URL is malformed ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise URLRefusedError(f"only http and https URLs are accepted, not {parts.scheme or 'a bare path'!r}")
+    if parts.username or parts.password:
+        raise URLRefusedError("URLs with a user name or password are not accepted")
+    host = parts.hostname
+    if not host:
+        raise URLRefusedError("the URL has no host name")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError:
+        raise URLRefusedError("the URL's port must be one number from 1 to 65535") from None
+    if parts.port == 0:
+        raise URLRefusedError("the URL's port must be one number from 1 to 65535")
+    if ":" in host:  # an IPv6 literal: urlsplit already checked its brackets
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            raise URLRefusedError(f"{host!r} is not a valid IPv6 address") from None
+        return
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    for label in labels:
+        if not label:
+            raise URLRefusedError(f"the host name {host!r} has an empty part (two dots, or a dot at its start)")
+        if len(label) > 63:
+            raise URLRefusedError(f"a part of the host name {host[:100]!r} is longer than 63 characters")
+        try:
+            label.encode("idna")  # also refuses an internationalised label whose ASCII form is over 63
+        except UnicodeError:
+            raise URLRefusedError(f"the host name {host[:100]!r} is not a valid name") from None
+    if len(host) > 253:
+        raise URLRefusedError("the host name is longer than 253 characters")
 
 
 def _allowed_networks(settings: Settings) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -300,7 +408,7 @@ def _resolve(host: str, port: int, settings: Settings) -> str:
     return addresses[0]
 
 
-def _read_body(response: httpx.Response, url: str, limit: int, deadline: float, timeout_s: float) -> bytes:
+async def _read_body(response: httpx.Response, url: str, limit: int) -> bytes:
     if response.status_code >= 400:
         raise FetchError(f"the server answered HTTP {response.status_code} for {url}")
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -310,57 +418,82 @@ def _read_body(response: httpx.Response, url: str, limit: int, deadline: float, 
     if declared.isdigit() and int(declared) > limit:
         raise FetchError(f"the image is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB")
     chunks, received = [], 0
-    for chunk in response.iter_bytes():
+    async for chunk in response.aiter_raw():  # as sent: httpx would inflate a compressed body unbounded
         received += len(chunk)
         if received > limit:
             raise FetchError(f"the download exceeded the {limit / 1e6:.0f} MB limit")
-        if time.monotonic() > deadline:  # a server trickling bytes never trips a per-read timeout
-            raise FetchError(f"the download did not finish within {timeout_s:g} s")
         chunks.append(chunk)
-    return b"".join(chunks)
+    encodings = [e.strip().lower() for e in response.headers.get("content-encoding", "").split(",") if e.strip()]
+    return _inflate(b"".join(chunks), encodings, limit)
+
+
+def _inflate(data: bytes, encodings: list[str], limit: int) -> bytes:
+    """Undo gzip/deflate content encodings (outermost last in the header), never producing more than ``limit``
+    bytes at any layer: 1.8 KB of gzip inside gzip expands to 1 GiB in one unbounded call."""
+    for encoding in reversed(encodings):
+        if encoding == "identity":
+            continue
+        if encoding not in ("gzip", "x-gzip", "deflate"):
+            raise FetchError(f"the server sent the image {encoding}-encoded, which PicMetric does not decode")
+        inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)  # gzip or zlib, recognised by their header
+        try:
+            data = inflater.decompress(data, limit + 1)
+        except zlib.error:
+            raise FetchError(f"the server's {encoding} data is damaged") from None
+        if len(data) > limit or inflater.unconsumed_tail:
+            raise FetchError(f"the download exceeded the {limit / 1e6:.0f} MB limit once decompressed")
+    return data
 
 
 def fetch_image_bytes(url: str, *, settings: Settings | None = None) -> bytes:
+    """``fetch_image_bytes_async`` for callers without an event loop (workers, the CLI, the dashboard)."""
+    return anyio.run(functools.partial(fetch_image_bytes_async, url, settings=settings))
+
+
+async def fetch_image_bytes_async(url: str, *, settings: Settings | None = None) -> bytes:
     """Download an image over http(s) with SSRF protection, redirect checks, a byte limit and one deadline for
-    the whole download (every redirect, connection and read together)."""
+    the whole download: every DNS lookup, connection, response head (a server may send it a line a second),
+    redirect and body read together."""
     settings = settings or get_settings()
-    current = url.strip()
     timeout_s = settings.url_timeout_s
-    deadline = time.monotonic() + timeout_s
-    with httpx.Client(follow_redirects=False, trust_env=False) as client:
+    try:
+        with anyio.fail_after(timeout_s):
+            return await _fetch(url.strip(), settings)
+    except TimeoutError:
+        raise FetchError(f"the download of {url[:200]} did not finish within {timeout_s:g} s") from None
+
+
+async def _fetch(url: str, settings: Settings) -> bytes:
+    current = url
+    async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=settings.url_timeout_s) as client:
         for _hop in range(settings.url_max_redirects + 1):
+            check_http_url(current)  # the URL given, and each redirect's target
             parts = urlsplit(current)
-            if parts.scheme not in ("http", "https"):
-                raise URLRefusedError(f"only http and https URLs are accepted, not {parts.scheme or 'a bare path'!r}")
-            if not parts.hostname:
-                raise URLRefusedError("the URL has no host name")
-            if parts.username or parts.password:
-                raise URLRefusedError("URLs with a user name or password are not accepted")
+            assert parts.hostname is not None
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            address = _resolve(parts.hostname, port, settings)
+            address = await anyio.to_thread.run_sync(_resolve, parts.hostname, port, settings, abandon_on_cancel=True)
             # Connect to the address we checked (no second DNS lookup to rebind), but speak to the named host.
             netloc = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
             request = client.build_request(
                 "GET",
                 parts._replace(netloc=netloc).geturl(),
-                headers={"Host": parts.netloc.rsplit("@", 1)[-1], "User-Agent": "PicMetric/1.0"},
-                extensions={
-                    "timeout": httpx.Timeout(max(0.001, deadline - time.monotonic())).as_dict(),
-                    **({"sni_hostname": parts.hostname} if parts.scheme == "https" else {}),
+                headers={
+                    "Host": parts.netloc.rsplit("@", 1)[-1],
+                    "User-Agent": "PicMetric/1.0",
+                    "Accept-Encoding": "identity",  # photos are compressed already
                 },
+                extensions={"sni_hostname": parts.hostname} if parts.scheme == "https" else {},
             )
             try:
-                response = client.send(request, stream=True)
+                response = await client.send(request, stream=True)
                 try:
                     if not response.is_redirect:
-                        return _read_body(response, url, settings.max_upload_bytes, deadline, timeout_s)
+                        return await _read_body(response, url, settings.max_upload_bytes)
                     location = response.headers.get("location")
                 finally:
-                    response.close()
-            except httpx.TimeoutException:
-                raise FetchError(f"the server at {parts.hostname} did not answer within {timeout_s:g} s") from None
+                    await response.aclose()
             except httpx.HTTPError as exc:
-                raise FetchError(f"could not fetch {url}: {exc.__class__.__name__}") from None
+                raise FetchError(f"could not fetch {url[:200]}: {exc.__class__.__name__}") from None
             if not location:
                 raise FetchError("the server sent a redirect without a location")
             current = urljoin(current, location)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import AnalysisFailedError, PicMetricError, QueueUnavailableError
-from .intake import fetch_image_bytes
+from .intake import check_url, fetch_image_bytes
 from .pipeline import AnalysisOptions
 from .service import AnalysisService, StoredAnalysis
 from .settings import Settings
@@ -158,20 +158,26 @@ class JobService:
         self.repository.finish_job(job_id, sha256=None, error=error, error_status=503)
 
     def _input_data(self, job: JobRecord) -> bytes:
-        """The job's photo as sent: its staged upload, or the URL fetched (S3 or http(s), with the URL guards)."""
+        """The job's photo as sent: its staged upload, or the URL fetched. A client's URL is checked again here
+        (s3:// allow-list, well-formed), so a job row written by any other path cannot read more than the API
+        would; only ``picmetric ingest``'s jobs (source "s3") read their bucket unchecked."""
         if job.input_key is not None:
             return self.repository.blobs.get(job.input_key)
         assert job.url is not None, "a job has staged bytes or a URL"
-        if job.url.startswith("s3://"):
+        return self.url_bytes(job.url if job.source == "s3" else check_url(job.url, self.settings))
+
+    def url_bytes(self, url: str) -> bytes:
+        """An image's bytes from s3:// (this server's credentials) or http(s):// (with the URL guards)."""
+        if url.startswith("s3://"):
             from .storage.s3 import S3Objects
 
-            return S3Objects(self.settings).get(job.url, self.settings.max_upload_bytes)
-        return fetch_image_bytes(job.url, settings=self.settings)
+            return S3Objects(self.settings).get(url, self.settings.max_upload_bytes)
+        return fetch_image_bytes(url, settings=self.settings)
 
     # -- following -----------------------------------------------------------------------------------------------
 
     def job(self, job_id: str) -> JobRecord | None:
-        return self.repository.job(job_id)
+        return self.repository.job(job_id) if _is_id(job_id) else None
 
     def result(self, job: JobRecord) -> StoredAnalysis:
         """A finished job's analysis, or its error raised with the status it was recorded with."""
@@ -184,7 +190,13 @@ class JobService:
         return stored
 
     def batch(self, batch_id: str) -> list[JobRecord] | None:
-        return self.repository.batch(batch_id)
+        return self.repository.batch(batch_id) if _is_id(batch_id) else None
+
+
+def _is_id(text: str) -> bool:
+    """Job and batch ids are 32 hex characters (uuid4().hex): anything else names no job, and is never sent to
+    the database (a 50,000-character or NUL-bearing id is a client's mistake, not an outage)."""
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
 
 def _error_with_status(message: str, status: int) -> PicMetricError:

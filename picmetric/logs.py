@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import deque
 
@@ -32,3 +33,23 @@ def install(level: int = logging.INFO) -> None:
 
 def recent_lines(limit: int = 200) -> list[str]:
     return list(_lines)[-limit:]
+
+
+class RedactApiKey(logging.Filter):
+    """uvicorn's access log prints each request's path with its query, so a key sent as ``?api_key=`` would land
+    in every log file and log shipper; the line keeps the parameter with its value replaced."""
+
+    _KEY = re.compile(r"(?i)([?&]api_key=)[^&#\s]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._KEY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def redact_access_log() -> None:
+    """Install ``RedactApiKey`` on uvicorn's access logger (idempotent)."""
+    access = logging.getLogger("uvicorn.access")
+    with _install_lock:
+        if not any(isinstance(f, RedactApiKey) for f in access.filters):
+            access.addFilter(RedactApiKey())

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,10 +78,16 @@ def _between(name: str, low: float, high: float, unit: str = "") -> tuple[AfterV
     return AfterValidator(check), Field(json_schema_extra={"minimum": low, "maximum": high})
 
 
+_DECIMAL = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*")
+
+
 def _no_bool(value: object) -> object:
-    """JSON's true/false are not numbers here (Python would read them as 1 and 0)."""
+    """JSON's true/false are not numbers here (Python would read them as 1 and 0), and a number sent as text is
+    plain decimal ("1_0" is 10 to Python, a typo to a person)."""
     if isinstance(value, bool):
         raise ValueError("must be a number, not true or false")
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+        raise ValueError(f"must be a plain decimal number, not {value[:40]!r}")
     return value
 
 
@@ -129,6 +136,9 @@ class AnalysisOptions(BaseModel):
     def _resolve(self) -> AnalysisOptions:
         """Tasks in canonical order; the face score and precision that actually apply, so the key says so."""
         tasks = tuple(t for t in TASKS if t in set(self.tasks))
+        repeated = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
+        if repeated:
+            raise ValueError(f"tasks: name each task once ({', '.join(repeated)} given more than once)")
         unknown = sorted(set(self.tasks) - set(TASKS))
         if unknown or not tasks:
             refused = f" (not {', '.join(unknown)})" if unknown else ""
@@ -149,11 +159,18 @@ class AnalysisOptions(BaseModel):
         return self.face_confidence
 
     @classmethod
-    def from_input(cls, values: object) -> AnalysisOptions:
-        """Options from form fields or a JSON object (the API's input): unknown names are ignored, empty form
-        fields mean the default, and every value is checked (no files, lists or infinities where numbers go)."""
+    def from_input(cls, values: object, *, other_fields: Collection[str] = ()) -> AnalysisOptions:
+        """Options from form fields or a JSON object (the API's input): empty form fields mean the default, every
+        value is checked (no files, lists or infinities where numbers go), and a name that is neither an option
+        nor one of ``other_fields`` (the request's own, e.g. 'file') is refused: a typo must not pass silently."""
         if not isinstance(values, Mapping):
             raise InvalidOptionsError("options must be an object of option names and values")
+        unknown = sorted(str(k) for k in values if k not in cls.model_fields and k not in other_fields)
+        if unknown:
+            raise InvalidOptionsError(
+                f"unknown option {', '.join(repr(k[:40]) for k in unknown[:5])}; "
+                f"the options are {', '.join(cls.model_fields)}"
+            )
         return cls(**{k: v for k, v in values.items() if k in cls.model_fields and v not in (None, "")})
 
     @classmethod

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="CIDRs that URL intake may reach although they are not public (e.g. 10.0.0.0/8)",
     )
+    s3_read_allow: list[str] = Field(
+        default_factory=list,
+        description="bucket/prefix locations that s3:// URLs sent to the API may read (none by default: only "
+        "`picmetric ingest` reads buckets); e.g. class-photos/2026/",
+    )
 
     # Inference.
     model_cache_dir: Path = Field(default_factory=_default_cache_dir)
@@ -93,6 +98,9 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     http_head_timeout_s: float = Field(
         default=5.0, gt=0, description="close connections that have not sent a complete request head by then"
+    )
+    http_body_timeout_s: float = Field(
+        default=60.0, gt=0, description="a request body (an upload) must arrive whole within this many seconds"
     )
     api_key: SecretStr | None = None
 

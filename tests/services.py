@@ -116,6 +116,15 @@ class SeaweedS3:
                 time.sleep(0.2)
         raise RuntimeError("SeaweedFS S3 did not start in time")
 
+    def client(self):
+        """A boto3 client with the credentials the tests' settings use (SeaweedFS without auth takes any)."""
+        import boto3
+
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint, aws_access_key_id="test-access",
+            aws_secret_access_key="test-secret-value", region_name="us-east-1",
+        )  # fmt: skip
+
     def stop(self) -> None:
         if self._process and self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGKILL)  # weed ignores SIGTERM while busy

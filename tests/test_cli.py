@@ -165,13 +165,8 @@ def test_a_folder_is_analysed_recursively_by_image_extension(cli, tmp_path, zida
 
 def test_ingest_queues_every_image_under_an_s3_prefix(cli, monkeypatch, seaweed, tmp_path, zidane_path, bus_path):
     """The bulk case, with no broker: the jobs run in this process, the store is the S3 server itself."""
-    import boto3
-
     bucket = f"ingest-{uuid.uuid4().hex[:10]}"
-    s3 = boto3.client(
-        "s3", endpoint_url=seaweed.endpoint, aws_access_key_id="test-access",
-        aws_secret_access_key="test-secret-value", region_name="us-east-1",
-    )  # fmt: skip
+    s3 = seaweed.client()
     s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=bucket, Key="class/day1/zidane.jpg", Body=zidane_path.read_bytes())
     s3.put_object(Bucket=bucket, Key="class/day2/bus.JPG", Body=bus_path.read_bytes())

@@ -214,3 +214,31 @@ def test_large_decodes_wait_for_the_pixel_budget_then_are_refused_politely():
     held.wait()
     assert load_image(photo, settings=patient).width == 1500  # waited for the other decode, then ran
     holder.join()
+
+
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "HEIF", "AVIF"])
+def test_a_file_cut_short_is_refused(zidane_path, image_format):
+    buffer = io.BytesIO()
+    Image.open(zidane_path).save(buffer, image_format)
+    data = buffer.getvalue()
+    with pytest.raises(InvalidImageError, match="damaged|truncated|not an image"):
+        load_image(data[: len(data) * 2 // 3])
+
+
+@pytest.mark.parametrize("image_format", ["JPEG", "PNG", "AVIF"])
+def test_a_zeroed_middle_is_refused_where_the_format_can_tell(zidane_path, image_format):
+    """JPEG's entropy-coded data has no checksum: libjpeg-turbo's strict mode catches the lost sync. BMP, lossy
+    WebP, uncompressed TIFF and HEIC decode a zeroed band without complaint (README, *Damaged images*)."""
+    buffer = io.BytesIO()
+    Image.open(zidane_path).save(buffer, image_format)
+    data = buffer.getvalue()
+    third = len(data) // 3
+    with pytest.raises(InvalidImageError, match="damaged|truncated|not an image"):
+        load_image(data[:third] + bytes(third) + data[2 * third :])
+
+
+def test_harmless_jpeg_warnings_do_not_refuse_a_photo(zidane_path):
+    """Bytes after the last scan (some cameras write them) make libjpeg warn; the picture is whole."""
+    data = zidane_path.read_bytes()
+    padded = data[:-2] + b"\x00\x00\x00" + data[-2:]  # before the end-of-image marker
+    assert load_image(padded).pixels.shape == load_image(data).pixels.shape

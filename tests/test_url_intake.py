@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import io
 import threading
 import time
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 from picmetric import FetchError, URLRefusedError, fetch_image
-from picmetric.intake import check_address
+from picmetric.intake import check_address, check_url
 from picmetric.settings import Settings
 
 from .services import send_trickling
@@ -70,6 +71,19 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/slow":
             time.sleep(2)
             return self._send(200, PNG, "image/png")
+        if self.path == "/slow-head":  # the response head a line at a time: every read gets data in time
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for i in range(20):
+                    self.wfile.flush()
+                    time.sleep(0.2)
+                    self.wfile.write(f"X-Slow-{i}: yes\r\n".encode())
+            return
+        if self.path == "/gzip-bomb":  # gzip inside gzip: 1 MB of zeros sent as a few hundred bytes
+            bomb = gzip.compress(gzip.compress(bytes(1_000_000)))
+            return self._send(200, bomb, "image/png", {"Content-Encoding": "gzip, gzip"})
+        if self.path == "/gzip-image":
+            return self._send(200, gzip.compress(PNG), "image/png", {"Content-Encoding": "gzip"})
         routes.get(self.path, lambda: self._send(404, b"", "text/plain"))()
 
 
@@ -133,7 +147,7 @@ def test_size_limits_hold_declared_and_streamed(server, local_ok):
 
 def test_slow_server_times_out(server, local_ok):
     started = time.monotonic()
-    with pytest.raises(FetchError, match="did not answer"):
+    with pytest.raises(FetchError, match="did not finish within"):
         fetch_image(f"{server}/slow", settings=local_ok)
     assert time.monotonic() - started < 1.9
 
@@ -210,3 +224,47 @@ def test_trickling_server_meets_one_total_deadline(server, local_ok):
     with pytest.raises(FetchError, match="did not finish within 0.5 s"):
         fetch_image(f"{server}/trickle", settings=local_ok)
     assert time.monotonic() - started < 1.2
+
+
+def test_a_slow_response_head_meets_the_same_deadline(server, local_ok):
+    """A head sent a line every 0.2 s: each read is quick, the whole is not; the deadline covers the head too."""
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="did not finish within 0.5 s"):
+        fetch_image(f"{server}/slow-head", settings=local_ok)
+    assert time.monotonic() - started < 1.2
+
+
+def test_compressed_bodies_are_inflated_within_the_limit(server, local_ok):
+    """The decoded size counts: nested gzip that would expand past the limit is refused, not inflated first."""
+    with pytest.raises(FetchError, match="limit once decompressed"):
+        fetch_image(f"{server}/gzip-bomb", settings=local_ok)
+    assert fetch_image(f"{server}/gzip-image", settings=local_ok).width == 32
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://example.com:99999/x.jpg", "port"),
+        ("http://127.0.0.1:8080:80/x.jpg", "port"),
+        ("http://example.com:0/x.jpg", "port"),
+        (f"http://{'a' * 64}.example.com/x.jpg", "longer than 63"),
+        ("http://a..b/x.jpg", "empty part"),
+        ("http://.example/x.jpg", "empty part"),
+        ("http://[::zz]/x.jpg", "malformed"),
+        ("ftp://example.com/x.jpg", "only http and https"),
+        ("http://user:pw@example.com/x.jpg", "user name"),
+        ("https://example.com/" + "a" * 70_000, "the limit is 4,096"),
+        ("s3://another-bucket/private/secret.jpg", "PICMETRIC_S3_READ_ALLOW"),
+    ],
+)
+def test_malformed_and_refused_urls_are_named_before_anything_is_read(url, message):
+    with pytest.raises(URLRefusedError, match=message):
+        check_url(url, Settings())
+
+
+def test_s3_urls_are_read_only_inside_the_allow_list():
+    allowed = Settings(s3_read_allow=["class-photos/2026/"])
+    assert check_url(" s3://class-photos/2026/a.jpg ", allowed) == "s3://class-photos/2026/a.jpg"
+    for elsewhere in ("s3://class-photos/2025/a.jpg", "s3://class-photos-private/2026/a.jpg", "s3://other/a.jpg"):
+        with pytest.raises(URLRefusedError, match="PICMETRIC_S3_READ_ALLOW"):
+            check_url(elsewhere, allowed)

@@ -20,32 +20,53 @@ from ..jobs import JobService
 from ..service import AnalysisService
 from ..settings import Settings, get_settings
 from . import routes_deepstack, routes_jobs, routes_ops, routes_seed, routes_v1
-from .common import ApiState, BodyTooLarge, error_body, error_response, http_error_response, validation_response
+from .common import (
+    ApiState,
+    BodyTooLarge,
+    BodyTooSlow,
+    error_body,
+    error_response,
+    http_error_response,
+    validation_response,
+)
 from .metrics import ApiMetrics
 
 _MULTIPART_OVERHEAD = 64 * 1024
 
 
-class BodySizeLimit:
-    """Refuse request bodies over the upload limit while they stream in, before they are buffered."""
+class RequestGuard:
+    """Checks every request before a route sees it: no NUL character in its address (PostgreSQL cannot hold one
+    in text, and no id, hash or filter has one), a body no larger than the upload limit while it streams in, and
+    one deadline for the whole body, so a client sending a byte a second cannot hold a connection for minutes."""
 
-    def __init__(self, app: ASGIApp, limit: int, batch_limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, batch_limit: int, body_timeout_s: float) -> None:
         self.app, self.single_limit, self.batch_limit = app, limit, batch_limit
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+            return await self._refuse(scope, send, 400, "the address contains a NUL character")
         limit = self.batch_limit if scope.get("path") == "/api/v1/batches" else self.single_limit
         declared = dict(scope["headers"]).get(b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            return await self._refuse(scope, send, limit)
+            return await self._refuse(scope, send, 413, _too_large(limit))
         received = 0
-        started = False
+        started = body_done = False
+        deadline = anyio.current_time() + self.body_timeout_s
 
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
+        async def guarded_receive():
+            nonlocal received, body_done
+            if body_done:  # only the body has a deadline, not a later wait for the client to disconnect
+                return await receive()
+            try:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTooSlow(self.body_timeout_s) from None
             received += len(message.get("body", b""))
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             if received > limit:
                 raise BodyTooLarge(limit)
             return message
@@ -56,14 +77,20 @@ class BodySizeLimit:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
+            await self.app(scope, guarded_receive, tracking_send)
+        except (BodyTooLarge, BodyTooSlow) as exc:
             if not started:
-                await self._refuse(scope, send, limit)
+                await self._refuse(scope, send, exc.status_code, str(exc.detail))
 
-    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
-        message = f"the upload is larger than the {limit / 1e6:.0f} MB limit"
-        await JSONResponse(error_body(scope.get("path", ""), message), status_code=413)(scope, _empty_receive, send)
+    async def _refuse(self, scope: Scope, send: Send, status: int, message: str) -> None:
+        answer = JSONResponse(
+            error_body(scope.get("path", ""), message), status_code=status, headers={"Connection": "close"}
+        )
+        await answer(scope, _empty_receive, send)
+
+
+def _too_large(limit: int) -> str:
+    return f"the upload is larger than the {limit / 1e6:.0f} MB limit"
 
 
 async def _empty_receive():
@@ -75,6 +102,7 @@ _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 
 def create_app(settings: Settings | None = None, service: AnalysisService | None = None) -> FastAPI:
     settings = settings or get_settings()
+    logs.redact_access_log()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -95,9 +123,10 @@ def create_app(settings: Settings | None = None, service: AnalysisService | None
         lifespan=lifespan,
     )
     app.add_middleware(
-        BodySizeLimit,
+        RequestGuard,
         limit=settings.max_upload_bytes + _MULTIPART_OVERHEAD,
         batch_limit=settings.max_batch_bytes + _MULTIPART_OVERHEAD,
+        body_timeout_s=settings.http_body_timeout_s,
     )
 
     @app.middleware("http")

@@ -25,7 +25,7 @@ from ..errors import (
     InvalidImageError,
     PicMetricError,
 )
-from ..intake import LoadedImage, fetch_image
+from ..intake import check_url, fetch_image_bytes_async
 from ..jobs import JobInput, JobService
 from ..pipeline import AnalysisOptions
 from ..seed import seed_response
@@ -80,16 +80,18 @@ class ApiState:
             self.metrics.observe_models(stored.analysis.timings_ms)
 
 
-async def fetch_url(app: ApiState, url: str) -> LoadedImage:
-    """Fetch an image URL in one of the process's URL slots (``url_max_concurrent``); waiting for a slot is
-    bounded by the same deadline as the download itself."""
+async def fetch_url(app: ApiState, url: str) -> bytes:
+    """Fetch an image URL (http(s), or s3:// on the allow-list) in one of the process's URL slots
+    (``url_max_concurrent``); waiting for a slot is bounded by the same deadline as the download itself."""
     try:
         with anyio.fail_after(app.settings.url_timeout_s):
             await app.url_slots.acquire()
     except TimeoutError:
         raise FetchError("too many image URLs are being fetched right now; try again shortly") from None
     try:
-        return await run_in_threadpool(fetch_image, url, settings=app.settings)
+        if url.startswith("s3://"):
+            return await run_in_threadpool(app.jobs.url_bytes, url)
+        return await fetch_image_bytes_async(url, settings=app.settings)  # no thread held while a server dawdles
     finally:
         app.url_slots.release()
 
@@ -232,6 +234,13 @@ async def require_api_key(given: Annotated[bool, Depends(api_key_given)]) -> Non
         raise Unauthorized("this API needs its key: send it in the X-API-Key header or as ?api_key=")
 
 
+def url_input(url: str, settings: Settings) -> JobInput:
+    """A photo named by a URL a client sent, refused (4xx) before anything is read when the URL is malformed or
+    an s3:// location off the allow-list."""
+    checked = check_url(url, settings)
+    return JobInput(source="url", name=checked, url=checked)
+
+
 def state(request: Request) -> ApiState:
     return request.app.state.picmetric
 
@@ -242,6 +251,13 @@ class BodyTooLarge(HTTPException):
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"the upload is larger than the {limit / 1e6:.0f} MB limit")
+
+
+class BodyTooSlow(HTTPException):
+    """Raised by the request guard when a body has not fully arrived within ``http_body_timeout_s``; answers 408."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body did not arrive within {seconds:g} s")
 
 
 class BadRequest(PicMetricError):
@@ -268,8 +284,8 @@ def is_json(request: Request) -> bool:
     return request.headers.get("content-type", "").startswith("application/json")
 
 
-async def json_object(request: Request) -> dict:
-    """The request's JSON body, which must be an object."""
+async def json_object(request: Request, fields: tuple[str, ...] | None = None) -> dict:
+    """The request's JSON body, which must be an object (with no names but ``fields``, when given)."""
     try:
         payload = await request.json()
     except ValueError:
@@ -278,6 +294,9 @@ async def json_object(request: Request) -> dict:
         raise BadRequest("the JSON body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise BadRequest("the JSON body must be an object")
+    unknown = [str(name)[:40] for name in payload if fields is not None and name not in fields]
+    if unknown:
+        raise BadRequest(f"unknown field {', '.join(map(repr, unknown[:5]))}; send {', '.join(fields or ())}")
     return payload
 
 
@@ -286,8 +305,8 @@ async def read_form(request: Request, max_files: int = 4):
         return await request.form(max_files=max_files, max_fields=40 + max_files)
     except ClientDisconnect:
         raise BadRequest("the upload was interrupted") from None
-    except BodyTooLarge:
-        raise  # the middleware answers 413 with the route's error shape
+    except (BodyTooLarge, BodyTooSlow):
+        raise  # the request guard answers 413 or 408 with the route's error shape
     except Exception as exc:  # malformed multipart bodies raise parser-specific errors
         raise BadRequest(f"the form could not be read ({exc.__class__.__name__})") from None
 

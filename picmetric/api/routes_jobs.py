@@ -24,6 +24,7 @@ from .common import (
     request_body,
     require_api_key,
     state,
+    url_input,
 )
 from .routes_v1 import _OPTION_FIELDS, analysis_body
 from .schemas import BatchAccepted, BatchAnswer, JobAnswer
@@ -86,12 +87,12 @@ async def create_batch(request: Request) -> JSONResponse:
     limit = app.settings.max_batch_files
     inputs: list[JobInput] = []
     if is_json(request):
-        payload = await json_object(request)
+        payload = await json_object(request, fields=("urls", "options"))
         urls: object = payload.get("urls")
         options = AnalysisOptions.from_input(payload.get("options") or {})
     else:
         form = await read_form(request, max_files=limit)
-        options = AnalysisOptions.from_input(form)
+        options = AnalysisOptions.from_input(form, other_fields=("files", "urls"))
         for upload in form.getlist("files"):
             if not isinstance(upload, UploadFile):
                 raise BadRequest("'files' must be file fields")
@@ -101,7 +102,7 @@ async def create_batch(request: Request) -> JSONResponse:
     if urls is not None:
         if not isinstance(urls, list) or not all(isinstance(u, str) and u.strip() for u in urls):
             raise BadRequest("'urls' must be a list of image URLs")
-        inputs += [JobInput(source="url", name=u.strip(), url=u.strip()) for u in urls]
+        inputs += [url_input(url, app.settings) for url in urls]
     if not inputs:
         raise BadRequest("send files in multipart fields named 'files' and/or a JSON list of 'urls'")
     if len(inputs) > limit:

@@ -24,6 +24,7 @@ from .common import (
     state,
     upload_bytes,
     upload_fields,
+    url_input,
 )
 
 _URL = {"url": {"type": "string", "format": "uri"}}
@@ -88,7 +89,7 @@ async def do_data_science_url(request: Request) -> JSONResponse:
     url = (await json_object(request) if is_json(request) else await read_form(request)).get("url")
     if not isinstance(url, str) or not url.strip():
         raise BadRequest("send the image address as the field 'url'")
-    return _respond(request, await _analysed(app, JobInput(source="url", name=url.strip(), url=url.strip())))
+    return _respond(request, await _analysed(app, url_input(url, app.settings)))
 
 
 async def _analysed(app: ApiState, job: JobInput) -> StoredAnalysis:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -28,6 +28,7 @@ from .common import (
     state,
     upload_bytes,
     upload_fields,
+    url_input,
 )
 from .schemas import AnalysisAnswer, HistoryAnswer, JobAccepted
 
@@ -72,15 +73,14 @@ async def create_analysis(
     """Synchronous by default: the answer is the analysis, also when a worker on another machine runs it."""
     app = state(request)
     if is_json(request):
-        payload = await json_object(request)
+        payload = await json_object(request, fields=("url", "options"))
         if not isinstance(payload.get("url"), str) or not payload["url"].strip():
             raise BadRequest("send JSON {'url': 'https://...'} or a multipart file field 'file'")
         options = AnalysisOptions.from_input(payload.get("options") or {})
-        url = payload["url"].strip()
-        job = JobInput(source="url", name=url, url=url)
+        job = url_input(payload["url"], app.settings)
     else:
         form = await read_form(request)
-        options = AnalysisOptions.from_input(form)
+        options = AnalysisOptions.from_input(form, other_fields=("file",))
         data, name = await upload_bytes(form, "file", app.settings.max_upload_bytes)
         job = JobInput(source="upload", name=name, data=data)
     stored = await app.analyse(job, options, wait=wait)
@@ -125,7 +125,16 @@ async def list_analyses(
     page: int = Query(1, ge=1, le=1_000_000),
     page_size: int = Query(50, ge=1, le=500),
 ) -> JSONResponse:
-    filters = HistoryFilter(text, label, object_class, min_faces, date_from, date_to, source, status)
+    filters = HistoryFilter(
+        text,
+        label,
+        object_class,
+        min_faces,
+        _in_utc(date_from, "date_from"),
+        _in_utc(date_to, "date_to"),
+        source,
+        status,
+    )
     result = await run_in_threadpool(state(request).repository.history, filters, page, page_size)
     items = []
     for item in result.items:
@@ -142,6 +151,17 @@ async def list_analyses(
             "pages": result.pages,
         }
     )
+
+
+def _in_utc(moment: datetime | None, name: str) -> datetime | None:
+    """A filter date as UTC (a naive one is taken as UTC); one that has no UTC equivalent (9999-12-31 at -23:59
+    is in the year 10000) is refused here rather than by the database."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise BadRequest(f"{name} is outside the years 1-9999 once converted to UTC") from None
 
 
 @router.delete(
@@ -162,6 +182,7 @@ async def delete_analysis(request: Request, sha256: str) -> Response:
     name="get_image",
     summary="The original image or one of its renders",
     response_class=Response,
+    dependencies=[Depends(require_api_key)],
     responses={200: {"content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}}},
 )
 async def get_image(request: Request, sha256: str, kind: ImageKind) -> Response:

@@ -475,7 +475,7 @@ class Repository:
         8 hex characters of either that only one image has. None when no image matches; a prefix several images
         share is refused with a message."""
         key = text.strip().lower()
-        if len(key) < 8 or any(c not in "0123456789abcdef" for c in key):
+        if not 8 <= len(key) <= 64 or any(c not in "0123456789abcdef" for c in key):
             return None
         with self._session("find the image") as session:
             if len(key) == 64:
