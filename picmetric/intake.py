@@ -152,7 +152,7 @@ def _decode(image: Image.Image, data: bytes, max_side: int) -> Image.Image:
             image.seek(0)  # first frame of an animation
             image.load()
             return image
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, RuntimeError) as exc:  # RuntimeError: AVIF's decoder
         raise InvalidImageError(f"the image data is damaged or truncated ({exc})") from None
 
 
