@@ -217,7 +217,7 @@ class RedisServer:
 class ApiServer:
     """uvicorn serving an app in a thread, stopped cleanly at the end."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, log_level: str = "warning") -> None:
         import threading
 
         import uvicorn
@@ -226,7 +226,7 @@ class ApiServer:
 
         self.port = free_port()
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", ws="none", http=PROTOCOL)
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level=log_level, ws="none", http=PROTOCOL)
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
