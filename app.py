@@ -3,6 +3,7 @@
 import streamlit as st
 
 from picmetric.ui.presentation import presentation_toggle
+from picmetric.ui.teacher import teacher_sidebar
 
 st.set_page_config(page_title="PicMetric", page_icon=":material/image_search:", layout="wide")
 
@@ -15,4 +16,5 @@ navigation = st.navigation(
     ]
 )
 presentation_toggle()  # every page: larger type for a projector
+teacher_sidebar()  # with an admin token: deleting, reset and system details need it
 navigation.run()

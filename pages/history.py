@@ -11,6 +11,7 @@ from picmetric import PicMetricError
 from picmetric.intake import IMAGE_SOURCES
 from picmetric.storage import HistoryFilter
 from picmetric.ui.resources import get_service
+from picmetric.ui.teacher import is_teacher
 from picmetric.ui.thumbnails import thumbnail_src
 from picmetric.ui.views import commit_dates_on_enter, display_sidebar, options_summary, scroll_to, show_analysis
 
@@ -18,6 +19,10 @@ PAGE_SIZE = 50
 service = get_service()
 repository = service.repository
 st.title("History")
+deleted = st.session_state.pop("history_deleted", None)
+if deleted:  # said where the user looks, once, after the rerun that removed it
+    st.success(f"Deleted {deleted}.", icon=":material/delete:")
+    st.toast(f"Deleted {deleted}.", icon=":material/delete:")
 
 with st.expander("Filters", expanded=True, icon=":material/filter_list:"):  # collapsible on a phone
     text_col, faces_col, from_col, to_col, source_col = st.columns([3, 1, 1.3, 1.3, 1])
@@ -65,7 +70,8 @@ frame = pd.DataFrame(
 )
 event = st.dataframe(
     frame, hide_index=True, width="stretch", on_select="rerun", selection_mode=["single-row", "single-cell"],
-    key="history-table", row_height=64,
+    # a new key after each deletion: the old selection (a row index) would otherwise open the row that moved up
+    key=f"history-table-{st.session_state.get('history_generation', 0)}", row_height=64,
     column_config={
         "thumbnail": st.column_config.ImageColumn("", width="small"),
         "analysed": st.column_config.DatetimeColumn("analysed (UTC)", format="YYYY-MM-DD HH:mm"),
@@ -99,11 +105,15 @@ elif stored is not None:
     title.subheader(stored.analysis.name or stored.sha256[:12], anchor="opened")
     if clicked:
         scroll_to("opened")  # the opened analysis is under the table: bring it into view
-    with action.popover("Delete", icon=":material/delete:"):
-        st.write("Delete this image, its analyses and its renders?")
-        if st.button("Yes, delete it", type="primary", key="confirm-delete"):
-            repository.delete(stored.sha256)
-            st.session_state.get("results", {}).pop(stored.sha256, None)
-            st.query_params.clear()
-            st.rerun()
+    if is_teacher():
+        # keyed by the hash: the confirmation belongs to this analysis and never stays open for another
+        with action.popover("Delete", icon=":material/delete:", key=f"delete-{stored.sha256}"):
+            st.write("Delete this image, its analyses and its renders?")
+            if st.button("Yes, delete it", type="primary", key=f"confirm-delete-{stored.sha256}"):
+                service.delete(stored.sha256)
+                st.session_state.get("results", {}).pop(stored.sha256, None)
+                st.session_state["history_deleted"] = stored.analysis.name or stored.sha256[:12]
+                st.session_state["history_generation"] = st.session_state.get("history_generation", 0) + 1
+                st.query_params.clear()
+                st.rerun()
     show_analysis(repository, stored, display, key="history", history_notice=False)

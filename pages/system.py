@@ -8,10 +8,12 @@ import streamlit as st
 from picmetric import logs
 from picmetric.models import CLASSIFIERS
 from picmetric.ui.resources import get_analyzer, get_jobs
+from picmetric.ui.teacher import is_teacher, teacher_only_notice
 
 analyzer = get_analyzer()
 jobs = get_jobs()
 repository = jobs.repository
+teacher = is_teacher()
 st.title("System")
 reset_done = st.session_state.pop("reset_done", False)
 if reset_done:
@@ -37,12 +39,14 @@ st.subheader("Storage")
 health = repository.health()
 left, right = st.columns(2)
 with left:
+    where = f" · {repository.settings.safe_database_url}" if teacher else ""  # addresses are for the teacher
     (st.success if health["database"] == "ok" else st.error)(
-        f"Database: {health['database']} · {repository.settings.safe_database_url}", icon=":material/database:"
+        f"Database: {health['database']}{where}", icon=":material/database:"
     )
 with right:
+    where = f" · {repository.blobs.describe()}" if teacher else ""
     (st.success if health["storage"] == "ok" else st.error)(
-        f"Object store: {health['storage']} · {repository.blobs.describe()}", icon=":material/cloud:"
+        f"Object store: {health['storage']}{where}", icon=":material/cloud:"
     )
 if health["database"] == "ok":
     stats = repository.stats()
@@ -74,23 +78,33 @@ if queue.kind != "in-process":
     )
 
 st.subheader("Recent log")
-lines = logs.recent_lines(200)
-st.code("\n".join(lines) if lines else "(nothing logged yet)", language=None, height=260)
+if not teacher:
+    teacher_only_notice("The log names everyone's uploads: it is for the teacher")
+else:
+    lines = logs.recent_lines(200)
+    st.code("\n".join(lines) if lines else "(nothing logged yet)", language=None, height=260)
 
 st.subheader("Reset")
-with st.container(border=True):
-    st.warning("Reset deletes every stored image, render and analysis. It cannot be undone.", icon=":material/warning:")
-    typed = st.text_input('Type "delete everything" to confirm', key="reset_confirmation")
-    # never disabled: a disabled button would swallow the click that also commits the typed text
-    if st.button("Reset all data", type="primary"):
-        if typed.strip().lower() != "delete everything":
-            st.error('Nothing was deleted: type "delete everything" in the box first.', icon=":material/block:")
-        else:
-            repository.reset()
-            for key in ("results", "current", "batch", "handled_uploads", "_working_images"):
-                st.session_state.pop(key, None)
-            st.session_state["reset_done"] = True
-            st.rerun()
-    if reset_done:  # where the user is looking: under the button they clicked
-        st.success("All stored data was deleted.", icon=":material/check:")
-        st.toast("All stored data was deleted.", icon=":material/check:")
+if not teacher:
+    teacher_only_notice("Reset deletes everything: it is for the teacher")
+else:
+    with st.container(border=True):
+        st.warning(
+            "Reset deletes every stored image, render and analysis, and the recent log (it names the uploads). "
+            "It cannot be undone.",
+            icon=":material/warning:",
+        )
+        typed = st.text_input('Type "delete everything" to confirm', key="reset_confirmation")
+        # never disabled: a disabled button would swallow the click that also commits the typed text
+        if st.button("Reset all data", type="primary"):
+            if typed.strip().lower() != "delete everything":
+                st.error('Nothing was deleted: type "delete everything" in the box first.', icon=":material/block:")
+            else:
+                jobs.service.reset()
+                for key in ("results", "current", "batch", "handled_uploads", "_working_images"):
+                    st.session_state.pop(key, None)
+                st.session_state["reset_done"] = True
+                st.rerun()
+        if reset_done:  # where the user is looking: under the button they clicked
+            st.success("All stored data and the log were deleted.", icon=":material/check:")
+            st.toast("All stored data and the log were deleted.", icon=":material/check:")

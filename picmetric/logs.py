@@ -35,6 +35,11 @@ def recent_lines(limit: int = 200) -> list[str]:
     return list(_lines)[-limit:]
 
 
+def clear() -> None:
+    """Forget the recent lines (a reset: they name uploads that no longer exist)."""
+    _lines.clear()
+
+
 class RedactApiKey(logging.Filter):
     """uvicorn's access log prints each request's path with its query, so a key sent as ``?api_key=`` would land
     in every log file and log shipper; the line keeps the parameter with its value replaced."""

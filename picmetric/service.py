@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from . import logs
 from .annotate import CONTENT_TYPES, encode_image
 from .errors import AnalysisFailedError, PicMetricError
 from .intake import LoadedImage, load_image
@@ -79,6 +80,17 @@ class AnalysisService:
         """The stored analysis of this image (with these options, or the newest successful one)."""
         record = self.repository.find(sha256, options_key(options) if options else None)
         return self._stored(record) if record is not None else None
+
+    def reset(self) -> None:
+        """Delete every stored image, analysis and job, and the recent log lines: they name the uploads that are
+        gone (the System page and /log would otherwise still list everyone's photos)."""
+        self.repository.reset()
+        logs.clear()
+        logger.warning("reset: every stored analysis and image was deleted, and the log before this line")
+
+    def delete(self, sha256: str) -> bool:
+        """Delete one image with its analyses and renders; False when there was none."""
+        return self.repository.delete(sha256.lower())
 
     def find(self, text: str) -> StoredAnalysis | None:
         """The newest stored analysis of the image ``text`` names: a sha256, an md5 or a unique prefix (8+)."""

@@ -4,6 +4,7 @@ Streamlit's ``st.secrets``. The seed system's variable names (``DATABASE_URL``, 
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from collections.abc import Mapping
 from functools import lru_cache
@@ -165,3 +166,14 @@ def settings_from_mapping(values: Mapping[str, object]) -> Settings:
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def tokens_match(given: object, expected: SecretStr | None) -> bool:
+    """Constant-time comparison of a token or key someone typed or sent with the configured one; anything but a
+    non-empty string (a missing field, a file part) never matches."""
+    return (
+        isinstance(given, str)
+        and bool(given)
+        and expected is not None
+        and hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
+    )

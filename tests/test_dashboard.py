@@ -228,7 +228,9 @@ def test_how_it_works_walks_through_each_model(app):
 
     next(b for b in app.button if b.label == "Run every model").click().run()  # the compare-models view
     compared = " ".join(m.value for m in app.markdown)
-    assert all(title in compared for title in ("EfficientNet-Lite2, int8", "EfficientNet-Lite0, int8", "MobileNetV2"))
+    assert all(
+        title in compared for title in ("EfficientNet-Lite2, int8", "EfficientNet-Lite0, float32", "MobileNetV2")
+    )
     app.run()  # kept in the session: still there on the next rerun, without pressing again
     assert "MobileNetV2, float32" in " ".join(m.value for m in app.markdown)
 
@@ -351,3 +353,66 @@ def test_presentation_mode_enlarges_charts_and_photos_and_steps_through_stages(a
     assert figure(app, "logits")["layout"]["font"]["size"] >= 18
     stages = [g for g in app.get("button_group") if g.proto.id.endswith("walk-mtcnn-stage")]
     assert len(stages) == 1  # P-Net, R-Net, O-Net one at a time, large
+
+
+def test_history_delete_confirms_for_one_analysis_and_says_so(app, zidane_path, bus_path):
+    upload(app, zidane_path)
+    upload(app, bus_path)
+    app.switch_page("pages/history.py").run()
+    table = app.dataframe[0].value
+    zidane = table[table["name"] == "zidane.jpg"]["sha256"].iloc[0]
+    app.query_params["sha"] = zidane
+    app.run()
+    confirm = next(b for b in app.button if b.key == f"confirm-delete-{zidane}")
+    confirm.click().run()
+    assert not app.exception
+    assert any("Deleted zidane.jpg" in s.value for s in app.success)
+    assert list(app.dataframe[0].value["name"]) == ["bus.jpg"]
+    assert not [b for b in app.button if (b.key or "").startswith("confirm-delete-")]  # nothing else opened
+
+
+def test_with_an_admin_token_visitors_analyse_and_browse_but_only_the_teacher_deletes(
+    tmp_path, monkeypatch, analyzer, zidane_path
+):
+    monkeypatch.setenv("PICMETRIC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PICMETRIC_ADMIN_TOKEN", "teacher-secret")
+    visitor = AppTest.from_file(APP, default_timeout=180)
+    visitor.run()
+    upload(visitor, zidane_path)  # a visitor analyses
+    assert metrics(visitor)["Faces"] == "2"
+    visitor.switch_page("pages/history.py").run()
+    visitor.query_params["sha"] = visitor.dataframe[0].value["sha256"].iloc[0]
+    visitor.run()
+    assert metrics(visitor)["Faces"] == "2"  # browses
+    assert not [b for b in visitor.button if (b.key or "").startswith("confirm-delete-")]  # cannot delete
+    visitor.switch_page("pages/system.py").run()
+    assert not visitor.exception
+    shown = " ".join(x.value for x in [*visitor.success, *visitor.error, *visitor.info])
+    assert str(tmp_path) not in shown and "sqlite" not in shown  # no storage addresses
+    assert "unlock teacher mode" in shown and not visitor.code  # no log
+    assert not [b for b in visitor.button if b.label == "Reset all data"]
+
+    teacher = AppTest.from_file(APP, default_timeout=180)  # another browser session
+    teacher.run()
+    assert any(t.label == "Admin token" for t in teacher.sidebar.text_input)  # the unlock, in app.py's sidebar
+    # what its Unlock sets once the token matches (AppTest reruns only the page, not app.py's sidebar)
+    teacher.session_state["teacher"] = True
+    teacher.switch_page("pages/system.py").run()
+    assert not teacher.exception
+    assert [b for b in teacher.button if b.label == "Reset all data"] and teacher.code
+    assert "sqlite" in " ".join(s.value for s in teacher.success)
+    teacher.switch_page("pages/history.py").run()
+    teacher.query_params["sha"] = teacher.dataframe[0].value["sha256"].iloc[0]
+    teacher.run()
+    assert [b for b in teacher.button if (b.key or "").startswith("confirm-delete-")]
+
+
+def test_the_teacher_token_is_compared_in_constant_time_and_never_empty():
+    from pydantic import SecretStr
+
+    from picmetric.settings import tokens_match
+
+    assert tokens_match("teacher-secret", SecretStr("teacher-secret"))
+    assert not tokens_match("a guess", SecretStr("teacher-secret"))
+    assert not tokens_match("", SecretStr(""))
+    assert not tokens_match(None, SecretStr("teacher-secret"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -12,7 +11,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, APIKeyQuery
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -30,7 +29,7 @@ from ..jobs import JobInput, JobService
 from ..pipeline import AnalysisOptions
 from ..seed import seed_response
 from ..service import AnalysisService, StoredAnalysis
-from ..settings import Settings
+from ..settings import Settings, tokens_match
 from ..storage import Repository
 from .metrics import ApiMetrics
 
@@ -268,16 +267,6 @@ class Unauthorized(PicMetricError):
     """A required token or key is missing or wrong."""
 
     http_status = 401
-
-
-def tokens_match(given: object, expected: SecretStr | None) -> bool:
-    """Constant-time comparison; anything but a non-empty string (a missing field, a file part) never matches."""
-    return (
-        isinstance(given, str)
-        and bool(given)
-        and expected is not None
-        and hmac.compare_digest(given.encode(), expected.get_secret_value().encode())
-    )
 
 
 def is_json(request: Request) -> bool:

@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..intake import load_image
 from ..pipeline import Analysis, AnalysisOptions
+from ..settings import tokens_match
 from .common import (
     DeepStackFailure,
     Unauthorized,
@@ -26,7 +27,6 @@ from .common import (
     read_form,
     request_body,
     state,
-    tokens_match,
     upload_bytes,
     upload_fields,
 )

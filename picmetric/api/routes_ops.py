@@ -57,7 +57,7 @@ async def reset(request: Request) -> JSONResponse:
     refusal = admin_refusal(request)
     if refusal is not None:
         return refusal
-    await run_in_threadpool(state(request).repository.reset)
+    await run_in_threadpool(state(request).service.reset)
     return JSONResponse({"reset": True})
 
 

@@ -171,7 +171,7 @@ async def delete_analysis(request: Request, sha256: str) -> Response:
     refusal = admin_refusal(request)
     if refusal is not None:
         return refusal
-    deleted = await run_in_threadpool(state(request).repository.delete, sha256.lower())
+    deleted = await run_in_threadpool(state(request).service.delete, sha256)
     if not deleted:
         return JSONResponse({"detail": f"no analysis for image {sha256}"}, status_code=404)
     return Response(status_code=204)
