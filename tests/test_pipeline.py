@@ -30,7 +30,7 @@ def test_analysis_records_timings_versions_and_renders(analyzer, bus_path):
         assert analysis.timings_ms[key] > 0
     assert analysis.timings_ms["total"] >= analysis.timings_ms["faces"]
     assert analysis.model_versions == {
-        "labels": "efficientnet_lite2@260-int8",
+        "labels": "efficientnet_lite2@260-int8w7",
         "objects": "yolov4-tiny@416",
         "faces": "yunet@2023mar",
     }
