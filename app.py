@@ -2,10 +2,12 @@
 
 import streamlit as st
 
+from picmetric.ui import FAVICON
 from picmetric.ui.presentation import presentation_toggle
 from picmetric.ui.teacher import teacher_sidebar
 
-st.set_page_config(page_title="PicMetric", page_icon=":material/image_search:", layout="wide")
+# a shipped file, not a Material icon name: Streamlit would fetch that icon from fonts.gstatic.com (missing offline)
+st.set_page_config(page_title="PicMetric", page_icon=str(FAVICON), layout="wide")
 
 navigation = st.navigation(
     [

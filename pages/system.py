@@ -90,7 +90,7 @@ if not teacher:
 else:
     with st.container(border=True):
         st.warning(
-            "Reset deletes every stored image, render and analysis, and the recent log (it names the uploads). "
+            "Reset deletes every stored image, render and analysis, and the log lines that name the uploads. "
             "It cannot be undone.",
             icon=":material/warning:",
         )

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from tqdm import tqdm
 
+from . import __version__
 from .errors import PicMetricError
 from .intake import IMAGE_SOURCES, IMAGE_SUFFIXES, LoadedImage, fetch_image, load_image
 from .models import CLASSIFIERS, FACE_DETECTORS
@@ -123,11 +124,22 @@ class UsageError(PicMetricError):
     """A wrong flag or value on the command line: exit code 2, like argparse's own refusals."""
 
 
+#: the flag a person typed for each option whose flag is not simply its name with dashes
+_FLAG_NAMES = {"iou_threshold": "--iou", "render_format": "--format"}
+
+
+def _flag(option: str) -> str:
+    return _FLAG_NAMES.get(option, "--" + option.replace("_", "-"))
+
+
 def _checked_options(args: argparse.Namespace) -> AnalysisOptions:
+    """The options from the flags; a refusal names the flags as typed (--top-k, not top_k)."""
     try:
         return _options(args)
     except PicMetricError as exc:
-        raise UsageError(str(exc)) from None
+        fields = "|".join(sorted(AnalysisOptions.model_fields, key=len, reverse=True))
+        message = re.sub(rf"\b({fields})\b", lambda m: _flag(m.group(1)), str(exc))
+        raise UsageError(message) from None
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -441,6 +453,7 @@ def _option_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="picmetric", description="What three neural networks see in a photo.")
+    parser.add_argument("--version", action="version", version=f"picmetric {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     analyze = commands.add_parser("analyze", help="analyse image files, folders (recursively) or URLs")

@@ -70,6 +70,9 @@ def test_upload_results_history_and_every_page(dashboard, browser, zidane_path):
     page = browser.new_page(viewport={"width": 1440, "height": 2200})
     page.goto(dashboard)
     expect(page.get_by_text("Analyze a photo")).to_be_visible(timeout=90_000)
+    icon = page.locator("link[rel*=icon]").first.get_attribute("href") or ""
+    assert "gstatic" not in icon and "googleapis" not in icon, icon  # shipped, works offline
+    assert page.request.get(icon if icon.startswith("http") else f"{dashboard}/{icon.lstrip('./')}").ok, icon
     _shot(page, "1-analyze-empty")
     page.get_by_role("tab", name="Samples").click()
     tiles = page.get_by_test_id("stMain").locator("[data-testid=stImage] img:visible")

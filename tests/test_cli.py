@@ -83,7 +83,19 @@ def test_refused_url_and_bad_option(run, zidane_path):
     result = run("analyze", "http://169.254.169.254/latest/meta-data/")
     assert result.returncode == 1 and "not a public internet address" in result.stderr
     result = run("analyze", str(zidane_path), "--min-confidence", "3")
-    assert result.returncode == 2 and "min_confidence must be between 0 and 1" in result.stderr
+    assert result.returncode == 2 and "--min-confidence must be between 0 and 1" in result.stderr
+    result = run("analyze", str(zidane_path), "--top-k", "99", "--iou", "2")  # named as typed, not as fields
+    assert result.returncode == 2 and "--top-k must be between 1 and 20" in result.stderr
+    assert "--iou must be between 0 and 1" in result.stderr and "top_k" not in result.stderr
+
+
+def test_version():
+    from picmetric import __version__
+
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("picmetric")), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and result.stdout.strip() == f"picmetric {__version__}"
 
 
 def test_models_list(run):
