@@ -137,7 +137,9 @@ def test_options_model_refuses_wrong_types_and_values(values, message):
 
 
 def test_options_accept_form_text_and_round_trip():
-    options = AnalysisOptions.from_input({"tasks": "faces,labels", "top_k": "3", "min_confidence": "0.5", "x": "y"})
+    options = AnalysisOptions.from_input({"tasks": "faces,labels", "top_k": "3", "min_confidence": "0.5"})
+    with pytest.raises(InvalidOptionsError, match="unknown option 'x'"):  # a typo is refused, not ignored
+        AnalysisOptions.from_input({"top_k": "3", "x": "y"})
     assert options.tasks == ("labels", "faces") and options.top_k == 3 and options.min_confidence == 0.5
     assert AnalysisOptions(**options.to_dict()) == options and hash(options) == hash(
         AnalysisOptions(**options.to_dict())
