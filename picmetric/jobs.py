@@ -17,6 +17,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -61,7 +62,7 @@ class QueueStatus:
 
 
 class JobQueue(Protocol):
-    def send(self, job_id: str) -> None: ...
+    def send(self, job_id: str, *, fetches_url: bool = False) -> None: ...
     def status(self, ping_workers: bool = False) -> QueueStatus: ...
 
 
@@ -119,8 +120,8 @@ class JobService:
             for i, item in enumerate(inputs):
                 if item.data is not None:
                     self.repository.blobs.put(staged[i], item.data, "application/octet-stream")
-            for job_id in job_ids:
-                self.queue.send(job_id)
+            for item, job_id in zip(inputs, job_ids, strict=True):
+                self.queue.send(job_id, fetches_url=item.data is None)
                 sent += 1
         except PicMetricError as exc:
             for job_id in job_ids[sent:]:
@@ -130,17 +131,19 @@ class JobService:
 
     # -- running (a worker, or an in-process thread) -------------------------------------------------------------
 
-    def run(self, job_id: str) -> None:
+    def run(self, job_id: str, analysis_slot: AbstractContextManager[Any] | None = None) -> None:
         """Run one job and record its outcome. A redelivered job that already finished is not run again; an outage
-        raises RetryableJobError (the job stays running, a worker retries it)."""
+        raises RetryableJobError (the job stays running, a worker retries it). ``analysis_slot`` is held for the
+        analysis only, not while a URL is fetched."""
         job = self.repository.start_job(job_id, self.worker_name)
         if job is None:
             return
         try:
-            stored = self.service.submit(
-                self._input_data(job), source=job.source, name=job.name or job.url,
-                options=AnalysisOptions.from_stored(job.options),
-            )  # fmt: skip
+            image = self._input_data(job)
+            with analysis_slot or nullcontext():
+                stored = self.service.submit(
+                    image, source=job.source, name=job.name or job.url, options=AnalysisOptions.from_stored(job.options)
+                )
         except PicMetricError as exc:
             if exc.http_status in RETRYABLE_STATUSES:
                 raise RetryableJobError(str(exc)) from exc
@@ -214,24 +217,34 @@ def batch_counts(jobs: Sequence[JobRecord]) -> dict[str, int]:
 
 
 class InProcessQueue:
-    """No broker: jobs run on background threads of this process (the embedded default)."""
+    """No broker: jobs run on background threads of this process (the embedded default).
 
-    def __init__(self, run: Callable[[str], None], fail: Callable[[str, str], None], settings: Settings) -> None:
+    Jobs that fetch a URL have threads of their own (``url_max_concurrent``), so a slow server holds a URL thread,
+    never the way of an upload's job; at most ``job_threads`` analyses of either kind run at once."""
+
+    def __init__(
+        self, run: Callable[[str, AbstractContextManager[Any]], None], fail: Callable[[str, str], None],
+        settings: Settings,
+    ) -> None:  # fmt: skip
         self._run, self._fail = run, fail
-        self._pool = ThreadPoolExecutor(max_workers=settings.job_threads, thread_name_prefix="picmetric-job")
+        self._pools = {
+            False: ThreadPoolExecutor(max_workers=settings.job_threads, thread_name_prefix="picmetric-job"),
+            True: ThreadPoolExecutor(max_workers=settings.url_max_concurrent, thread_name_prefix="picmetric-url-job"),
+        }
+        self._analysis_slots = threading.BoundedSemaphore(settings.job_threads)
         self._waiting = 0
         self._lock = threading.Lock()
 
-    def send(self, job_id: str) -> None:
+    def send(self, job_id: str, *, fetches_url: bool = False) -> None:
         with self._lock:
             self._waiting += 1
-        self._pool.submit(self._run_one, job_id)
+        self._pools[fetches_url].submit(self._run_one, job_id)
 
     def _run_one(self, job_id: str) -> None:
         with self._lock:
             self._waiting -= 1
         try:
-            self._run(job_id)
+            self._run(job_id, self._analysis_slots)
         except RetryableJobError as exc:  # no worker to retry it: recorded as failed, a resubmission retries it
             logger.warning("job %s: %s", job_id, exc)
             self._fail(job_id, str(exc))
@@ -282,7 +295,7 @@ class CeleryQueue:
         self.settings = settings
         self.app = celery_app(settings)
 
-    def send(self, job_id: str) -> None:
+    def send(self, job_id: str, *, fetches_url: bool = False) -> None:
         try:
             self.app.send_task(TASK_NAME, args=[job_id], queue=self.settings.job_queue)
         except Exception as exc:  # kombu's and redis' connection errors have no common base worth naming

@@ -510,6 +510,29 @@ def test_trickling_urls_hold_neither_requests_nor_analyses(tmp_path, analyzer, p
     assert max(elapsed for _, elapsed in outcomes) < 2 * 1.5 + 1.5  # waiting for a slot + the download's deadline
 
 
+def test_an_upload_job_does_not_wait_behind_url_jobs_on_the_in_process_queue(
+    tmp_path, analyzer, photo_server, zidane_path
+):
+    """No broker, one job thread, four jobs fetching from dawdling servers: an upload queued after them is done
+    while they are still fetching (URL jobs have threads of their own)."""
+    settings = _settings(tmp_path, url_timeout_s=6, job_threads=1)
+    with ApiServer(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
+        queued = [
+            httpx.post(f"{url}/api/v1/analyses", params={"wait": "false"}, json={"url": f"{photo_server}/trickle{i}"})
+            for i in range(4)
+        ]
+        assert all(answer.status_code == 202 for answer in queued), [a.text for a in queued]
+        started = time.monotonic()
+        upload = httpx.post(f"{url}/api/v1/analyses", params={"wait": "false"}, files=_file(zidane_path))
+        job_url = f"{url}/api/v1/jobs/{upload.json()['job']}"
+        while (state := httpx.get(job_url).json()["state"]) in ("queued", "running") and time.monotonic() < started + 5:
+            time.sleep(0.05)
+        upload_s = time.monotonic() - started
+        url_states = [httpx.get(f"{url}/api/v1/jobs/{a.json()['job']}").json()["state"] for a in queued]
+    assert state == "done" and upload_s < 5, (state, upload_s)
+    assert url_states == ["running"] * 4  # still fetching when the upload was done
+
+
 def test_api_key_protects_every_analysis_route_before_the_body_is_read(tmp_path, analyzer, zidane_path):
     settings = _settings(tmp_path, api_key="the-key")
     with ApiServer(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
