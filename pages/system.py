@@ -5,7 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from picmetric import logs
 from picmetric.models import CLASSIFIERS
 from picmetric.ui.resources import get_analyzer, get_jobs
 from picmetric.ui.teacher import is_teacher, teacher_only_notice
@@ -81,7 +80,7 @@ st.subheader("Recent log")
 if not teacher:
     teacher_only_notice("The log names everyone's uploads: it is for the teacher")
 else:
-    lines = logs.recent_lines(200)
+    lines = jobs.service.recent_log(200)
     st.code("\n".join(lines) if lines else "(nothing logged yet)", language=None, height=260)
 
 st.subheader("Reset")

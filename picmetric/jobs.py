@@ -11,23 +11,26 @@ worker, which waits for the dead claim to lapse and takes it over).
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy.engine import make_url
+
+from . import logs
 from .errors import AnalysisFailedError, PicMetricError, QueueUnavailableError
 from .intake import check_url, fetch_image_bytes
 from .pipeline import AnalysisOptions
 from .service import AnalysisService, StoredAnalysis
 from .settings import Settings
-from .storage import JobRecord, NewJob
+from .storage import JobRecord, MissingBlobError, NewJob
 from .storage.repository import JOB_STATES
 
 if TYPE_CHECKING:
@@ -71,7 +74,12 @@ class RetryableJobError(Exception):
 
 
 class JobService:
-    """Queue analyses and follow them. Safe to share between threads."""
+    """Queue analyses and follow them. Safe to share between threads.
+
+    Every job has a lease (``job_lease_s``): whoever holds it (the worker running it, or the in-process queue
+    that keeps it in memory) renews it from a background thread; a job whose lease lapsed (its holder died, its
+    message was lost) is sent again by whichever process notices first, so no job waits on a broker's redelivery
+    or a restart. A job started ``job_max_attempts`` times without finishing fails with the reason."""
 
     def __init__(self, service: AnalysisService, queue: JobQueue | None = None) -> None:
         self.service = service
@@ -79,7 +87,11 @@ class JobService:
         self.repository = service.repository
         self._queue = queue
         self._queue_lock = threading.Lock()
-        self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_name = logs.process_name()
+        self._held: set[str] = set()  # jobs this process vouches for: queued in its memory, or running here
+        self._held_lock = threading.Lock()
+        self._keeper: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def queue(self) -> JobQueue:
@@ -89,7 +101,7 @@ class JobService:
                 self._queue = (
                     CeleryQueue(self.settings)
                     if self.settings.broker_url
-                    else InProcessQueue(self.run, self.fail_after_retries, self.settings)
+                    else InProcessQueue(self.run, self.fail_after_retries, self.retry_delay, self.settings)
                 )
             return self._queue
 
@@ -103,8 +115,9 @@ class JobService:
         self, inputs: Sequence[JobInput], options: AnalysisOptions | None = None, *, batch: bool = False
     ) -> tuple[str | None, list[str]]:
         """Queue one job per input (all in one batch when ``batch``); returns the batch id and the job ids.
-        Uploads are staged in the object store so a worker on another machine can read them. The broker being
-        down answers QueueUnavailableError (503) and the jobs not sent are recorded as failed, never left queued."""
+        Uploads are staged in the object store first, so a worker on another machine can read them and a job row
+        never names a missing one. The broker being down answers QueueUnavailableError (503) and the jobs not
+        sent are recorded as failed, never left queued."""
         if not inputs:
             raise PicMetricError("nothing to analyse: send at least one file or URL")
         options = options or AnalysisOptions()
@@ -114,14 +127,20 @@ class JobService:
             NewJob(source=item.source, options=options.to_dict(), name=item.name, url=item.url, input_key=staged.get(i))
             for i, item in enumerate(inputs)
         ]
-        batch_id, job_ids = self.repository.create_jobs(jobs, batch=batch)  # rows first: the sweep keeps their blobs
+        try:
+            for i, key in staged.items():
+                self.repository.blobs.put(key, inputs[i].data or b"", "application/octet-stream")
+            batch_id, job_ids = self.repository.create_jobs(jobs, batch=batch)
+        except PicMetricError:
+            for key in staged.values():  # store or database away: the sweep removes what this cannot
+                with contextlib.suppress(PicMetricError):
+                    self.repository.blobs.delete(key)
+            raise
+        self.keep_leases()
         sent = 0
         try:
-            for i, item in enumerate(inputs):
-                if item.data is not None:
-                    self.repository.blobs.put(staged[i], item.data, "application/octet-stream")
             for item, job_id in zip(inputs, job_ids, strict=True):
-                self.queue.send(job_id, fetches_url=item.data is None)
+                self._send(job_id, fetches_url=item.data is None)
                 sent += 1
         except PicMetricError as exc:
             for job_id in job_ids[sent:]:
@@ -129,15 +148,46 @@ class JobService:
             raise
         return batch_id, job_ids
 
+    def _send(self, job_id: str, *, fetches_url: bool) -> None:
+        if not self.uses_broker:
+            self._hold(job_id)  # it lives in this process' memory now: vouch for it until it ends
+        self.queue.send(job_id, fetches_url=fetches_url)
+
     # -- running (a worker, or an in-process thread) -------------------------------------------------------------
 
     def run(self, job_id: str, analysis_slot: AbstractContextManager[Any] | None = None) -> None:
-        """Run one job and record its outcome. A redelivered job that already finished is not run again; an outage
-        raises RetryableJobError (the job stays running, a worker retries it). ``analysis_slot`` is held for the
-        analysis only, not while a URL is fetched."""
-        job = self.repository.start_job(job_id, self.worker_name)
-        if job is None:
-            return
+        """Run one job and record its outcome. A job that finished, or that another runner holds, is not run
+        again. An outage (database, object store) raises RetryableJobError with the job put back in the queue
+        (still held by this process when the retry is in-process: a broker's retry may run anywhere).
+        ``analysis_slot`` is held for the analysis only, not while a URL is fetched."""
+        self.keep_leases()
+        keep_holding = False
+        try:
+            job = self.repository.start_job(job_id, self.worker_name)
+            if job is None:
+                return
+            self._hold(job_id)
+            try:
+                outcome = self._analyse(job, analysis_slot)
+            except RetryableJobError:
+                with contextlib.suppress(PicMetricError):  # database away too: the retry takes it back as its own
+                    self.repository.release_job(job_id)
+                raise
+            self.repository.finish_job(job_id, **outcome)
+        except PicMetricError as exc:  # starting or recording met the database away: the retry finds it stored
+            if exc.http_status not in RETRYABLE_STATUSES:
+                raise
+            keep_holding = not self.uses_broker
+            raise RetryableJobError(str(exc)) from exc
+        except RetryableJobError:
+            keep_holding = not self.uses_broker
+            raise
+        finally:
+            if not keep_holding:
+                self._let_go(job_id)
+
+    def _analyse(self, job: JobRecord, analysis_slot: AbstractContextManager[Any] | None) -> dict[str, Any]:
+        """The job's outcome as ``finish_job``'s arguments; an outage raises RetryableJobError."""
         try:
             image = self._input_data(job)
             with analysis_slot or nullcontext():
@@ -147,25 +197,34 @@ class JobService:
         except PicMetricError as exc:
             if exc.http_status in RETRYABLE_STATUSES:
                 raise RetryableJobError(str(exc)) from exc
-            self.repository.finish_job(job_id, sha256=None, error=str(exc), error_status=exc.http_status)
-            return
+            return {"sha256": None, "error": str(exc), "error_status": exc.http_status}
         except Exception as exc:  # a bug must not leave the job running forever
-            logger.exception("job %s crashed", job_id)
-            self.repository.finish_job(job_id, sha256=None, error=f"internal error ({exc.__class__.__name__})",
-                                       error_status=500)  # fmt: skip
-            return
-        self.repository.finish_job(job_id, sha256=stored.sha256, cached=stored.cached)
+            logger.exception("job %s crashed", job.id)
+            return {"sha256": None, "error": f"internal error ({exc.__class__.__name__})", "error_status": 500}
+        return {"sha256": stored.sha256, "cached": stored.cached}
+
+    def retry_delay(self, retries: int, since: float) -> float | None:
+        """How long to wait before retrying a job that met an outage ``retries`` times since ``since`` (a
+        ``time.time()``): backing off to 10 s, for ``job_retry_for_s`` in all; None: give up, fail it."""
+        if time.time() - since > self.settings.job_retry_for_s:
+            return None
+        return min(10.0, 0.5 * 2**retries)
 
     def fail_after_retries(self, job_id: str, error: str) -> None:
         """No more retries for an outage: the job is failed with the reason (a new submission retries it)."""
-        self.repository.finish_job(job_id, sha256=None, error=error, error_status=503)
+        self._let_go(job_id)
+        with contextlib.suppress(PicMetricError):  # still away: its lease lapses and it is reclaimed later
+            self.repository.finish_job(job_id, sha256=None, error=error, error_status=503)
 
     def _input_data(self, job: JobRecord) -> bytes:
         """The job's photo as sent: its staged upload, or the URL fetched. A client's URL is checked again here
         (s3:// allow-list, well-formed), so a job row written by any other path cannot read more than the API
         would; only ``picmetric ingest``'s jobs (source "s3") read their bucket unchecked."""
         if job.input_key is not None:
-            return self.repository.blobs.get(job.input_key)
+            try:
+                return self.repository.blobs.get(job.input_key)
+            except MissingBlobError:
+                raise _error_with_status("the uploaded photo was lost before its job ran; send it again", 410) from None
         assert job.url is not None, "a job has staged bytes or a URL"
         return self.url_bytes(job.url if job.source == "s3" else check_url(job.url, self.settings))
 
@@ -176,6 +235,62 @@ class JobService:
 
             return S3Objects(self.settings).get(url, self.settings.max_upload_bytes)
         return fetch_image_bytes(url, settings=self.settings)
+
+    # -- leases --------------------------------------------------------------------------------------------------
+
+    def _hold(self, job_id: str) -> None:
+        with self._held_lock:
+            self._held.add(job_id)
+
+    def _let_go(self, job_id: str) -> None:
+        with self._held_lock:
+            self._held.discard(job_id)
+
+    def keep_leases(self) -> None:
+        """Start (once per process) the thread that renews this process' jobs, sends lapsed jobs again and ships
+        this process' log lines to the database for the System page."""
+        with self._held_lock:
+            if self._keeper is not None and self._keeper.is_alive():
+                return
+            self._stopping.clear()
+            self._keeper = threading.Thread(target=self._keep, name="picmetric-leases", daemon=True)
+            self._keeper.start()
+
+    def close(self) -> None:
+        """Stop renewing (a process shutting down); jobs still held lapse and are taken over elsewhere."""
+        self._stopping.set()
+        if self._keeper is not None:
+            self._keeper.join(10)
+
+    def _keep(self) -> None:
+        tick = min(5.0, self.settings.job_lease_s / 4)
+        reclaim_every = max(1, round(self.settings.job_lease_s / 3 / tick))
+        ticks = 0
+        while not self._stopping.wait(tick):
+            ticks += 1
+            try:
+                with self._held_lock:
+                    held = list(self._held)
+                self.repository.renew_jobs(held)
+                self.repository.add_log_lines(self.worker_name, logs.take_unshipped())
+                if ticks % reclaim_every == 0:
+                    self.reclaim()
+            except PicMetricError as exc:  # database or broker away: the next tick tries again
+                logger.debug("leases: %s", exc)
+            except Exception:  # the keeper must outlive any surprise, or this process' jobs would all lapse
+                logger.exception("leases: unexpected error")
+
+    def reclaim(self) -> int:
+        """Send again the jobs whose lease lapsed; returns how many. A queued job counts as lost only when the
+        broker's queue is empty (else its message may still be waiting in line)."""
+        queued = True
+        if self.uses_broker:
+            status = self.queue.status()
+            queued = status.reachable and status.depth == 0
+        lapsed = self.repository.reclaim_lapsed_jobs(queued=queued)
+        for job_id, fetches_url in lapsed:
+            self._send(job_id, fetches_url=fetches_url)
+        return len(lapsed)
 
     # -- following -----------------------------------------------------------------------------------------------
 
@@ -220,13 +335,17 @@ class InProcessQueue:
     """No broker: jobs run on background threads of this process (the embedded default).
 
     Jobs that fetch a URL have threads of their own (``url_max_concurrent``), so a slow server holds a URL thread,
-    never the way of an upload's job; at most ``job_threads`` analyses of either kind run at once."""
+    never the way of an upload's job; at most ``job_threads`` analyses of either kind run at once. A job that
+    meets an outage is tried again after ``retry_delay``, until it says to give up."""
 
     def __init__(
-        self, run: Callable[[str, AbstractContextManager[Any]], None], fail: Callable[[str, str], None],
+        self,
+        run: Callable[[str, AbstractContextManager[Any]], None],
+        fail: Callable[[str, str], None],
+        retry_delay: Callable[[int, float], float | None],
         settings: Settings,
-    ) -> None:  # fmt: skip
-        self._run, self._fail = run, fail
+    ) -> None:
+        self._run, self._fail, self._retry_delay = run, fail, retry_delay
         self._pools = {
             False: ThreadPoolExecutor(max_workers=settings.job_threads, thread_name_prefix="picmetric-job"),
             True: ThreadPoolExecutor(max_workers=settings.url_max_concurrent, thread_name_prefix="picmetric-url-job"),
@@ -236,18 +355,29 @@ class InProcessQueue:
         self._lock = threading.Lock()
 
     def send(self, job_id: str, *, fetches_url: bool = False) -> None:
+        self._submit(job_id, fetches_url, retries=0, since=None)
+
+    def _submit(self, job_id: str, fetches_url: bool, retries: int, since: float | None) -> None:
         with self._lock:
             self._waiting += 1
-        self._pools[fetches_url].submit(self._run_one, job_id)
+        self._pools[fetches_url].submit(self._run_one, job_id, fetches_url, retries, since)
 
-    def _run_one(self, job_id: str) -> None:
+    def _run_one(self, job_id: str, fetches_url: bool, retries: int, since: float | None) -> None:
         with self._lock:
             self._waiting -= 1
         try:
             self._run(job_id, self._analysis_slots)
-        except RetryableJobError as exc:  # no worker to retry it: recorded as failed, a resubmission retries it
-            logger.warning("job %s: %s", job_id, exc)
-            self._fail(job_id, str(exc))
+        except RetryableJobError as exc:
+            since = since or time.time()
+            delay = self._retry_delay(retries, since)
+            if delay is None:
+                logger.warning("job %s: %s; giving up", job_id, exc)
+                self._fail(job_id, str(exc))
+                return
+            logger.warning("job %s: %s; retrying in %.1f s", job_id, exc, delay)
+            timer = threading.Timer(delay, self._submit, args=(job_id, fetches_url, retries + 1, since))
+            timer.daemon = True
+            timer.start()
         except Exception:
             logger.exception("job %s crashed", job_id)
 
@@ -300,9 +430,18 @@ class CeleryQueue:
             self.app.send_task(TASK_NAME, args=[job_id], queue=self.settings.job_queue)
         except Exception as exc:  # kombu's and redis' connection errors have no common base worth naming
             raise QueueUnavailableError(
-                f"the job queue ({self.settings.safe_broker_url}) is unreachable ({exc.__class__.__name__}); "
+                f"the job queue ({self.settings.safe_broker_url}) is unreachable ({self._reason(exc)}); "
                 "nothing was queued, retry shortly"
             ) from None
+
+    def _reason(self, exc: BaseException) -> str:
+        """The broker's own words ("DB index is out of range"), without its password, kept short."""
+        text = " ".join(str(exc).split())
+        if self.settings.broker_url is not None:
+            secret = make_url(self.settings.broker_url.get_secret_value()).password
+            if secret:
+                text = text.replace(str(secret), "***")
+        return f"{exc.__class__.__name__}: {text[:200]}" if text else exc.__class__.__name__
 
     def status(self, ping_workers: bool = False) -> QueueStatus:
         broker = self.settings.safe_broker_url or ""
@@ -315,7 +454,7 @@ class CeleryQueue:
                 replies: list[dict[str, Any]] = self.app.control.ping(timeout=1.0) or []
                 workers = sorted(name for reply in replies for name in reply)
         except Exception as exc:
-            return QueueStatus("celery", broker, reachable=False, error=f"unreachable ({exc.__class__.__name__})")
+            return QueueStatus("celery", broker, reachable=False, error=f"unreachable ({self._reason(exc)})")
         return QueueStatus("celery", broker, reachable=True, depth=depth, workers=workers)
 
 

@@ -88,6 +88,17 @@ class AnalysisService:
         logs.clear()
         logger.warning("reset: every stored analysis and image was deleted, and the log before this line")
 
+    def recent_log(self, limit: int = 200) -> list[str]:
+        """The newest log lines of every process sharing this store (workers' too: each ships its lines to the
+        database), by time, each with the process that logged it; this process' own when the database is away."""
+        try:
+            self.repository.add_log_lines(logs.process_name(), logs.take_unshipped())
+            rows = self.repository.log_lines(limit)
+        except PicMetricError:
+            return logs.recent_lines(limit)
+        rows.sort(key=lambda row: row[2][:19])  # lines start with their time; shipping interleaves processes
+        return [f"{line}  [{process}]" for _, process, line in rows]
+
     def delete(self, sha256: str) -> bool:
         """Delete one image with its analyses and renders; False when there was none."""
         return self.repository.delete(sha256.lower())

@@ -93,6 +93,20 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, description="Redis: an unacknowledged job goes to another worker after this long"
     )
     broker_timeout_s: float = Field(default=3.0, gt=0, description="connecting to or publishing on the broker")
+    job_lease_s: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="a job whose runner (or in-process queue) has not vouched for it this long is sent again",
+    )  # fmt: skip
+    job_max_attempts: int = Field(
+        default=3, ge=1, le=100, description="a job whose runner stopped this many times ends failed"
+    )
+    job_retry_for_s: float = Field(
+        default=3600.0, gt=0, description="a job meeting an outage (database, store) is retried this long, then fails"
+    )
+    db_timeout_s: float = Field(
+        default=10.0, gt=0, le=600,
+        description="PostgreSQL: connecting, each statement, and a silent connection (TCP) give up after this long",
+    )  # fmt: skip
     worker_concurrency: int = Field(default=1, ge=1, le=64, description="processes per `picmetric worker`")
 
     # HTTP API: admin routes (/reset, /log) need the admin token; DeepStack routes need the API key when set.

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import threading
+import time
 
 from celery import Celery
 from celery.signals import worker_process_init
@@ -21,8 +22,6 @@ from .service import AnalysisService
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
-#: an outage (database, object store) is retried this often, backing off up to 30 s, then the job fails
-MAX_RETRIES = 8
 
 _settings: Settings | None = None
 _jobs: JobService | None = None
@@ -46,23 +45,32 @@ def create_worker_app(settings: Settings) -> Celery:
     # loading the models takes longer than Celery's default 4 s for a new process to report in
     app.conf.worker_proc_alive_timeout = 300
 
-    @app.task(name=TASK_NAME, bind=True, max_retries=MAX_RETRIES)
-    def run_job(task, job_id: str) -> None:
+    @app.task(name=TASK_NAME, bind=True, max_retries=None)
+    def run_job(task, job_id: str, outage_since: float | None = None) -> None:
+        """Run a job; an outage (database, store) retries it, backing off, for ``job_retry_for_s``, then fails it.
+        The message is acknowledged only after the outcome is recorded or the retry is queued."""
+        jobs = _job_service()
         try:
-            _job_service().run(job_id)
+            jobs.run(job_id)
         except RetryableJobError as exc:
-            if task.request.retries >= MAX_RETRIES:
-                _job_service().fail_after_retries(job_id, str(exc))
+            since = outage_since or time.time()
+            delay = jobs.retry_delay(task.request.retries, since)
+            if delay is None:
+                logger.warning("job %s: %s; giving up", job_id, exc)
+                jobs.fail_after_retries(job_id, str(exc))
                 return
-            logger.warning("job %s: %s; retrying", job_id, exc)
-            raise task.retry(countdown=min(30, 2**task.request.retries)) from exc
+            logger.warning("job %s: %s; retrying in %.1f s", job_id, exc, delay)
+            raise task.retry(countdown=delay, kwargs={"outage_since": since}) from exc
 
     return app
 
 
 def _load_models(**_: object) -> None:
     logs.install()
-    _job_service().service.analyzer.warm_up()
+    jobs = _job_service()
+    jobs.keep_leases()  # this process' jobs stay leased; lapsed ones anywhere are sent again
+    jobs.service.analyzer.warm_up()
+    logger.info("worker ready: models loaded, taking jobs from %s", jobs.settings.safe_broker_url)
 
 
 def run_worker(settings: Settings, concurrency: int = 1, loglevel: str = "info") -> int:

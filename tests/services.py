@@ -276,3 +276,81 @@ class WorkerProcess:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class FaultyProxy:
+    """A TCP forwarder in front of a server (PostgreSQL here) that can fail the way networks do: ``cut`` resets
+    every connection and refuses new ones, ``stall`` holds every byte in both directions (connections stay open,
+    nothing arrives); ``heal`` ends either. Clients connect to ``port``."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        import threading
+
+        self.target = (target_host, target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._open, self._flowing = threading.Event(), threading.Event()
+        self._open.set()
+        self._flowing.set()
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self._open.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets.update((client, upstream))
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                self._flowing.wait()
+                if not self._open.is_set():
+                    break
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+                with self._lock:
+                    self._sockets.discard(end)
+
+    def cut(self) -> None:
+        self._open.clear()
+        with self._lock:
+            ends = list(self._sockets)
+        for end in ends:
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def heal(self) -> None:
+        self._open.set()
+        self._flowing.set()
+
+    def close(self) -> None:
+        self.heal()
+        self._listener.close()
+        self.cut()

@@ -19,13 +19,13 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from picmetric.api import create_app
-from picmetric.jobs import CeleryQueue
+from picmetric.jobs import CeleryQueue, celery_app
 from picmetric.service import AnalysisService
 from picmetric.settings import Settings
 from picmetric.storage.schema import AnalysisRow, ImageRow, JobRow
 
 from .conftest import photo_variants, s3_settings
-from .services import ApiServer, PostgresDatabase, RedisServer, WorkerProcess
+from .services import ApiServer, FaultyProxy, PostgresDatabase, RedisServer, WorkerProcess, free_port, wait_for_http
 
 LEASE_S = 3.0
 VISIBILITY_S = 6.0
@@ -41,6 +41,7 @@ def _environment(settings: Settings) -> dict[str, str]:
         "PICMETRIC_S3_SECRET_KEY": "test-secret-value",
         "PICMETRIC_JOB_QUEUE": settings.job_queue,
         "PICMETRIC_CLAIM_LEASE_S": str(settings.claim_lease_s),
+        "PICMETRIC_JOB_LEASE_S": str(settings.job_lease_s),
         "PICMETRIC_JOB_VISIBILITY_TIMEOUT_S": str(settings.job_visibility_timeout_s),
         "PICMETRIC_INTRA_OP_THREADS": "1",  # two workers on two cores
         "PICMETRIC_DATA_DIR": str(settings.data_dir),
@@ -56,6 +57,7 @@ class Stack:
     def __init__(self, settings: Settings, service: AnalysisService, client: httpx.Client, log_dir) -> None:
         self.settings, self.service, self.client, self.log_dir = settings, service, client, log_dir
         self.workers: list[WorkerProcess] = []
+        self.proxy: FaultyProxy | None = None
 
     @property
     def repository(self):
@@ -114,17 +116,22 @@ def redis_broker(tmp_path_factory):
     server.kill()
 
 
-def _stack(tmp_path_factory, analyzer, seaweed, broker_url: str, workers: int):
+def _stack(tmp_path_factory, analyzer, seaweed, broker_url: str, workers: int, *, fast: bool = True, proxy=False):
+    """The stack on its own database and bucket; ``fast``: short leases and visibility timeout (else the
+    defaults); ``proxy``: PostgreSQL reached through a FaultyProxy (``stack.proxy``) that can cut or stall it."""
     database = PostgresDatabase()
     tmp = tmp_path_factory.mktemp("stack")
+    faulty = FaultyProxy("127.0.0.1", 5432) if proxy else None
+    url = database.url if faulty is None else database.url.replace(":5432/", f":{faulty.port}/")
+    quick = {"claim_lease_s": LEASE_S, "job_visibility_timeout_s": VISIBILITY_S} if fast else {}
     settings = s3_settings(
-        seaweed, tmp, bucket=f"jobs-{uuid.uuid4().hex[:10]}", database_url=database.url, broker_url=broker_url,
-        job_queue=f"picmetric-test-{uuid.uuid4().hex[:8]}", claim_lease_s=LEASE_S,
-        job_visibility_timeout_s=VISIBILITY_S, broker_timeout_s=2.0,
+        seaweed, tmp, bucket=f"jobs-{uuid.uuid4().hex[:10]}", database_url=url, broker_url=broker_url,
+        job_queue=f"picmetric-test-{uuid.uuid4().hex[:8]}", broker_timeout_s=2.0, **quick,
     )  # fmt: skip
     service = AnalysisService(settings, analyzer=analyzer)
-    with ApiServer(create_app(settings, service)) as url, httpx.Client(base_url=url, timeout=180) as client:
+    with ApiServer(create_app(settings, service)) as api_url, httpx.Client(base_url=api_url, timeout=180) as client:
         stack = Stack(settings, service, client, tmp)
+        stack.proxy = faulty
         for _ in range(workers):
             stack.start_worker()
         try:
@@ -133,7 +140,16 @@ def _stack(tmp_path_factory, analyzer, seaweed, broker_url: str, workers: int):
         finally:
             stack.stop()
             service.repository.engine.dispose()
+            if faulty is not None:
+                faulty.close()
+            _delete_queue(settings)
             database.drop()
+
+
+def _delete_queue(settings: Settings) -> None:
+    """Tests leave no queue of theirs in the broker (RabbitMQ keeps declared queues for good)."""
+    with celery_app(settings).connection_for_write() as connection:
+        connection.default_channel.queue_delete(settings.job_queue)
 
 
 @pytest.fixture(scope="module")
@@ -214,41 +230,6 @@ def _big_photos(count: int) -> list[bytes]:
     return out
 
 
-def test_a_worker_killed_mid_job_hands_it_to_the_other(redis_stack):
-    """SIGKILL (machine gone): the job is redelivered after the visibility timeout, the other worker waits for the
-    dead claim to lapse, takes it over and finishes it; nothing is lost or stored twice."""
-    photos = _big_photos(4)
-    analyses_before = redis_stack.count(AnalysisRow.id, AnalysisRow.status == "done")
-    files = [("files", (f"big{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]
-    response = redis_stack.client.post("/api/v1/batches", files=files, data={"tasks": "labels,objects,faces"})
-    assert response.status_code == 202, response.text
-    batch_id = response.json()["batch"]
-    deadline = time.monotonic() + 120
-    victim = None
-    while victim is None:
-        assert time.monotonic() < deadline, "no job was seen running"
-        for item in redis_stack.client.get(f"/api/v1/batches/{batch_id}").json()["items"]:
-            job = redis_stack.repository.job(item["job"])
-            if job is not None and job.state == "running" and job.worker:
-                victim = job
-                break
-        else:
-            time.sleep(0.02)
-    pid = int(victim.worker.rsplit(":", 1)[1])
-    killed = next(w for w in redis_stack.workers if w.owns(pid))
-    killed.kill()
-    answer = redis_stack.wait_for_batch(batch_id, timeout_s=VISIBILITY_S + LEASE_S + 120)
-    assert answer["counts"] == {"queued": 0, "running": 0, "done": 4, "failed": 0}, answer
-    finished = redis_stack.repository.job(victim.id)
-    assert finished is not None and finished.state == "done" and finished.attempts == 2
-    assert finished.worker != victim.worker
-    assert redis_stack.count(AnalysisRow.id, AnalysisRow.status == "done") == analyses_before + 4
-    redis_stack.assert_store_consistent()
-    redis_stack.workers.remove(killed)
-    redis_stack.start_worker()  # back to two for the next test
-    redis_stack.wait_for_workers(2)
-
-
 def test_the_dashboard_queues_a_batch_for_the_workers_and_shows_them(redis_stack, monkeypatch, bus_path):
     from streamlit.testing.v1 import AppTest
 
@@ -275,6 +256,9 @@ def test_the_dashboard_queues_a_batch_for_the_workers_and_shows_them(redis_stack
     app.switch_page("pages/system.py").run()
     assert any("Broker: ok · redis://127.0.0.1" in note.value for note in app.success)
     assert sum("picmetric-" in c.value for c in app.caption) == 1  # the workers that answered a ping
+    log = next(block.value for block in app.code if "worker ready" in block.value)  # shipped through the database
+    pids = {int(line.rsplit(":", 1)[1].rstrip("]")) for line in log.splitlines() if "worker ready" in line}
+    assert any(worker.owns(pid) for worker in redis_stack.workers for pid in pids), log
 
 
 def test_the_cli_sends_a_folder_to_the_workers_and_follows_it(redis_stack, tmp_path):
@@ -330,3 +314,162 @@ def test_a_broker_restart_mid_batch_answers_503_then_recovers(redis_stack, redis
     assert again.status_code == 201, again.text
     assert redis_stack.client.get("/readyz").status_code == 200
     redis_stack.assert_store_consistent()
+
+
+# -- faults with the default settings: every job ends done within 60 s after the fault ends -----------------------
+
+RECOVERY_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def healing_stack(tmp_path_factory, analyzer, seaweed, redis_broker):
+    """Two workers on the default job lease, claim lease and visibility timeout; PostgreSQL behind a proxy."""
+    yield from _stack(tmp_path_factory, analyzer, seaweed, redis_broker.url, workers=2, fast=False, proxy=True)
+
+
+def _running_job(stack: Stack, batch_id: str):
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for item in stack.client.get(f"/api/v1/batches/{batch_id}").json()["items"]:
+            job = stack.repository.job(item["job"])
+            if job is not None and job.state == "running" and job.worker:
+                return job
+        time.sleep(0.02)
+    raise AssertionError("no job was seen running")
+
+
+def _batch_through_fault(stack: Stack, name: str, photos: list[bytes], fault, heal, fault_s: float = 15.0):
+    """Send a batch, cause the fault once a job runs, end it after ``fault_s``; every job must end done within
+    RECOVERY_S, each image analysed once, no blob missing or orphaned, no staged upload left."""
+    files = [("files", (f"{name}{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]
+    response = stack.client.post("/api/v1/batches", files=files, data={"tasks": "labels,objects,faces"})
+    assert response.status_code == 202, response.text
+    batch_id = response.json()["batch"]
+    victim = _running_job(stack, batch_id)
+    fault(victim)
+    time.sleep(fault_s)
+    heal()
+    healed = time.monotonic()
+    answer = stack.wait_for_batch(batch_id, timeout_s=RECOVERY_S)
+    recovery_s = time.monotonic() - healed
+    assert answer["counts"] == {"queued": 0, "running": 0, "done": len(photos), "failed": 0}, answer
+    jobs = stack.repository.batch(batch_id) or []
+    shas = {job.sha256 for job in jobs}
+    assert len(shas) == len(photos)
+    with stack.repository.engine.connect() as connection:
+        analyses = connection.scalar(
+            select(func.count(AnalysisRow.id)).join(ImageRow).where(ImageRow.sha256.in_(shas))
+        )  # fmt: skip
+    assert analyses == len(photos), "an image was analysed twice"
+    assert sum(not job.cached for job in jobs) == len(photos)
+    stack.assert_store_consistent()
+    print(f"FAULT {name}: {len(photos)} done, 0 failed, 0 stuck, 0 duplicates, recovery {recovery_s:.1f} s")
+    return victim, jobs
+
+
+def test_a_worker_machine_dies_mid_job_and_the_other_finishes_it_within_the_lease(healing_stack):
+    """SIGKILL of the whole worker (a machine gone): the job's lease lapses and it is sent again at once, long
+    before Redis would redeliver it (visibility timeout 1 h); the other worker finishes it."""
+    stack = healing_stack
+    killed: list[WorkerProcess] = []
+
+    def kill(victim) -> None:
+        pid = int(victim.worker.rsplit(":", 1)[1])
+        killed.append(next(w for w in stack.workers if w.owns(pid)))
+        killed[0].kill()
+
+    victim, jobs = _batch_through_fault(stack, "kill", _big_photos(4), kill, lambda: None, fault_s=0)
+    finished = next(job for job in jobs if job.id == victim.id)
+    assert finished.attempts == 2 and finished.worker != victim.worker
+    stack.workers.remove(killed[0])
+    stack.start_worker()
+    stack.wait_for_workers(2)
+
+
+def test_postgresql_cut_for_15_s_mid_batch_heals_without_a_restart(healing_stack):
+    proxy = healing_stack.proxy
+    assert proxy is not None
+    _batch_through_fault(healing_stack, "cut", photo_variants(24), lambda _: proxy.cut(), proxy.heal)
+
+
+def test_postgresql_stalled_for_15_s_mid_batch_heals(healing_stack):
+    proxy = healing_stack.proxy
+    assert proxy is not None
+    _batch_through_fault(healing_stack, "stall", photo_variants(48)[24:], lambda _: proxy.stall(), proxy.heal)
+
+
+def test_a_worker_killed_while_postgresql_is_down(healing_stack):
+    stack = healing_stack
+    proxy = stack.proxy
+    assert proxy is not None
+    killed: list[WorkerProcess] = []
+
+    def cut_then_kill(victim) -> None:
+        proxy.cut()
+        pid = int(victim.worker.rsplit(":", 1)[1])
+        killed.append(next(w for w in stack.workers if w.owns(pid)))
+        killed[0].kill()
+
+    _batch_through_fault(stack, "cutkill", photo_variants(60)[48:], cut_then_kill, proxy.heal)
+    stack.workers.remove(killed[0])
+    stack.start_worker()
+    stack.wait_for_workers(2)
+
+
+def test_the_embedded_default_picks_up_a_batch_after_the_api_is_killed(tmp_path):
+    """No broker: the API SIGKILLed mid-batch; started again, it sends the jobs the dead process held again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    env = {**os.environ, "PICMETRIC_DATA_DIR": str(tmp_path), "PICMETRIC_INTRA_OP_THREADS": "1"}
+    env.pop("PICMETRIC_BROKER_URL", None)
+
+    def serve() -> subprocess.Popen:
+        log = open(tmp_path / "api.log", "ab")  # noqa: SIM115 (open while the API runs)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "picmetric", "serve", "--port", str(port), "--log-level", "warning"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        assert wait_for_http(f"http://127.0.0.1:{port}/readyz", 180), (tmp_path / "api.log").read_text()
+        return process
+
+    api = serve()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            photos = photo_variants(24)
+            files = [("files", (f"k{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]
+            batch_id = client.post("/api/v1/batches", files=files).json()["batch"]
+            while client.get(f"/api/v1/batches/{batch_id}").json()["counts"]["done"] < 4:
+                time.sleep(0.05)
+            os.killpg(api.pid, signal.SIGKILL)
+            api.wait(10)
+            api = serve()
+            restarted = time.monotonic()
+            while not (answer := client.get(f"/api/v1/batches/{batch_id}").json())["finished"]:
+                assert time.monotonic() - restarted < RECOVERY_S, answer["counts"]
+                time.sleep(0.2)
+            recovery_s = time.monotonic() - restarted
+            assert answer["counts"] == {"queued": 0, "running": 0, "done": 24, "failed": 0}, answer
+            assert not list((tmp_path / "blobs" / "incoming").glob("*")), "staged uploads left behind"
+            print(f"FAULT in-process API killed: 24 done, recovery {recovery_s:.1f} s after the restart")
+    finally:
+        os.killpg(api.pid, signal.SIGKILL)
+        api.wait(10)
+
+
+def _one_photo() -> dict:
+    return {"file": ("x.jpg", photo_variants(1)[0], "image/jpeg")}
+
+
+def test_the_brokers_own_words_reach_readyz(tmp_path, analyzer, redis_broker):
+    """A Redis URL with a database index the server does not have: /readyz says why, not just 'unreachable'."""
+    settings = Settings(data_dir=tmp_path, broker_url=redis_broker.url.rsplit("/", 1)[0] + "/99")
+    assert "DB index is out of range" in (CeleryQueue(settings).status().error or "")
+    with ApiServer(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
+        ready = httpx.get(f"{url}/readyz")
+        refused = httpx.post(f"{url}/api/v1/analyses", params={"wait": "false"}, files=_one_photo())
+    assert ready.status_code == 503 and "DB index is out of range" in ready.json()["checks"]["broker"]
+    assert refused.status_code == 503 and "DB index is out of range" in refused.json()["detail"]

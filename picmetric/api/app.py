@@ -108,11 +108,14 @@ def create_app(settings: Settings | None = None, service: AnalysisService | None
     async def lifespan(app: FastAPI):
         logs.install()
         analyses = service if service is not None else await run_in_threadpool(AnalysisService, settings)
+        jobs = JobService(analyses)
+        jobs.keep_leases()  # jobs of a process that died (this one, before a restart) are sent again
         app.state.picmetric = ApiState(
-            settings, analyses, JobService(analyses), ApiMetrics(), anyio.Semaphore(settings.url_max_concurrent)
+            settings, analyses, jobs, ApiMetrics(), anyio.Semaphore(settings.url_max_concurrent)
         )
         warm = asyncio.get_running_loop().run_in_executor(None, analyses.analyzer.warm_up)  # readyz: when done
         yield
+        await run_in_threadpool(jobs.close)
         await asyncio.wait_for(asyncio.shield(warm), timeout=120)
 
     app = FastAPI(

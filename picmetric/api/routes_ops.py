@@ -6,7 +6,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from .. import logs
 from ..errors import PicMetricError
 from .common import Problem, admin_refusal, error_responses, state
 from .metrics import queue_metrics
@@ -66,4 +65,5 @@ async def log(request: Request, lines: int = 200) -> Response:
     refusal = admin_refusal(request)
     if refusal is not None:
         return refusal
-    return PlainTextResponse("\n".join(logs.recent_lines(max(1, min(lines, 1000)))) + "\n")
+    recent = await run_in_threadpool(state(request).service.recent_log, max(1, min(lines, 1000)))
+    return PlainTextResponse("\n".join(recent) + "\n")

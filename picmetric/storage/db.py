@@ -18,7 +18,10 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 _ADVISORY_LOCK_KEY = 0x5049434D  # "PICM"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, timeout_s: float = 10.0) -> Engine:
+    """An engine that never waits forever: on PostgreSQL, connecting, each statement, a connection whose packets
+    stop coming back (TCP user timeout and keepalives) and waiting for a pooled connection all give up after
+    ``timeout_s``, so a stalled or unreachable server turns into a DatabaseError the caller can retry."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -34,7 +37,18 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    if parsed.get_backend_name() != "postgresql":
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    seconds = max(1, round(timeout_s))
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=timeout_s,
+        connect_args={
+            "connect_timeout": seconds,
+            "options": f"-c statement_timeout={seconds * 1000} -c idle_in_transaction_session_timeout={seconds * 6000}",
+            "keepalives": 1, "keepalives_idle": seconds, "keepalives_interval": 1, "keepalives_count": 3,
+            "tcp_user_timeout": seconds * 1000,
+        },
+    )  # fmt: skip
 
 
 def _alembic_config() -> Config:

@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,7 +34,7 @@ from ..results import Classification, Detections, Faces
 from ..settings import Settings, get_settings
 from .blobs import BlobStore, StorageError, blob_store_from_settings
 from .db import make_engine, upgrade
-from .schema import AnalysisRow, BatchRow, FaceRow, ImageRow, JobRow, LabelRow, ObjectRow, RenderRow
+from .schema import AnalysisRow, BatchRow, FaceRow, ImageRow, JobRow, LabelRow, LogRow, ObjectRow, RenderRow
 
 logger = logging.getLogger(__name__)
 THUMBNAIL_SIDE = 256
@@ -186,7 +186,7 @@ class Repository:
         migrate: bool = True,
     ) -> None:
         self.settings = settings or get_settings()
-        self.engine = engine or make_engine(self.settings.resolved_database_url)
+        self.engine = engine or make_engine(self.settings.resolved_database_url, self.settings.db_timeout_s)
         self.blobs = blobs or blob_store_from_settings(self.settings)
         if blobs is None and self.settings.s3_create_bucket:
             try:
@@ -645,7 +645,7 @@ class Repository:
         """Remove everything: all rows, then all blobs (the seed's /reset)."""
         logger.warning("reset: deleting every stored analysis and image")
         with self._session("reset the database") as session:
-            for table in (RenderRow, FaceRow, ObjectRow, LabelRow, AnalysisRow, ImageRow, JobRow, BatchRow):
+            for table in (RenderRow, FaceRow, ObjectRow, LabelRow, AnalysisRow, ImageRow, JobRow, BatchRow, LogRow):
                 session.execute(delete(table))
         for key in self.blobs.keys():  # noqa: SIM118 (a blob store's listing, not a dict)
             self.blobs.delete(key)
@@ -667,7 +667,8 @@ class Repository:
 
     def create_jobs(self, jobs: Sequence[NewJob], *, batch: bool) -> tuple[str | None, list[str]]:
         """Record queued jobs (in one batch when ``batch``) before any of them is sent to a queue, so a worker
-        never receives a job it cannot find, and the sweep never takes a staged upload a job row names."""
+        never receives a job it cannot find; their staged uploads are stored first (a job row never names a blob
+        that is not there; a young blob without a row is kept by the sweep's grace period)."""
         batch_id = uuid.uuid4().hex if batch else None
         ids = [uuid.uuid4().hex for _ in jobs]
         now = datetime.now(UTC)
@@ -687,6 +688,7 @@ class Repository:
                     options=job.options,
                     attempts=0,
                     created_at=now,
+                    heartbeat_at=now,
                 )  # fmt: skip
                 for job_id, job in zip(ids, jobs, strict=True)
             )
@@ -697,16 +699,97 @@ class Repository:
             row = session.get(JobRow, job_id)
             return _job_record(row) if row is not None else None
 
+    def ended_jobs(self, job_ids: Collection[str]) -> set[str]:
+        """Of these jobs, those that are done, failed or gone (a reset): one query for any number of waiters."""
+        with self._session("read the jobs") as session:
+            open_ = set(
+                session.scalars(
+                    select(JobRow.id).where(JobRow.id.in_(list(job_ids)), JobRow.state.in_(("queued", "running")))
+                )
+            )
+        return set(job_ids) - open_
+
     def start_job(self, job_id: str, worker: str) -> JobRecord | None:
-        """Mark a job running on ``worker`` (again, when a worker died and its message was redelivered). None when
-        it is unknown (deleted by a reset) or already finished: a redelivered finished job is not run twice."""
+        """Take a job to run it on ``worker``: a queued one, a running one whose lease lapsed (its runner died), or
+        one ``worker`` itself was running (a retry after an outage). None when someone else holds it, it is
+        finished, or it is unknown (a reset): a duplicate message is dropped, never run twice at once."""
+        now = datetime.now(UTC)
         with self._session("start the job") as session:
             row = session.get(JobRow, job_id, with_for_update=True)
             if row is None or row.state in ("done", "failed"):
                 return None
+            if row.state == "running" and row.worker != worker[:96] and not self._job_lapsed(row, now):
+                return None
             row.state, row.worker, row.attempts = "running", worker[:96], row.attempts + 1
-            row.started_at = datetime.now(UTC)
+            row.started_at = row.heartbeat_at = now
             return _job_record(row)
+
+    def _job_lapsed(self, row: JobRow, now: datetime) -> bool:
+        last = _utc(row.heartbeat_at or row.created_at)
+        return last < now - timedelta(seconds=self.settings.job_lease_s)
+
+    def renew_jobs(self, job_ids: Collection[str]) -> None:
+        """Vouch for jobs this process holds (queued in its memory, or running here): their leases stay live."""
+        if not job_ids:
+            return
+        with self._session("renew the jobs") as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id.in_(list(job_ids)), JobRow.state.in_(("queued", "running")))
+                .values(heartbeat_at=datetime.now(UTC))
+            )
+
+    def release_job(self, job_id: str) -> None:
+        """Put a job met by an outage back in the queue; the attempt is not counted (the runner did not fail)."""
+        with self._session("release the job") as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.state == "running")
+                .values(state="queued", worker=None, attempts=JobRow.attempts - 1, heartbeat_at=datetime.now(UTC))
+            )
+
+    def reclaim_lapsed_jobs(self, *, queued: bool) -> list[tuple[str, bool]]:
+        """Jobs nobody vouched for within the lease, taken back: a running one whose runner died goes back to the
+        queue (or fails once it has been started ``job_max_attempts`` times), a queued one whose message or
+        holder is gone (only with ``queued``) is renewed. Returns the jobs to send again, each with whether it
+        fetches a URL (no staged upload). Each row is taken with
+        a conditional update, so of several processes reclaiming at once exactly one gets each job."""
+        now = datetime.now(UTC)
+        cutoff = now - timedelta(seconds=self.settings.job_lease_s)
+        states = ("queued", "running") if queued else ("running",)
+        lapsed = JobRow.heartbeat_at < cutoff
+        resend: list[tuple[str, bool]] = []
+        staged: list[str] = []
+        with self._session("reclaim lapsed jobs") as session:
+            rows = session.execute(
+                select(JobRow.id, JobRow.state, JobRow.attempts, JobRow.worker, JobRow.input_key)
+                .where(JobRow.state.in_(states), lapsed)
+                .order_by(JobRow.created_at)
+                .limit(1000)
+            ).all()
+            for job_id, state, attempts, worker, input_key in rows:
+                gave_up = state == "running" and attempts >= self.settings.job_max_attempts
+                values: dict = {"heartbeat_at": now, "state": "queued", "worker": None}
+                if gave_up:
+                    values = {
+                        "state": "failed", "error_status": 500, "input_key": None, "finished_at": now,
+                        "error": f"the job was interrupted {attempts} times (its worker stopped; last {worker})",
+                    }  # fmt: skip
+                taken = session.execute(
+                    update(JobRow).where(JobRow.id == job_id, JobRow.state == state, lapsed).values(**values)
+                )
+                if taken.rowcount != 1:  # type: ignore[attr-defined]  # another process reclaimed it first
+                    continue
+                if gave_up:
+                    staged += [input_key] if input_key else []
+                else:
+                    resend.append((job_id, input_key is None))
+        for key in staged:
+            with contextlib.suppress(PicMetricError):
+                self.blobs.delete(key)
+        if rows:
+            logger.warning("reclaimed %d lapsed job(s); sending %d again", len(rows), len(resend))
+        return resend
 
     def finish_job(
         self,
@@ -747,6 +830,27 @@ class Repository:
                 for state, count in session.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
             }
         return {state: int(counts.get(state, 0)) for state in JOB_STATES}
+
+    # -- log lines of every process ------------------------------------------------------------------------------
+
+    def add_log_lines(self, process: str, lines: Sequence[str], keep: int = 2000) -> None:
+        """Keep log lines where every process can read them; only the newest ``keep`` stay."""
+        if not lines:
+            return
+        now = datetime.now(UTC)
+        with self._session("keep the log") as session:
+            session.add_all(LogRow(created_at=now, process=process[:96], line=line) for line in lines)
+            session.flush()
+            newest = session.scalar(select(func.max(LogRow.id))) or 0
+            session.execute(delete(LogRow).where(LogRow.id <= newest - keep))
+
+    def log_lines(self, limit: int = 200) -> list[tuple[datetime, str, str]]:
+        """The newest lines of every process, oldest first: (time, process, line)."""
+        with self._session("read the log") as session:
+            rows = session.execute(
+                select(LogRow.created_at, LogRow.process, LogRow.line).order_by(LogRow.id.desc()).limit(limit)
+            ).all()
+        return [(_utc(created), process, line) for created, process, line in reversed(rows)]
 
     # -- status --------------------------------------------------------------------------------------------------
 

@@ -163,3 +163,16 @@ class JobRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: when a runner (or the in-process queue holding it) last vouched for it: a lapsed lease sends it again
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class LogRow(Base):
+    """Recent log lines of every process (workers included), so the System page shows what the workers say."""
+
+    __tablename__ = "log_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False, index=True)
+    process: Mapped[str] = mapped_column(String(96), nullable=False)
+    line: Mapped[str] = mapped_column(Text, nullable=False)

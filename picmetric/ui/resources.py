@@ -41,7 +41,9 @@ def get_analyzer() -> Analyzer:
 
 @st.cache_resource(show_spinner="Opening storage…")
 def _jobs(fingerprint: str, _settings: Settings) -> JobService:
-    return JobService(AnalysisService(_settings, analyzer=get_analyzer()))
+    jobs = JobService(AnalysisService(_settings, analyzer=get_analyzer()))
+    jobs.keep_leases()  # a batch left by a dashboard that stopped is picked up again
+    return jobs
 
 
 def get_service() -> AnalysisService:
