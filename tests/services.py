@@ -97,7 +97,7 @@ class SeaweedS3:
                 f"-master.port={self.ports['master']}", f"-volume.port={self.ports['volume']}",
                 f"-filer.port={self.ports['filer']}", "-s3", f"-s3.port={self.ports['s3']}",
                 # every bucket is a collection with volumes of its own: allow plenty, and keep them small
-                "-volume.max=64", "-master.volumeSizeLimitMB=64",
+                "-volume.max=256", "-master.volumeSizeLimitMB=64",
                 # no Iceberg or Lance listeners: their fixed ports would clash with a second server on the machine
                 "-s3.port.iceberg=0", "-s3.port.lance=0",
             ],
@@ -124,6 +124,14 @@ class SeaweedS3:
             "s3", endpoint_url=self.endpoint, aws_access_key_id="test-access",
             aws_secret_access_key="test-secret-value", region_name="us-east-1",
         )  # fmt: skip
+
+    def drop_bucket(self, bucket: str) -> None:
+        """Delete a bucket and everything in it: its collection's volumes are freed for the next test's bucket."""
+        client = self.client()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                client.delete_object(Bucket=bucket, Key=item["Key"])
+        client.delete_bucket(Bucket=bucket)
 
     def stop(self) -> None:
         if self._process and self._process.poll() is None:

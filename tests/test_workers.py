@@ -143,6 +143,7 @@ def _stack(tmp_path_factory, analyzer, seaweed, broker_url: str, workers: int, *
             if faulty is not None:
                 faulty.close()
             _delete_queue(settings)
+            seaweed.drop_bucket(settings.s3_bucket)
             database.drop()
 
 
