@@ -52,6 +52,7 @@ case "${1:-}" in
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
     "$VENV/bin/mypy"
+    "$VENV/bin/lint-imports"   # the layers contract in pyproject.toml
     ;;
   test)
     setup

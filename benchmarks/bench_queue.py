@@ -1,8 +1,9 @@
 """What the job queue costs a synchronous caller: N clients posting photos to ``POST /api/v1/analyses`` (each
 waits for its answer) for D seconds, against the API on the embedded in-process queue and against the API with
-Redis and two ``picmetric worker`` processes. Prints a table; asserts nothing.
+Redis and two ``picmetric worker`` processes (each running ``--worker-threads`` jobs at once). Prints a table;
+asserts nothing.
 
-    .venv/bin/python benchmarks/bench_queue.py [--seconds 60] [--clients 16] [--before REV]
+    .venv/bin/python benchmarks/bench_queue.py [--seconds 60] [--clients 16] [--before REV] [--worker-threads 1,2]
 
 Every configuration runs on the same machine with the same services: PostgreSQL (a throwaway database each),
 SeaweedFS S3 (a bucket each, started here) and a private Redis. Workers get one ONNX Runtime thread each (two
@@ -52,7 +53,7 @@ class Outcome:
         p90 = lat[min(len(lat) - 1, int(0.9 * len(lat)))]
         per_minute = 60 / self.seconds
         return (
-            f"| {self.name:38s} | {self.answered / self.seconds:10.2f} | {statistics.median(lat):7.0f} | {p90:7.0f} "
+            f"| {self.name:44s} | {self.answered / self.seconds:10.2f} | {statistics.median(lat):7.0f} | {p90:7.0f} "
             f"| {self.errors:6d} | {self.api_cpu_s * per_minute:13.1f} | {self.workers_cpu_s * per_minute:17.1f} |"
         )
 
@@ -103,7 +104,9 @@ def load(url: str, data: list[bytes], clients: int, seconds: float) -> tuple[int
         with httpx.Client(base_url=url, timeout=300) as http:
             while time.monotonic() < deadline:
                 with lock:
-                    i = next(next_photo)
+                    i = next(next_photo, None)
+                if i is None:  # every photo sent once (a new photo each time, never a stored one)
+                    return
                 started = time.monotonic()
                 answer = http.post("/api/v1/analyses", files={"file": (f"{i}.jpg", data[i], "image/jpeg")})
                 with lock:
@@ -121,7 +124,9 @@ def load(url: str, data: list[bytes], clients: int, seconds: float) -> tuple[int
     return len(latencies), time.monotonic() - started, latencies, errors[0]
 
 
-def run(name: str, code: Path, env: dict[str, str], workers: int, data: list[bytes], args, log_dir: Path) -> Outcome:
+def run(
+    name: str, code: Path, env: dict[str, str], workers: int, threads: int, data: list[bytes], args, log_dir: Path
+) -> Outcome:
     database = PostgresDatabase()
     env = {
         **env, "PICMETRIC_DATABASE_URL": database.url, "PICMETRIC_S3_BUCKET": f"bench-{uuid.uuid4().hex[:10]}",
@@ -132,7 +137,7 @@ def run(name: str, code: Path, env: dict[str, str], workers: int, data: list[byt
     port = free_port()
     slug = name.replace(" ", "-").replace(",", "")
     processes = [spawn(code, ["serve", "--port", str(port), "--log-level", "warning"], env, log_dir / f"{slug}.log")]
-    worker_env = {**env, "PICMETRIC_INTRA_OP_THREADS": "1"}
+    worker_env = {**env, "PICMETRIC_INTRA_OP_THREADS": "1", "PICMETRIC_WORKER_THREADS": str(threads)}
     processes += [
         spawn(code, ["worker", "--concurrency=1", "--log-level=warning"], worker_env, log_dir / f"{slug}-w{i}.log")
         for i in range(workers)
@@ -157,6 +162,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--before", help="also run a git revision's code (a worktree), for a before/after")
+    parser.add_argument("--worker-threads", default="1,2", help="jobs per worker process to try (comma-separated)")
     args = parser.parse_args()
     data = photos(1200, side=640, exact=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,10 +182,11 @@ def main() -> None:
             codes.insert(0, (args.before[:10], worktree))
         outcomes = []
         try:
+            variants = [(0, 1)] + [(2, int(t)) for t in args.worker_threads.split(",")]
             for label, code in codes:
-                for workers in (0, 2):
-                    name = f"{label}: " + ("in-process" if not workers else f"Redis + {workers} workers")
-                    outcomes.append(run(name, code, env, workers, data, args, tmp_path))
+                for workers, threads in variants:
+                    name = f"{label}: " + (f"Redis + {workers} workers x {threads} job(s)" if workers else "in-process")
+                    outcomes.append(run(name, code, env, workers, threads, data, args, tmp_path))
                     print(outcomes[-1].row(), flush=True)
         finally:
             seaweed.stop()
@@ -188,8 +195,8 @@ def main() -> None:
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp_path / "before")])
     print(f"\n{args.clients} synchronous clients for {args.seconds:.0f} s, distinct 640 px photos, all three models;")
     print(f"PostgreSQL + SeaweedFS S3 (+ Redis), {os.cpu_count()} cores")
-    print(f"| {'configuration':38s} | analyses/s | p50 ms  | p90 ms  | errors | API CPU s/min | workers CPU s/min |")
-    print(f"|{'-' * 40}|------------|---------|---------|--------|---------------|-------------------|")
+    print(f"| {'configuration':44s} | analyses/s | p50 ms  | p90 ms  | errors | API CPU s/min | workers CPU s/min |")
+    print(f"|{'-' * 46}|------------|---------|---------|--------|---------------|-------------------|")
     for outcome in outcomes:
         print(outcome.row())
 

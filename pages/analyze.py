@@ -10,7 +10,6 @@ from picmetric.jobs import JobInput, batch_counts
 from picmetric.models import CLASSIFIERS, FACE_DETECTORS
 from picmetric.models.classifier import PRECISIONS
 from picmetric.samples import samples
-from picmetric.service import options_key
 from picmetric.ui.resources import get_jobs
 from picmetric.ui.thumbnails import square_thumbnail
 from picmetric.ui.views import display_sidebar, scroll_to, show_analysis
@@ -55,7 +54,7 @@ with st.sidebar.form("analysis-settings", border=False):
             "Face detector",
             list(FACE_DETECTORS),
             horizontal=True,
-            format_func=lambda k: FACE_DETECTORS[k][2].split(" (")[0],
+            format_func=lambda k: FACE_DETECTORS[k].title.split(" (")[0],
         ),
         min_face_size=st.slider("Minimum face size (px)", 12, 200, 20),
         precision=st.radio(
@@ -213,10 +212,7 @@ if batch_id:
 
 current = results.get(st.session_state.get("current"))
 # one small query per rerun (not the whole analysis): is it still stored?
-if (
-    current is not None
-    and service.repository.claim_state(current.sha256, options_key(current.analysis.options))[0] == "missing"
-):
+if current is not None and not service.is_stored(current.sha256, current.analysis.options):
     results.pop(current.sha256, None)  # deleted meanwhile (another tab, History, a reset): never shown as stored
     st.session_state.pop("current", None)
     st.warning(
@@ -225,7 +221,7 @@ if (
     )
     current = None
 if current is not None and current.analysis.options.cache_key != options.cache_key:
-    original = service.repository.image_bytes(current.sha256, "original")  # settings changed: same photo, new options
+    original = service.image_bytes(current.sha256, "original")  # settings changed: same photo, new options
     if original is not None:
         name = current.analysis.name or current.sha256[:12]
         analyse(original[0], origin=current.analysis.source, name=name)
@@ -245,6 +241,6 @@ else:
             st.session_state["current"] = chosen
             st.rerun()
     st.subheader(current.analysis.name or current.sha256[:12], anchor="result")
-    show_analysis(service.repository, current, display, key="analyze")
+    show_analysis(service, current, display, key="analyze")
     if st.session_state.pop("scroll_to_result", False):
         scroll_to("result")  # a new result: bring it into view, under the inputs

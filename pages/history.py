@@ -9,7 +9,7 @@ import streamlit as st
 
 from picmetric import PicMetricError
 from picmetric.intake import IMAGE_SOURCES
-from picmetric.storage import HistoryFilter
+from picmetric.service import HistoryFilter
 from picmetric.ui.resources import get_service
 from picmetric.ui.teacher import is_teacher
 from picmetric.ui.thumbnails import thumbnail_src
@@ -17,7 +17,6 @@ from picmetric.ui.views import commit_dates_on_enter, display_sidebar, options_s
 
 PAGE_SIZE = 50
 service = get_service()
-repository = service.repository
 st.title("History")
 deleted = st.session_state.pop("history_deleted", None)
 if deleted:  # said where the user looks, once, after the rerun that removed it
@@ -44,7 +43,7 @@ filters = HistoryFilter(
     source=None if source == "any" else source,
 )  # fmt: skip
 page_number = st.session_state.get("history_page", 1)
-page = repository.history(filters, page=page_number, page_size=PAGE_SIZE)
+page = service.history(filters, page=page_number, page_size=PAGE_SIZE)
 if page_number > page.pages:
     st.session_state["history_page"] = 1
     st.rerun()
@@ -53,7 +52,7 @@ st.caption(f"{page.summary} · click a row to open it" if page.total else "No an
 frame = pd.DataFrame(
     [
         {
-            "thumbnail": thumbnail_src(repository, item.thumbnail_key),
+            "thumbnail": thumbnail_src(service, item.thumbnail_key),
             "name": item.name or item.sha256[:12],
             "top label": f"{item.top_label} ({item.top_confidence:.0%})" if item.top_label else item.status,
             "objects": ", ".join(item.object_classes),
@@ -116,4 +115,4 @@ elif stored is not None:
                 st.session_state["history_generation"] = st.session_state.get("history_generation", 0) + 1
                 st.query_params.clear()
                 st.rerun()
-    show_analysis(repository, stored, display, key="history", history_notice=False)
+    show_analysis(service, stored, display, key="history", history_notice=False)

@@ -13,18 +13,18 @@ from picmetric.ui.presentation import show_chart, stage_images
 from picmetric.ui.resources import get_analyzer, get_service, working_image
 
 analyzer = get_analyzer()
-repository = get_service().repository
+service = get_service()
 
 choices = {f"sample:{s.key}": s.title for s in samples()}
 for sha, stored in st.session_state.get("results", {}).items():
     choices[f"stored:{sha}"] = f"Your photo: {stored.analysis.name or sha[:12]}"
-for item in repository.history(page_size=30).items:  # any recent photo from History, not only this tab's
+for item in service.history(page_size=30).items:  # any recent photo from History, not only this tab's
     choices.setdefault(f"stored:{item.sha256}", f"History: {item.name or item.sha256[:12]}")
 choice = st.sidebar.selectbox("Image", list(choices), format_func=choices.get)
 classifier_key = st.sidebar.selectbox("Classifier", list(CLASSIFIERS), format_func=lambda k: CLASSIFIERS[k].title)
 
 if choice.startswith("stored:"):
-    image = working_image(repository, choice.split(":", 1)[1])
+    image = working_image(service, choice.split(":", 1)[1])
 else:
     image = load_image(next(s for s in samples() if f"sample:{s.key}" == choice).path)
 

@@ -11,7 +11,7 @@ from picmetric.ui.teacher import is_teacher, teacher_only_notice
 
 analyzer = get_analyzer()
 jobs = get_jobs()
-repository = jobs.repository
+service = jobs.service
 teacher = is_teacher()
 st.title("System")
 reset_done = st.session_state.pop("reset_done", False)
@@ -35,20 +35,20 @@ st.dataframe(
 st.caption("ONNX Runtime providers: " + ", ".join(analyzer.providers()))
 
 st.subheader("Storage")
-health = repository.health()
+health = service.health()
 left, right = st.columns(2)
 with left:
-    where = f" · {repository.settings.safe_database_url}" if teacher else ""  # addresses are for the teacher
+    where = f" · {service.settings.safe_database_url}" if teacher else ""  # addresses are for the teacher
     (st.success if health["database"] == "ok" else st.error)(
         f"Database: {health['database']}{where}", icon=":material/database:"
     )
 with right:
-    where = f" · {repository.blobs.describe()}" if teacher else ""
+    where = f" · {service.storage_description()}" if teacher else ""
     (st.success if health["storage"] == "ok" else st.error)(
         f"Object store: {health['storage']}{where}", icon=":material/cloud:"
     )
 if health["database"] == "ok":
-    stats = repository.stats()
+    stats = service.stats()
     columns = st.columns(5)
     columns[0].metric("Images", stats["images"])
     columns[1].metric("Analyses", stats["analyses"])
@@ -80,7 +80,7 @@ st.subheader("Recent log")
 if not teacher:
     teacher_only_notice("The log names everyone's uploads: it is for the teacher")
 else:
-    lines = jobs.service.recent_log(200)
+    lines = service.recent_log(200)
     st.code("\n".join(lines) if lines else "(nothing logged yet)", language=None, height=260)
 
 st.subheader("Reset")
@@ -100,7 +100,7 @@ else:
                 st.error('Nothing was deleted: type "delete everything" in the box first.', icon=":material/block:")
             else:
                 jobs.service.reset()
-                for key in ("results", "current", "batch", "handled_uploads", "_working_images"):
+                for key in ("results", "current", "batch", "_working_images"):
                     st.session_state.pop(key, None)
                 st.session_state["reset_done"] = True
                 st.rerun()

@@ -175,7 +175,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def _with_renders(service, stored) -> Analysis:
     analysis = stored.analysis
     analysis.renders = {
-        kind: service.repository.blob(key) for kind, key in stored.blob_keys.items() if kind in ("objects", "faces")
+        kind: service.blob(key) for kind, key in stored.blob_keys.items() if kind in ("objects", "faces")
     }
     return analysis
 
@@ -251,11 +251,10 @@ def _follow(jobs, batch_id: str, quiet: bool = False, poll_s: float = 0.25) -> l
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Queue every image under an S3 prefix (the bulk case); with no broker they run here, in this process."""
     from .jobs import JobInput
-    from .storage.s3 import S3Objects
 
     options = _checked_options(args)
     service = _service()
-    urls = S3Objects(service.settings).list(args.location, IMAGE_SUFFIXES)
+    urls = service.list_s3_images(args.location, IMAGE_SUFFIXES)
     if not urls:
         print(f"picmetric: no images under {args.location}", file=sys.stderr)
         return 1
@@ -281,13 +280,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "picmetric: a worker needs a broker: set PICMETRIC_BROKER_URL (redis://... or amqp://...)", file=sys.stderr
         )
         return 2
-    return run_worker(settings, concurrency=args.concurrency or settings.worker_concurrency, loglevel=args.log_level)
-
-
-def _repository():
-    from .storage import Repository
-
-    return Repository()
+    concurrency = args.concurrency or settings.worker_concurrency
+    threads = args.threads or (settings.worker_threads if concurrency == 1 else 1)
+    if concurrency > 1 and threads > 1:
+        print("picmetric: choose --concurrency (processes) or --threads (jobs in one process), not both",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    return run_worker(settings, concurrency=concurrency, threads=threads, loglevel=args.log_level)
 
 
 def _service():
@@ -303,9 +302,9 @@ def _jobs(service):
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from .storage import HistoryFilter
+    from .service import HistoryFilter
 
-    page = _repository().history(
+    page = _service().history(
         HistoryFilter(text=args.text, min_faces=args.min_faces, source=args.source),
         page=args.page,
         page_size=args.limit,
@@ -331,20 +330,20 @@ def cmd_reset(args: argparse.Namespace) -> int:
     if not args.yes:
         print("picmetric: reset deletes every stored image and analysis; run again with --yes", file=sys.stderr)
         return 2
-    _repository().reset()
+    _service().reset()
     print("all stored analyses and images deleted")
     return 0
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from .storage.db import make_engine, upgrade
+    from .service import migrate_database
 
     settings = get_settings()
     if args.action == "upgrade":
-        revision = upgrade(make_engine(settings.resolved_database_url))
+        revision = migrate_database(settings)
         print(f"{settings.safe_database_url}: schema at revision {revision}")
     else:
-        removed = _repository().sweep_orphans()
+        removed = _service().sweep_orphans()
         print(f"removed {len(removed)} orphaned blobs")
     return 0
 
@@ -474,7 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=cmd_ingest)
 
     worker = commands.add_parser("worker", help="run a Celery worker for queued analyses (needs PICMETRIC_BROKER_URL)")
-    worker.add_argument("--concurrency", type=int, help="processes, each with its own models (default 1)")
+    worker.add_argument("--concurrency", type=int, help="processes, each with its own models, one job each (default 1)")
+    worker.add_argument("--threads", type=int, help="jobs one process runs at once over one model set (default 2)")
     worker.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     worker.set_defaults(func=cmd_worker)
 

@@ -44,10 +44,10 @@ pillow_heif.register_heif_opener()
 # Pillow's own decompression-bomb guard (Image.MAX_IMAGE_PIXELS) stays on for the whole process; our pixel limit
 # below is checked first and says more, and a bomb Pillow refuses is reported as ImageTooLargeError.
 
-#: file names a folder or bucket walk takes for photos (the content is still checked when it is decoded)
 #: where a stored image came from; the History filters (dashboard, API, CLI) offer these
 ImageSource = Literal["upload", "url", "s3", "sample", "camera"]
 IMAGE_SOURCES: tuple[str, ...] = get_args(ImageSource)
+#: file names a folder or bucket walk takes for photos (the content is still checked when it is decoded)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
 _EXIF_ORIENTATION = 0x0112
 #: how to turn the stored pixels upright for each EXIF orientation (as ``ImageOps.exif_transpose`` does)
@@ -81,10 +81,6 @@ class LoadedImage:
     scale: float
     source: str = "upload"
     name: str | None = None
-
-    @property
-    def working_size(self) -> tuple[int, int]:
-        return self.pixels.shape[1], self.pixels.shape[0]
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -297,6 +297,10 @@ class JobService:
     def job(self, job_id: str) -> JobRecord | None:
         return self.repository.job(job_id) if _is_id(job_id) else None
 
+    def ended(self, job_ids: Sequence[str]) -> set[str]:
+        """Of these jobs, those done, failed or gone: one query however many requests wait."""
+        return self.repository.ended_jobs(job_ids)
+
     def result(self, job: JobRecord) -> StoredAnalysis:
         """A finished job's analysis, or its error raised with the status it was recorded with."""
         if job.state == "failed":

@@ -145,7 +145,7 @@ class AnalysisOptions(BaseModel):
             raise ValueError(f"tasks must be some of {', '.join(TASKS)}{refused}")
         object.__setattr__(self, "tasks", tasks)
         if self.face_confidence is None:
-            object.__setattr__(self, "face_confidence", FACE_DETECTORS[self.face_detector][1])
+            object.__setattr__(self, "face_confidence", FACE_DETECTORS[self.face_detector].default_score)
         elif not 0 <= self.face_confidence <= 1:
             raise ValueError("face_confidence must be between 0 and 1")
         if not CLASSIFIERS[self.classifier].int8:
@@ -326,7 +326,7 @@ class Analyzer:
     def face_detector(self, key: str = DEFAULT_FACE_DETECTOR) -> MtcnnDetector | YuNetDetector:
         if key not in FACE_DETECTORS:
             raise ValueError(f"unknown face detector {key!r}; choose one of {', '.join(FACE_DETECTORS)}")
-        factory: Callable[[], MtcnnDetector | YuNetDetector] = FACE_DETECTORS[key][0]
+        factory: Callable[[], MtcnnDetector | YuNetDetector] = FACE_DETECTORS[key].model
         return self._model(("faces", key), factory)
 
     def warm_up(self, options: AnalysisOptions | None = None) -> None:

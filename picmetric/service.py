@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,9 +28,13 @@ from .models.detector import coco_class_names
 from .pipeline import Analysis, AnalysisOptions, Analyzer, TaskCallback, default_analyzer
 from .results import Classification, Detections, Faces
 from .settings import Settings, get_settings
-from .storage import AnalysisRecord, ImageInfo, Repository
+from .storage import AnalysisRecord, HistoryFilter, HistoryItem, HistoryPage, ImageInfo, JobRecord, Repository
 from .storage.blobs import FORMAT_CONTENT_TYPES, original_key, render_key
 
+__all__ = [  # the stored history's types are the interfaces' too: they import them from here, never from storage
+    "AnalysisService", "HistoryFilter", "HistoryItem", "HistoryPage", "JobRecord", "StoredAnalysis",
+    "migrate_database", "options_key",
+]  # fmt: skip
 logger = logging.getLogger(__name__)
 THUMBNAIL_SIDE = 256
 #: how long a caller waits for another process' analysis of the same image before giving up
@@ -51,6 +56,13 @@ class StoredAnalysis:
     @property
     def sha256(self) -> str:
         return self.analysis.sha256
+
+
+def migrate_database(settings: Settings) -> str:
+    """Bring the database's schema up to date (``picmetric db upgrade``); returns the revision it is at."""
+    from .storage.db import make_engine, upgrade
+
+    return upgrade(make_engine(settings.resolved_database_url, settings.db_timeout_s))
 
 
 def options_key(options: AnalysisOptions) -> str:
@@ -102,6 +114,56 @@ class AnalysisService:
     def delete(self, sha256: str) -> bool:
         """Delete one image with its analyses and renders; False when there was none."""
         return self.repository.delete(sha256.lower())
+
+    # -- the stored history, for the interfaces: pages, API, CLI and worker never reach storage themselves ------
+
+    def history(self, filters: HistoryFilter | None = None, page: int = 1, page_size: int = 50) -> HistoryPage:
+        """One page of stored analyses, newest first, with the filters applied."""
+        return self.repository.history(filters, page=page, page_size=page_size)
+
+    def image_bytes(self, sha256: str, kind: str = "original") -> tuple[bytes, str] | None:
+        """A stored image (original, thumbnail or a render) with its content type; None when there is none."""
+        return self.repository.image_bytes(sha256, kind)
+
+    def image_blob(self, sha256: str, kind: str = "original") -> tuple[str, str] | None:
+        """Where a stored image is (its blob key, which names its content) and its content type."""
+        return self.repository.image_blob(sha256, kind)
+
+    def blob(self, key: str) -> bytes:
+        return self.repository.blob(key)
+
+    def blob_url(self, key: str) -> str | None:
+        """A URL a browser can open for a stored image, or None when PicMetric serves the bytes itself."""
+        return self.repository.blobs.url(key)
+
+    def is_stored(self, sha256: str, options: AnalysisOptions) -> bool:
+        """Whether this image has an analysis (done, running or failed) with these options."""
+        return self.repository.claim_state(sha256, options_key(options))[0] != "missing"
+
+    def health(self) -> dict[str, str]:
+        """'ok' or the reason, for the database and the object store."""
+        return self.repository.health()
+
+    def stats(self) -> dict[str, int | float]:
+        return self.repository.stats()
+
+    def storage_description(self) -> str:
+        """Where the images are kept, in words (a folder, or a bucket and endpoint)."""
+        return self.repository.blobs.describe()
+
+    def job_counts(self) -> dict[str, int]:
+        return self.repository.job_counts()
+
+    def sweep_orphans(self) -> list[str]:
+        """Delete blobs no row references (left by a crash); returns their keys."""
+        return self.repository.sweep_orphans()
+
+    def list_s3_images(self, location: str, suffixes: Collection[str]) -> list[str]:
+        """The s3:// URLs of the images under ``s3://bucket/prefix`` (``picmetric ingest``), read with this
+        server's credentials."""
+        from .storage.s3 import S3Objects
+
+        return S3Objects(self.settings).list(location, tuple(suffixes))
 
     def find(self, text: str) -> StoredAnalysis | None:
         """The newest stored analysis of the image ``text`` names: a sha256, an md5 or a unique prefix (8+)."""

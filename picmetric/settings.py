@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         description="PostgreSQL: connecting, each statement, and a silent connection (TCP) give up after this long",
     )  # fmt: skip
     worker_concurrency: int = Field(default=1, ge=1, le=64, description="processes per `picmetric worker`")
+    worker_threads: int = Field(
+        default=2, ge=1, le=64,
+        description="jobs one worker process runs at once over its one model set: one job's storage and database "
+        "work overlaps another's inference",
+    )  # fmt: skip
 
     # HTTP API: admin routes (/reset, /log) need the admin token; DeepStack routes need the API key when set.
     admin_token: SecretStr | None = None

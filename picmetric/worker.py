@@ -14,7 +14,7 @@ import threading
 import time
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import worker_init, worker_process_init
 
 from . import logs
 from .jobs import TASK_NAME, JobService, RetryableJobError, celery_app
@@ -73,14 +73,23 @@ def _load_models(**_: object) -> None:
     logger.info("worker ready: models loaded, taking jobs from %s", jobs.settings.safe_broker_url)
 
 
-def run_worker(settings: Settings, concurrency: int = 1, loglevel: str = "info") -> int:
-    """Run until stopped (SIGTERM finishes the jobs in hand; a killed worker's jobs go to another worker)."""
+def run_worker(settings: Settings, concurrency: int = 1, threads: int = 1, loglevel: str = "info") -> int:
+    """Run until stopped (SIGTERM finishes the jobs in hand; a killed worker's jobs go to another worker, at the
+    latest when their leases lapse). ``concurrency`` processes (prefork) each run one job at a time; or one process
+    runs ``threads`` jobs at once over one model set (Celery's thread pool), so storage waits overlap inference."""
+    if concurrency > 1 and threads > 1:
+        raise ValueError("choose processes (--concurrency) or threads (--threads) per worker, not both")
     app = create_worker_app(settings)
-    worker_process_init.connect(_load_models, weak=False)
+    if threads > 1:
+        worker_init.connect(_load_models, weak=False)  # one process: its models load before the pool starts
+        pool = ["--pool=threads", f"--concurrency={threads}"]
+    else:
+        worker_process_init.connect(_load_models, weak=False)  # each forked process loads its own
+        pool = ["--pool=prefork", f"--concurrency={concurrency}"]
     app.worker_main(
         [
             "worker",
-            f"--concurrency={concurrency}",
+            *pool,
             f"--queues={settings.job_queue}",
             f"--loglevel={loglevel.upper()}",
             f"--hostname=picmetric-{os.getpid()}@{socket.gethostname()}",

@@ -115,3 +115,20 @@ def test_installed_dashboard(server, tmp_path):
     # config.toml as flags
     arguments = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
     assert b"picmetric.ui.serve" in arguments and b"run" in arguments and b"--server.maxUploadSize=30" in arguments
+
+
+def test_pages_reach_storage_models_and_services_only_through_picmetric():
+    """import-linter (``./bootstrap.sh lint``) checks the package's layers; the Streamlit pages and app.py are no
+    package, so this checks them: no storage, database, S3 or ONNX Runtime import, in any spelling."""
+    import ast
+
+    forbidden = ("picmetric.storage", "onnxruntime", "sqlalchemy", "boto3", "botocore", "psycopg2", "celery")
+    root = Path(__file__).resolve().parents[1]
+    for path in [root / "app.py", *sorted((root / "pages").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{path.name}: a relative import"
+                names = [node.module or ""] + [f"{node.module}.{alias.name}" for alias in node.names]
+            for name in names:
+                assert not name.startswith(forbidden), f"{path.name} imports {name}"

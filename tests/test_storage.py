@@ -564,23 +564,6 @@ def test_one_requests_undo_keeps_blobs_another_analysis_of_the_image_may_share(s
         assert service.repository.blobs.get(key)
 
 
-def test_storage_only_persists_it_never_imports_the_pipeline_models_or_annotation():
-    """Layers point one way: the service drives storage, never the other way round."""
-    import ast
-    from pathlib import Path
-
-    import picmetric.storage
-
-    forbidden = ("pipeline", "models", "annotate", "intake", "service", "jobs", "explain")
-    for path in Path(picmetric.storage.__file__).parent.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                parts = node.module.split(".")
-                name = parts[1] if node.level == 0 and parts[0] == "picmetric" and len(parts) > 1 else parts[0]
-                assert node.level != 2 or name not in forbidden, f"{path.name} imports {node.module}"
-                assert node.level != 0 or parts[0] != "picmetric" or name not in forbidden, path.name
-
-
 def test_a_sweep_keeps_the_staged_upload_of_a_queued_job(service, zidane_path):
     """A job waiting in the broker for an hour still finds its upload: the sweep knows job rows."""
     from picmetric.storage import NewJob

@@ -31,7 +31,6 @@ from ..pipeline import AnalysisOptions
 from ..seed import seed_response
 from ..service import AnalysisService, StoredAnalysis
 from ..settings import Settings, tokens_match
-from ..storage import Repository
 from .metrics import ApiMetrics
 
 
@@ -47,10 +46,6 @@ class ApiState:
 
     def __post_init__(self) -> None:
         self.job_waiter = JobWaiter(self.jobs)
-
-    @property
-    def repository(self) -> Repository:
-        return self.service.repository
 
     async def analyse(self, job: JobInput, options: AnalysisOptions, *, wait: bool = True) -> StoredAnalysis | str:
         """One photo's analysis: right here with no broker (the embedded default), else as a job on a worker,
@@ -103,7 +98,7 @@ class JobWaiter:
     async def _poll(self) -> None:
         while self._waiting:
             try:
-                ended = await run_in_threadpool(self.jobs.repository.ended_jobs, list(self._waiting))
+                ended = await run_in_threadpool(self.jobs.ended, list(self._waiting))
             except PicMetricError:  # database away: the waiters keep waiting, up to their deadline
                 ended = set()
             for job_id in ended:

@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 from ..errors import PicMetricError
 from ..jobs import JobInput, batch_counts
 from ..pipeline import AnalysisOptions
-from ..storage import JobRecord
+from ..service import JobRecord
 from .common import (
     BadRequest,
     Problem,

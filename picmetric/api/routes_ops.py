@@ -27,7 +27,7 @@ async def healthz() -> dict:
 )
 async def readyz(request: Request) -> JSONResponse:
     app = state(request)
-    checks = await run_in_threadpool(app.repository.health)
+    checks = await run_in_threadpool(app.service.health)
     models = app.service.analyzer.loaded_models()
     checks["models"] = "ok" if models and all(models.values()) else "loading"
     queue = await run_in_threadpool(app.jobs.queue.status)
@@ -44,7 +44,7 @@ async def metrics(request: Request) -> Response:
     app = state(request)
     queue = await run_in_threadpool(app.jobs.queue.status)
     try:
-        jobs = await run_in_threadpool(app.repository.job_counts)
+        jobs = await run_in_threadpool(app.service.job_counts)
     except PicMetricError:  # database away: the queue figures still say what they can
         jobs = {}
     body = app.metrics.render() + queue_metrics(queue.reachable, queue.depth, jobs)

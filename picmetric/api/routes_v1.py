@@ -12,8 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from ..intake import ImageSource
 from ..jobs import JobInput
 from ..pipeline import AnalysisOptions
-from ..service import StoredAnalysis
-from ..storage import HistoryFilter
+from ..service import HistoryFilter, StoredAnalysis
 from .common import (
     BadRequest,
     Problem,
@@ -135,7 +134,7 @@ async def list_analyses(
         source,
         status,
     )
-    result = await run_in_threadpool(state(request).repository.history, filters, page, page_size)
+    result = await run_in_threadpool(state(request).service.history, filters, page, page_size)
     items = []
     for item in result.items:
         entry = {k: v for k, v in item.__dict__.items() if k != "thumbnail_key"}
@@ -188,8 +187,8 @@ async def delete_analysis(request: Request, sha256: str) -> Response:
 async def get_image(request: Request, sha256: str, kind: ImageKind) -> Response:
     """The original never changes for its sha256 (cached for good); a render is the newest analysis' and changes
     after a re-analysis with other options, so clients revalidate it by its content-addressed ETag."""
-    repository = state(request).repository
-    found = await run_in_threadpool(repository.image_blob, sha256.lower(), kind)
+    service = state(request).service
+    found = await run_in_threadpool(service.image_blob, sha256.lower(), kind)
     if found is None:
         return JSONResponse({"detail": f"no {kind} image for {sha256}"}, status_code=404)
     key, content_type = found
@@ -199,5 +198,5 @@ async def get_image(request: Request, sha256: str, kind: ImageKind) -> Response:
     }
     if request.headers.get("if-none-match") == headers["ETag"]:
         return Response(status_code=304, headers=headers)
-    data = await run_in_threadpool(repository.blobs.get, key)
+    data = await run_in_threadpool(service.blob, key)
     return Response(data, media_type=content_type, headers=headers)

@@ -69,6 +69,9 @@ class BlobStore(Protocol):
     def ensure_bucket(self) -> None:
         """Create the store's container (bucket, folder) when it does not exist yet."""
 
+    def describe(self) -> str:
+        """Where the blobs are, in words (a folder, or a bucket and its endpoint)."""
+
 
 class LocalBlobStore:
     """A folder on disk; writes are atomic (temporary file + rename)."""

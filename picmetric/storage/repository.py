@@ -37,7 +37,6 @@ from .db import make_engine, upgrade
 from .schema import AnalysisRow, BatchRow, FaceRow, ImageRow, JobRow, LabelRow, LogRow, ObjectRow, RenderRow
 
 logger = logging.getLogger(__name__)
-THUMBNAIL_SIDE = 256
 #: a blob this young may belong to an analysis still in flight: sweeps keep it
 SWEEP_GRACE_S = 20 * 60.0
 

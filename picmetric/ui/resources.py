@@ -19,7 +19,6 @@ from ..jobs import JobService
 from ..pipeline import Analyzer, default_analyzer
 from ..service import AnalysisService
 from ..settings import Settings, settings_from_mapping
-from ..storage import Repository
 
 
 def app_settings() -> Settings:
@@ -47,7 +46,7 @@ def _jobs(fingerprint: str, _settings: Settings) -> JobService:
 
 
 def get_service() -> AnalysisService:
-    """Analyse and keep, and the stored history (``.repository``)."""
+    """Analyse and keep, and the stored history."""
     return get_jobs().service
 
 
@@ -91,14 +90,14 @@ def image_src(image: LoadedImage, element_key: str) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
-def working_image(repository: Repository, sha256: str) -> LoadedImage | None:
+def working_image(service: AnalysisService, sha256: str) -> LoadedImage | None:
     """The decoded working copy of a stored original, kept per session for re-rendering without re-decoding."""
     cache: dict[str, LoadedImage] = st.session_state.setdefault("_working_images", {})
     if sha256 not in cache:
-        found = repository.image_bytes(sha256, "original")
+        found = service.image_bytes(sha256, "original")
         if found is None:
             return None
         if len(cache) > 20:
             cache.pop(next(iter(cache)))
-        cache[sha256] = load_image(found[0], settings=repository.settings)
+        cache[sha256] = load_image(found[0], settings=service.settings)
     return cache[sha256]

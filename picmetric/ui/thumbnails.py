@@ -8,18 +8,18 @@ import io
 import streamlit as st
 from PIL import Image, ImageOps
 
-from ..storage import Repository
+from ..service import AnalysisService
 
 
 @st.cache_data(max_entries=2000, show_spinner=False)
-def _data_uri(key: str, _repository: Repository) -> str:
-    return "data:image/webp;base64," + base64.b64encode(_repository.blob(key)).decode()
+def _data_uri(key: str, _service: AnalysisService) -> str:
+    return "data:image/webp;base64," + base64.b64encode(_service.blob(key)).decode()
 
 
-def thumbnail_src(repository: Repository, key: str | None) -> str | None:
+def thumbnail_src(service: AnalysisService, key: str | None) -> str | None:
     if key is None:
         return None
-    return repository.blobs.url(key) or _data_uri(key, repository)
+    return service.blob_url(key) or _data_uri(key, service)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

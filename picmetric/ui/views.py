@@ -18,8 +18,7 @@ from ..models import FACE_DETECTORS
 from ..pipeline import Analysis, AnalysisOptions
 from ..results import Detections, Faces
 from ..seed import seed_response
-from ..service import StoredAnalysis
-from ..storage import Repository
+from ..service import AnalysisService, StoredAnalysis
 from .charts import detections_chart, faces_chart, labels_chart, photo_display_size, photo_figure
 from .presentation import photo_width, presenting, show_chart, tag_font
 from .resources import browser_jpeg, image_src, working_image
@@ -160,16 +159,16 @@ def _detections_csv(analysis: Analysis, detections) -> bytes:
 
 
 def show_analysis(
-    repository: Repository, stored: StoredAnalysis, display: DisplayFilter, key: str, history_notice: bool = True
+    service: AnalysisService, stored: StoredAnalysis, display: DisplayFilter, key: str, history_notice: bool = True
 ) -> None:
     """Everything about one stored analysis: metrics, side-by-side images, charts, downloads. A fragment: the wipe
     and the tabs rerun this panel only, never the page around it (uploads, history table)."""
-    _result_panel(repository, stored, display, key, history_notice)
+    _result_panel(service, stored, display, key, history_notice)
 
 
 @st.fragment
 def _result_panel(
-    repository: Repository, stored: StoredAnalysis, display: DisplayFilter, key: str, history_notice: bool
+    service: AnalysisService, stored: StoredAnalysis, display: DisplayFilter, key: str, history_notice: bool
 ) -> None:
     analysis = stored.analysis
     if stored.status != "done":
@@ -181,7 +180,7 @@ def _result_panel(
             "the models did not run again.",
             icon=":material/history:",
         )
-    image = working_image(repository, stored.sha256)
+    image = working_image(service, stored.sha256)
     if image is None:
         st.error("The stored image is missing from the object store.")
         return
@@ -248,7 +247,7 @@ def _found_view(image: LoadedImage, analysis: Analysis, key: str, task: str, fou
         title, hint = f"YOLOv4-tiny · {len(found)} objects", "hover a box for its class and confidence"
     else:
         threshold = analysis.options.face_score
-        detector = FACE_DETECTORS[analysis.options.face_detector][2]
+        detector = FACE_DETECTORS[analysis.options.face_detector].title
         title, hint = f"{detector} · {len(found)} faces with landmarks", "hover a dot to name it"
     _photo_beside_original(
         image, analysis, f"{key}-{task}", f"{title}{_weaker_note(found, threshold)} · {hint}", found, threshold
