@@ -64,3 +64,15 @@ class QueueUnavailableError(PicMetricError):
     """The job broker (Redis or RabbitMQ) cannot be reached: nothing was queued; retrying later helps."""
 
     http_status = 503
+
+
+class StorageError(PicMetricError):
+    """The object store could not be reached or refused an operation."""
+
+    http_status = 503
+
+
+class MissingBlobError(StorageError):
+    """A blob a row points to is not in the store (removed behind PicMetric's back): not an outage."""
+
+    http_status = 410

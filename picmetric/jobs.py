@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.engine import make_url
 
 from . import logs
-from .errors import AnalysisFailedError, PicMetricError, QueueUnavailableError
+from .errors import AnalysisFailedError, MissingBlobError, PicMetricError, QueueUnavailableError
 from .intake import check_url, fetch_image_bytes
 from .pipeline import AnalysisOptions
 from .service import AnalysisService, StoredAnalysis
 from .settings import Settings
-from .storage import JobRecord, MissingBlobError, NewJob
+from .storage import JobRecord, NewJob
 from .storage.repository import JOB_STATES
 
 if TYPE_CHECKING:

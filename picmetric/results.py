@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar, Self
 
 import numpy as np
 
@@ -58,10 +60,44 @@ class Classification:
         }
 
 
+class BoxSet:
+    """What every set of boxes shares (supervision's Detections style): arrays with one row per box, selected,
+    filtered, scaled, split at a threshold and joined the same way whatever else a box carries."""
+
+    #: the per-box arrays, and those of them in pixels (scaled with the image)
+    per_box: ClassVar[tuple[str, ...]]
+    in_pixels: ClassVar[tuple[str, ...]]
+    xyxy: np.ndarray
+    confidence: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def select(self, keep: np.ndarray) -> Self:
+        return dataclasses.replace(self, **{name: getattr(self, name)[keep] for name in self.per_box})  # type: ignore[type-var]
+
+    def filter(self, min_confidence: float = 0.0) -> Self:
+        """A display-time filter: same boxes, fewer of them, no model run."""
+        return self.select(self.confidence >= min_confidence)
+
+    def scaled(self, factor: float) -> Self:
+        return dataclasses.replace(self, **{name: getattr(self, name) * factor for name in self.in_pixels})  # type: ignore[type-var]
+
+    def split(self, threshold: float) -> tuple[Self, Self]:
+        """(at or above ``threshold``, below it): the result, and the weaker candidates kept beside it."""
+        return self.select(self.confidence >= threshold), self.select(self.confidence < threshold)
+
+    def __add__(self, other: Self) -> Self:
+        joined = {name: np.concatenate([getattr(self, name), getattr(other, name)]) for name in self.per_box}
+        return dataclasses.replace(self, **joined)  # type: ignore[type-var]
+
+
 @dataclass
-class Detections:
+class Detections(BoxSet):
     """Objects found: boxes ``xyxy``, ``confidence`` and ``class_id`` (COCO-80), with names per class."""
 
+    per_box: ClassVar[tuple[str, ...]] = ("xyxy", "confidence", "class_id")
+    in_pixels: ClassVar[tuple[str, ...]] = ("xyxy",)
     xyxy: np.ndarray
     confidence: np.ndarray
     class_id: np.ndarray
@@ -80,15 +116,9 @@ class Detections:
         if n and ((self.xyxy[:, 2] < self.xyxy[:, 0]).any() or (self.xyxy[:, 3] < self.xyxy[:, 1]).any()):
             raise ValueError("boxes must have x2 >= x1 and y2 >= y1")
 
-    def __len__(self) -> int:
-        return len(self.xyxy)
-
     @property
     def labels(self) -> list[str]:
         return [self.class_names[i] for i in self.class_id]
-
-    def select(self, keep: np.ndarray) -> Detections:
-        return Detections(self.xyxy[keep], self.confidence[keep], self.class_id[keep], self.class_names)
 
     def filter(self, min_confidence: float = 0.0, classes: set[str] | None = None) -> Detections:
         """A display-time filter: same boxes, fewer of them, no model run."""
@@ -96,21 +126,6 @@ class Detections:
         if classes is not None:
             keep &= np.array([name in classes for name in self.labels], dtype=bool)
         return self.select(keep)
-
-    def scaled(self, factor: float) -> Detections:
-        return Detections(self.xyxy * factor, self.confidence, self.class_id, self.class_names)
-
-    def split(self, threshold: float) -> tuple[Detections, Detections]:
-        """(at or above ``threshold``, below it): the result, and the weaker candidates kept beside it."""
-        return self.select(self.confidence >= threshold), self.select(self.confidence < threshold)
-
-    def __add__(self, other: Detections) -> Detections:
-        return Detections(
-            np.concatenate([self.xyxy, other.xyxy]),
-            np.concatenate([self.confidence, other.confidence]),
-            np.concatenate([self.class_id, other.class_id]),
-            self.class_names,
-        )
 
     def to_dict(self) -> dict:
         return {
@@ -127,9 +142,11 @@ class Detections:
 
 
 @dataclass
-class Faces:
+class Faces(BoxSet):
     """Faces found: boxes ``xyxy``, ``confidence`` and 5 ``landmarks`` (x, y) in LANDMARK_NAMES order."""
 
+    per_box: ClassVar[tuple[str, ...]] = ("xyxy", "confidence", "landmarks")
+    in_pixels: ClassVar[tuple[str, ...]] = ("xyxy", "landmarks")
     xyxy: np.ndarray
     confidence: np.ndarray
     landmarks: np.ndarray
@@ -141,29 +158,6 @@ class Faces:
         _check_confidence(self.confidence, len(self.xyxy))
         if len(self.landmarks) != len(self.xyxy):
             raise ValueError("one set of landmarks per face is required")
-
-    def __len__(self) -> int:
-        return len(self.xyxy)
-
-    def select(self, keep: np.ndarray) -> Faces:
-        return Faces(self.xyxy[keep], self.confidence[keep], self.landmarks[keep])
-
-    def filter(self, min_confidence: float = 0.0) -> Faces:
-        return self.select(self.confidence >= min_confidence)
-
-    def scaled(self, factor: float) -> Faces:
-        return Faces(self.xyxy * factor, self.confidence, self.landmarks * factor)
-
-    def split(self, threshold: float) -> tuple[Faces, Faces]:
-        """(at or above ``threshold``, below it): the result, and the weaker candidates kept beside it."""
-        return self.select(self.confidence >= threshold), self.select(self.confidence < threshold)
-
-    def __add__(self, other: Faces) -> Faces:
-        return Faces(
-            np.concatenate([self.xyxy, other.xyxy]),
-            np.concatenate([self.confidence, other.confidence]),
-            np.concatenate([self.landmarks, other.landmarks]),
-        )
 
     def to_dict(self) -> dict:
         return {

@@ -441,7 +441,7 @@ def test_sweep_during_an_upload_keeps_the_blobs_its_rows_will_point_to(service, 
 
 
 def test_a_blob_missing_from_the_store_is_missing_not_an_outage(service, zidane_path):
-    from picmetric.storage.blobs import MissingBlobError
+    from picmetric.errors import MissingBlobError
 
     stored = service.submit(zidane_path.read_bytes())
     service.repository.blobs.delete(stored.blob_keys["faces"])  # removed behind PicMetric's back

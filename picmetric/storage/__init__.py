@@ -1,8 +1,8 @@
 """Persistence: results in PostgreSQL or SQLite (SQLAlchemy + Alembic), images in S3 or a local folder. It stores
 and reads; running the models and deciding what to keep is ``picmetric.service``'s job."""
 
-from ..errors import DatabaseError, ImageDeletedError
-from .blobs import BlobStore, LocalBlobStore, MissingBlobError, StorageError, blob_store_from_settings
+from ..errors import DatabaseError, ImageDeletedError, MissingBlobError, StorageError
+from .blobs import BlobStore, LocalBlobStore, blob_store_from_settings
 from .repository import (
     AnalysisRecord,
     HistoryFilter,

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import PicMetricError
+from ..errors import MissingBlobError, StorageError
 from ..settings import Settings
 
 EXTENSIONS = {
@@ -28,18 +28,6 @@ FORMAT_CONTENT_TYPES = {
     "JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp",
     "TIFF": "image/tiff", "HEIC": "image/heic", "HEIF": "image/heif", "MPO": "image/jpeg",
 }  # fmt: skip
-
-
-class StorageError(PicMetricError):
-    """The object store could not be reached or refused an operation."""
-
-    http_status = 503
-
-
-class MissingBlobError(StorageError):
-    """A blob a row points to is not in the store (removed behind PicMetric's back): not an outage."""
-
-    http_status = 410
 
 
 def original_key(sha256: str, content_type: str) -> str:

@@ -1,0 +1,87 @@
+"""The repository's plumbing: engine, sessions, the blob store and the errors every part shares."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import DatabaseError, ImageDeletedError, StorageError
+from ..settings import Settings, get_settings
+from .blobs import BlobStore, blob_store_from_settings
+from .db import make_engine, upgrade
+from .schema import ImageRow, JobRow, RenderRow
+
+logger = logging.getLogger(__name__)
+
+
+class StoreBase:
+    """One database (engine, sessions, migrations run on start) and one blob store, shared by the parts."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        engine: Engine | None = None,
+        blobs: BlobStore | None = None,
+        migrate: bool = True,
+    ) -> None:
+        self.settings = settings or get_settings()
+        self.engine = engine or make_engine(self.settings.resolved_database_url, self.settings.db_timeout_s)
+        self.blobs = blobs or blob_store_from_settings(self.settings)
+        if blobs is None and self.settings.s3_create_bucket:
+            try:
+                self.blobs.ensure_bucket()  # a fresh deployment: the bucket is created, not reported missing
+            except StorageError as exc:  # unreachable now: health() and every store call say so
+                logger.warning("object storage not ready at start: %s", exc)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:96]
+        if migrate:
+            with self._db_errors("prepare the database"):
+                upgrade(self.engine)
+
+    # -- plumbing ----------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _db_errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            raise DatabaseError(f"the database could not {action} ({exc.__class__.__name__})") from None
+
+    @contextmanager
+    def _session(self, action: str) -> Iterator[Session]:
+        with self._db_errors(action), self._sessions() as session, session.begin():
+            yield session
+
+    def _insert(self, table):
+        return (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
+
+    def _referenced_keys(self, session: Session, among: list[str] | None = None) -> set[str]:
+        """Blob keys that rows point to (all of them, or only those of ``among``)."""
+        found: set[str] = set()
+        for column in (ImageRow.blob_key, RenderRow.blob_key, JobRow.input_key):
+            query = select(column) if among is None else select(column).where(column.in_(among))
+            found |= {key for key in session.scalars(query) if key is not None}
+        return found
+
+
+@contextmanager
+def _deleted_meanwhile() -> Iterator[None]:
+    """A row of ours vanished under a write (a DELETE or reset ran meanwhile): say so, as a 409."""
+    try:
+        yield
+    except IntegrityError:
+        raise ImageDeletedError(
+            "the image was deleted while it was being analysed; send it again to analyse it anew"
+        ) from None

@@ -1,0 +1,200 @@
+"""Job rows: queued analyses shared by every process, with their leases."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+
+from ..errors import PicMetricError
+from .base import StoreBase
+from .records import JOB_STATES, JobRecord, NewJob, _utc
+from .schema import BatchRow, JobRow
+
+logger = logging.getLogger(__name__)
+
+
+class JobStore(StoreBase):
+    """Job and batch rows, and the leases that keep no job stuck."""
+
+    # -- jobs and batches ----------------------------------------------------------------------------------------
+
+    def create_jobs(self, jobs: Sequence[NewJob], *, batch: bool) -> tuple[str | None, list[str]]:
+        """Record queued jobs (in one batch when ``batch``) before any of them is sent to a queue, so a worker
+        never receives a job it cannot find; their staged uploads are stored first (a job row never names a blob
+        that is not there; a young blob without a row is kept by the sweep's grace period)."""
+        batch_id = uuid.uuid4().hex if batch else None
+        ids = [uuid.uuid4().hex for _ in jobs]
+        now = datetime.now(UTC)
+        with self._session("queue the jobs") as session:
+            if batch_id is not None:
+                session.add(BatchRow(id=batch_id, created_at=now))
+                session.flush()
+            session.add_all(
+                JobRow(
+                    id=job_id,
+                    batch_id=batch_id,
+                    state="queued",
+                    source=job.source,
+                    name=job.name,
+                    url=job.url,
+                    input_key=job.input_key,
+                    options=job.options,
+                    attempts=0,
+                    created_at=now,
+                    heartbeat_at=now,
+                )  # fmt: skip
+                for job_id, job in zip(ids, jobs, strict=True)
+            )
+        return batch_id, ids
+
+    def job(self, job_id: str) -> JobRecord | None:
+        with self._session("read the job") as session:
+            row = session.get(JobRow, job_id)
+            return _job_record(row) if row is not None else None
+
+    def ended_jobs(self, job_ids: Collection[str]) -> set[str]:
+        """Of these jobs, those that are done, failed or gone (a reset): one query for any number of waiters."""
+        with self._session("read the jobs") as session:
+            open_ = set(
+                session.scalars(
+                    select(JobRow.id).where(JobRow.id.in_(list(job_ids)), JobRow.state.in_(("queued", "running")))
+                )
+            )
+        return set(job_ids) - open_
+
+    def start_job(self, job_id: str, worker: str) -> JobRecord | None:
+        """Take a job to run it on ``worker``: a queued one, a running one whose lease lapsed (its runner died), or
+        one ``worker`` itself was running (a retry after an outage). None when someone else holds it, it is
+        finished, or it is unknown (a reset): a duplicate message is dropped, never run twice at once."""
+        now = datetime.now(UTC)
+        with self._session("start the job") as session:
+            row = session.get(JobRow, job_id, with_for_update=True)
+            if row is None or row.state in ("done", "failed"):
+                return None
+            if row.state == "running" and row.worker != worker[:96] and not self._job_lapsed(row, now):
+                return None
+            row.state, row.worker, row.attempts = "running", worker[:96], row.attempts + 1
+            row.started_at = row.heartbeat_at = now
+            return _job_record(row)
+
+    def _job_lapsed(self, row: JobRow, now: datetime) -> bool:
+        last = _utc(row.heartbeat_at or row.created_at)
+        return last < now - timedelta(seconds=self.settings.job_lease_s)
+
+    def renew_jobs(self, job_ids: Collection[str]) -> None:
+        """Vouch for jobs this process holds (queued in its memory, or running here): their leases stay live."""
+        if not job_ids:
+            return
+        with self._session("renew the jobs") as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id.in_(list(job_ids)), JobRow.state.in_(("queued", "running")))
+                .values(heartbeat_at=datetime.now(UTC))
+            )
+
+    def release_job(self, job_id: str) -> None:
+        """Put a job met by an outage back in the queue; the attempt is not counted (the runner did not fail)."""
+        with self._session("release the job") as session:
+            session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.state == "running")
+                .values(state="queued", worker=None, attempts=JobRow.attempts - 1, heartbeat_at=datetime.now(UTC))
+            )
+
+    def reclaim_lapsed_jobs(self, *, queued: bool) -> list[tuple[str, bool]]:
+        """Jobs nobody vouched for within the lease, taken back: a running one whose runner died goes back to the
+        queue (or fails once it has been started ``job_max_attempts`` times), a queued one whose message or
+        holder is gone (only with ``queued``) is renewed. Returns the jobs to send again, each with whether it
+        fetches a URL (no staged upload). Each row is taken with
+        a conditional update, so of several processes reclaiming at once exactly one gets each job."""
+        now = datetime.now(UTC)
+        cutoff = now - timedelta(seconds=self.settings.job_lease_s)
+        states = ("queued", "running") if queued else ("running",)
+        lapsed = JobRow.heartbeat_at < cutoff
+        resend: list[tuple[str, bool]] = []
+        staged: list[str] = []
+        with self._session("reclaim lapsed jobs") as session:
+            rows = session.execute(
+                select(JobRow.id, JobRow.state, JobRow.attempts, JobRow.worker, JobRow.input_key)
+                .where(JobRow.state.in_(states), lapsed)
+                .order_by(JobRow.created_at)
+                .limit(1000)
+            ).all()
+            for job_id, state, attempts, worker, input_key in rows:
+                gave_up = state == "running" and attempts >= self.settings.job_max_attempts
+                values: dict = {"heartbeat_at": now, "state": "queued", "worker": None}
+                if gave_up:
+                    values = {
+                        "state": "failed", "error_status": 500, "input_key": None, "finished_at": now,
+                        "error": f"the job was interrupted {attempts} times (its worker stopped; last {worker})",
+                    }  # fmt: skip
+                taken = session.execute(
+                    update(JobRow).where(JobRow.id == job_id, JobRow.state == state, lapsed).values(**values)
+                )
+                if taken.rowcount != 1:  # type: ignore[attr-defined]  # another process reclaimed it first
+                    continue
+                if gave_up:
+                    staged += [input_key] if input_key else []
+                else:
+                    resend.append((job_id, input_key is None))
+        for key in staged:
+            with contextlib.suppress(PicMetricError):
+                self.blobs.delete(key)
+        if rows:
+            logger.warning("reclaimed %d lapsed job(s); sending %d again", len(rows), len(resend))
+        return resend
+
+    def finish_job(
+        self,
+        job_id: str,
+        *,
+        sha256: str | None,
+        cached: bool | None = None,
+        error: str | None = None,
+        error_status: int | None = None,
+    ) -> None:
+        """Record a job's outcome and remove its staged upload (each job has its own)."""
+        with self._session("record the job") as session:
+            row = session.get(JobRow, job_id)
+            if row is None:
+                return
+            staged = row.input_key
+            row.state = "failed" if error else "done"
+            row.sha256 = sha256 or row.sha256
+            row.error, row.error_status, row.cached = error, error_status, cached
+            row.input_key, row.finished_at = None, datetime.now(UTC)
+        if staged is not None:
+            with contextlib.suppress(PicMetricError):  # store away: the sweep removes it later
+                self.blobs.delete(staged)
+
+    def batch(self, batch_id: str) -> list[JobRecord] | None:
+        """A batch's jobs in submission order; None when there is no such batch."""
+        with self._session("read the batch") as session:
+            if session.get(BatchRow, batch_id) is None:
+                return None
+            rows = session.scalars(select(JobRow).where(JobRow.batch_id == batch_id).order_by(JobRow.created_at))
+            return [_job_record(row) for row in rows]
+
+    def job_counts(self) -> dict[str, int]:
+        """Jobs per state, over every batch and single job."""
+        with self._session("count the jobs") as session:
+            counts: dict[str, int] = {
+                state: count
+                for state, count in session.execute(select(JobRow.state, func.count()).group_by(JobRow.state))
+            }
+        return {state: int(counts.get(state, 0)) for state in JOB_STATES}
+
+
+def _job_record(row: JobRow) -> JobRecord:
+    return JobRecord(
+        id=row.id, batch_id=row.batch_id, state=row.state, source=row.source, name=row.name, url=row.url,
+        input_key=row.input_key, options=dict(row.options), sha256=row.sha256, error=row.error,
+        error_status=row.error_status, cached=row.cached, attempts=row.attempts, worker=row.worker,
+        created_at=_utc(row.created_at), started_at=_utc(row.started_at) if row.started_at else None,
+        finished_at=_utc(row.finished_at) if row.finished_at else None,
+    )  # fmt: skip
