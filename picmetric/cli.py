@@ -4,6 +4,7 @@ s3://bucket/prefix``, ``picmetric worker``, ``picmetric serve``, ``picmetric das
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -162,7 +163,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                 stored = service.submit(image, options=options)
                 analysis = _with_renders(service, stored)
             else:
-                analysis = default_analyzer().analyze(image, options)
+                analysis = default_analyzer(get_settings()).analyze(image, options)
         except PicMetricError as exc:
             failures += 1
             results.append({"input": target, "error": str(exc)})
@@ -173,11 +174,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _with_renders(service, stored) -> Analysis:
-    analysis = stored.analysis
-    analysis.renders = {
-        kind: service.blob(key) for kind, key in stored.blob_keys.items() if kind in ("objects", "faces")
-    }
-    return analysis
+    renders = {kind: service.blob(key) for kind, key in stored.blob_keys.items() if kind in ("objects", "faces")}
+    return dataclasses.replace(stored.analysis, renders=renders)
 
 
 def _report(args: argparse.Namespace, results: list[dict], target: str, analysis: Analysis, from_history: bool) -> None:
@@ -292,7 +290,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def _service():
     from .service import AnalysisService
 
-    return AnalysisService()
+    return AnalysisService(get_settings())
 
 
 def _jobs(service):
@@ -357,7 +355,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.workers > 1:  # the workers write their metrics here, and /metrics adds them up
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         uvicorn.run(
-            "picmetric.api:create_app", factory=True, host=args.host, port=args.port, workers=args.workers,
+            "picmetric.api:app_from_environment", factory=True, host=args.host, port=args.port, workers=args.workers,
             log_level=args.log_level, proxy_headers=True, http=PROTOCOL,
         )  # fmt: skip
     return 0
@@ -407,7 +405,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    analyzer = default_analyzer()
+    analyzer = default_analyzer(get_settings())
     if args.action == "warm":
         for key, spec in CLASSIFIERS.items():
             for precision in ("float32", "int8") if spec.int8 else ("float32",):

@@ -38,6 +38,7 @@ from .errors import (
     URLRefusedError,
     URLTooLongError,
 )
+from .results import ImageFacts
 from .settings import Settings, get_settings
 
 pillow_heif.register_heif_opener()
@@ -66,21 +67,14 @@ _HARMLESS_JPEG_WARNINGS = ("extraneous bytes",)
 _HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
-@dataclass(frozen=True)
-class LoadedImage:
-    """A decoded image. ``pixels`` is the working copy (RGB uint8, longest side capped); ``scale`` maps
-    working-copy coordinates to original ones (``original = working * scale``)."""
+@dataclass(frozen=True, kw_only=True, eq=False)
+class LoadedImage(ImageFacts):
+    """A decoded image: its facts, its bytes as sent, and ``pixels``, the working copy (RGB uint8, longest side
+    capped); ``scale`` maps working-copy coordinates to original ones (``original = working * scale``)."""
 
     data: bytes
-    sha256: str
-    md5: str
-    format: str
-    width: int
-    height: int
     pixels: np.ndarray
     scale: float
-    source: str = "upload"
-    name: str | None = None
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -269,6 +263,7 @@ def load_image(
         format=image_format,
         width=orig_w,
         height=orig_h,
+        size_bytes=len(data),
         pixels=np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)),
         scale=orig_w / rgb.width,
         source=origin,

@@ -39,7 +39,7 @@ from .models import (
 from .models.base import available_providers
 from .models.classifier import DEFAULT_CLASSIFIER, PRECISIONS
 from .models.detector import DETECTOR_SIZES
-from .results import Classification, Detections, Faces
+from .results import Classification, Detections, Faces, ImageFacts
 from .settings import Settings, get_settings
 
 TASKS = ("labels", "objects", "faces")
@@ -204,17 +204,11 @@ def _describe(error: ValidationError) -> str:
 _BEFORE_OPTIONS_EXISTED = {"face_detector": "mtcnn", "precision": "float32"}
 
 
-@dataclass
-class Analysis:
-    """Everything PicMetric found in one image. Coordinates are pixels of the original (EXIF-rotated) image."""
+@dataclass(frozen=True, kw_only=True)
+class Analysis(ImageFacts):
+    """Everything PicMetric found in one image, with the image's facts. Coordinates are pixels of the original
+    (EXIF-rotated) image."""
 
-    sha256: str
-    md5: str
-    format: str
-    width: int
-    height: int
-    source: str
-    name: str | None
     options: AnalysisOptions
     classification: Classification | None
     detections: Detections | None
@@ -245,15 +239,7 @@ class Analysis:
 
     def to_dict(self) -> dict:
         return {
-            "image": {
-                "sha256": self.sha256,
-                "md5": self.md5,
-                "format": self.format,
-                "width": self.width,
-                "height": self.height,
-                "source": self.source,
-                "name": self.name,
-            },
+            "image": self.fact_values(),
             "options": self.options.to_dict(),
             "labels": self.classification.to_dict()["labels"] if self.classification else None,
             "objects": self.detections.to_dict()["objects"] if self.detections is not None else None,
@@ -287,8 +273,8 @@ class _TaskOutcome:
 class Analyzer:
     """Holds the loaded models (one per configuration, loaded lazily) and a worker pool; safe to share."""
 
-    def __init__(self, settings: Settings | None = None, max_workers: int | None = None) -> None:
-        self.settings = settings or get_settings()  # model cache and thread budget for every model held here
+    def __init__(self, settings: Settings, max_workers: int | None = None) -> None:
+        self.settings = settings  # model cache and thread budget for every model held here
         self._lock = threading.Lock()
         self._models: dict[tuple, OnnxModel] = {}
         self._workers = max_workers or self.settings.analysis_threads
@@ -336,7 +322,10 @@ class Analyzer:
         self.detector(options.detector_size).load()
         self.face_detector(options.face_detector).load()
         # One run on a blank photo: ONNX Runtime allocates its buffers on the first run, not at load time.
-        blank = LoadedImage(b"", "", "", "PNG", 320, 240, np.full((240, 320, 3), 127, np.uint8), 1.0)
+        blank = LoadedImage(
+            sha256="", md5="", format="PNG", width=320, height=240, size_bytes=0, data=b"",
+            pixels=np.full((240, 320, 3), 127, np.uint8), scale=1.0,
+        )  # fmt: skip
         self.analyze(blank, options)
 
     @staticmethod
@@ -407,13 +396,7 @@ class Analyzer:
             timings.update(outcome.timings)
         timings["total"] = _ms(started)
         return Analysis(
-            sha256=image.sha256,
-            md5=image.md5,
-            format=image.format,
-            width=image.width,
-            height=image.height,
-            source=image.source,
-            name=image.name,
+            **image.fact_values(),
             options=options,
             classification=_result(outcomes, "labels", Classification),
             detections=_result(outcomes, "objects", Detections),
@@ -442,7 +425,7 @@ _default_analyzer: Analyzer | None = None
 _default_lock = threading.Lock()
 
 
-def default_analyzer(settings: Settings | None = None) -> Analyzer:
+def default_analyzer(settings: Settings) -> Analyzer:
     """The process-wide analyzer, so every caller shares one copy of each model; the first caller's settings
     (e.g. the dashboard's secrets) choose its model cache and thread budget."""
     global _default_analyzer
@@ -453,8 +436,9 @@ def default_analyzer(settings: Settings | None = None) -> Analyzer:
 
 
 def analyze(image: LoadedImage, options: AnalysisOptions | None = None) -> Analysis:
-    """Analyse a loaded image with the shared analyzer."""
-    return default_analyzer().analyze(image, options)
+    """Analyse a loaded image with the shared analyzer: the library's one-call entry, on the environment's
+    settings (``PICMETRIC_*``, ``.env``)."""
+    return default_analyzer(get_settings()).analyze(image, options)
 
 
 __all__ = ["Analysis", "AnalysisOptions", "Analyzer", "InvalidOptionsError", "TASKS", "analyze", "default_analyzer"]

@@ -4,11 +4,34 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What identifies a photo and describes it, whatever was found in it. Declared once: the decoded image
+    (``LoadedImage``), an ``Analysis``, a stored image and a history entry are ImageFacts with more."""
+
+    sha256: str
+    md5: str  # the seed's hash, still accepted wherever a photo is named
+    format: str
+    width: int  # of the original, EXIF-rotated
+    height: int
+    size_bytes: int
+    source: str = "upload"  # upload | url | s3 | sample | camera
+    name: str | None = None
+
+    def fact_values(self) -> dict[str, Any]:
+        """These facts alone, by field name (to build another ImageFacts kind from this one)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ImageFacts)}
+
+    @property
+    def facts(self) -> ImageFacts:
+        return ImageFacts(**self.fact_values())
 
 
 def _as_array(value, dtype, shape_tail: tuple[int, ...], what: str) -> np.ndarray:

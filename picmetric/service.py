@@ -27,8 +27,8 @@ from .intake import LoadedImage, load_image
 from .models.detector import coco_class_names
 from .pipeline import Analysis, AnalysisOptions, Analyzer, TaskCallback, default_analyzer
 from .results import Classification, Detections, Faces
-from .settings import Settings, get_settings
-from .storage import AnalysisRecord, HistoryFilter, HistoryItem, HistoryPage, ImageInfo, JobRecord, Repository
+from .settings import Settings
+from .storage import AnalysisRecord, HistoryFilter, HistoryItem, HistoryPage, JobRecord, Repository
 from .storage.blobs import FORMAT_CONTENT_TYPES, original_key, render_key
 
 __all__ = [  # the stored history's types are the interfaces' too: they import them from here, never from storage
@@ -75,13 +75,13 @@ class AnalysisService:
 
     def __init__(
         self,
-        settings: Settings | None = None,
+        settings: Settings,
         *,
         repository: Repository | None = None,
         analyzer: Analyzer | None = None,
     ) -> None:
-        self.settings = settings or (repository.settings if repository is not None else get_settings())
-        self.repository = repository or Repository(self.settings)
+        self.settings = settings
+        self.repository = repository or Repository(settings)
         self.analyzer = analyzer or default_analyzer(self.settings)
         self._key_locks: weakref.WeakValueDictionary[tuple, threading.Lock] = weakref.WeakValueDictionary()
         self._key_locks_guard = threading.Lock()
@@ -186,10 +186,8 @@ class AnalysisService:
             detections = _detections(record.objects)
         if "faces" in tasks and done:
             faces = _faces(record.faces)
-        image = record.image
         analysis = Analysis(
-            sha256=image.sha256, md5=image.md5, format=image.format, width=image.width, height=image.height,
-            source=image.source, name=image.name, options=options, classification=classification,
+            **record.image.fact_values(), options=options, classification=classification,
             detections=detections, faces=faces, timings_ms=record.timings_ms, model_versions=record.model_versions,
             created_at=record.created_at, floors=weaker.get("floors", {}),
             weaker_objects=_detections(weaker["objects"]) if detections is not None and "objects" in weaker else None,
@@ -252,7 +250,7 @@ class AnalysisService:
         image_id: int | None = None
         try:
             put(image_key, image.data, content_type)  # a storage failure stops here, before any row exists
-            image_id = repository.ensure_image(_image_info(image), image_key, content_type)
+            image_id = repository.ensure_image(image.facts, image_key, content_type)
             analysis_id = repository.claim(image_id, key, options.to_dict())
             while analysis_id is None:  # another process holds a live claim: wait for its result
                 stored = self._wait_for(image.sha256, key)
@@ -354,13 +352,6 @@ def _weaker(analysis: Analysis) -> dict:
             for b, p, points in zip(faces.xyxy, faces.confidence, faces.landmarks, strict=True)
         ]
     return document
-
-
-def _image_info(image: LoadedImage) -> ImageInfo:
-    return ImageInfo(
-        sha256=image.sha256, md5=image.md5, size_bytes=len(image.data), format=image.format, width=image.width,
-        height=image.height, source=image.source, name=image.name,
-    )  # fmt: skip
 
 
 def _thumbnail(image: LoadedImage) -> bytes:

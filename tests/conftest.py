@@ -76,7 +76,7 @@ class CountingAnalyzer(Analyzer):
     """The real analyzer, counting how often the pipeline actually runs."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(Settings())
         self.calls = 0
         self._count_lock = threading.Lock()
 

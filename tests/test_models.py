@@ -122,8 +122,9 @@ def test_min_face_size_drops_small_faces(analyzer, bus_path, key):
 
 def test_models_load_once_and_lazily(analyzer):
     from picmetric import Analyzer
+    from picmetric.settings import Settings
 
-    fresh = Analyzer()
+    fresh = Analyzer(Settings())
     classifier = fresh.classifier("mobilenet_v2")
     assert not classifier.loaded
     assert fresh.classifier("mobilenet_v2") is classifier

@@ -19,7 +19,7 @@ from sqlalchemy import func, select, update
 from picmetric import AnalysisOptions, InvalidImageError, load_image
 from picmetric.errors import AnalysisFailedError
 from picmetric.models import YuNetDetector
-from picmetric.service import AnalysisService, _image_info, options_key
+from picmetric.service import AnalysisService, options_key
 from picmetric.settings import Settings
 from picmetric.storage import (
     DatabaseError,
@@ -120,10 +120,10 @@ def test_an_image_is_found_by_sha256_md5_or_a_unique_prefix(service, zidane_path
     assert service.find(other.sha256[:12]).id == other.id
     for text in ("f" * 64, stored.sha256[:7], "not-hex-at-all", ""):
         assert service.find(text) is None, text
-    from picmetric.storage import ImageInfo
+    from picmetric.results import ImageFacts
 
     for twin in ("abcdef01" + "0" * 56, "abcdef01" + "1" * 56):  # two images whose hashes start alike
-        info = ImageInfo(twin, twin[:32], 1, "JPEG", 1, 1, "upload", None)
+        info = ImageFacts(sha256=twin, md5=twin[:32], format="JPEG", width=1, height=1, size_bytes=1)
         service.repository.ensure_image(info, f"originals/{twin}.jpg", "image/jpeg")
     with pytest.raises(PicMetricError, match="several images"):
         service.find("abcdef01")
@@ -490,7 +490,7 @@ def _hold_claim_then_die(values: dict, photo: bytes, hold_s: float, ready) -> No
 
     repository = Repository(Settings(**values), migrate=False)
     image = load_image(photo)
-    image_id = repository.ensure_image(_image_info(image), original_key(image.sha256, "image/jpeg"), "image/jpeg")
+    image_id = repository.ensure_image(image.facts, original_key(image.sha256, "image/jpeg"), "image/jpeg")
     options = AnalysisOptions()
     analysis_id = repository.claim(image_id, options_key(options), options.to_dict())
     assert analysis_id is not None

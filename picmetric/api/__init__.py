@@ -1,5 +1,5 @@
 """The HTTP API (FastAPI). ``picmetric serve`` runs it with uvicorn."""
 
-from .app import create_app
+from .app import app_from_environment, create_app
 
-__all__ = ["create_app"]
+__all__ = ["app_from_environment", "create_app"]

@@ -100,8 +100,13 @@ async def _empty_receive():
 _HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def create_app(settings: Settings | None = None, service: AnalysisService | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def app_from_environment() -> FastAPI:
+    """``picmetric serve``'s factory (each uvicorn worker process calls it): the settings of the environment."""
+    return create_app(get_settings())
+
+
+def create_app(settings: Settings, service: AnalysisService | None = None) -> FastAPI:
+    """The HTTP API on these settings; ``service`` shares an existing one (its models, its storage)."""
     logs.redact_access_log()
 
     @asynccontextmanager
@@ -125,6 +130,7 @@ def create_app(settings: Settings | None = None, service: AnalysisService | None
         "DeepStack-compatible routes.",
         lifespan=lifespan,
     )
+    app.state.settings = settings  # the serving protocol's head deadline reads them here
     app.add_middleware(
         RequestGuard,
         limit=settings.max_upload_bytes + _MULTIPART_OVERHEAD,

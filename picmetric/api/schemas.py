@@ -8,18 +8,9 @@ from typing import Literal
 from pydantic import BaseModel
 
 from ..pipeline import AnalysisOptions
+from ..results import ImageFacts
 
 JobState = Literal["queued", "running", "done", "failed"]
-
-
-class ImageFacts(BaseModel):
-    sha256: str
-    md5: str
-    format: str
-    width: int
-    height: int
-    source: str
-    name: str | None
 
 
 class Label(BaseModel):

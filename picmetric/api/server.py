@@ -11,14 +11,14 @@ import asyncio
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..settings import get_settings
+from ..settings import Settings
 
 #: the import string uvicorn takes for ``http=``, also in worker processes
 PROTOCOL = "picmetric.api.server:HeadTimeoutH11Protocol"
 
 
 class HeadTimeoutH11Protocol(H11Protocol):
-    head_timeout_s: float | None = None  # None: from the settings
+    head_timeout_s: float | None = None  # None: the served app's settings (``create_app`` keeps them)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -27,7 +27,7 @@ class HeadTimeoutH11Protocol(H11Protocol):
 
     def _arm_head_deadline(self) -> None:
         self._disarm_head_deadline()
-        seconds = self.head_timeout_s or get_settings().http_head_timeout_s
+        seconds = self.head_timeout_s or _served_settings(self.app).http_head_timeout_s
         self._head_deadline = self.loop.call_later(seconds, self._head_too_slow)
 
     def _disarm_head_deadline(self) -> None:
@@ -54,3 +54,13 @@ class HeadTimeoutH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_deadline()
         super().connection_lost(exc)
+
+
+def _served_settings(app: object) -> Settings:
+    """The settings the served PicMetric app was made with, under whatever middleware uvicorn wrapped it in."""
+    while not isinstance(getattr(getattr(app, "state", None), "settings", None), Settings):
+        inner = getattr(app, "app", None)
+        if inner is None:
+            raise RuntimeError("HeadTimeoutH11Protocol serves only an app made by picmetric.api.create_app")
+        app = inner
+    return app.state.settings  # type: ignore[attr-defined]

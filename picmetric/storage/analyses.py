@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
 from ..errors import DatabaseError, PicMetricError
-from ..results import Classification, Detections, Faces
+from ..results import Classification, Detections, Faces, ImageFacts
 from .base import StoreBase, _deleted_meanwhile
-from .records import AnalysisRecord, ClaimState, ImageInfo, _utc
+from .records import AnalysisRecord, ClaimState, _utc
 from .schema import AnalysisRow, FaceRow, ImageRow, LabelRow, ObjectRow, RenderRow
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class AnalysisStore(StoreBase):
 
     # -- analyse and keep: the steps the service takes, each one transaction ---------------------------------
 
-    def ensure_image(self, image: ImageInfo, key: str, content_type: str) -> int:
+    def ensure_image(self, image: ImageFacts, key: str, content_type: str) -> int:
         """The image's row (inserted, or the one already there); its original blob must be stored first."""
         with self._session("store the image") as session:
             session.execute(
@@ -267,10 +267,7 @@ class AnalysisStore(StoreBase):
         return AnalysisRecord(
             id=row.id, status=row.status, error=row.error, created_at=_utc(row.created_at), options=dict(row.options),
             model_versions=dict(row.model_versions or {}), timings_ms=dict(row.timings_ms or {}),
-            image=ImageInfo(
-                sha256=image.sha256, md5=image.md5, size_bytes=image.size_bytes, format=image.format,
-                width=image.width, height=image.height, source=image.source, name=image.original_name,
-            ),
+            image=image.facts(),
             labels=[(r.class_id, r.name, r.confidence, r.model) for r in row.labels] if done else [],
             objects=[((o.x1, o.y1, o.x2, o.y2), o.confidence, o.class_id) for o in row.objects] if done else [],
             faces=[((f.x1, f.y1, f.x2, f.y2), f.confidence, f.landmarks) for f in row.faces] if done else [],

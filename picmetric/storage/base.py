@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import DatabaseError, ImageDeletedError, StorageError
-from ..settings import Settings, get_settings
+from ..settings import Settings
 from .blobs import BlobStore, blob_store_from_settings
 from .db import make_engine, upgrade
 from .schema import ImageRow, JobRow, RenderRow
@@ -28,13 +28,13 @@ class StoreBase:
 
     def __init__(
         self,
-        settings: Settings | None = None,
+        settings: Settings,
         *,
         engine: Engine | None = None,
         blobs: BlobStore | None = None,
         migrate: bool = True,
     ) -> None:
-        self.settings = settings or get_settings()
+        self.settings = settings
         self.engine = engine or make_engine(self.settings.resolved_database_url, self.settings.db_timeout_s)
         self.blobs = blobs or blob_store_from_settings(self.settings)
         if blobs is None and self.settings.s3_create_bucket:

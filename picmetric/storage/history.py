@@ -93,13 +93,7 @@ class HistoryStore(StoreBase):
             )
         items = [
             HistoryItem(
-                sha256=img.sha256,
-                md5=img.md5,
-                name=img.original_name,
-                source=img.source,
-                format=img.format,
-                width=img.width,
-                height=img.height,
+                **img.facts().fact_values(),
                 created_at=_utc(a.created_at),
                 status=a.status,
                 error=a.error,

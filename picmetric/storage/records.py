@@ -7,25 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
+from ..results import ImageFacts
+
 logger = logging.getLogger(__name__)
 
 
 ClaimState = Literal["missing", "running", "lapsed", "done", "failed"]
 JOB_STATES = ("queued", "running", "done", "failed")
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """What is stored about an image itself, whichever analyses it has."""
-
-    sha256: str
-    md5: str
-    size_bytes: int
-    format: str
-    width: int
-    height: int
-    source: str
-    name: str | None
 
 
 @dataclass
@@ -39,7 +27,7 @@ class AnalysisRecord:
     options: dict
     model_versions: dict[str, str]
     timings_ms: dict[str, float]
-    image: ImageInfo
+    image: ImageFacts
     labels: list[tuple[int, str, float, str]]  # class_id, name, confidence, model; by rank
     objects: list[tuple[tuple[float, float, float, float], float, int]]  # xyxy, confidence, class_id
     faces: list[tuple[tuple[float, float, float, float], float, list]]  # xyxy, confidence, 5 landmarks
@@ -94,15 +82,10 @@ class HistoryFilter:
     status: str | None = None  # done | failed
 
 
-@dataclass(frozen=True)
-class HistoryItem:
-    sha256: str
-    md5: str
-    name: str | None
-    source: str
-    format: str
-    width: int
-    height: int
+@dataclass(frozen=True, kw_only=True)
+class HistoryItem(ImageFacts):
+    """One stored analysis in the history list: its image's facts and a summary of what was found."""
+
     created_at: datetime
     status: str
     error: str | None

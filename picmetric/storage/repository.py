@@ -23,7 +23,6 @@ from .records import (
     HistoryFilter,
     HistoryItem,
     HistoryPage,
-    ImageInfo,
     JobRecord,
     NewJob,
 )
@@ -31,7 +30,7 @@ from .status import StatusStore
 
 __all__ = [
     "JOB_STATES", "SWEEP_GRACE_S", "AnalysisRecord", "ClaimState", "HistoryFilter", "HistoryItem", "HistoryPage",
-    "ImageInfo", "JobRecord", "NewJob", "Repository", "StoreBase",
+    "JobRecord", "NewJob", "Repository", "StoreBase",
 ]  # fmt: skip
 
 

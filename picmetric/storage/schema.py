@@ -20,6 +20,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from ..results import ImageFacts
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -55,6 +57,12 @@ class ImageRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False, index=True)
 
     analyses: Mapped[list[AnalysisRow]] = relationship(back_populates="image", cascade="all, delete-orphan")
+
+    def facts(self) -> ImageFacts:
+        return ImageFacts(
+            sha256=self.sha256, md5=self.md5, format=self.format, width=self.width, height=self.height,
+            size_bytes=self.size_bytes, source=self.source, name=self.original_name,
+        )  # fmt: skip
 
 
 class AnalysisRow(Base):
