@@ -7,8 +7,7 @@ import streamlit as st
 
 from picmetric import AnalysisOptions, PicMetricError, fetch_image, load_image
 from picmetric.jobs import JobInput, batch_counts
-from picmetric.models import CLASSIFIERS, FACE_DETECTORS
-from picmetric.models.classifier import PRECISIONS
+from picmetric.pipeline import CLASSIFIERS, FACE_DETECTORS, PRECISIONS
 from picmetric.samples import samples
 from picmetric.ui.resources import get_jobs
 from picmetric.ui.thumbnails import square_thumbnail

@@ -6,7 +6,7 @@ import streamlit as st
 
 from picmetric import load_image
 from picmetric.explain import compare_models, explain_classifier, explain_detector, explain_faces, explain_yunet
-from picmetric.models import CLASSIFIERS
+from picmetric.pipeline import CLASSIFIERS
 from picmetric.samples import samples
 from picmetric.ui.charts import logits_chart
 from picmetric.ui.presentation import show_chart, stage_images

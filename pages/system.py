@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from picmetric.models import CLASSIFIERS
+from picmetric.pipeline import CLASSIFIERS
 from picmetric.ui.resources import get_analyzer, get_jobs
 from picmetric.ui.teacher import is_teacher, teacher_only_notice
 

@@ -22,10 +22,16 @@ from tqdm import tqdm
 from . import __version__
 from .errors import PicMetricError
 from .intake import IMAGE_SOURCES, IMAGE_SUFFIXES, LoadedImage, fetch_image, load_image
-from .models import CLASSIFIERS, FACE_DETECTORS
-from .models.classifier import PRECISIONS
-from .models.detector import DETECTOR_SIZES
-from .pipeline import TASKS, Analysis, AnalysisOptions, default_analyzer
+from .pipeline import (
+    CLASSIFIERS,
+    DETECTOR_SIZES,
+    FACE_DETECTORS,
+    PRECISIONS,
+    TASKS,
+    Analysis,
+    AnalysisOptions,
+    default_analyzer,
+)
 from .settings import get_settings
 
 

@@ -42,6 +42,8 @@ from .models.detector import DETECTOR_SIZES
 from .results import Classification, Detections, Faces, ImageFacts
 from .settings import Settings, get_settings
 
+#: the option vocabulary (CLASSIFIERS, PRECISIONS, DETECTOR_SIZES, FACE_DETECTORS, TASKS) is part of this module's
+#: surface: interfaces offer these choices without reaching into the models layer
 TASKS = ("labels", "objects", "faces")
 ModelT = TypeVar("ModelT", bound=OnnxModel)
 T = TypeVar("T")

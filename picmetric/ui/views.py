@@ -14,8 +14,7 @@ import streamlit as st
 from ..annotate import BoxAnnotator, FaceAnnotator, encode_image
 from ..errors import PicMetricError
 from ..intake import LoadedImage
-from ..models import FACE_DETECTORS
-from ..pipeline import Analysis, AnalysisOptions
+from ..pipeline import FACE_DETECTORS, Analysis, AnalysisOptions
 from ..results import Detections, Faces
 from ..seed import seed_response
 from ..service import AnalysisService, StoredAnalysis
