@@ -76,3 +76,9 @@ class MissingBlobError(StorageError):
     """A blob a row points to is not in the store (removed behind PicMetric's back): not an outage."""
 
     http_status = 410
+
+
+class NotFoundError(PicMetricError):
+    """No such analysis, image, job or batch: the route's own 404, in its body shape."""
+
+    http_status = 404

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from ..errors import PicMetricError
+from ..errors import NotFoundError, PicMetricError
 from ..jobs import JobInput, batch_counts
 from ..pipeline import AnalysisOptions
 from ..service import JobRecord
@@ -40,31 +39,22 @@ def _result_url(request: Request, job: JobRecord) -> str | None:
 
 
 @router.get("/jobs/{job_id}", name="get_job", response_model=JobAnswer, dependencies=[Depends(require_api_key)])
-async def get_job(request: Request, job_id: str) -> JSONResponse:
+async def get_job(request: Request, job_id: str) -> dict:
     """A job's state; once done, its analysis (the same body as GET /api/v1/analyses/{sha256})."""
     jobs = state(request).jobs
     job = await run_in_threadpool(jobs.job, job_id)
     if job is None:
-        return JSONResponse({"detail": f"no job {job_id}"}, status_code=404)
+        raise NotFoundError(f"no job {job_id}")
     result = None
     if job.state == "done":
         try:
             result = analysis_body(request, await run_in_threadpool(jobs.result, job))
         except PicMetricError:  # deleted since: the job still says it was done
             result = None
-    return JSONResponse(
-        {
-            "job": job.id,
-            "batch": job.batch_id,
-            "state": job.state,
-            "name": job.name,
-            "attempts": job.attempts,
-            "error": job.error,
-            "error_status": job.error_status,
-            "result": result,
-            "result_url": _result_url(request, job),
-        }  # fmt: skip
-    )
+    return {
+        "job": job.id, "batch": job.batch_id, "state": job.state, "name": job.name, "attempts": job.attempts,
+        "error": job.error, "error_status": job.error_status, "result": result, "result_url": _result_url(request, job),
+    }  # fmt: skip
 
 
 @router.post(
@@ -82,7 +72,7 @@ async def get_job(request: Request, job_id: str) -> JSONResponse:
         json={"urls": _URL_LIST, "options": AnalysisOptions.model_json_schema()},
     ),
 )
-async def create_batch(request: Request) -> JSONResponse:
+async def create_batch(request: Request) -> dict:
     app = state(request)
     limit = app.settings.max_batch_files
     inputs: list[JobInput] = []
@@ -109,10 +99,7 @@ async def create_batch(request: Request) -> JSONResponse:
         raise BadRequest(f"a batch holds at most {limit} photos (PICMETRIC_MAX_BATCH_FILES); send several batches")
     batch_id, job_ids = await run_in_threadpool(app.jobs.submit, inputs, options, batch=True)
     assert batch_id is not None
-    return JSONResponse(
-        {"batch": batch_id, "jobs": job_ids, "status_url": str(request.url_for("get_batch", batch_id=batch_id))},
-        status_code=202,
-    )
+    return {"batch": batch_id, "jobs": job_ids, "status_url": str(request.url_for("get_batch", batch_id=batch_id))}
 
 
 def _json_list(value: object) -> object:
@@ -129,11 +116,11 @@ def _json_list(value: object) -> object:
 @router.get(
     "/batches/{batch_id}", name="get_batch", response_model=BatchAnswer, dependencies=[Depends(require_api_key)]
 )
-async def get_batch(request: Request, batch_id: str) -> JSONResponse:
+async def get_batch(request: Request, batch_id: str) -> dict:
     """Counts per state and every item with its job and, once done, its result link."""
     jobs = await run_in_threadpool(state(request).jobs.batch, batch_id)
     if jobs is None:
-        return JSONResponse({"detail": f"no batch {batch_id}"}, status_code=404)
+        raise NotFoundError(f"no batch {batch_id}")
     counts = batch_counts(jobs)
     items = [
         {
@@ -147,4 +134,4 @@ async def get_batch(request: Request, batch_id: str) -> JSONResponse:
         for j in jobs
     ]
     finished = counts["queued"] == counts["running"] == 0
-    return JSONResponse({"batch": batch_id, "total": len(jobs), "finished": finished, "counts": counts, "items": items})
+    return {"batch": batch_id, "total": len(jobs), "finished": finished, "counts": counts, "items": items}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..errors import NotFoundError
 from ..intake import ImageSource
 from ..jobs import JobInput
 from ..pipeline import AnalysisOptions
@@ -67,8 +69,9 @@ def analysis_body(request: Request, stored: StoredAnalysis) -> dict:
 )
 async def create_analysis(
     request: Request,
+    response: Response,
     wait: Annotated[bool, Query(description="false: answer 202 with the job at once instead of its result")] = True,
-) -> JSONResponse:
+) -> dict | JSONResponse:
     """Synchronous by default: the answer is the analysis, also when a worker on another machine runs it."""
     app = state(request)
     if is_json(request):
@@ -84,8 +87,9 @@ async def create_analysis(
         job = JobInput(source="upload", name=name, data=data)
     stored = await app.analyse(job, options, wait=wait)
     if isinstance(stored, str):
-        return JSONResponse(job_accepted(request, stored), status_code=202)
-    return JSONResponse(analysis_body(request, stored), status_code=200 if stored.cached else 201)
+        return JSONResponse(job_accepted(request, stored), status_code=202)  # the other documented answer
+    response.status_code = 200 if stored.cached else 201
+    return analysis_body(request, stored)
 
 
 def job_accepted(request: Request, job_id: str) -> dict:
@@ -98,11 +102,11 @@ def job_accepted(request: Request, job_id: str) -> dict:
     response_model=AnalysisAnswer,
     dependencies=[Depends(require_api_key)],
 )
-async def get_analysis(request: Request, sha256: str) -> JSONResponse:
+async def get_analysis(request: Request, sha256: str) -> dict:
     stored = await run_in_threadpool(state(request).service.find, sha256)
     if stored is None:
-        return JSONResponse({"detail": f"no analysis for image {sha256}"}, status_code=404)
-    return JSONResponse(analysis_body(request, stored))
+        raise NotFoundError(f"no analysis for image {sha256}")
+    return analysis_body(request, stored)
 
 
 @router.get(
@@ -123,7 +127,7 @@ async def list_analyses(
     status: Literal["done", "failed"] | None = None,
     page: int = Query(1, ge=1, le=1_000_000),
     page_size: int = Query(50, ge=1, le=500),
-) -> JSONResponse:
+) -> dict:
     filters = HistoryFilter(
         text,
         label,
@@ -135,21 +139,13 @@ async def list_analyses(
         status,
     )
     result = await run_in_threadpool(state(request).service.history, filters, page, page_size)
-    items = []
-    for item in result.items:
-        entry = {k: v for k, v in item.__dict__.items() if k != "thumbnail_key"}
-        entry["created_at"] = item.created_at.isoformat()
-        entry["thumbnail"] = str(request.url_for("get_image", sha256=item.sha256, kind="thumbnail"))
-        items.append(entry)
-    return JSONResponse(
-        {
-            "items": items,
-            "total": result.total,
-            "page": result.page,
-            "page_size": result.page_size,
-            "pages": result.pages,
-        }
-    )
+    items = [
+        dataclasses.asdict(item)
+        | {"thumbnail": str(request.url_for("get_image", sha256=item.sha256, kind="thumbnail"))}
+        for item in result.items
+    ]
+    return {"items": items, "total": result.total, "page": result.page, "page_size": result.page_size,
+            "pages": result.pages}  # fmt: skip
 
 
 def _in_utc(moment: datetime | None, name: str) -> datetime | None:
@@ -172,7 +168,7 @@ async def delete_analysis(request: Request, sha256: str) -> Response:
         return refusal
     deleted = await run_in_threadpool(state(request).service.delete, sha256)
     if not deleted:
-        return JSONResponse({"detail": f"no analysis for image {sha256}"}, status_code=404)
+        raise NotFoundError(f"no analysis for image {sha256}")
     return Response(status_code=204)
 
 
@@ -190,7 +186,7 @@ async def get_image(request: Request, sha256: str, kind: ImageKind) -> Response:
     service = state(request).service
     found = await run_in_threadpool(service.image_blob, sha256.lower(), kind)
     if found is None:
-        return JSONResponse({"detail": f"no {kind} image for {sha256}"}, status_code=404)
+        raise NotFoundError(f"no {kind} image for {sha256}")
     key, content_type = found
     headers = {
         "ETag": f'"{key}"',
