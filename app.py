@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from picmetric.ui import FAVICON
-from picmetric.ui.presentation import presentation_toggle
-from picmetric.ui.teacher import teacher_sidebar
+from picmetric.interfaces.ui import FAVICON
+from picmetric.interfaces.ui.presentation import presentation_toggle
+from picmetric.interfaces.ui.teacher import teacher_sidebar
 
 # a shipped file, not a Material icon name: Streamlit would fetch that icon from fonts.gstatic.com (missing offline)
 st.set_page_config(page_title="PicMetric", page_icon=str(FAVICON), layout="wide")

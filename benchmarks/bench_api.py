@@ -25,7 +25,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from picmetric.models.weights import package_file  # noqa: E402
+from picmetric.core.models.weights import package_file  # noqa: E402
 
 
 def free_port() -> int:

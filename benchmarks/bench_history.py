@@ -23,8 +23,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from picmetric.models.weights import package_file  # noqa: E402
-from picmetric.service import AnalysisService  # noqa: E402
+from picmetric.core.models.weights import package_file  # noqa: E402
+from picmetric.service.analyses import AnalysisService  # noqa: E402
 from picmetric.settings import Settings  # noqa: E402
 from picmetric.storage import HistoryFilter  # noqa: E402
 

@@ -62,7 +62,7 @@ def child(repeat: int, options_json: str, launched_at: float) -> None:
     from PIL import Image
 
     from picmetric import AnalysisOptions, Analyzer, load_image
-    from picmetric.models.weights import package_file
+    from picmetric.core.models.weights import package_file
     from picmetric.settings import Settings
 
     options = AnalysisOptions(**json.loads(options_json))

@@ -28,9 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_history import photos  # noqa: E402
-from picmetric.jobs import CeleryQueue, JobInput, JobService  # noqa: E402
-from picmetric.pipeline import Analyzer  # noqa: E402
-from picmetric.service import AnalysisService  # noqa: E402
+from picmetric.core.pipeline import Analyzer  # noqa: E402
+from picmetric.service.analyses import AnalysisService  # noqa: E402
+from picmetric.service.jobs import CeleryQueue, JobInput, JobService  # noqa: E402
 from picmetric.settings import Settings  # noqa: E402
 from picmetric.storage import JobRecord  # noqa: E402
 

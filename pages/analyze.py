@@ -6,12 +6,12 @@ import pandas as pd
 import streamlit as st
 
 from picmetric import AnalysisOptions, PicMetricError, fetch_image, load_image
-from picmetric.jobs import JobInput, batch_counts
-from picmetric.pipeline import CLASSIFIERS, FACE_DETECTORS, PRECISIONS
-from picmetric.samples import samples
-from picmetric.ui.resources import get_jobs
-from picmetric.ui.thumbnails import square_thumbnail
-from picmetric.ui.views import display_sidebar, scroll_to, show_analysis
+from picmetric.core.pipeline import CLASSIFIERS, FACE_DETECTORS, PRECISIONS
+from picmetric.core.samples import samples
+from picmetric.interfaces.ui.resources import get_jobs
+from picmetric.interfaces.ui.thumbnails import square_thumbnail
+from picmetric.interfaces.ui.views import display_sidebar, scroll_to, show_analysis
+from picmetric.service.jobs import JobInput, batch_counts
 
 TASK_TITLES = {"labels": "ImageNet labels", "objects": "COCO objects", "faces": "Faces and landmarks"}
 # Each sample tile is one button: its (invisible) button covers the thumbnail and the caption. On a phone the tiles

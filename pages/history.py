@@ -8,12 +8,18 @@ import pandas as pd
 import streamlit as st
 
 from picmetric import PicMetricError
-from picmetric.intake import IMAGE_SOURCES
-from picmetric.service import HistoryFilter
-from picmetric.ui.resources import get_service
-from picmetric.ui.teacher import is_teacher
-from picmetric.ui.thumbnails import thumbnail_src
-from picmetric.ui.views import commit_dates_on_enter, display_sidebar, options_summary, scroll_to, show_analysis
+from picmetric.core.intake import IMAGE_SOURCES
+from picmetric.interfaces.ui.resources import get_service
+from picmetric.interfaces.ui.teacher import is_teacher
+from picmetric.interfaces.ui.thumbnails import thumbnail_src
+from picmetric.interfaces.ui.views import (
+    commit_dates_on_enter,
+    display_sidebar,
+    options_summary,
+    scroll_to,
+    show_analysis,
+)
+from picmetric.service.analyses import HistoryFilter
 
 PAGE_SIZE = 50
 service = get_service()

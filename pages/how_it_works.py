@@ -5,12 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from picmetric import load_image
-from picmetric.explain import compare_models, explain_classifier, explain_detector, explain_faces, explain_yunet
-from picmetric.pipeline import CLASSIFIERS
-from picmetric.samples import samples
-from picmetric.ui.charts import logits_chart
-from picmetric.ui.presentation import show_chart, stage_images
-from picmetric.ui.resources import get_analyzer, get_service, working_image
+from picmetric.core.explain import compare_models, explain_classifier, explain_detector, explain_faces, explain_yunet
+from picmetric.core.pipeline import CLASSIFIERS
+from picmetric.core.samples import samples
+from picmetric.interfaces.ui.charts import logits_chart
+from picmetric.interfaces.ui.presentation import show_chart, stage_images
+from picmetric.interfaces.ui.resources import get_analyzer, get_service, working_image
 
 analyzer = get_analyzer()
 service = get_service()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from picmetric.pipeline import CLASSIFIERS
-from picmetric.ui.resources import get_analyzer, get_jobs
-from picmetric.ui.teacher import is_teacher, teacher_only_notice
+from picmetric.core.pipeline import CLASSIFIERS
+from picmetric.interfaces.ui.resources import get_analyzer, get_jobs
+from picmetric.interfaces.ui.teacher import is_teacher, teacher_only_notice
 
 analyzer = get_analyzer()
 jobs = get_jobs()

@@ -7,7 +7,19 @@ Typical use::
     print(analysis.to_dict())
 """
 
-from .errors import (
+from picmetric.core.intake import LoadedImage, fetch_image, load_image
+from picmetric.core.pipeline import (
+    TASKS,
+    Analysis,
+    AnalysisOptions,
+    Analyzer,
+    InvalidOptionsError,
+    analyze,
+    default_analyzer,
+)
+from picmetric.core.results import Classification, Detections, Faces
+from picmetric.core.seed import seed_response
+from picmetric.errors import (
     FetchError,
     ImageTooLargeError,
     InvalidImageError,
@@ -15,10 +27,6 @@ from .errors import (
     PicMetricError,
     URLRefusedError,
 )
-from .intake import LoadedImage, fetch_image, load_image
-from .pipeline import TASKS, Analysis, AnalysisOptions, Analyzer, InvalidOptionsError, analyze, default_analyzer
-from .results import Classification, Detections, Faces
-from .seed import seed_response
 
 __version__ = "0.2.0"
 

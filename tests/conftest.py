@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from picmetric import Analyzer, pipeline
-from picmetric.models.weights import package_file
-from picmetric.service import AnalysisService
+from picmetric import Analyzer
+from picmetric.core import pipeline
+from picmetric.core.models.weights import package_file
+from picmetric.service.analyses import AnalysisService
 from picmetric.settings import Settings, get_settings
 
 from .services import PostgresDatabase, SeaweedS3

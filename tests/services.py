@@ -230,7 +230,7 @@ class ApiServer:
 
         import uvicorn
 
-        from picmetric.api.server import PROTOCOL
+        from picmetric.interfaces.api.server import PROTOCOL
 
         self.port = free_port()
         self.server = uvicorn.Server(

@@ -16,9 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from picmetric.api import create_app
-from picmetric.api.server import HeadTimeoutH11Protocol
-from picmetric.service import AnalysisService
+from picmetric.interfaces.api import create_app
+from picmetric.interfaces.api.server import HeadTimeoutH11Protocol
+from picmetric.service.analyses import AnalysisService
 from picmetric.settings import Settings
 
 from .conftest import imagenet_samples
@@ -616,8 +616,14 @@ def test_metrics_add_up_every_worker_process(tmp_path):
 
 def test_answers_match_their_published_models(clean, zidane_path):
     """The response models in /openapi.json are what the routes actually send (the fuzzer sees mostly errors)."""
-    from picmetric.api.common import SeedAnswer
-    from picmetric.api.schemas import AnalysisAnswer, HistoryAnswer, PredictionsAnswer, Readiness, SceneAnswer
+    from picmetric.interfaces.api.common import SeedAnswer
+    from picmetric.interfaces.api.schemas import (
+        AnalysisAnswer,
+        HistoryAnswer,
+        PredictionsAnswer,
+        Readiness,
+        SceneAnswer,
+    )
 
     made = clean.post("/api/v1/analyses", files=_file(zidane_path))
     answer = AnalysisAnswer.model_validate(made.json())

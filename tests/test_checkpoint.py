@@ -13,8 +13,8 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from picmetric.convert.torch_checkpoint import CheckpointError, load_state_dict
-from picmetric.models.weights import package_file
+from picmetric.core.convert.torch_checkpoint import CheckpointError, load_state_dict
+from picmetric.core.models.weights import package_file
 
 
 class _FakeStorage:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from picmetric.cli import main
+from picmetric.interfaces.cli import main
 from picmetric.settings import get_settings
 
 

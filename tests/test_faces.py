@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from picmetric import AnalysisOptions, InvalidOptionsError, load_image
-from picmetric.models import FACE_DETECTORS
-from picmetric.models.yunet import nms_faces
+from picmetric.core.models import FACE_DETECTORS
+from picmetric.core.models.yunet import nms_faces
 
 from .conftest import imagenet_samples, sample_photo
 

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from picmetric.api import create_app
-from picmetric.service import AnalysisService
+from picmetric.interfaces.api import create_app
+from picmetric.service.analyses import AnalysisService
 from picmetric.settings import Settings
 
 from .services import ApiServer

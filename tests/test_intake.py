@@ -189,7 +189,7 @@ def test_large_decodes_wait_for_the_pixel_budget_then_are_refused_politely():
     import threading
     import time
 
-    from picmetric import intake
+    from picmetric.core import intake
     from picmetric.errors import ServerBusyError
 
     settings = Settings(decode_pixel_budget=1_000_000, decode_wait_s=0.3)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from picmetric import load_image
-from picmetric.models import CLASSIFIERS, FACE_DETECTORS
+from picmetric.core.models import CLASSIFIERS, FACE_DETECTORS
 
 from .conftest import imagenet_samples
 
@@ -89,7 +89,7 @@ def test_int8_answers_do_not_depend_on_the_cpu(analyzer, key):
     import onnx
     import onnxruntime as ort
 
-    from picmetric.convert.quantize import MAX_INT8_WEIGHT, widest_quantized_weight
+    from picmetric.core.convert.quantize import MAX_INT8_WEIGHT, widest_quantized_weight
 
     classifier = analyzer.classifier(key, "int8")
     path = classifier._model_files()["net"]
@@ -148,7 +148,7 @@ def _greedy_nms(xyxy: np.ndarray, scores: np.ndarray, class_id: np.ndarray, iou_
 
 @pytest.mark.parametrize("min_confidence", [0.0, 0.05, 0.25])
 def test_opencv_nms_keeps_the_same_boxes_as_greedy_nms(analyzer, bus_path, zidane_path, min_confidence):
-    from picmetric.models.detector import class_aware_nms, letterbox
+    from picmetric.core.models.detector import class_aware_nms, letterbox
 
     detector = analyzer.detector()
     for path in (bus_path, zidane_path):

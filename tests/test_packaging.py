@@ -72,8 +72,8 @@ def server(installed, tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
 
 def test_installed_package_is_not_this_checkout(installed, tmp_path):
     where = subprocess.run(
-        [str(installed / "bin" / "python"), "-c", "import picmetric, picmetric.cli as c; print(picmetric.__file__); "
-         "print(c.dashboard_dir())"],
+        [str(installed / "bin" / "python"), "-c",
+         "import picmetric, picmetric.interfaces.cli as c; print(picmetric.__file__); print(c.dashboard_dir())"],
         capture_output=True, text=True, check=True, cwd=tmp_path, env=_environment(tmp_path),
     )  # fmt: skip
     module, dashboard = where.stdout.split()
@@ -114,7 +114,11 @@ def test_installed_dashboard(server, tmp_path):
     # the command became Streamlit itself (same process, through PicMetric's launcher), with the dashboard's
     # config.toml as flags
     arguments = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-    assert b"picmetric.ui.serve" in arguments and b"run" in arguments and b"--server.maxUploadSize=30" in arguments
+    assert (
+        b"picmetric.interfaces.ui.serve" in arguments
+        and b"run" in arguments
+        and b"--server.maxUploadSize=30" in arguments
+    )
 
 
 def test_pages_reach_storage_models_and_services_only_through_picmetric():
@@ -123,7 +127,7 @@ def test_pages_reach_storage_models_and_services_only_through_picmetric():
     import ast
 
     forbidden = (
-        "picmetric.storage", "picmetric.models", "picmetric.convert", "onnxruntime", "sqlalchemy", "boto3",
+        "picmetric.storage", "picmetric.core.models", "picmetric.core.convert", "onnxruntime", "sqlalchemy", "boto3",
         "botocore", "psycopg2", "celery",
     )  # fmt: skip
     root = Path(__file__).resolve().parents[1]

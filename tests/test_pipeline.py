@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from picmetric import AnalysisOptions, InvalidOptionsError, load_image, seed_response
-from picmetric.results import LANDMARK_NAMES
+from picmetric.core.results import LANDMARK_NAMES
 
 from .conftest import sample_photo
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from picmetric.annotate import BoxAnnotator, FaceAnnotator, encode_image
-from picmetric.results import Classification, Detections, Faces
+from picmetric.core.annotate import BoxAnnotator, FaceAnnotator, encode_image
+from picmetric.core.results import Classification, Detections, Faces
 
 NAMES = ["person", "bus"]
 
@@ -71,7 +71,7 @@ def test_encoders_write_decodable_files(fmt):
 def test_the_palette_is_readable_on_a_projector():
     """No pale colour (yellow, peach, pink, mint) that a projector washes out: every class colour takes white text,
     and no two of the first ten look alike."""
-    from picmetric.annotate import PALETTE, _text_colour
+    from picmetric.core.annotate import PALETTE, _text_colour
 
     assert len(set(PALETTE)) == len(PALETTE) >= 20
     for colour in PALETTE:

@@ -17,9 +17,9 @@ from PIL import Image
 from sqlalchemy import func, select, update
 
 from picmetric import AnalysisOptions, InvalidImageError, load_image
+from picmetric.core.models import YuNetDetector
 from picmetric.errors import AnalysisFailedError
-from picmetric.models import YuNetDetector
-from picmetric.service import AnalysisService, options_key
+from picmetric.service.analyses import AnalysisService, options_key
 from picmetric.settings import Settings
 from picmetric.storage import (
     DatabaseError,
@@ -120,7 +120,7 @@ def test_an_image_is_found_by_sha256_md5_or_a_unique_prefix(service, zidane_path
     assert service.find(other.sha256[:12]).id == other.id
     for text in ("f" * 64, stored.sha256[:7], "not-hex-at-all", ""):
         assert service.find(text) is None, text
-    from picmetric.results import ImageFacts
+    from picmetric.core.results import ImageFacts
 
     for twin in ("abcdef01" + "0" * 56, "abcdef01" + "1" * 56):  # two images whose hashes start alike
         info = ImageFacts(sha256=twin, md5=twin[:32], format="JPEG", width=1, height=1, size_bytes=1)

@@ -11,8 +11,8 @@ import uuid
 import httpx
 import pytest
 
-from picmetric.api import create_app
-from picmetric.service import AnalysisService
+from picmetric.interfaces.api import create_app
+from picmetric.service.analyses import AnalysisService
 from picmetric.settings import Settings
 
 from .conftest import s3_settings

@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
-from picmetric.api import create_app
-from picmetric.jobs import CeleryQueue, celery_app
-from picmetric.service import AnalysisService
+from picmetric.interfaces.api import create_app
+from picmetric.service.analyses import AnalysisService
+from picmetric.service.jobs import CeleryQueue, celery_app
 from picmetric.settings import Settings
 from picmetric.storage.schema import AnalysisRow, ImageRow, JobRow
 

@@ -21,8 +21,8 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image
 
-from picmetric.models.classifier import ImageClassifier, calibration_photos, softmax
-from picmetric.models.weights import package_file
+from picmetric.core.models.classifier import ImageClassifier, calibration_photos, softmax
+from picmetric.core.models.weights import package_file
 
 RECIPES = {
     "uint8 x int8": {"activation_type": QuantType.QUInt8, "weight_type": QuantType.QInt8},

@@ -1,9 +1,9 @@
 """Persistence: results in PostgreSQL or SQLite (SQLAlchemy + Alembic), images in S3 or a local folder. It stores
 and reads; running the models and deciding what to keep is ``picmetric.service``'s job."""
 
-from ..errors import DatabaseError, ImageDeletedError, MissingBlobError, StorageError
-from .blobs import BlobStore, LocalBlobStore, blob_store_from_settings
-from .repository import (
+from picmetric.errors import DatabaseError, ImageDeletedError, MissingBlobError, StorageError
+from picmetric.storage.blobs import BlobStore, LocalBlobStore, blob_store_from_settings
+from picmetric.storage.repository import (
     AnalysisRecord,
     HistoryFilter,
     HistoryItem,

@@ -14,11 +14,11 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
-from ..errors import DatabaseError, PicMetricError
-from ..results import Classification, Detections, Faces, ImageFacts
-from .base import StoreBase, _deleted_meanwhile
-from .records import AnalysisRecord, ClaimState, _utc
-from .schema import AnalysisRow, FaceRow, ImageRow, LabelRow, ObjectRow, RenderRow
+from picmetric.core.results import Classification, Detections, Faces, ImageFacts
+from picmetric.errors import DatabaseError, PicMetricError
+from picmetric.storage.base import StoreBase, _deleted_meanwhile
+from picmetric.storage.records import AnalysisRecord, ClaimState, _utc
+from picmetric.storage.schema import AnalysisRow, FaceRow, ImageRow, LabelRow, ObjectRow, RenderRow
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ..errors import DatabaseError, ImageDeletedError, StorageError
-from ..settings import Settings
-from .blobs import BlobStore, blob_store_from_settings
-from .db import make_engine, upgrade
-from .schema import ImageRow, JobRow, RenderRow
+from picmetric.errors import DatabaseError, ImageDeletedError, StorageError
+from picmetric.settings import Settings
+from picmetric.storage.blobs import BlobStore, blob_store_from_settings
+from picmetric.storage.db import make_engine, upgrade
+from picmetric.storage.schema import ImageRow, JobRow, RenderRow
 
 logger = logging.getLogger(__name__)
 

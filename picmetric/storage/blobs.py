@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import MissingBlobError, StorageError
-from ..settings import Settings
+from picmetric.errors import MissingBlobError, StorageError
+from picmetric.settings import Settings
 
 EXTENSIONS = {
     "image/jpeg": "jpg",
@@ -128,7 +128,7 @@ class LocalBlobStore:
 def blob_store_from_settings(settings: Settings) -> BlobStore:
     """S3 when a bucket is configured (the ``[s3]`` extra, boto3, is imported only then), else a local folder."""
     if settings.s3_bucket:
-        from .s3 import S3BlobStore
+        from picmetric.storage.s3 import S3BlobStore
 
         return S3BlobStore(settings)
     return LocalBlobStore(settings.data_dir / "blobs")

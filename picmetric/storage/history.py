@@ -6,9 +6,19 @@ import logging
 
 from sqlalchemy import delete, exists, func, or_, select
 
-from .base import StoreBase
-from .records import HistoryFilter, HistoryItem, HistoryPage, _utc
-from .schema import AnalysisRow, BatchRow, FaceRow, ImageRow, JobRow, LabelRow, LogRow, ObjectRow, RenderRow
+from picmetric.storage.base import StoreBase
+from picmetric.storage.records import HistoryFilter, HistoryItem, HistoryPage, _utc
+from picmetric.storage.schema import (
+    AnalysisRow,
+    BatchRow,
+    FaceRow,
+    ImageRow,
+    JobRow,
+    LabelRow,
+    LogRow,
+    ObjectRow,
+    RenderRow,
+)
 
 logger = logging.getLogger(__name__)
 #: a blob this young may belong to an analysis still in flight: sweeps keep it

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 
-from ..errors import PicMetricError
-from .base import StoreBase
-from .records import JOB_STATES, JobRecord, NewJob, _utc
-from .schema import BatchRow, JobRow
+from picmetric.errors import PicMetricError
+from picmetric.storage.base import StoreBase
+from picmetric.storage.records import JOB_STATES, JobRecord, NewJob, _utc
+from picmetric.storage.schema import BatchRow, JobRow
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from ..results import ImageFacts
+from picmetric.core.results import ImageFacts
 
 logger = logging.getLogger(__name__)
 

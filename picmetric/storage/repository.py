@@ -12,11 +12,11 @@ Guarantees (see tests/test_storage.py):
 
 from __future__ import annotations
 
-from .analyses import AnalysisStore
-from .base import StoreBase
-from .history import SWEEP_GRACE_S, HistoryStore
-from .jobs import JobStore
-from .records import (
+from picmetric.storage.analyses import AnalysisStore
+from picmetric.storage.base import StoreBase
+from picmetric.storage.history import SWEEP_GRACE_S, HistoryStore
+from picmetric.storage.jobs import JobStore
+from picmetric.storage.records import (
     JOB_STATES,
     AnalysisRecord,
     ClaimState,
@@ -26,7 +26,7 @@ from .records import (
     JobRecord,
     NewJob,
 )
-from .status import StatusStore
+from picmetric.storage.status import StatusStore
 
 __all__ = [
     "JOB_STATES", "SWEEP_GRACE_S", "AnalysisRecord", "ClaimState", "HistoryFilter", "HistoryItem", "HistoryPage",

@@ -12,8 +12,8 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import ImageTooLargeError, MissingBlobError, StorageError
-from ..settings import Settings
+from picmetric.errors import ImageTooLargeError, MissingBlobError, StorageError
+from picmetric.settings import Settings
 
 _NO_BUCKET = ("404", "NoSuchBucket", "NotFound")  # head_bucket answers a bare 404
 _NO_OBJECT = ("404", "NoSuchKey", "NotFound")  # get_object says NoSuchKey, head_object a bare 404

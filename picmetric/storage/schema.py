@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from ..results import ImageFacts
+from picmetric.core.results import ImageFacts
 
 
 def _now() -> datetime:

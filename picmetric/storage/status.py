@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select
 
-from ..errors import PicMetricError, StorageError
-from .base import StoreBase
-from .records import _utc
-from .schema import AnalysisRow, FaceRow, ImageRow, LabelRow, LogRow, ObjectRow
+from picmetric.errors import PicMetricError, StorageError
+from picmetric.storage.base import StoreBase
+from picmetric.storage.records import _utc
+from picmetric.storage.schema import AnalysisRow, FaceRow, ImageRow, LabelRow, LogRow, ObjectRow
 
 logger = logging.getLogger(__name__)
 

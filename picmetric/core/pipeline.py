@@ -1,0 +1,446 @@
+"""One call from image to everything: the three models run concurrently, each followed by its render."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal, TypeVar, overload
+
+import numpy as np
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    model_validator,
+)
+
+from picmetric.core.annotate import RENDER_FORMATS, BoxAnnotator, FaceAnnotator, encode_image
+from picmetric.core.intake import LoadedImage
+from picmetric.core.models import (
+    CLASSIFIERS,
+    DEFAULT_FACE_DETECTOR,
+    FACE_DETECTORS,
+    ImageClassifier,
+    MtcnnDetector,
+    ObjectDetector,
+    OnnxModel,
+    YuNetDetector,
+)
+from picmetric.core.models.base import available_providers
+from picmetric.core.models.classifier import DEFAULT_CLASSIFIER, PRECISIONS
+from picmetric.core.models.detector import DETECTOR_SIZES
+from picmetric.core.results import Classification, Detections, Faces, ImageFacts
+from picmetric.errors import PicMetricError
+from picmetric.settings import Settings, get_settings
+
+#: the option vocabulary (CLASSIFIERS, PRECISIONS, DETECTOR_SIZES, FACE_DETECTORS, TASKS) is part of this module's
+#: surface: interfaces offer these choices without reaching into the models layer
+TASKS = ("labels", "objects", "faces")
+ModelT = TypeVar("ModelT", bound=OnnxModel)
+T = TypeVar("T")
+ResultT = TypeVar("ResultT", Classification, Detections, Faces)
+BoxesT = TypeVar("BoxesT", Detections, Faces)
+TaskCallback = Callable[[str, dict[str, float]], None]
+
+
+class InvalidOptionsError(PicMetricError, ValueError):
+    """An analysis option is out of range."""
+
+
+def _one_of(name: str, choices: Iterable[str | int]) -> tuple[AfterValidator, Any]:
+    """A choice: checked with a message that lists the choices, and published as an enum in the JSON schema."""
+    listed: list[JsonValue] = list(choices)
+    allowed = [str(c) for c in listed]
+
+    def check(value: T) -> T:
+        if str(value) not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}")
+        return value
+
+    return AfterValidator(check), Field(json_schema_extra={"enum": listed})
+
+
+def _between(name: str, low: float, high: float, unit: str = "") -> tuple[AfterValidator, Any]:
+    """A range: checked with a message that states it, and published as minimum/maximum in the JSON schema."""
+
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be between {low:g} and {high:g}{unit}")
+        return value
+
+    return AfterValidator(check), Field(json_schema_extra={"minimum": low, "maximum": high})
+
+
+_DECIMAL = re.compile(r"\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def _no_bool(value: object) -> object:
+    """JSON's true/false are not numbers here (Python would read them as 1 and 0), and a number sent as text is
+    plain decimal ("1_0" is 10 to Python, a typo to a person)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):
+        raise ValueError(f"must be a plain decimal number, not {value[:40]!r}")
+    return value
+
+
+def _task_list(value: object) -> object:
+    """'labels,faces' (a form field, a CLI flag) or a list of names (JSON)."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_no_bool), Field(allow_inf_nan=False)]
+Count = Annotated[int, BeforeValidator(_no_bool)]
+
+
+class AnalysisOptions(BaseModel):
+    """What to run and how: the one parser of analysis options, for the library, CLI, API and dashboard.
+    Everything that changes stored results is here (and in ``cache_key``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
+
+    tasks: Annotated[
+        tuple[str, ...],
+        BeforeValidator(_task_list),
+        Field(description=f"subset of {', '.join(TASKS)}; 'labels,faces' or a list"),
+    ] = TASKS
+    classifier: Annotated[str, *_one_of("classifier", CLASSIFIERS)] = DEFAULT_CLASSIFIER
+    top_k: Annotated[Count, *_between("top_k", 1, 20)] = 5
+    detector_size: Annotated[Count, *_one_of("detector_size", DETECTOR_SIZES)] = 416
+    min_confidence: Annotated[Number, *_between("min_confidence", 0, 1)] = 0.25
+    iou_threshold: Annotated[Number, *_between("iou_threshold", 0, 1)] = 0.45
+    min_face_size: Annotated[Count, *_between("min_face_size", 12, 2000, " pixels")] = 20
+    #: None on input: the face detector's own default (FACE_DETECTORS); always a number once built
+    face_confidence: Annotated[Number | None, Field(json_schema_extra={"minimum": 0, "maximum": 1})] = None
+    render_format: Annotated[str, *_one_of("render_format", RENDER_FORMATS)] = "webp"
+    face_detector: Annotated[str, *_one_of("face_detector", FACE_DETECTORS)] = DEFAULT_FACE_DETECTOR
+    #: int8 where the quantized model keeps the float model's accuracy (EfficientNet-Lite0/2); float32 otherwise
+    precision: Annotated[str, *_one_of("precision", PRECISIONS)] = "int8"
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise InvalidOptionsError(_describe(exc)) from None
+
+    @model_validator(mode="after")
+    def _resolve(self) -> AnalysisOptions:
+        """Tasks in canonical order; the face score and precision that actually apply, so the key says so."""
+        tasks = tuple(t for t in TASKS if t in set(self.tasks))
+        repeated = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
+        if repeated:
+            raise ValueError(f"tasks: name each task once ({', '.join(repeated)} given more than once)")
+        unknown = sorted(set(self.tasks) - set(TASKS))
+        if unknown or not tasks:
+            refused = f" (not {', '.join(unknown)})" if unknown else ""
+            raise ValueError(f"tasks must be some of {', '.join(TASKS)}{refused}")
+        object.__setattr__(self, "tasks", tasks)
+        if self.face_confidence is None:
+            object.__setattr__(self, "face_confidence", FACE_DETECTORS[self.face_detector].default_score)
+        elif not 0 <= self.face_confidence <= 1:
+            raise ValueError("face_confidence must be between 0 and 1")
+        if not CLASSIFIERS[self.classifier].int8:
+            object.__setattr__(self, "precision", "float32")  # its int8 model lost accuracy: float32 runs
+        return self
+
+    @property
+    def face_score(self) -> float:
+        """The face score threshold in force (``face_confidence``, resolved to the detector's default)."""
+        assert self.face_confidence is not None  # resolved when built
+        return self.face_confidence
+
+    @classmethod
+    def from_input(cls, values: object, *, other_fields: Collection[str] = ()) -> AnalysisOptions:
+        """Options from form fields or a JSON object (the API's input): empty form fields mean the default, every
+        value is checked (no files, lists or infinities where numbers go), and a name that is neither an option
+        nor one of ``other_fields`` (the request's own, e.g. 'file') is refused: a typo must not pass silently."""
+        if not isinstance(values, Mapping):
+            raise InvalidOptionsError("options must be an object of option names and values")
+        unknown = sorted(str(k) for k in values if k not in cls.model_fields and k not in other_fields)
+        if unknown:
+            raise InvalidOptionsError(
+                f"unknown option {', '.join(repr(k[:40]) for k in unknown[:5])}; "
+                f"the options are {', '.join(cls.model_fields)}"
+            )
+        return cls(**{k: v for k, v in values.items() if k in cls.model_fields and v not in (None, "")})
+
+    @classmethod
+    def from_stored(cls, values: dict) -> AnalysisOptions:
+        """Options as stored with an analysis; rows from before YuNet and int8 existed ran MTCNN and float32."""
+        return cls(**{**_BEFORE_OPTIONS_EXISTED, **values})
+
+    @property
+    def cache_key(self) -> str:
+        """Stable text that identifies these options, for de-duplicating stored analyses. Options added later are
+        left out at the value that ran before they existed, so rows stored before then keep their key."""
+        values = {k: v for k, v in self.model_dump().items() if _BEFORE_OPTIONS_EXISTED.get(k, ...) != v}
+        return ";".join(f"{k}={v if not isinstance(v, tuple) else ','.join(v)}" for k, v in values.items())
+
+    def to_dict(self) -> dict:
+        data = self.model_dump()
+        data["tasks"] = list(self.tasks)
+        return data
+
+
+def _describe(error: ValidationError) -> str:
+    """Pydantic's errors as one sentence a user can act on: 'top_k must be between 1 and 20; ...'."""
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(message if message.startswith(field) or not field else f"{field}: {message}")
+    return "; ".join(dict.fromkeys(problems))
+
+
+_BEFORE_OPTIONS_EXISTED = {"face_detector": "mtcnn", "precision": "float32"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Analysis(ImageFacts):
+    """Everything PicMetric found in one image, with the image's facts. Coordinates are pixels of the original
+    (EXIF-rotated) image."""
+
+    options: AnalysisOptions
+    classification: Classification | None
+    detections: Detections | None
+    faces: Faces | None
+    timings_ms: dict[str, float]
+    model_versions: dict[str, str]
+    renders: dict[str, bytes] = field(default_factory=dict, repr=False)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    #: what the detectors found below the analysis' thresholds, down to each model's floor (``floors``, by task):
+    #: kept so a display threshold can go lower without running a model again. Rows stored before: none.
+    weaker_objects: Detections | None = field(default=None, repr=False)
+    weaker_faces: Faces | None = field(default=None, repr=False)
+    floors: dict[str, float] = field(default_factory=dict)
+
+    def floor(self, task: str) -> float:
+        """The lowest score that can be shown for ``task`` ("objects" or "faces") without running the model."""
+        threshold = self.options.min_confidence if task == "objects" else self.options.face_score
+        return min(self.floors.get(task, threshold), threshold)
+
+    def objects_from(self, min_confidence: float) -> Detections | None:
+        """The objects scoring at least ``min_confidence``, weaker candidates included where it is below the
+        analysis' threshold."""
+        return _scoring_from(self.detections, self.weaker_objects, min_confidence)
+
+    def faces_from(self, min_confidence: float) -> Faces | None:
+        """The faces scoring at least ``min_confidence``, weaker candidates included (as ``objects_from``)."""
+        return _scoring_from(self.faces, self.weaker_faces, min_confidence)
+
+    def to_dict(self) -> dict:
+        return {
+            "image": self.fact_values(),
+            "options": self.options.to_dict(),
+            "labels": self.classification.to_dict()["labels"] if self.classification else None,
+            "objects": self.detections.to_dict()["objects"] if self.detections is not None else None,
+            "faces": self.faces.to_dict()["faces"] if self.faces is not None else None,
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "model_versions": self.model_versions,
+            "renders": sorted(self.renders),
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def _scoring_from(found: BoxesT | None, weaker: BoxesT | None, min_confidence: float) -> BoxesT | None:
+    """What was found (and its weaker candidates, when kept) scoring at least ``min_confidence``."""
+    if found is None:
+        return None
+    return (found + weaker if weaker is not None else found).filter(min_confidence)
+
+
+@dataclass(frozen=True)
+class _TaskOutcome:
+    """One model's part of an analysis: its result in original pixels, its render, timings, model version."""
+
+    result: Classification | Detections | Faces
+    render: bytes | None
+    timings: dict[str, float]
+    version: str
+    weaker: Detections | Faces | None = None  # below the analysis' threshold, down to ``floor``
+    floor: float | None = None
+
+
+class Analyzer:
+    """Holds the loaded models (one per configuration, loaded lazily) and a worker pool; safe to share."""
+
+    def __init__(self, settings: Settings, max_workers: int | None = None) -> None:
+        self.settings = settings  # model cache and thread budget for every model held here
+        self._lock = threading.Lock()
+        self._models: dict[tuple, OnnxModel] = {}
+        self._workers = max_workers or self.settings.analysis_threads
+        self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="picmetric")
+        self._box_annotator = BoxAnnotator()
+        self._face_annotator = FaceAnnotator()
+
+    def _model(self, key: tuple, factory: Callable[[], ModelT]) -> ModelT:
+        with self._lock:
+            if key not in self._models:
+                model = factory()
+                model.settings = model.settings or self.settings
+                self._models[key] = model
+            return self._models[key]  # type: ignore[return-value]  # one key, one model class
+
+    def use(self, model: OnnxModel) -> None:
+        """Serve this model instance for its configuration (e.g. a detector reading other weights)."""
+        model.settings = model.settings or self.settings
+        with self._lock:
+            self._models[model.registry_key] = model
+
+    def classifier(self, key: str = DEFAULT_CLASSIFIER, precision: str = "float32") -> ImageClassifier:
+        return self._model(("classifier", key, precision), lambda: ImageClassifier(key, precision))
+
+    def detector(self, input_size: int = 416) -> ObjectDetector:
+        return self._model(("detector", input_size), lambda: ObjectDetector(input_size))
+
+    @overload
+    def face_detector(self, key: Literal["yunet"] = ...) -> YuNetDetector: ...
+    @overload
+    def face_detector(self, key: Literal["mtcnn"]) -> MtcnnDetector: ...
+    @overload
+    def face_detector(self, key: str) -> MtcnnDetector | YuNetDetector: ...
+
+    def face_detector(self, key: str = DEFAULT_FACE_DETECTOR) -> MtcnnDetector | YuNetDetector:
+        if key not in FACE_DETECTORS:
+            raise ValueError(f"unknown face detector {key!r}; choose one of {', '.join(FACE_DETECTORS)}")
+        factory: Callable[[], MtcnnDetector | YuNetDetector] = FACE_DETECTORS[key].model
+        return self._model(("faces", key), factory)
+
+    def warm_up(self, options: AnalysisOptions | None = None) -> None:
+        """Load (and on first use convert) every model these options need, so the first analysis is fast."""
+        options = options or AnalysisOptions()
+        self.classifier(options.classifier, options.precision).load()
+        self.detector(options.detector_size).load()
+        self.face_detector(options.face_detector).load()
+        # One run on a blank photo: ONNX Runtime allocates its buffers on the first run, not at load time.
+        blank = LoadedImage(
+            sha256="", md5="", format="PNG", width=320, height=240, size_bytes=0, data=b"",
+            pixels=np.full((240, 320, 3), 127, np.uint8), scale=1.0,
+        )  # fmt: skip
+        self.analyze(blank, options)
+
+    @staticmethod
+    def providers() -> list[str]:
+        return available_providers()
+
+    def loaded_models(self) -> dict[str, bool]:
+        with self._lock:
+            return {m.version: m.loaded for m in self._models.values()}
+
+    def _labels(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
+        model = self.classifier(options.classifier, options.precision)
+        started = time.perf_counter()
+        result = model.predict(image.pixels, top_k=options.top_k)
+        return _TaskOutcome(result, None, {"labels": _ms(started)}, model.version)
+
+    def _objects(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
+        model = self.detector(options.detector_size)
+        started = time.perf_counter()
+        # down to the model's floor: NMS is greedy by score, so weaker boxes never change the stronger ones' result
+        floor = min(options.min_confidence, model.candidate_floor)
+        found, weaker = model.predict(image.pixels, floor, options.iou_threshold).split(options.min_confidence)
+        inferred = time.perf_counter()
+        render = encode_image(self._box_annotator.annotate(image.pixels, found), options.render_format)
+        timings = {"objects": _ms(started, inferred), "objects_render": _ms(inferred)}
+        return _TaskOutcome(
+            found.scaled(image.scale), render, timings, model.version, weaker.scaled(image.scale), floor
+        )
+
+    def _faces(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
+        model = self.face_detector(options.face_detector)
+        started = time.perf_counter()
+        min_face = max(12, round(options.min_face_size / image.scale))  # the option is in original pixels
+        floor = min(options.face_score, model.candidate_floor)  # as for objects: the stronger faces stay the same
+        found, weaker = model.predict(image.pixels, floor, min_face_size=min_face).split(options.face_score)
+        inferred = time.perf_counter()
+        render = encode_image(self._face_annotator.annotate(image.pixels, found), options.render_format)
+        timings = {"faces": _ms(started, inferred), "faces_render": _ms(inferred)}
+        return _TaskOutcome(
+            found.scaled(image.scale), render, timings, model.version, weaker.scaled(image.scale), floor
+        )
+
+    def analyze(
+        self,
+        image: LoadedImage,
+        options: AnalysisOptions | None = None,
+        *,
+        concurrent: bool = True,
+        on_task_done: TaskCallback | None = None,
+    ) -> Analysis:
+        """Run the chosen tasks (concurrently by default). ``on_task_done(task, timings_ms)`` is called in the
+        caller's thread as each task finishes, so a UI can show progress."""
+        options = options or AnalysisOptions()
+        started = time.perf_counter()
+        runners = {"labels": self._labels, "objects": self._objects, "faces": self._faces}
+        outcomes: dict[str, _TaskOutcome] = {}
+        if concurrent and self._workers > 1:  # one worker: the caller's own thread, so callers don't queue on it
+            futures = {self._pool.submit(runners[task], image, options): task for task in options.tasks}
+            finished = ((futures[future], future.result()) for future in as_completed(futures))
+        else:
+            finished = ((task, runners[task](image, options)) for task in options.tasks)
+        for task, outcome in finished:
+            outcomes[task] = outcome
+            if on_task_done:
+                on_task_done(task, outcome.timings)
+        timings: dict[str, float] = {}
+        for outcome in outcomes.values():
+            timings.update(outcome.timings)
+        timings["total"] = _ms(started)
+        return Analysis(
+            **image.fact_values(),
+            options=options,
+            classification=_result(outcomes, "labels", Classification),
+            detections=_result(outcomes, "objects", Detections),
+            faces=_result(outcomes, "faces", Faces),
+            timings_ms=timings,
+            model_versions={task: outcomes[task].version for task in options.tasks},
+            renders={task: o.render for task, o in outcomes.items() if o.render is not None},
+            weaker_objects=_result(outcomes, "objects", Detections, "weaker"),
+            weaker_faces=_result(outcomes, "faces", Faces, "weaker"),
+            floors={task: o.floor for task, o in outcomes.items() if o.floor is not None},
+        )
+
+
+def _result(outcomes: dict[str, _TaskOutcome], task: str, kind: type[ResultT], part: str = "result") -> ResultT | None:
+    """A task's result (or its ``weaker`` candidates), typed; None when the task did not run."""
+    value = getattr(outcomes[task], part) if task in outcomes else None
+    assert value is None or isinstance(value, kind)
+    return value
+
+
+def _ms(start: float, end: float | None = None) -> float:
+    return ((end if end is not None else time.perf_counter()) - start) * 1000.0
+
+
+_default_analyzer: Analyzer | None = None
+_default_lock = threading.Lock()
+
+
+def default_analyzer(settings: Settings) -> Analyzer:
+    """The process-wide analyzer, so every caller shares one copy of each model; the first caller's settings
+    (e.g. the dashboard's secrets) choose its model cache and thread budget."""
+    global _default_analyzer
+    with _default_lock:
+        if _default_analyzer is None:
+            _default_analyzer = Analyzer(settings)
+        return _default_analyzer
+
+
+def analyze(image: LoadedImage, options: AnalysisOptions | None = None) -> Analysis:
+    """Analyse a loaded image with the shared analyzer: the library's one-call entry, on the environment's
+    settings (``PICMETRIC_*``, ``.env``)."""
+    return default_analyzer(get_settings()).analyze(image, options)
+
+
+__all__ = ["Analysis", "AnalysisOptions", "Analyzer", "InvalidOptionsError", "TASKS", "analyze", "default_analyzer"]

@@ -1,0 +1,69 @@
+"""Operations: liveness, readiness, Prometheus metrics, and the admin-only reset and log (the seed's)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from picmetric.errors import PicMetricError
+from picmetric.interfaces.api.common import Problem, admin_refusal, error_responses, state
+from picmetric.interfaces.api.metrics import queue_metrics
+from picmetric.interfaces.api.schemas import Health, Readiness, ResetAnswer
+
+router = APIRouter(tags=["operations"], responses=error_responses(Problem))
+
+
+@router.get("/healthz", summary="Liveness: the process answers", response_model=Health)
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: models loaded, database and object store reachable",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "not ready: the checks say why"}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    app = state(request)
+    checks = await run_in_threadpool(app.service.health)
+    models = app.service.analyzer.loaded_models()
+    checks["models"] = "ok" if models and all(models.values()) else "loading"
+    queue = await run_in_threadpool(app.jobs.queue.status)
+    checks["broker"] = "ok" if queue.reachable else f"{queue.broker}: {queue.error}"
+    ready = all(value == "ok" for value in checks.values())
+    facts = {"kind": queue.kind, "broker": queue.broker, "depth": queue.depth}
+    return JSONResponse(
+        {"ready": ready, "checks": checks, "models": models, "queue": facts}, status_code=200 if ready else 503
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics, with the broker and queue depth")
+async def metrics(request: Request) -> Response:
+    app = state(request)
+    queue = await run_in_threadpool(app.jobs.queue.status)
+    try:
+        jobs = await run_in_threadpool(app.service.job_counts)
+    except PicMetricError:  # database away: the queue figures still say what they can
+        jobs = {}
+    body = app.metrics.render() + queue_metrics(queue.reachable, queue.depth, jobs)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.post("/reset", summary="Delete every stored image and analysis (admin token)", response_model=ResetAnswer)
+async def reset(request: Request) -> JSONResponse:
+    refusal = admin_refusal(request)
+    if refusal is not None:
+        return refusal
+    await run_in_threadpool(state(request).service.reset)
+    return JSONResponse({"reset": True})
+
+
+@router.get("/log", summary="Recent application log lines (admin token)", response_class=PlainTextResponse)
+async def log(request: Request, lines: int = 200) -> Response:
+    refusal = admin_refusal(request)
+    if refusal is not None:
+        return refusal
+    recent = await run_in_threadpool(state(request).service.recent_log, max(1, min(lines, 1000)))
+    return PlainTextResponse("\n".join(recent) + "\n")

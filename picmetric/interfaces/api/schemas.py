@@ -1,0 +1,159 @@
+"""Response models of the HTTP API: what /openapi.json publishes and what the schema fuzzer holds answers to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from picmetric.core.pipeline import AnalysisOptions
+from picmetric.core.results import ImageFacts
+from picmetric.service.analyses import HistoryItem
+
+JobState = Literal["queued", "running", "done", "failed"]
+
+
+class Label(BaseModel):
+    class_id: int
+    name: str
+    confidence: float
+
+
+class DetectedObject(BaseModel):
+    class_id: int
+    label: str
+    confidence: float
+    box: list[float]  # x1, y1, x2, y2 in original pixels
+
+
+class Face(BaseModel):
+    confidence: float
+    box: list[float]
+    landmarks: dict[str, list[float]]  # left_eye, right_eye, nose, mouth_left, mouth_right -> [x, y]
+
+
+class AnalysisJson(BaseModel):
+    """PicMetric's JSON for one analysis (``Analysis.to_dict``); a task that did not run is null."""
+
+    image: ImageFacts
+    options: AnalysisOptions
+    labels: list[Label] | None
+    objects: list[DetectedObject] | None
+    faces: list[Face] | None
+    timings_ms: dict[str, float]
+    model_versions: dict[str, str]
+    renders: list[str]
+    created_at: datetime
+
+
+class AnalysisAnswer(BaseModel):
+    status: str  # done | failed
+    cached: bool  # found in history rather than analysed now
+    analysis: AnalysisJson
+    images: dict[str, str]  # original, objects, faces, thumbnail -> URL
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistoryEntry(HistoryItem):
+    """One history entry as the API sends it: the stored item (image facts and what was found) and the URL of its
+    thumbnail."""
+
+    thumbnail: str
+
+
+class HistoryAnswer(BaseModel):
+    items: list[HistoryEntry]
+    total: int
+    page: int
+    page_size: int
+    pages: int
+
+
+class Prediction(BaseModel):
+    """A DeepStack prediction: integer pixel box, and a label for objects."""
+
+    label: str | None = None
+    confidence: float
+    x_min: int
+    y_min: int
+    x_max: int
+    y_max: int
+
+
+class PredictionsAnswer(BaseModel):
+    success: bool
+    predictions: list[Prediction]
+    duration: int  # milliseconds
+
+
+class SceneAnswer(BaseModel):
+    success: bool
+    label: str
+    confidence: float
+    duration: int
+
+
+class Health(BaseModel):
+    status: str
+
+
+class QueueFacts(BaseModel):
+    kind: str  # in-process | celery
+    broker: str  # "in-process" or the broker URL without its password
+    depth: int | None  # jobs waiting for a worker
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, str]  # database, storage, models, broker -> "ok" or the problem
+    models: dict[str, bool]
+    queue: QueueFacts
+
+
+class JobAccepted(BaseModel):
+    """A queued analysis: follow it at ``status_url``."""
+
+    job: str
+    state: JobState
+    status_url: str
+
+
+class JobAnswer(BaseModel):
+    job: str
+    batch: str | None
+    state: JobState
+    name: str | None
+    attempts: int
+    error: str | None  # why it failed (the status it would have answered with is error_status)
+    error_status: int | None
+    result: AnalysisAnswer | None  # once done
+    result_url: str | None
+
+
+class BatchAccepted(BaseModel):
+    batch: str
+    jobs: list[str]
+    status_url: str
+
+
+class BatchItem(BaseModel):
+    job: str
+    name: str | None
+    state: JobState
+    sha256: str | None
+    error: str | None
+    result_url: str | None  # GET /api/v1/analyses/{sha256}, once done
+
+
+class BatchAnswer(BaseModel):
+    batch: str
+    total: int
+    finished: bool  # every job done or failed
+    counts: dict[str, int]  # queued, running, done, failed
+    items: list[BatchItem]
+
+
+class ResetAnswer(BaseModel):
+    reset: bool

@@ -1,0 +1,86 @@
+"""Presentation mode, for a projector: larger text, metrics and chart fonts on every page, and step-by-step
+stage images. One toggle in the sidebar (app.py), kept in the session across pages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from picmetric.interfaces.ui.charts import BASE_TAG_FONT
+
+PRESENTATION_KEY = "presentation"
+#: the width a photo is drawn for: half of a 1280 px page beside the sidebar, or most of it when presenting
+PHOTO_WIDTH, PRESENTED_PHOTO_WIDTH = 420, 820
+#: how much larger chart fonts and chart heights get in presentation mode
+CHART_SCALE = 1.4
+_STYLE = """<style>
+.stMainBlockContainer p, .stMainBlockContainer li, .stMainBlockContainer label p,
+.stMainBlockContainer [data-testid="stCaptionContainer"] {font-size: 1.35rem !important; line-height: 1.55;}
+.stMainBlockContainer h1 {font-size: 3.2rem !important;}
+.stMainBlockContainer h2 {font-size: 2.5rem !important;}
+.stMainBlockContainer h3 {font-size: 2rem !important;}
+.stMainBlockContainer [data-testid="stMetricValue"] {font-size: 3rem !important;}
+.stMainBlockContainer [data-testid="stMetricLabel"] p {font-size: 1.35rem !important;}
+.stMainBlockContainer code {font-size: 1.15rem !important;}
+</style>"""
+
+
+def presenting() -> bool:
+    return bool(st.session_state.get(PRESENTATION_KEY, False))
+
+
+def presentation_toggle() -> None:
+    """The sidebar switch, and the larger type while it is on. The choice is kept under its own key, which
+    Streamlit never clears the way it clears a widget's state on a run that does not draw the widget."""
+
+    def keep() -> None:
+        st.session_state[PRESENTATION_KEY] = st.session_state[f"{PRESENTATION_KEY}-toggle"]
+
+    st.sidebar.toggle(
+        "Presentation mode", value=presenting(), key=f"{PRESENTATION_KEY}-toggle", on_change=keep,
+        help="For a projector: larger text, numbers and charts on every page, stage images one at a time",
+    )  # fmt: skip
+    if presenting():
+        st.html(_STYLE)
+
+
+def photo_width() -> int:
+    return PRESENTED_PHOTO_WIDTH if presenting() else PHOTO_WIDTH
+
+
+def tag_font() -> int:
+    """The size of box tags on photos drawn in the browser."""
+    return round(BASE_TAG_FONT * CHART_SCALE) if presenting() else BASE_TAG_FONT
+
+
+def show_chart(figure: go.Figure, key: str, photo: bool = False) -> None:
+    """A plotly chart, larger in presentation mode. A ``photo`` (sized for the mode already) keeps plotly's
+    toolbar, to zoom in; charts drop it, since on a phone it would cover their title."""
+    if presenting() and not photo:
+        figure.update_layout(
+            font_size=round(14 * CHART_SCALE), height=round((figure.layout.height or 320) * CHART_SCALE)
+        )
+        figure.update_annotations(font_size=round(12 * CHART_SCALE))
+        figure.update_traces(textfont_size=round(13 * CHART_SCALE), selector=dict(type="bar"))
+    st.plotly_chart(
+        figure, key=key, width="stretch",
+        config={"displayModeBar": "hover" if photo else False, "displaylogo": False, "scrollZoom": False},
+    )  # fmt: skip
+
+
+def stage_images(stages: Sequence[tuple[str, np.ndarray, str]], key: str) -> None:
+    """Images of successive stages, each (step name, image, caption): side by side, or, in presentation mode, one
+    large image at a time with a control to step through them in front of a class."""
+    if not presenting():
+        for column, (_, image, caption) in zip(st.columns(len(stages)), stages, strict=True):
+            column.image(image, caption=caption, width="stretch")
+        return
+    steps = [step for step, _, _ in stages]
+    chosen = st.segmented_control("Stage", steps, default=steps[0], key=key, label_visibility="collapsed")
+    _, image, caption = stages[steps.index(chosen) if chosen in steps else 0]
+    portrait = image.shape[0] > image.shape[1]
+    holder = st.columns([1, 2, 1] if portrait else [1, 8, 1])[1]  # as large as fits a 16:9 screen
+    holder.image(image, caption=caption, width="stretch")

@@ -1,0 +1,32 @@
+"""Thumbnails for tables: a browser URL when the store has one, else a small data URI (blobs are immutable)."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import streamlit as st
+from PIL import Image, ImageOps
+
+from picmetric.service.analyses import AnalysisService
+
+
+@st.cache_data(max_entries=2000, show_spinner=False)
+def _data_uri(key: str, _service: AnalysisService) -> str:
+    return "data:image/webp;base64," + base64.b64encode(_service.blob(key)).decode()
+
+
+def thumbnail_src(service: AnalysisService, key: str | None) -> str | None:
+    if key is None:
+        return None
+    return service.blob_url(key) or _data_uri(key, service)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def square_thumbnail(path: str, side: int = 320) -> bytes:
+    """A centre-cropped square JPEG of a photo: the sample gallery's tiles are all the same size."""
+    with Image.open(path) as photo:
+        tile = ImageOps.fit(ImageOps.exif_transpose(photo).convert("RGB"), (side, side), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    tile.save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()

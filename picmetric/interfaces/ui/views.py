@@ -1,0 +1,337 @@
+"""The result view shared by the Analyze and History pages, and the sidebar's display filters."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from picmetric.core.annotate import BoxAnnotator, FaceAnnotator, encode_image
+from picmetric.core.intake import LoadedImage
+from picmetric.core.pipeline import FACE_DETECTORS, Analysis, AnalysisOptions
+from picmetric.core.results import Detections, Faces
+from picmetric.core.seed import seed_response
+from picmetric.errors import PicMetricError
+from picmetric.interfaces.ui.charts import detections_chart, faces_chart, labels_chart, photo_display_size, photo_figure
+from picmetric.interfaces.ui.presentation import photo_width, presenting, show_chart, tag_font
+from picmetric.interfaces.ui.resources import browser_jpeg, image_src, working_image
+from picmetric.service.analyses import AnalysisService, StoredAnalysis
+
+VIEWS = ["Objects", "Faces", "Labels", "Compare", "JSON"]
+
+
+@dataclass(frozen=True)
+class DisplayFilter:
+    """Thresholds applied to stored results at display time: changing them never re-runs a model."""
+
+    min_object_confidence: float = 0.25
+    min_face_confidence: float = 0.8
+    classes: frozenset[str] | None = None
+
+    def apply(self, analysis: Analysis):
+        """The objects and faces to show; below the analysis' thresholds, the weaker candidates kept with it."""
+        detections = analysis.objects_from(self.min_object_confidence)
+        if detections is not None and self.classes:
+            detections = detections.filter(classes=set(self.classes))
+        return detections, analysis.faces_from(self.min_face_confidence)
+
+
+def _threshold_slider(label: str, key: str, floor: float, start: float, step: float, help: str) -> float:
+    """A sidebar slider from the lowest score the stored result can show (``floor``) that starts at the analysis'
+    own threshold (``start``) and keeps its value across reruns and pages."""
+    # A new floor gives the slider a new identity, which Streamlit would start at the floor: set the value it keeps.
+    if key not in st.session_state or st.session_state.get(f"{key}-floor") != floor:
+        st.session_state[f"{key}-floor"] = floor
+        st.session_state[key] = max(st.session_state.get(key, start), floor)
+    return st.sidebar.slider(label, floor, 1.0, step=step, key=key, help=help)
+
+
+def scroll_to(anchor: str) -> None:
+    """Scroll the page to a heading's anchor (after a sample click the result would sit below the fold)."""
+    _script_in_page(
+        f"const t = window.parent.document.getElementById({json.dumps(anchor)});"
+        "if (t) t.scrollIntoView({behavior: 'smooth', block: 'start'});"
+    )
+
+
+def _script_in_page(script: str) -> None:
+    """Run a few lines of our own JavaScript against the page (an invisible same-origin iframe)."""
+    key = f"page-script-{hashlib.sha1(script.encode()).hexdigest()[:12]}"
+    with st.container(key=key):  # out of the layout's flow: no gap where it sits
+        st.html(f"<style>.st-key-{key} {{position: absolute; width: 0; height: 0; overflow: hidden;}}</style>")
+        st.iframe(f"<script>{script}</script>", height=1)
+
+
+def commit_dates_on_enter() -> None:
+    """Enter in a date field applies the typed date, as picking it in the calendar does (Streamlit's date input
+    otherwise applies a typed date only when the field loses focus or Escape closes its calendar)."""
+    _script_in_page(
+        "const doc = window.parent.document;"
+        "if (!doc.picmetricDatesOnEnter) { doc.picmetricDatesOnEnter = true;"
+        " doc.addEventListener('keydown', (event) => {"
+        "  const field = event.target.closest && event.target.closest('[data-testid=\"stDateInput\"]');"
+        "  if (event.key === 'Enter' && field) { event.preventDefault(); event.target.dispatchEvent("
+        "   new KeyboardEvent('keydown', {key: 'Escape', code: 'Escape', keyCode: 27, bubbles: true})); }"
+        " }, true); }"
+    )
+
+
+def options_summary(options: dict) -> str:
+    """A short line telling apart analyses of one photo: what differs from the defaults (or "defaults")."""
+    try:
+        chosen = AnalysisOptions.from_stored(options).to_dict()
+    except PicMetricError:
+        return "?"
+    defaults = AnalysisOptions().to_dict()
+    changed = [
+        f"{name.replace('_', ' ')} {','.join(value) if isinstance(value, list) else value}"
+        for name, value in chosen.items()
+        if value != defaults[name] and name != "face_confidence"
+    ]
+    return " · ".join(changed) or "defaults"
+
+
+def display_sidebar(analysis: Analysis | None) -> DisplayFilter:
+    """Display thresholds in the sidebar: each starts at the threshold the analysis was run with and goes down to
+    the model's own floor (the weaker candidates were kept with the result)."""
+    st.sidebar.subheader("Display")
+    st.sidebar.caption("These only re-filter the stored result: instant, the models do not run again.")
+    options = analysis.options if analysis else AnalysisOptions()
+    min_objects = _threshold_slider(
+        "Object confidence ≥", "display_min_object", analysis.floor("objects") if analysis else options.min_confidence,
+        options.min_confidence, 0.01,
+        f"Lower it to see the detector's weaker guesses (dashed, below its {options.min_confidence:.0%} threshold); "
+        "raise it to hide weaker detections. The models do not run again.",
+    )  # fmt: skip
+    min_faces = _threshold_slider(
+        "Face score ≥", "display_min_face", analysis.floor("faces") if analysis else options.face_score,
+        options.face_score, 0.005,
+        f"Lower it to see weaker face candidates (dashed, below {options.face_score:.0%}); raise it to hide less "
+        "certain faces. The models do not run again.",
+    )  # fmt: skip
+    classes = None
+    everything = analysis.objects_from(analysis.floor("objects")) if analysis is not None else None
+    if everything is not None and len(everything):
+        present = sorted(set(everything.labels))  # the weaker candidates' classes too
+        chosen = st.sidebar.multiselect("Classes to show", present, default=present)
+        classes = frozenset(chosen) if set(chosen) != set(present) else None
+    return DisplayFilter(min_objects, min_faces, classes)
+
+
+def _metrics(analysis: Analysis, detections, faces, cached: bool) -> None:
+    columns = st.columns(4)
+    columns[0].metric("Objects", len(detections) if detections is not None else "—")
+    columns[1].metric("Faces", len(faces) if faces is not None else "—")
+    top = analysis.classification.top if analysis.classification else None
+    columns[2].metric(
+        "Top label", top[0] if top else "—", f"{top[1]:.0%} sure" if top else None, delta_color="off", delta_arrow="off"
+    )
+    total = analysis.timings_ms.get("total")
+    columns[3].metric(
+        "Analysis time", f"{total:.0f} ms" if total else "—", "from history" if cached else None, delta_color="off",
+        delta_arrow="off",
+    )  # fmt: skip
+
+
+def _png(image: np.ndarray) -> bytes:
+    return encode_image(image, "png")
+
+
+def _detections_csv(analysis: Analysis, detections) -> bytes:
+    frame = pd.DataFrame(
+        [
+            {"label": label, "class_id": int(c), "confidence": float(p), "x1": b[0], "y1": b[1], "x2": b[2], "y2": b[3]}
+            for label, c, p, b in zip(
+                detections.labels, detections.class_id, detections.confidence, detections.xyxy, strict=True
+            )
+        ],
+        columns=["label", "class_id", "confidence", "x1", "y1", "x2", "y2"],
+    )
+    buffer = io.StringIO()
+    frame.round(4).to_csv(buffer, index=False)
+    return buffer.getvalue().encode()
+
+
+def show_analysis(
+    service: AnalysisService, stored: StoredAnalysis, display: DisplayFilter, key: str, history_notice: bool = True
+) -> None:
+    """Everything about one stored analysis: metrics, side-by-side images, charts, downloads. A fragment: the wipe
+    and the tabs rerun this panel only, never the page around it (uploads, history table)."""
+    _result_panel(service, stored, display, key, history_notice)
+
+
+@st.fragment
+def _result_panel(
+    service: AnalysisService, stored: StoredAnalysis, display: DisplayFilter, key: str, history_notice: bool
+) -> None:
+    analysis = stored.analysis
+    if stored.status != "done":
+        st.error(f"This analysis failed: {stored.error}")
+        return
+    if stored.cached and history_notice:
+        st.info(
+            f"Analysed before ({analysis.created_at:%Y-%m-%d %H:%M} UTC): loaded from history by its hash, "
+            "the models did not run again.",
+            icon=":material/history:",
+        )
+    image = working_image(service, stored.sha256)
+    if image is None:
+        st.error("The stored image is missing from the object store.")
+        return
+    detections, faces = display.apply(analysis)
+    _metrics(analysis, detections, faces, stored.cached)
+    to_working = 1.0 / image.scale
+
+    def objects_render() -> np.ndarray | None:
+        if detections is None:
+            return None
+        return BoxAnnotator().annotate(image.pixels, detections.scaled(to_working))
+
+    def faces_render() -> np.ndarray | None:
+        return FaceAnnotator().annotate(image.pixels, faces.scaled(to_working)) if faces is not None else None
+
+    # one view at a time, drawn only when chosen: a display change redraws one image and one chart, not five tabs
+    view = st.segmented_control(
+        "View", VIEWS, default=VIEWS[0], key=f"{key}-view", label_visibility="collapsed", width="stretch"
+    ) or VIEWS[0]  # fmt: skip
+    if view in ("Objects", "Faces"):
+        _found_view(image, analysis, key, view.lower(), detections if view == "Objects" else faces)
+    elif view == "Labels":
+        if analysis.classification is None:
+            st.caption("Classification was not run for this analysis.")
+        else:
+            left, right = st.columns([2, 3])
+            left.image(browser_jpeg(image), caption="Original", width="stretch")
+            with right:
+                show_chart(labels_chart(analysis.classification), key=f"{key}-labels-chart")
+                if analysis.classification.model.startswith("efficientnet"):
+                    st.caption(
+                        "EfficientNet-Lite spreads its probability over related classes more than older models "
+                        "(MobileNetV2, ResNet): a top label at 10–30 % is usual and often right. Checked against the "
+                        "reference PyTorch model: the same logits to 1e-5."
+                    )
+    elif view == "Compare":
+        overlay = objects_render()
+        overlay = overlay if overlay is not None else faces_render()
+        if overlay is None:
+            st.caption("Nothing to compare.")
+        else:
+            split = st.slider("Wipe: annotated ← → original", 0, 100, 50, key=f"{key}-wipe", format="%d%%")
+            column = int(overlay.shape[1] * split / 100)
+            composite = image.pixels.copy()
+            composite[:, :column] = overlay[:, :column]
+            if 0 < column < composite.shape[1]:
+                composite[:, max(column - 1, 0) : column + 1] = (255, 255, 255)
+            portrait = composite.shape[0] > composite.shape[1]
+            holder = st.columns([1, 3, 1])[1] if portrait else st.container()  # a portrait photo fits the screen
+            holder.image(composite, width="stretch", output_format="JPEG")
+    else:
+        st.json(analysis.to_dict(), expanded=1)
+
+    _downloads(analysis, stored, detections, objects_render, faces_render, key)
+
+
+def _found_view(image: LoadedImage, analysis: Analysis, key: str, task: str, found: Detections | Faces | None) -> None:
+    """The Objects or Faces view (``task``): the photo with what was found beside the original, then a chart."""
+    if found is None:
+        st.caption(f"{'Object' if task == 'objects' else 'Face'} detection was not run for this analysis.")
+        return
+    if isinstance(found, Detections):
+        threshold = analysis.options.min_confidence
+        title, hint = f"YOLOv4-tiny · {len(found)} objects", "hover a box for its class and confidence"
+    else:
+        threshold = analysis.options.face_score
+        detector = FACE_DETECTORS[analysis.options.face_detector].title
+        title, hint = f"{detector} · {len(found)} faces with landmarks", "hover a dot to name it"
+    _photo_beside_original(
+        image, analysis, f"{key}-{task}", f"{title}{_weaker_note(found, threshold)} · {hint}", found, threshold
+    )
+    if len(found):
+        chart = detections_chart(found, threshold) if isinstance(found, Detections) else faces_chart(found)
+        show_chart(chart, key=f"{key}-{task}-chart")
+
+
+def _photo_beside_original(
+    image: LoadedImage,
+    analysis: Analysis,
+    key: str,
+    caption: str,
+    found: Detections | Faces,
+    threshold: float,
+) -> None:
+    """The photo with what was found drawn over it (in the browser), beside the original; when presenting, the
+    annotated photo alone, larger (the Compare view still shows the original)."""
+    size, width = (analysis.width, analysis.height), photo_width()
+    annotated = photo_figure(
+        image_src(image, key),
+        size,
+        width,
+        threshold=threshold,
+        tag_font=tag_font(),
+        detections=found if isinstance(found, Detections) else None,
+        faces=found if isinstance(found, Faces) else None,
+    )
+    if presenting():
+        show_chart(annotated, key=f"{key}-image", photo=True)
+        st.caption(caption)
+        return
+    left, right = st.columns(2)
+    # the original as a plain image (the browser caches it) of the same size as the annotated photo beside it
+    with left.container(key=f"photo-{key}-original"):  # a narrower column shrinks it, as it does the figure
+        st.html(f"<style>.st-key-photo-{key}-original div, .st-key-photo-{key}-original img "
+                "{max-width: 100% !important; height: auto !important;}</style>")  # fmt: skip
+        st.image(browser_jpeg(image), caption=f"Original · {analysis.width}×{analysis.height}",
+                 width=photo_display_size(size, width)[0])  # fmt: skip
+    with right:
+        show_chart(annotated, key=f"{key}-image", photo=True)
+        st.caption(caption)
+
+
+def _weaker_note(found: Detections | Faces, threshold: float) -> str:
+    weaker = int((found.confidence < threshold).sum())
+    return f" ({weaker} dashed: below the {threshold:.0%} threshold the models ran with)" if weaker else ""
+
+
+def _downloads(analysis, stored, detections, objects_render, faces_render, key: str) -> None:
+    """Download buttons whose files are built when clicked; the renders are drawn then too."""
+    stem = (analysis.name or analysis.sha256[:12]).rsplit("/", 1)[-1].rsplit(".", 1)[0][:40] or "image"
+    columns = st.columns(5)
+    # every file is built when it is clicked (callable data), never on a rerun: a display change encodes nothing
+    if detections is not None:
+        columns[0].download_button(
+            "Objects image", lambda: _png(objects_render()), f"{stem}_objects.png", "image/png",
+            key=f"{key}-dl-objects", icon=":material/download:",
+        )  # fmt: skip
+    if analysis.faces is not None:
+        columns[1].download_button(
+            "Faces image", lambda: _png(faces_render()), f"{stem}_faces.png", "image/png", key=f"{key}-dl-faces",
+            icon=":material/download:",
+        )  # fmt: skip
+    columns[2].download_button(
+        "JSON", lambda: json.dumps(analysis.to_dict(), indent=2), f"{stem}.json", "application/json",
+        key=f"{key}-dl-json", icon=":material/data_object:",
+    )  # fmt: skip
+
+    def seed_json() -> str:
+        seed = seed_response(
+            analysis,
+            original_url=stored.urls.get("original") or "",
+            objects_url=stored.urls.get("objects") or "",
+            faces_url=stored.urls.get("faces") or "",
+        )
+        return json.dumps(seed, indent=2)
+
+    columns[3].download_button(
+        "Seed JSON", seed_json, f"{stem}_seed.json", "application/json", key=f"{key}-dl-seed",
+        help="The seed system's response shape", icon=":material/data_object:",
+    )  # fmt: skip
+    if detections is not None:
+        columns[4].download_button(
+            "Objects CSV", lambda: _detections_csv(analysis, detections), f"{stem}_objects.csv", "text/csv",
+            key=f"{key}-dl-csv", icon=":material/table:",
+        )  # fmt: skip

@@ -1,0 +1,360 @@
+"""Analyse and keep: the one place that runs the models on an image and stores what they found. The API, the
+dashboard, the CLI and the workers all go through ``AnalysisService``; storage only persists.
+
+An image with the same options is analysed once, also when several threads or processes (workers on other
+machines) submit it at the same time: in-process callers queue on a lock, other processes on the database claim
+(``Repository.claim``), whose holder renews a heartbeat so a dead holder's claim is taken over within the lease.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from picmetric import logs
+from picmetric.core.annotate import CONTENT_TYPES, encode_image
+from picmetric.core.intake import LoadedImage, load_image
+from picmetric.core.models.detector import coco_class_names
+from picmetric.core.pipeline import Analysis, AnalysisOptions, Analyzer, TaskCallback, default_analyzer
+from picmetric.core.results import Classification, Detections, Faces
+from picmetric.errors import AnalysisFailedError, PicMetricError
+from picmetric.settings import Settings
+from picmetric.storage import AnalysisRecord, HistoryFilter, HistoryItem, HistoryPage, JobRecord, Repository
+from picmetric.storage.blobs import FORMAT_CONTENT_TYPES, original_key, render_key
+
+__all__ = [  # the stored history's types are the interfaces' too: they import them from here, never from storage
+    "AnalysisService", "HistoryFilter", "HistoryItem", "HistoryPage", "JobRecord", "StoredAnalysis",
+    "migrate_database", "options_key",
+]  # fmt: skip
+logger = logging.getLogger(__name__)
+THUMBNAIL_SIDE = 256
+#: how long a caller waits for another process' analysis of the same image before giving up
+WAIT_FOR_HOLDER_S = 120.0
+
+
+@dataclass
+class StoredAnalysis:
+    """An analysis as stored: results, where its images live, and whether it was computed just now."""
+
+    id: int
+    analysis: Analysis
+    status: str
+    error: str | None
+    cached: bool
+    blob_keys: dict[str, str]  # original, objects, faces, thumbnail -> key
+    urls: dict[str, str | None] = field(default_factory=dict)  # same kinds -> browser URL (None: served by us)
+
+    @property
+    def sha256(self) -> str:
+        return self.analysis.sha256
+
+
+def migrate_database(settings: Settings) -> str:
+    """Bring the database's schema up to date (``picmetric db upgrade``); returns the revision it is at."""
+    from picmetric.storage.db import make_engine, upgrade
+
+    return upgrade(make_engine(settings.resolved_database_url, settings.db_timeout_s))
+
+
+def options_key(options: AnalysisOptions) -> str:
+    """The stored key of a set of options: analyses of one image are de-duplicated per key."""
+    return hashlib.sha256(options.cache_key.encode()).hexdigest()
+
+
+class AnalysisService:
+    """Analyse an image and keep the result, or find it kept already. Safe to share between threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        repository: Repository | None = None,
+        analyzer: Analyzer | None = None,
+    ) -> None:
+        self.settings = settings
+        self.repository = repository or Repository(settings)
+        self.analyzer = analyzer or default_analyzer(self.settings)
+        self._key_locks: weakref.WeakValueDictionary[tuple, threading.Lock] = weakref.WeakValueDictionary()
+        self._key_locks_guard = threading.Lock()
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    def get(self, sha256: str, options: AnalysisOptions | None = None) -> StoredAnalysis | None:
+        """The stored analysis of this image (with these options, or the newest successful one)."""
+        record = self.repository.find(sha256, options_key(options) if options else None)
+        return self._stored(record) if record is not None else None
+
+    def reset(self) -> None:
+        """Delete every stored image, analysis and job, and the recent log lines: they name the uploads that are
+        gone (the System page and /log would otherwise still list everyone's photos)."""
+        self.repository.reset()
+        logs.clear()
+        logger.warning("reset: every stored analysis and image was deleted, and the log before this line")
+
+    def recent_log(self, limit: int = 200) -> list[str]:
+        """The newest log lines of every process sharing this store (workers' too: each ships its lines to the
+        database), by time, each with the process that logged it; this process' own when the database is away."""
+        try:
+            self.repository.add_log_lines(logs.process_name(), logs.take_unshipped())
+            rows = self.repository.log_lines(limit)
+        except PicMetricError:
+            return logs.recent_lines(limit)
+        rows.sort(key=lambda row: row[2][:19])  # lines start with their time; shipping interleaves processes
+        return [f"{line}  [{process}]" for _, process, line in rows]
+
+    def delete(self, sha256: str) -> bool:
+        """Delete one image with its analyses and renders; False when there was none."""
+        return self.repository.delete(sha256.lower())
+
+    # -- the stored history, for the interfaces: pages, API, CLI and worker never reach storage themselves ------
+
+    def history(self, filters: HistoryFilter | None = None, page: int = 1, page_size: int = 50) -> HistoryPage:
+        """One page of stored analyses, newest first, with the filters applied."""
+        return self.repository.history(filters, page=page, page_size=page_size)
+
+    def image_bytes(self, sha256: str, kind: str = "original") -> tuple[bytes, str] | None:
+        """A stored image (original, thumbnail or a render) with its content type; None when there is none."""
+        return self.repository.image_bytes(sha256, kind)
+
+    def image_blob(self, sha256: str, kind: str = "original") -> tuple[str, str] | None:
+        """Where a stored image is (its blob key, which names its content) and its content type."""
+        return self.repository.image_blob(sha256, kind)
+
+    def blob(self, key: str) -> bytes:
+        return self.repository.blob(key)
+
+    def blob_url(self, key: str) -> str | None:
+        """A URL a browser can open for a stored image, or None when PicMetric serves the bytes itself."""
+        return self.repository.blobs.url(key)
+
+    def is_stored(self, sha256: str, options: AnalysisOptions) -> bool:
+        """Whether this image has an analysis (done, running or failed) with these options."""
+        return self.repository.claim_state(sha256, options_key(options))[0] != "missing"
+
+    def health(self) -> dict[str, str]:
+        """'ok' or the reason, for the database and the object store."""
+        return self.repository.health()
+
+    def stats(self) -> dict[str, int | float]:
+        return self.repository.stats()
+
+    def storage_description(self) -> str:
+        """Where the images are kept, in words (a folder, or a bucket and endpoint)."""
+        return self.repository.blobs.describe()
+
+    def job_counts(self) -> dict[str, int]:
+        return self.repository.job_counts()
+
+    def sweep_orphans(self) -> list[str]:
+        """Delete blobs no row references (left by a crash); returns their keys."""
+        return self.repository.sweep_orphans()
+
+    def list_s3_images(self, location: str, suffixes: Collection[str]) -> list[str]:
+        """The s3:// URLs of the images under ``s3://bucket/prefix`` (``picmetric ingest``), read with this
+        server's credentials."""
+        from picmetric.storage.s3 import S3Objects
+
+        return S3Objects(self.settings).list(location, tuple(suffixes))
+
+    def find(self, text: str) -> StoredAnalysis | None:
+        """The newest stored analysis of the image ``text`` names: a sha256, an md5 or a unique prefix (8+)."""
+        sha = self.repository.resolve_image(text)
+        return self.get(sha) if sha else None
+
+    def _stored(self, record: AnalysisRecord) -> StoredAnalysis:
+        options = AnalysisOptions.from_stored(record.options)
+        tasks, done = set(options.tasks), record.status == "done"
+        classification = detections = faces = None
+        if "labels" in tasks and done:
+            classification = Classification(
+                np.array([label[0] for label in record.labels], np.int64),
+                np.array([label[2] for label in record.labels], np.float32),
+                [label[1] for label in record.labels],
+                model=record.labels[0][3] if record.labels else options.classifier,
+            )
+        weaker = record.candidates
+        if "objects" in tasks and done:
+            detections = _detections(record.objects)
+        if "faces" in tasks and done:
+            faces = _faces(record.faces)
+        analysis = Analysis(
+            **record.image.fact_values(), options=options, classification=classification,
+            detections=detections, faces=faces, timings_ms=record.timings_ms, model_versions=record.model_versions,
+            created_at=record.created_at, floors=weaker.get("floors", {}),
+            weaker_objects=_detections(weaker["objects"]) if detections is not None and "objects" in weaker else None,
+            weaker_faces=_faces(weaker["faces"]) if faces is not None and "faces" in weaker else None,
+        )  # fmt: skip
+        return StoredAnalysis(
+            id=record.id, analysis=analysis, status=record.status, error=record.error, cached=True,
+            blob_keys=record.blob_keys, urls=record.urls,
+        )  # fmt: skip
+
+    # -- analyse and keep ----------------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        data: bytes | LoadedImage,
+        *,
+        source: str | None = None,
+        name: str | None = None,
+        options: AnalysisOptions | None = None,
+        on_task_done: TaskCallback | None = None,
+    ) -> StoredAnalysis:
+        """Store and analyse an image, or return the stored analysis when this image with these options exists.
+        ``source`` and ``name`` describe where it came from (they override a loaded image's own).
+        ``on_task_done`` reports each model as it finishes (not called for a stored analysis)."""
+        if isinstance(data, LoadedImage):
+            image = dataclasses.replace(data, source=source or data.source, name=name or data.name)
+        else:
+            image = load_image(data, settings=self.settings, origin=source or "upload", name=name)
+        options = options or AnalysisOptions()
+        key = options_key(options)
+        with self._lock_for((image.sha256, key)):
+            record = self.repository.find(image.sha256, key)
+            if record is not None and record.status == "done":
+                logger.info("%s %s: found in history", image.sha256[:12], image.name or "")
+                return self._stored(record)
+            return self._analyse_and_keep(image, options, key, on_task_done)
+
+    def _lock_for(self, key: tuple) -> threading.Lock:
+        with self._key_locks_guard:
+            lock = self._key_locks.get(key)
+            if lock is None:
+                lock = threading.Lock()
+                self._key_locks[key] = lock
+            return lock
+
+    def _analyse_and_keep(
+        self, image: LoadedImage, options: AnalysisOptions, key: str, on_task_done: TaskCallback | None
+    ) -> StoredAnalysis:
+        repository = self.repository
+        created_blobs: list[str] = []
+
+        def put(blob_key: str, data: bytes, content_type: str) -> None:
+            if not repository.blobs.exists(blob_key):
+                repository.blobs.put(blob_key, data, content_type)
+                created_blobs.append(blob_key)
+
+        content_type = FORMAT_CONTENT_TYPES.get(image.format, "application/octet-stream")
+        image_key = original_key(image.sha256, content_type)
+        analysis_id: int | None = None
+        image_id: int | None = None
+        try:
+            put(image_key, image.data, content_type)  # a storage failure stops here, before any row exists
+            image_id = repository.ensure_image(image.facts, image_key, content_type)
+            analysis_id = repository.claim(image_id, key, options.to_dict())
+            while analysis_id is None:  # another process holds a live claim: wait for its result
+                stored = self._wait_for(image.sha256, key)
+                if stored is not None:
+                    return stored
+                analysis_id = repository.claim(image_id, key, options.to_dict())  # its holder died: take it over
+            try:
+                with repository.heartbeat(analysis_id):
+                    analysis = self.analyzer.analyze(image, options, on_task_done=on_task_done)
+            except PicMetricError as exc:
+                logger.warning("%s: analysis failed: %s", image.sha256[:12], exc)
+                repository.record_failure(analysis_id, str(exc))
+                analysis_id = None
+                raise AnalysisFailedError(f"the analysis failed: {exc}") from None
+            except Exception as exc:  # a model crash must still be recorded, and reported without a trace
+                logger.exception("%s: analysis crashed", image.sha256[:12])
+                repository.record_failure(analysis_id, f"{exc.__class__.__name__}: {exc}")
+                analysis_id = None
+                raise AnalysisFailedError(f"the analysis failed ({exc.__class__.__name__})") from None
+            render_keys = {}
+            for kind, render in {**analysis.renders, "thumbnail": _thumbnail(image)}.items():
+                render_type = CONTENT_TYPES[options.render_format if kind != "thumbnail" else "webp"]
+                blob_key = render_key(render, render_type)
+                put(blob_key, render, render_type)
+                render_keys[kind] = (blob_key, render_type)
+            results = (analysis.classification, analysis.detections, analysis.faces)
+            repository.complete(
+                analysis_id, results, analysis.model_versions, analysis.timings_ms, render_keys, _weaker(analysis)
+            )
+            analysis_id = None
+        except BaseException as exc:
+            logger.warning("%s: not stored (%s)", image.sha256[:12], exc)
+            repository.undo(analysis_id, image_id, created_blobs)
+            raise
+        logger.info(
+            "%s %s: analysed in %.0f ms and stored", image.sha256[:12], image.name or "", analysis.timings_ms["total"]
+        )
+        record = repository.find(image.sha256, key)
+        assert record is not None
+        stored = self._stored(record)
+        stored.cached = False
+        return stored
+
+    def _wait_for(self, sha256: str, key: str) -> StoredAnalysis | None:
+        """The result another holder is producing; None as soon as its claim lapses (the caller takes it over)."""
+        deadline = time.monotonic() + WAIT_FOR_HOLDER_S
+        while time.monotonic() < deadline:
+            state, error = self.repository.claim_state(sha256, key)
+            if state in ("missing", "lapsed"):
+                return None
+            if state == "done":
+                stored = self._find_done(sha256, key)
+                if stored is not None:
+                    return stored
+            if state == "failed":
+                raise AnalysisFailedError(f"the analysis failed: {error}")
+            time.sleep(0.05)
+        raise AnalysisFailedError("another worker is still analysing this image; try again shortly")
+
+    def _find_done(self, sha256: str, key: str) -> StoredAnalysis | None:
+        record = self.repository.find(sha256, key)
+        return self._stored(record) if record is not None and record.status == "done" else None
+
+
+def _detections(rows: list) -> Detections:
+    """Objects from stored rows of (xyxy, confidence, class_id)."""
+    return Detections(
+        np.array([row[0] for row in rows], np.float32).reshape(-1, 4),
+        np.array([row[1] for row in rows], np.float32),
+        np.array([row[2] for row in rows], np.int64),
+        coco_class_names(),
+    )
+
+
+def _faces(rows: list) -> Faces:
+    """Faces from stored rows of (xyxy, confidence, 5 landmarks)."""
+    return Faces(
+        np.array([row[0] for row in rows], np.float32).reshape(-1, 4),
+        np.array([row[1] for row in rows], np.float32),
+        np.array([row[2] for row in rows], np.float32).reshape(-1, 5, 2),
+    )
+
+
+def _weaker(analysis: Analysis) -> dict:
+    """The candidates below the thresholds as plain JSON, in the same row shapes as the stored results."""
+
+    def box(values) -> list[float]:
+        return [round(float(v), 1) for v in values]
+
+    document: dict = {"floors": analysis.floors}
+    if (objects := analysis.weaker_objects) is not None:
+        document["objects"] = [
+            [box(b), round(float(p), 6), int(c)]
+            for b, p, c in zip(objects.xyxy, objects.confidence, objects.class_id, strict=True)
+        ]
+    if (faces := analysis.weaker_faces) is not None:
+        document["faces"] = [
+            [box(b), round(float(p), 6), [box(point) for point in points]]
+            for b, p, points in zip(faces.xyxy, faces.confidence, faces.landmarks, strict=True)
+        ]
+    return document
+
+
+def _thumbnail(image: LoadedImage) -> bytes:
+    thumb = Image.fromarray(image.pixels)
+    thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE), Image.Resampling.BILINEAR)
+    return encode_image(np.asarray(thumb), "webp")
