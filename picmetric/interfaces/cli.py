@@ -370,7 +370,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def dashboard_dir() -> Path:
     """Where ``app.py``, ``pages/`` and ``.streamlit/`` are: the checkout this package runs from, or the copy an
     installed wheel puts under ``<prefix>/share/picmetric/dashboard``."""
-    checkout = Path(__file__).resolve().parents[1]
+    checkout = Path(__file__).resolve().parents[2]
     if (checkout / "app.py").is_file() and (checkout / "pages").is_dir():
         return checkout
     installed = Path(sysconfig.get_path("data")) / "share" / "picmetric" / "dashboard"
