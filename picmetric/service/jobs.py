@@ -90,6 +90,7 @@ class JobService:
         self._queue_lock = threading.Lock()
         self.worker_name = logs.process_name()
         self._held: set[str] = set()  # jobs this process vouches for: queued in its memory, or running here
+        self._running: set[str] = set()  # jobs a thread of this process is running now
         self._held_lock = threading.Lock()
         self._keeper: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -162,6 +163,17 @@ class JobService:
         (still held by this process when the retry is in-process: a broker's retry may run anywhere).
         ``analysis_slot`` is held for the analysis only, not while a URL is fetched."""
         self.keep_leases()
+        with self._held_lock:
+            if job_id in self._running:  # a duplicate message while this process runs it: that run records it
+                return
+            self._running.add(job_id)
+        try:
+            self._run_once(job_id, analysis_slot)
+        finally:
+            with self._held_lock:
+                self._running.discard(job_id)
+
+    def _run_once(self, job_id: str, analysis_slot: AbstractContextManager[Any] | None) -> None:
         keep_holding = False
         try:
             job = self.repository.start_job(job_id, self.worker_name)
