@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from picmetric import load_image
+from picmetric import AnalysisOptions, load_image
 from picmetric.core.explain import compare_models, explain_classifier, explain_detector, explain_faces, explain_yunet
 from picmetric.core.pipeline import CLASSIFIERS
 from picmetric.core.samples import samples
 from picmetric.interfaces.ui.charts import logits_chart
-from picmetric.interfaces.ui.presentation import show_chart, stage_images
+from picmetric.interfaces.ui.presentation import counted, show_chart, stage_images
 from picmetric.interfaces.ui.resources import get_analyzer, get_service, working_image
 
 analyzer = get_analyzer()
@@ -36,11 +36,11 @@ st.markdown(
 )
 
 st.header("1 · What is in the picture? — ImageNet classification")
-walk = explain_classifier(analyzer, image, classifier_key)
+walk = explain_classifier(analyzer, image, AnalysisOptions(classifier=classifier_key))  # as Analyze runs it
 left, right = st.columns([1, 2])
 left.image(
     walk.network_input,
-    caption=f"What {walk.spec.title} sees: {walk.tensor_shape[2]}×{walk.tensor_shape[3]} px",
+    caption=f"What {walk.spec.title} ({walk.precision}) sees: {walk.tensor_shape[2]}×{walk.tensor_shape[3]} px",
     width="stretch",
 )
 right.markdown(
@@ -80,7 +80,7 @@ def objects_walkthrough() -> None:
   {len(walk.before_nms)} of them at least 5 % sure.
 - **Thresholding** and **non-maximum suppression (NMS)**, live with the two sliders below: the threshold drops
   unsure guesses; NMS merges overlapping guesses for the same class, keeping the most confident one, and the
-  overlap (IoU) decides what counts as "the same object". Here: **{len(walk.after_nms)} objects**.
+  overlap (IoU) decides what counts as "the same object". Here: **{counted(len(walk.after_nms), "object")}**.
 - **Accuracy:** 40.2 % AP50 on COCO (the small, fast "tiny" version of YOLOv4).
 """
     )
@@ -89,9 +89,13 @@ def objects_walkthrough() -> None:
             (
                 "Before NMS",
                 walk.above_render,
-                f"Candidates ≥ {score:.0%}, before NMS: {len(walk.above_threshold)} boxes",
+                f"Candidates ≥ {score:.0%}, before NMS: {counted(len(walk.above_threshold), 'box', 'boxes')}",
             ),
-            ("After NMS", walk.after_render, f"After NMS at IoU {overlap:.2f}: {len(walk.after_nms)} objects"),
+            (
+                "After NMS",
+                walk.after_render,
+                f"After NMS at IoU {overlap:.2f}: {counted(len(walk.after_nms), 'object')}",
+            ),
         ],
         key="walk-objects-stage",
     )
@@ -103,7 +107,7 @@ st.header("3 · Where are the faces? — YuNet, one small network (the default)"
 walk_yunet = explain_yunet(analyzer, image)
 pass_lines = "\n".join(
     f"  - pass {i + 1}: the photo at {scale:.0%} → input {size[0]}×{size[1]} px; feature maps "
-    + ", ".join(f"stride {s}: {grids[s][0]}×{grids[s][1]} cells ({counts[s]} candidates)" for s in grids)
+    + ", ".join(f"stride {s}: {grids[s][0]}×{grids[s][1]} cells ({counted(counts[s], 'candidate')})" for s in grids)
     for i, (scale, size, grids, counts) in enumerate(walk_yunet.passes)
 )
 st.markdown(
@@ -115,7 +119,7 @@ st.markdown(
 {pass_lines}
 - **Candidates:** **{walk_yunet.raw_candidates}** cells score at least 30 % (first picture).
 - **Non-maximum suppression:** overlapping candidates are merged, and those scoring at least 80 % are kept:
-  **{walk_yunet.after_nms} faces** (second picture).
+  **{counted(walk_yunet.after_nms, "face")}** (second picture).
 - **Accuracy:** WIDER FACE validation AP 88.4 % / 86.6 % / 75.0 % on its easy / medium / hard faces (MTCNN:
   about 85 / 82 / 60 %), at a fraction of MTCNN's time.
 """
@@ -123,7 +127,7 @@ st.markdown(
 stage_images(
     [
         ("Candidates", walk_yunet.candidates_render, f"Candidates ≥ 30 %: {walk_yunet.raw_candidates}"),
-        ("After NMS", walk_yunet.faces_render, f"After NMS, ≥ 80 %: {walk_yunet.after_nms} faces"),
+        ("After NMS", walk_yunet.faces_render, f"After NMS, ≥ 80 %: {counted(walk_yunet.after_nms, 'face')}"),
     ],
     key="walk-yunet-stage",
 )
@@ -140,7 +144,7 @@ st.markdown(
 - **R-Net** (refine network) looks at each candidate at 24×24 px and rejects most:
   **{walk_faces.stage_counts["rnet"]} left**.
 - **O-Net** (output network) looks at 48×48 px, gives the final box, a score and **5 landmarks** (eyes, nose,
-  mouth corners): **{walk_faces.stage_counts["onet"]} faces**.
+  mouth corners): **{counted(walk_faces.stage_counts["onet"], "face")}**.
 - **Accuracy:** about 95 % of faces found on the FDDB benchmark (Zhang et al., 2016).
 """
 )

@@ -180,3 +180,21 @@ def test_a_threshold_below_the_floor_keeps_no_weaker_candidates(analyzer, zidane
     analysis = analyzer.analyze(load_image(zidane_path), AnalysisOptions(min_confidence=0.01, face_confidence=0.1))
     assert len(analysis.weaker_objects) == 0 and len(analysis.weaker_faces) == 0
     assert analysis.floor("objects") == 0.01 and analysis.floor("faces") == 0.1
+
+
+def test_how_it_works_explains_the_classifier_analyze_runs(analyzer, zidane_path, bus_path):
+    """The walkthrough runs the model at the precision Analyze runs (int8 for Lite2): the same top label, the same
+    confidence, not the float32 model's."""
+    from picmetric.core.explain import explain_classifier
+
+    for path in (zidane_path, bus_path):
+        image = load_image(path.read_bytes())
+        for options in (
+            AnalysisOptions(tasks=["labels"]),
+            AnalysisOptions(tasks=["labels"], classifier="mobilenet_v2"),
+        ):
+            walk = explain_classifier(analyzer, image, options)
+            analysis = analyzer.analyze(image, options)
+            assert analysis.classification is not None and walk.precision == options.precision
+            assert walk.top_names[0] == analysis.classification.names[0]
+            assert abs(float(walk.top_probabilities[0]) - float(analysis.classification.confidence[0])) < 1e-4

@@ -14,7 +14,7 @@ from picmetric.core.intake import LoadedImage
 from picmetric.core.models import FACE_DETECTORS, YuNetDetector
 from picmetric.core.models.classifier import CLASSIFIERS, ClassifierSpec, imagenet_names, softmax
 from picmetric.core.models.detector import Candidates, ObjectDetector, class_aware_nms, letterbox
-from picmetric.core.pipeline import Analyzer
+from picmetric.core.pipeline import AnalysisOptions, Analyzer
 from picmetric.core.results import Detections
 
 STAGE_COLOURS = {"pnet": (255, 196, 0), "rnet": (255, 96, 0), "onet": (0, 200, 80)}
@@ -23,6 +23,7 @@ STAGE_COLOURS = {"pnet": (255, 196, 0), "rnet": (255, 96, 0), "onet": (0, 200, 8
 @dataclass(frozen=True)
 class ClassifierWalkthrough:
     spec: ClassifierSpec
+    precision: str  # the model that ran: the one Analyze runs for these options
     network_input: np.ndarray  # what the network sees, turned back into an RGB image
     tensor_shape: tuple[int, ...]
     tensor_range: tuple[float, float]
@@ -65,8 +66,13 @@ class FaceWalkthrough:
     faces: int
 
 
-def explain_classifier(analyzer: Analyzer, image: LoadedImage, key: str, top: int = 10) -> ClassifierWalkthrough:
-    model = analyzer.classifier(key)
+def explain_classifier(
+    analyzer: Analyzer, image: LoadedImage, options: AnalysisOptions, top: int = 10
+) -> ClassifierWalkthrough:
+    """The classifier ``options`` choose, at the precision they run (int8 where the model has a good one), step by
+    step: so How it works shows the very numbers Analyze reports."""
+    key = options.classifier
+    model = analyzer.classifier(key, options.precision)
     tensor = model.preprocess(image.pixels)
     logits = model.logits(tensor)
     probabilities = softmax(logits)
@@ -79,6 +85,7 @@ def explain_classifier(analyzer: Analyzer, image: LoadedImage, key: str, top: in
     names = imagenet_names()
     return ClassifierWalkthrough(
         spec=CLASSIFIERS[key],
+        precision=options.precision,
         network_input=np.clip(shown, 0, 255).astype(np.uint8),
         tensor_shape=tuple(tensor.shape),
         tensor_range=(float(tensor.min()), float(tensor.max())),
@@ -200,5 +207,9 @@ def compare_models(analyzer: Analyzer, image: LoadedImage, top: int = 3) -> tupl
         faces = detector.predict(image.pixels, score)
         took = (time.perf_counter() - started) * 1000
         render = FaceAnnotator().annotate(image.pixels, faces)
-        detectors.append(ModelRun(title, [f"{len(faces)} faces at score ≥ {score:g}"], took, render))
+        detectors.append(
+            ModelRun(
+                title, [f"{len(faces)} {'face' if len(faces) == 1 else 'faces'} at score ≥ {score:g}"], took, render
+            )
+        )
     return classifiers, detectors

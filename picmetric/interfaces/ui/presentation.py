@@ -28,6 +28,11 @@ _STYLE = """<style>
 </style>"""
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """ "1 object", "2 objects", "0 faces": the number with its noun in the right number."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def presenting() -> bool:
     return bool(st.session_state.get(PRESENTATION_KEY, False))
 

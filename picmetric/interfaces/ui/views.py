@@ -18,7 +18,7 @@ from picmetric.core.results import Detections, Faces
 from picmetric.core.seed import seed_response
 from picmetric.errors import PicMetricError
 from picmetric.interfaces.ui.charts import detections_chart, faces_chart, labels_chart, photo_display_size, photo_figure
-from picmetric.interfaces.ui.presentation import photo_width, presenting, show_chart, tag_font
+from picmetric.interfaces.ui.presentation import counted, photo_width, presenting, show_chart, tag_font
 from picmetric.interfaces.ui.resources import browser_jpeg, image_src, working_image
 from picmetric.service.analyses import AnalysisService, StoredAnalysis
 
@@ -243,11 +243,11 @@ def _found_view(image: LoadedImage, analysis: Analysis, key: str, task: str, fou
         return
     if isinstance(found, Detections):
         threshold = analysis.options.min_confidence
-        title, hint = f"YOLOv4-tiny · {len(found)} objects", "hover a box for its class and confidence"
+        title, hint = f"YOLOv4-tiny · {counted(len(found), 'object')}", "hover a box for its class and confidence"
     else:
         threshold = analysis.options.face_score
         detector = FACE_DETECTORS[analysis.options.face_detector].title
-        title, hint = f"{detector} · {len(found)} faces with landmarks", "hover a dot to name it"
+        title, hint = f"{detector} · {counted(len(found), 'face')} with landmarks", "hover a dot to name it"
     _photo_beside_original(
         image, analysis, f"{key}-{task}", f"{title}{_weaker_note(found, threshold)} · {hint}", found, threshold
     )
