@@ -283,8 +283,13 @@ def _photo_beside_original(
     left, right = st.columns(2)
     # the original as a plain image (the browser caches it) of the same size as the annotated photo beside it
     with left.container(key=f"photo-{key}-original"):  # a narrower column shrinks it, as it does the figure
-        st.html(f"<style>.st-key-photo-{key}-original div, .st-key-photo-{key}-original img "
-                "{max-width: 100% !important; height: auto !important;}</style>")  # fmt: skip
+        st.html(
+            f"<style>.st-key-photo-{key}-original div, .st-key-photo-{key}-original img "
+            "{max-width: 100% !important; height: auto !important;}"
+            # the fullscreen button inside the photo's corner, not above it over the Labels view button
+            f".st-key-photo-{key}-original [data-testid='stElementToolbar'] "
+            "{top: 0.4rem !important; right: 0.4rem !important;}</style>"
+        )
         st.image(browser_jpeg(image), caption=f"Original · {analysis.width}×{analysis.height}",
                  width=photo_display_size(size, width)[0])  # fmt: skip
     with right:
