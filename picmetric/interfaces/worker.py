@@ -54,12 +54,9 @@ def create_worker_app(settings: Settings) -> Celery:
             jobs.run(job_id)
         except RetryableJobError as exc:
             since = outage_since or time.time()
-            delay = jobs.retry_delay(task.request.retries, since)
+            delay = jobs.retry_after(job_id, exc, task.request.retries, since)
             if delay is None:
-                logger.warning("job %s: %s; giving up", job_id, exc)
-                jobs.fail_after_retries(job_id, str(exc))
                 return
-            logger.warning("job %s: %s; retrying in %.1f s", job_id, exc, delay)
             raise task.retry(countdown=delay, kwargs={"outage_since": since}) from exc
 
     return app

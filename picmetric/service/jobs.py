@@ -1,9 +1,9 @@
 """Jobs: analyses queued to run elsewhere, on Celery workers or on background threads of this process.
 
 Every job is a row (``Repository.create_jobs``) before it is sent anywhere, so any process can say how it stands;
-the work itself is ``AnalysisService.submit``, whose claim keeps each image+options analysed once even when a
-broker delivers a job twice (a worker killed mid-job: ``acks_late`` + ``reject_on_worker_lost`` hand it to another
-worker, which waits for the dead claim to lapse and takes it over).
+the work itself is ``AnalysisService.submit``, whose claim keeps each image+options analysed once even when a job
+runs twice. A job's lease (``JobService``) sends it again when its holder dies or its message is lost, without
+waiting for the broker's redelivery.
 
 * No broker (``PICMETRIC_BROKER_URL`` unset): ``InProcessQueue`` runs jobs on ``job_threads`` threads here.
 * ``redis://`` or ``amqp://``: ``CeleryQueue`` publishes them; ``picmetric worker``
@@ -103,7 +103,7 @@ class JobService:
                 self._queue = (
                     CeleryQueue(self.settings)
                     if self.settings.broker_url
-                    else InProcessQueue(self.run, self.fail_after_retries, self.retry_delay, self.settings)
+                    else InProcessQueue(self.run, self.retry_after, self.settings)
                 )
             return self._queue
 
@@ -216,18 +216,19 @@ class JobService:
             return {"sha256": None, "error": f"internal error ({exc.__class__.__name__})", "error_status": 500}
         return {"sha256": stored.sha256, "cached": stored.cached}
 
-    def retry_delay(self, retries: int, since: float) -> float | None:
-        """How long to wait before retrying a job that met an outage ``retries`` times since ``since`` (a
-        ``time.time()``): backing off to 10 s, for ``job_retry_for_s`` in all; None: give up, fail it."""
+    def retry_after(self, job_id: str, outage: RetryableJobError, retries: int, since: float) -> float | None:
+        """After ``run`` met an outage for the ``retries``-th time since ``since`` (a ``time.time()``): the seconds
+        to wait before running the job again, backing off to 10 s; once ``job_retry_for_s`` has passed, None, and
+        the job is failed with the outage's reason (a new submission retries it). Both queues retry by this."""
         if time.time() - since > self.settings.job_retry_for_s:
+            logger.warning("job %s: %s; giving up", job_id, outage)
+            self._let_go(job_id)
+            with contextlib.suppress(PicMetricError):  # still away: its lease lapses and it is reclaimed later
+                self.repository.finish_job(job_id, sha256=None, error=str(outage), error_status=503)
             return None
-        return min(10.0, 0.5 * 2**retries)
-
-    def fail_after_retries(self, job_id: str, error: str) -> None:
-        """No more retries for an outage: the job is failed with the reason (a new submission retries it)."""
-        self._let_go(job_id)
-        with contextlib.suppress(PicMetricError):  # still away: its lease lapses and it is reclaimed later
-            self.repository.finish_job(job_id, sha256=None, error=error, error_status=503)
+        delay = min(10.0, 0.5 * 2**retries)
+        logger.warning("job %s: %s; retrying in %.1f s", job_id, outage, delay)
+        return delay
 
     def _input_data(self, job: JobRecord) -> bytes:
         """The job's photo as sent: its staged upload, or the URL fetched. A client's URL is checked again here
@@ -353,16 +354,15 @@ class InProcessQueue:
 
     Jobs that fetch a URL have threads of their own (``url_max_concurrent``), so a slow server holds a URL thread,
     never the way of an upload's job; at most ``job_threads`` analyses of either kind run at once. A job that
-    meets an outage is tried again after ``retry_delay``, until it says to give up."""
+    meets an outage is tried again after ``retry_after``, until it says to give up."""
 
     def __init__(
         self,
         run: Callable[[str, AbstractContextManager[Any]], None],
-        fail: Callable[[str, str], None],
-        retry_delay: Callable[[int, float], float | None],
+        retry_after: Callable[[str, RetryableJobError, int, float], float | None],
         settings: Settings,
     ) -> None:
-        self._run, self._fail, self._retry_delay = run, fail, retry_delay
+        self._run, self._retry_after = run, retry_after
         self._pools = {
             False: ThreadPoolExecutor(max_workers=settings.job_threads, thread_name_prefix="picmetric-job"),
             True: ThreadPoolExecutor(max_workers=settings.url_max_concurrent, thread_name_prefix="picmetric-url-job"),
@@ -386,12 +386,9 @@ class InProcessQueue:
             self._run(job_id, self._analysis_slots)
         except RetryableJobError as exc:
             since = since or time.time()
-            delay = self._retry_delay(retries, since)
+            delay = self._retry_after(job_id, exc, retries, since)
             if delay is None:
-                logger.warning("job %s: %s; giving up", job_id, exc)
-                self._fail(job_id, str(exc))
                 return
-            logger.warning("job %s: %s; retrying in %.1f s", job_id, exc, delay)
             timer = threading.Timer(delay, self._submit, args=(job_id, fetches_url, retries + 1, since))
             timer.daemon = True
             timer.start()
