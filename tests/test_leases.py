@@ -97,3 +97,17 @@ def test_an_in_process_batch_is_done_and_leaves_no_staged_upload(jobs, zidane_pa
         time.sleep(0.05)
     assert [job.state for job in jobs.batch(batch_id or "") or []] == ["done", "done"]
     assert not [key for key in jobs.repository.blobs.keys() if key.startswith("incoming/")]  # noqa: SIM118
+
+
+def test_a_job_queued_before_leases_existed_is_taken_back_too(jobs):
+    """A row from before migration 0005 has no heartbeat: its lease counts from its creation."""
+    from sqlalchemy import update
+
+    from picmetric.storage.schema import JobRow
+
+    job_id = _queued(jobs)
+    with jobs.repository.engine.begin() as connection:
+        connection.execute(update(JobRow).where(JobRow.id == job_id).values(heartbeat_at=None))
+    assert jobs.repository.reclaim_lapsed_jobs(queued=True) == []  # created just now: still within the lease
+    time.sleep(1.2)
+    assert jobs.repository.reclaim_lapsed_jobs(queued=True) == [(job_id, True)]

@@ -76,15 +76,18 @@ class JobStore(StoreBase):
             row = session.get(JobRow, job_id, with_for_update=True)
             if row is None or row.state in ("done", "failed"):
                 return None
-            if row.state == "running" and row.worker != worker[:96] and not self._job_lapsed(row, now):
+            if row.state == "running" and row.worker != worker[:96] and not self._job_lapsed(row):
                 return None
             row.state, row.worker, row.attempts = "running", worker[:96], row.attempts + 1
             row.started_at = row.heartbeat_at = now
             return _job_record(row)
 
-    def _job_lapsed(self, row: JobRow, now: datetime) -> bool:
-        last = _utc(row.heartbeat_at or row.created_at)
-        return last < now - timedelta(seconds=self.settings.job_lease_s)
+    def _lease_cutoff(self) -> datetime:
+        return datetime.now(UTC) - timedelta(seconds=self.settings.job_lease_s)
+
+    def _job_lapsed(self, row: JobRow) -> bool:
+        """Nobody vouched for it within the lease (a row from before leases existed counts from its creation)."""
+        return _utc(row.heartbeat_at or row.created_at) < self._lease_cutoff()
 
     def renew_jobs(self, job_ids: Collection[str]) -> None:
         """Vouch for jobs this process holds (queued in its memory, or running here): their leases stay live."""
@@ -113,10 +116,10 @@ class JobStore(StoreBase):
         fetches a URL (no staged upload). Each row is taken with
         a conditional update, so of several processes reclaiming at once exactly one gets each job."""
         now = datetime.now(UTC)
-        cutoff = now - timedelta(seconds=self.settings.job_lease_s)
         states = ("queued", "running") if queued else ("running",)
-        lapsed = JobRow.heartbeat_at < cutoff
+        lapsed = func.coalesce(JobRow.heartbeat_at, JobRow.created_at) < self._lease_cutoff()  # as _job_lapsed
         resend: list[tuple[str, bool]] = []
+        failed: list[str] = []
         staged: list[str] = []
         with self._session("reclaim lapsed jobs") as session:
             rows = session.execute(
@@ -139,14 +142,16 @@ class JobStore(StoreBase):
                 if taken.rowcount != 1:  # type: ignore[attr-defined]  # another process reclaimed it first
                     continue
                 if gave_up:
+                    failed.append(job_id)
                     staged += [input_key] if input_key else []
                 else:
                     resend.append((job_id, input_key is None))
         for key in staged:
             with contextlib.suppress(PicMetricError):
                 self.blobs.delete(key)
-        if rows:
-            logger.warning("reclaimed %d lapsed job(s); sending %d again", len(rows), len(resend))
+        if resend or failed:
+            logger.warning("lapsed jobs: %d sent again, %d failed after %d interrupted starts", len(resend),
+                           len(failed), self.settings.job_max_attempts)  # fmt: skip
         return resend
 
     def finish_job(
