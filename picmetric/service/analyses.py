@@ -100,11 +100,16 @@ class AnalysisService:
         logs.clear()
         logger.warning("reset: every stored analysis and image was deleted, and the log before this line")
 
+    def ship_log_lines(self) -> None:
+        """Write the lines this process logged since the last call to the database, where every process reads them
+        (lost when the database is away)."""
+        self.repository.add_log_lines(logs.process_name(), logs.take_unshipped())
+
     def recent_log(self, limit: int = 200) -> list[str]:
         """The newest log lines of every process sharing this store (workers' too: each ships its lines to the
         database), by time, each with the process that logged it; this process' own when the database is away."""
         try:
-            self.repository.add_log_lines(logs.process_name(), logs.take_unshipped())
+            self.ship_log_lines()
             rows = self.repository.log_lines(limit)
         except PicMetricError:
             return logs.recent_lines(limit)

@@ -286,7 +286,7 @@ class JobService:
                 with self._held_lock:
                     held = list(self._held)
                 self.repository.renew_jobs(held)
-                self.repository.add_log_lines(self.worker_name, logs.take_unshipped())
+                self.service.ship_log_lines()
                 if ticks % reclaim_every == 0:
                     self.reclaim()
             except PicMetricError as exc:  # database or broker away: the next tick tries again
