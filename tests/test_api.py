@@ -352,6 +352,11 @@ def test_health_readiness_metrics_and_docs(api, zidane_path):
     assert {"/api/v1/analyses", "/api/v1/jobs/{job_id}", "/api/v1/batches", "/v1/vision/detection", "/readyz"} <= set(
         paths
     )
+    for path in ("/api/v1/analyses", "/api/v1/batches"):  # one path, two declared bodies, one published operation
+        bodies = paths[path]["post"]["requestBody"]["content"]
+        assert set(bodies) == {"multipart/form-data", "application/json"}, bodies
+    upload = api.get("/openapi.json").json()["components"]["schemas"]["AnalysisUpload"]["properties"]
+    assert upload["top_k"] == {"type": "integer", "minimum": 1, "maximum": 20, "title": "Top K"}
 
 
 def test_readyz_reports_a_broken_store(tmp_path, analyzer, seaweed):
@@ -556,8 +561,12 @@ def test_api_key_protects_every_analysis_route_before_the_body_is_read(tmp_path,
             f"{url}/v1/vision/face", files=_file(zidane_path, "image"), headers={"X-API-Key": "the-key"}
         )
         assert deepstack.status_code == 200 and deepstack.json()["success"] is True
-        schemes = httpx.get(f"{url}/openapi.json").json()["components"]["securitySchemes"]
-        assert {scheme["name"] for scheme in schemes.values()} == {"X-API-Key", "api_key"}
+        schema = httpx.get(f"{url}/openapi.json").json()
+        schemes = schema["components"]["securitySchemes"]
+        assert {scheme.get("name") for scheme in schemes.values()} == {"X-API-Key", "api_key", None}  # + admin bearer
+        assert {"ApiKeyHeader": []} in schema["paths"]["/api/v1/analyses"]["post"]["security"]
+        assert schema["paths"]["/reset"]["post"]["security"] == [{"AdminToken": []}]
+        assert schema["paths"]["/healthz"]["get"]["security"] == []
 
 
 def test_connections_that_send_headers_a_byte_at_a_time_are_closed(api, monkeypatch):
@@ -616,13 +625,13 @@ def test_metrics_add_up_every_worker_process(tmp_path):
 
 def test_answers_match_their_published_models(clean, zidane_path):
     """The response models in /openapi.json are what the routes actually send (the fuzzer sees mostly errors)."""
-    from picmetric.interfaces.api.common import SeedAnswer
     from picmetric.interfaces.api.schemas import (
         AnalysisAnswer,
         HistoryAnswer,
         PredictionsAnswer,
         Readiness,
         SceneAnswer,
+        SeedAnswer,
     )
 
     made = clean.post("/api/v1/analyses", files=_file(zidane_path))

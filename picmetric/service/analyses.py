@@ -28,11 +28,19 @@ from picmetric.core.pipeline import Analysis, AnalysisOptions, Analyzer, TaskCal
 from picmetric.core.results import Classification, Detections, Faces
 from picmetric.errors import AnalysisFailedError, PicMetricError
 from picmetric.settings import Settings
-from picmetric.storage import AnalysisRecord, HistoryFilter, HistoryItem, HistoryPage, JobRecord, Repository
+from picmetric.storage import (
+    AnalysisRecord,
+    HistoryFilter,
+    HistoryItem,
+    HistoryPage,
+    JobRecord,
+    JobState,
+    Repository,
+)
 from picmetric.storage.blobs import FORMAT_CONTENT_TYPES, original_key, render_key
 
 __all__ = [  # the stored history's types are the interfaces' too: they import them from here, never from storage
-    "AnalysisService", "HistoryFilter", "HistoryItem", "HistoryPage", "JobRecord", "StoredAnalysis",
+    "AnalysisService", "HistoryFilter", "HistoryItem", "HistoryPage", "JobRecord", "JobState", "StoredAnalysis",
     "migrate_database", "options_key",
 ]  # fmt: skip
 logger = logging.getLogger(__name__)

@@ -343,7 +343,7 @@ def _error_with_status(message: str, status: int) -> PicMetricError:
 
 def batch_counts(jobs: Sequence[JobRecord]) -> dict[str, int]:
     """Jobs per state (queued, running, done, failed); done + failed = finished."""
-    counts = dict.fromkeys(JOB_STATES, 0)
+    counts: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
     for job in jobs:
         counts[job.state] += 1
     return counts

@@ -9,6 +9,7 @@ from picmetric.storage.repository import (
     HistoryItem,
     HistoryPage,
     JobRecord,
+    JobState,
     NewJob,
     Repository,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "HistoryPage",
     "ImageDeletedError",
     "JobRecord",
+    "JobState",
     "LocalBlobStore",
     "MissingBlobError",
     "NewJob",

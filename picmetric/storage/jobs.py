@@ -7,12 +7,13 @@ import logging
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from sqlalchemy import func, select, update
 
 from picmetric.errors import PicMetricError
 from picmetric.storage.base import StoreBase
-from picmetric.storage.records import JOB_STATES, JobRecord, NewJob, _utc
+from picmetric.storage.records import JOB_STATES, JobRecord, JobState, NewJob, _utc
 from picmetric.storage.schema import BatchRow, JobRow
 
 logger = logging.getLogger(__name__)
@@ -197,8 +198,8 @@ class JobStore(StoreBase):
 
 def _job_record(row: JobRow) -> JobRecord:
     return JobRecord(
-        id=row.id, batch_id=row.batch_id, state=row.state, source=row.source, name=row.name, url=row.url,
-        input_key=row.input_key, options=dict(row.options), sha256=row.sha256, error=row.error,
+        id=row.id, batch_id=row.batch_id, state=cast(JobState, row.state), source=row.source, name=row.name,
+        url=row.url, input_key=row.input_key, options=dict(row.options), sha256=row.sha256, error=row.error,
         error_status=row.error_status, cached=row.cached, attempts=row.attempts, worker=row.worker,
         created_at=_utc(row.created_at), started_at=_utc(row.started_at) if row.started_at else None,
         finished_at=_utc(row.finished_at) if row.finished_at else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from picmetric.core.results import ImageFacts
 
@@ -13,7 +13,6 @@ logger = logging.getLogger(__name__)
 
 
 ClaimState = Literal["missing", "running", "lapsed", "done", "failed"]
-JOB_STATES = ("queued", "running", "done", "failed")
 
 
 @dataclass
@@ -36,13 +35,17 @@ class AnalysisRecord:
     urls: dict[str, str | None] = field(default_factory=dict)  # same kinds -> browser URL (None: served by us)
 
 
+JobState = Literal["queued", "running", "done", "failed"]
+JOB_STATES: tuple[JobState, ...] = get_args(JobState)
+
+
 @dataclass(frozen=True)
 class JobRecord:
     """One queued analysis: its input (a staged upload or a URL), its state, and the image it turned out to be."""
 
     id: str
     batch_id: str | None
-    state: str  # queued | running | done | failed
+    state: JobState
     source: str
     name: str | None
     url: str | None

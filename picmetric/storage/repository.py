@@ -24,13 +24,14 @@ from picmetric.storage.records import (
     HistoryItem,
     HistoryPage,
     JobRecord,
+    JobState,
     NewJob,
 )
 from picmetric.storage.status import StatusStore
 
 __all__ = [
     "JOB_STATES", "SWEEP_GRACE_S", "AnalysisRecord", "ClaimState", "HistoryFilter", "HistoryItem", "HistoryPage",
-    "JobRecord", "NewJob", "Repository", "StoreBase",
+    "JobRecord", "JobState", "NewJob", "Repository", "StoreBase",
 ]  # fmt: skip
 
 

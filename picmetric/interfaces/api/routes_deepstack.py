@@ -10,38 +10,41 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Request, UploadFile
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from picmetric.core.intake import load_image
 from picmetric.core.pipeline import Analysis, AnalysisOptions
-from picmetric.interfaces.api.common import (
-    DeepStackFailure,
-    Unauthorized,
-    api_key_given,
-    error_responses,
-    read_form,
-    request_body,
-    state,
-    upload_bytes,
-    upload_fields,
-)
+from picmetric.interfaces.api.bodies import Multipart
+from picmetric.interfaces.api.common import Api, upload_input
+from picmetric.interfaces.api.errors import DeepStackFailure, Unauthorized, error_responses
+from picmetric.interfaces.api.guard import KEY_CHECKED
 from picmetric.interfaces.api.schemas import PredictionsAnswer, SceneAnswer
 from picmetric.settings import tokens_match
 
 router = APIRouter(prefix="/v1/vision", tags=["deepstack-compatible"], responses=error_responses(DeepStackFailure))
-KeyGiven = Annotated[bool, Depends(api_key_given)]
-_BODY = request_body(
-    multipart=upload_fields(
-        "image", min_confidence={"type": "number", "minimum": 0, "maximum": 1}, api_key={"type": "string"}
-    ),
-    required=("image",),
-)
 # DeepStack's detection default; for faces, the face detector's own default (None)
 DEFAULT_MIN_CONFIDENCE: dict[str, float | None] = {"objects": 0.45, "faces": None}
+Answer = TypeVar("Answer", PredictionsAnswer, SceneAnswer)
+
+
+class DeepStackUpload(BaseModel):
+    """DeepStack's form: the photo, an optional threshold, and the key for clients that send it in the body."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: UploadFile
+    #: checked by the options model (between 0 and 1), as every threshold is
+    min_confidence: Annotated[
+        float | None, Field(allow_inf_nan=False, json_schema_extra={"minimum": 0, "maximum": 1})
+    ] = None
+    #: a file part is never a key (it fails the key check like a wrong key)
+    api_key: Annotated[str | UploadFile | None, WithJsonSchema({"type": "string"})] = None
+
+
+Upload = Annotated[DeepStackUpload, Multipart]
 
 
 def _box(xyxy) -> dict[str, int]:
@@ -49,80 +52,71 @@ def _box(xyxy) -> dict[str, int]:
     return {"x_min": x1, "y_min": y1, "x_max": x2, "y_max": y2}
 
 
-async def _analyse(request: Request, task: str, key_given: bool) -> tuple[Analysis, int]:
-    """Common part: key check, form parsing, one task on the image; returns (analysis, duration in ms)."""
-    app = state(request)
-    form = await read_form(request)
-    # DeepStack clients send the key as a form field; a key in the header or query was checked before the body
-    if not key_given and not tokens_match(form.get("api_key"), app.settings.api_key):
+async def _answer(
+    api: Api, request: Request, form: DeepStackUpload, task: str, answer: Callable[[Analysis, int], Answer]
+) -> Answer:
+    """Common part: the key from the form when none came in the header, one task on the image, its answer."""
+    if not getattr(request.state, KEY_CHECKED, False) and not tokens_match(form.api_key, api.settings.api_key):
         raise Unauthorized("Incorrect api key")
-    data, name = await upload_bytes(form, "image", app.settings.max_upload_bytes)
     options: dict[str, Any] = {"tasks": (task,)}
-    if task in DEFAULT_MIN_CONFIDENCE:  # DeepStack's one threshold field, checked like every option
-        threshold = form.get("min_confidence")
-        if threshold in (None, ""):
-            threshold = DEFAULT_MIN_CONFIDENCE[task]
+    if task in DEFAULT_MIN_CONFIDENCE:  # DeepStack's one threshold field
+        threshold = DEFAULT_MIN_CONFIDENCE[task] if form.min_confidence is None else form.min_confidence
         if threshold is not None:
             options["min_confidence" if task == "objects" else "face_confidence"] = threshold
-    analysis_options = AnalysisOptions(**options)
+    checked = AnalysisOptions(**options)
+    job = await upload_input(form.image, api.settings.max_upload_bytes)
+    assert job.data is not None, "an upload has bytes"
     started = time.perf_counter()
-    image = await run_in_threadpool(load_image, data, settings=app.settings, name=name)
-    analysis = await run_in_threadpool(app.service.analyzer.analyze, image, analysis_options)
-    app.metrics.observe_models(analysis.timings_ms)
-    return analysis, round((time.perf_counter() - started) * 1000)
+    image = await run_in_threadpool(load_image, job.data, settings=api.settings, name=job.name)
+    analysis = await run_in_threadpool(api.service.analyzer.analyze, image, checked)
+    api.metrics.observe_models(analysis.timings_ms)
+    return answer(analysis, round((time.perf_counter() - started) * 1000))
 
 
-async def _answer(request: Request, task: str, fields: Callable[[Analysis], dict], key_given: bool) -> JSONResponse:
-    analysis, duration = await _analyse(request, task, key_given)
-    return JSONResponse({"success": True, **fields(analysis), "duration": duration})
-
-
-def _objects(analysis: Analysis) -> dict:
+def _objects(analysis: Analysis, duration: int) -> PredictionsAnswer:
     d = analysis.detections
     assert d is not None, "the objects task ran"
-    return {
-        "predictions": [
-            {"label": label, "confidence": float(p), **_box(b)}
-            for label, p, b in zip(d.labels, d.confidence, d.xyxy, strict=True)
-        ]
-    }
+    predictions = [
+        {"label": label, "confidence": float(p), **_box(b)}
+        for label, p, b in zip(d.labels, d.confidence, d.xyxy, strict=True)
+    ]
+    return PredictionsAnswer.model_validate({"success": True, "predictions": predictions, "duration": duration})
 
 
-def _faces(analysis: Analysis) -> dict:
+def _faces(analysis: Analysis, duration: int) -> PredictionsAnswer:
     f = analysis.faces
     assert f is not None, "the faces task ran"
-    return {"predictions": [{"confidence": float(p), **_box(b)} for p, b in zip(f.confidence, f.xyxy, strict=True)]}
+    predictions = [{"confidence": float(p), **_box(b)} for p, b in zip(f.confidence, f.xyxy, strict=True)]
+    return PredictionsAnswer.model_validate({"success": True, "predictions": predictions, "duration": duration})
 
 
-def _scene(analysis: Analysis) -> dict:
+def _scene(analysis: Analysis, duration: int) -> SceneAnswer:
     top = analysis.classification.top if analysis.classification else None
     assert top is not None, "the labels task ran"
     name, confidence = top
-    return {"label": name.replace(" ", "_"), "confidence": confidence}
+    return SceneAnswer(success=True, label=name.replace(" ", "_"), confidence=confidence, duration=duration)
 
 
 @router.post(
     "/detection",
     summary="Objects (COCO-80): label, confidence and box per prediction",
-    openapi_extra=_BODY,
     response_model=PredictionsAnswer,
+    response_model_exclude_none=True,
 )
-async def detection(request: Request, key_given: KeyGiven) -> JSONResponse:
-    return await _answer(request, "objects", _objects, key_given)
+async def detection(api: Api, request: Request, form: Upload) -> PredictionsAnswer:
+    return await _answer(api, request, form, "objects", _objects)
 
 
 @router.post(
-    "/face", summary="Faces: confidence and box per prediction", openapi_extra=_BODY, response_model=PredictionsAnswer
+    "/face",
+    summary="Faces: confidence and box per prediction",
+    response_model=PredictionsAnswer,
+    response_model_exclude_none=True,
 )
-async def face(request: Request, key_given: KeyGiven) -> JSONResponse:
-    return await _answer(request, "faces", _faces, key_given)
+async def face(api: Api, request: Request, form: Upload) -> PredictionsAnswer:
+    return await _answer(api, request, form, "faces", _faces)
 
 
-@router.post(
-    "/scene",
-    summary="Scene: the most likely ImageNet label and its confidence",
-    openapi_extra=_BODY,
-    response_model=SceneAnswer,
-)
-async def scene(request: Request, key_given: KeyGiven) -> JSONResponse:
-    return await _answer(request, "labels", _scene, key_given)
+@router.post("/scene", summary="Scene: the most likely ImageNet label and its confidence", response_model=SceneAnswer)
+async def scene(api: Api, request: Request, form: Upload) -> SceneAnswer:
+    return await _answer(api, request, form, "labels", _scene)

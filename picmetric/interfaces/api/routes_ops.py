@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from picmetric.errors import PicMetricError
-from picmetric.interfaces.api.common import Problem, admin_refusal, error_responses, state
+from picmetric.interfaces.api.common import Api
+from picmetric.interfaces.api.errors import Problem, error_responses
 from picmetric.interfaces.api.metrics import queue_metrics
 from picmetric.interfaces.api.schemas import Health, Readiness, ResetAnswer
 
@@ -25,8 +28,7 @@ async def healthz() -> dict:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "not ready: the checks say why"}},
 )
-async def readyz(request: Request) -> JSONResponse:
-    app = state(request)
+async def readyz(app: Api) -> JSONResponse:
     checks = await run_in_threadpool(app.service.health)
     models = app.service.analyzer.loaded_models()
     checks["models"] = "ok" if models and all(models.values()) else "loading"
@@ -40,8 +42,7 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics, with the broker and queue depth")
-async def metrics(request: Request) -> Response:
-    app = state(request)
+async def metrics(app: Api) -> Response:
     queue = await run_in_threadpool(app.jobs.queue.status)
     try:
         jobs = await run_in_threadpool(app.service.job_counts)
@@ -52,18 +53,13 @@ async def metrics(request: Request) -> Response:
 
 
 @router.post("/reset", summary="Delete every stored image and analysis (admin token)", response_model=ResetAnswer)
-async def reset(request: Request) -> JSONResponse:
-    refusal = admin_refusal(request)
-    if refusal is not None:
-        return refusal
-    await run_in_threadpool(state(request).service.reset)
-    return JSONResponse({"reset": True})
+async def reset(app: Api) -> ResetAnswer:
+    """The request guard has checked the admin token."""
+    await run_in_threadpool(app.service.reset)
+    return ResetAnswer(reset=True)
 
 
 @router.get("/log", summary="Recent application log lines (admin token)", response_class=PlainTextResponse)
-async def log(request: Request, lines: int = 200) -> Response:
-    refusal = admin_refusal(request)
-    if refusal is not None:
-        return refusal
-    recent = await run_in_threadpool(state(request).service.recent_log, max(1, min(lines, 1000)))
+async def log(app: Api, lines: Annotated[int, Query()] = 200) -> Response:
+    recent = await run_in_threadpool(app.service.recent_log, max(1, min(lines, 1000)))
     return PlainTextResponse("\n".join(recent) + "\n")

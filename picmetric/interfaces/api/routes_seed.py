@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from picmetric.core.pipeline import AnalysisOptions
 from picmetric.core.seed import seed_response
 from picmetric.errors import ServerBusyError
-from picmetric.interfaces.api.common import (
-    ApiState,
-    BadRequest,
-    SeedAnswer,
-    error_responses,
-    image_urls,
-    is_json,
-    json_object,
-    read_form,
-    request_body,
-    require_api_key,
-    state,
-    upload_bytes,
-    upload_fields,
-    url_input,
-)
+from picmetric.interfaces.api.bodies import JsonRoute, SeedUrl
+from picmetric.interfaces.api.common import Api, ApiState, image_urls, upload_input, url_input
+from picmetric.interfaces.api.errors import error_responses
+from picmetric.interfaces.api.schemas import SeedAnswer
 from picmetric.service.analyses import StoredAnalysis
 from picmetric.service.jobs import JobInput
 
-_URL = {"url": {"type": "string", "format": "uri"}}
 router = APIRouter(tags=["seed-compatible"], responses=error_responses(SeedAnswer))
 
 UPLOAD_PAGE = """<!doctype html>
@@ -43,7 +32,7 @@ button{background:#2563eb;color:#fff;border:0;border-radius:.4rem;padding:.5rem 
 <p>API documentation: <a href="/docs">/docs</a></p></body></html>"""
 
 
-def _respond(request: Request, stored: StoredAnalysis) -> JSONResponse:
+def _answer(request: Request, stored: StoredAnalysis) -> SeedAnswer:
     urls = image_urls(request, stored)
     body = seed_response(
         stored.analysis,
@@ -51,7 +40,7 @@ def _respond(request: Request, stored: StoredAnalysis) -> JSONResponse:
         objects_url=urls.get("objects", ""),
         faces_url=urls.get("faces", ""),
     )
-    return JSONResponse(body)
+    return SeedAnswer.model_validate(body)
 
 
 @router.get("/", include_in_schema=False)
@@ -68,28 +57,28 @@ async def upload_page() -> HTMLResponse:
     "/do_data_science",
     summary="Analyse an uploaded file (multipart field 'file'); seed JSON shape",
     response_model=SeedAnswer,
-    dependencies=[Depends(require_api_key)],
-    openapi_extra=request_body(multipart=upload_fields("file"), required=("file",)),
 )
-async def do_data_science(request: Request) -> JSONResponse:
-    app = state(request)
-    data, name = await upload_bytes(await read_form(request), "file", app.settings.max_upload_bytes)
-    return _respond(request, await _analysed(app, JobInput(source="upload", name=name, data=data)))
+async def do_data_science(api: Api, request: Request, file: Annotated[UploadFile, File()]) -> SeedAnswer:
+    job = await upload_input(file, api.settings.max_upload_bytes)
+    return _answer(request, await _analysed(api, job))
 
 
-@router.post(
-    "/do_data_science_url",
-    summary="Analyse an image URL (form or JSON field 'url'); seed JSON shape",
-    response_model=SeedAnswer,
-    dependencies=[Depends(require_api_key)],
-    openapi_extra=request_body(form=_URL, json=_URL, required=("url",)),
-)
-async def do_data_science_url(request: Request) -> JSONResponse:
-    app = state(request)
-    url = (await json_object(request) if is_json(request) else await read_form(request)).get("url")
-    if not isinstance(url, str) or not url.strip():
-        raise BadRequest("send the image address as the field 'url'")
-    return _respond(request, await _analysed(app, url_input(url, app.settings)))
+_BY_URL: dict[str, Any] = {
+    "summary": "Analyse an image URL (form or JSON field 'url'); seed JSON shape",
+    "response_model": SeedAnswer,
+}
+
+
+async def url_as_json(api: Api, request: Request, body: SeedUrl) -> SeedAnswer:
+    return _answer(request, await _analysed(api, url_input(body.url, api.settings)))
+
+
+router.add_api_route("/do_data_science_url", url_as_json, methods=["POST"], route_class_override=JsonRoute, **_BY_URL)
+
+
+@router.post("/do_data_science_url", **_BY_URL)
+async def do_data_science_url(api: Api, request: Request, form: Annotated[SeedUrl, Form()]) -> SeedAnswer:
+    return await url_as_json(api, request, form)
 
 
 async def _analysed(app: ApiState, job: JobInput) -> StoredAnalysis:

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel
 
 from picmetric.core.pipeline import AnalysisOptions
 from picmetric.core.results import ImageFacts
-from picmetric.service.analyses import HistoryItem
-
-JobState = Literal["queued", "running", "done", "failed"]
+from picmetric.service.analyses import HistoryItem, JobState
 
 
 class Label(BaseModel):
@@ -157,3 +154,15 @@ class BatchAnswer(BaseModel):
 
 class ResetAnswer(BaseModel):
     reset: bool
+
+
+class SeedAnswer(BaseModel):
+    """The seed system's answer: every field a string; ``error`` is empty on success."""
+
+    error: str
+    hash: str
+    original: str
+    resnet: str
+    yolov3: str
+    yolov3_source: str
+    faces_source: str
