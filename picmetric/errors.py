@@ -42,6 +42,16 @@ class ModelUnavailableError(PicMetricError):
     """A model's weights package is not installed or its file is missing."""
 
 
+class InvalidModelError(PicMetricError):
+    """A model file a user brought is unreadable or does not fit its cfg, names or layout; the message says how."""
+
+
+class UnknownModelError(PicMetricError):
+    """No model of that name is installed or added."""
+
+    http_status = 404
+
+
 class DatabaseError(PicMetricError):
     """The database could not be reached or refused a write."""
 

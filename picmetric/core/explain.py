@@ -13,7 +13,7 @@ from picmetric.core.annotate import BoxAnnotator, FaceAnnotator
 from picmetric.core.intake import LoadedImage
 from picmetric.core.models import FACE_DETECTORS, YuNetDetector
 from picmetric.core.models.classifier import CLASSIFIERS, ClassifierSpec, imagenet_names, softmax
-from picmetric.core.models.detector import Candidates, ObjectDetector, class_aware_nms, letterbox
+from picmetric.core.models.detector import Candidates, ObjectDetector, class_aware_nms
 from picmetric.core.pipeline import AnalysisOptions, Analyzer
 from picmetric.core.results import Detections
 
@@ -113,7 +113,7 @@ def explain_detector(
 ) -> DetectorWalkthrough:
     """Raw guesses down to ``shown_from`` (so the overlap NMS removes is visible), then the final objects."""
     model = analyzer.detector(size)
-    boxed = letterbox(image.pixels, size)
+    boxed = model.fit(image.pixels)
     raw = model.raw_outputs(boxed)
     found = model.candidates(image.pixels, boxed, raw, shown_from)
     before = Detections(found.xyxy, found.confidence, found.class_id, model.class_names)
@@ -125,10 +125,10 @@ def explain_detector(
     after = before.select(np.flatnonzero(confident)[kept])
     annotator = BoxAnnotator()
     return DetectorWalkthrough(
-        network_input=(boxed.tensor[0].transpose(1, 2, 0) * 255).astype(np.uint8),
+        network_input=boxed.picture(),
         tensor_shape=tuple(boxed.tensor.shape),
         head_shapes=[tuple(r.shape) for r in raw],
-        raw_boxes=sum(int(np.prod(r.shape[2:])) * len(h.anchors) for r, h in zip(raw, model.heads, strict=True)),
+        raw_boxes=len(model.decode(raw)[0]),
         before_nms=before,
         above_threshold=above,
         after_nms=after,

@@ -37,14 +37,26 @@ from picmetric.core.models import (
 )
 from picmetric.core.models.base import available_providers
 from picmetric.core.models.classifier import DEFAULT_CLASSIFIER, PRECISIONS
-from picmetric.core.models.detector import DETECTOR, DETECTOR_SIZES, coco_class_names
+from picmetric.core.models.detector import DETECTOR, DETECTOR_SIZES, ONNX_LAYOUTS, coco_class_names
+from picmetric.core.models.shelf import (
+    NAME_PATTERN,
+    DetectorEntry,
+    add_darknet,
+    add_onnx,
+    builtin_entry,
+    detector_entry,
+    detectors,
+    load_detector,
+    remove_detector,
+)
 from picmetric.core.results import Classification, Detections, Faces, ImageFacts
 from picmetric.errors import PicMetricError
 from picmetric.settings import Settings, get_settings
 
 __all__ = [  # the option vocabulary (models to choose, their sizes and precisions) is part of the pipeline's surface
-    "CLASSIFIERS", "DETECTOR", "DETECTOR_SIZES", "FACE_DETECTORS", "PRECISIONS", "TASKS", "Analysis", "AnalysisOptions",
-    "Analyzer", "InvalidOptionsError", "TaskCallback", "analyze", "coco_class_names", "default_analyzer",
+    "CLASSIFIERS", "DETECTOR", "DETECTOR_SIZES", "FACE_DETECTORS", "ONNX_LAYOUTS", "PRECISIONS", "TASKS", "Analysis",
+    "AnalysisOptions", "Analyzer", "DetectorEntry", "InvalidOptionsError", "TaskCallback", "add_darknet", "add_onnx",
+    "analyze", "coco_class_names", "default_analyzer", "detectors", "remove_detector",
 ]  # fmt: skip
 #: the option vocabulary (CLASSIFIERS, PRECISIONS, DETECTOR_SIZES, FACE_DETECTORS, TASKS) is part of this module's
 #: surface: interfaces offer these choices without reaching into the models layer
@@ -104,6 +116,13 @@ def _task_list(value: object) -> object:
     return value
 
 
+def _detector_name(value: str) -> str:
+    """A detector's name as ``models add`` allows them; whether it exists here is the Analyzer's to say."""
+    if not NAME_PATTERN.fullmatch(value):
+        raise ValueError(f"detector must be the name of a detector ({DETECTOR.key} or one added), not {value[:40]!r}")
+    return value
+
+
 Number = Annotated[float, BeforeValidator(_no_bool), Field(allow_inf_nan=False)]
 Count = Annotated[int, BeforeValidator(_no_bool)]
 
@@ -121,6 +140,11 @@ class AnalysisOptions(BaseModel):
     ] = TASKS
     classifier: Annotated[str, *_one_of("classifier", CLASSIFIERS)] = DEFAULT_CLASSIFIER
     top_k: Annotated[Count, *_between("top_k", 1, 20)] = 5
+    #: the object detector: the built-in one, or one added with ``picmetric models add``
+    detector: Annotated[str, AfterValidator(_detector_name), Field(description=f"{DETECTOR.key} or an added one")] = (
+        DETECTOR.key
+    )
+    #: the built-in detector's input size (an added detector runs at its own)
     detector_size: Annotated[Count, *_one_of("detector_size", DETECTOR_SIZES)] = 416
     min_confidence: Annotated[Number, *_between("min_confidence", 0, 1)] = 0.25
     iou_threshold: Annotated[Number, *_between("iou_threshold", 0, 1)] = 0.45
@@ -207,7 +231,7 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(dict.fromkeys(problems))
 
 
-_BEFORE_OPTIONS_EXISTED = {"face_detector": "mtcnn", "precision": "float32"}
+_BEFORE_OPTIONS_EXISTED = {"face_detector": "mtcnn", "precision": "float32", "detector": DETECTOR.key}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -305,8 +329,27 @@ class Analyzer:
     def classifier(self, key: str = DEFAULT_CLASSIFIER, precision: str = "float32") -> ImageClassifier:
         return self._model(("classifier", key, precision), lambda: ImageClassifier(key, precision))
 
-    def detector(self, input_size: int = 416) -> ObjectDetector:
-        return self._model(("detector", input_size), lambda: ObjectDetector(input_size))
+    def detector(self, input_size: int = 416, name: str = DETECTOR.key) -> ObjectDetector:
+        """The built-in detector at ``input_size``, or the added detector ``name`` (at its own size)."""
+        entry = self.detector_entry(name)
+        size = input_size if entry.family == "builtin" else entry.input_size
+        return self._model(("detector", name, entry.version, size), lambda: load_detector(self.settings, entry, size))
+
+    def detector_entry(self, name: str) -> DetectorEntry:
+        """The detector an analysis names, refused as an option when there is none of that name here."""
+        if name == DETECTOR.key:
+            return builtin_entry()
+        try:
+            return detector_entry(self.settings, name)
+        except PicMetricError as exc:
+            raise InvalidOptionsError(str(exc)) from None
+
+    def model_identity(self, options: AnalysisOptions) -> str:
+        """What the options alone do not say about the models they run: an added detector's version (it changes
+        when one of that name is removed and added again). Part of the stored key; checks the detector exists."""
+        if "objects" not in options.tasks or options.detector == DETECTOR.key:
+            return ""
+        return f";detector_version={self.detector_entry(options.detector).version}"
 
     @overload
     def face_detector(self, key: Literal["yunet"] = ...) -> YuNetDetector: ...
@@ -325,7 +368,7 @@ class Analyzer:
         """Load (and on first use convert) every model these options need, so the first analysis is fast."""
         options = options or AnalysisOptions()
         self.classifier(options.classifier, options.precision).load()
-        self.detector(options.detector_size).load()
+        self.detector(options.detector_size, options.detector).load()
         self.face_detector(options.face_detector).load()
         # One run on a blank photo: ONNX Runtime allocates its buffers on the first run, not at load time.
         blank = LoadedImage(
@@ -349,7 +392,7 @@ class Analyzer:
         return _TaskOutcome(result, None, {"labels": _ms(started)}, model.version)
 
     def _objects(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
-        model = self.detector(options.detector_size)
+        model = self.detector(options.detector_size, options.detector)
         started = time.perf_counter()
         # down to the model's floor: NMS is greedy by score, so weaker boxes never change the stronger ones' result
         floor = min(options.min_confidence, model.candidate_floor)

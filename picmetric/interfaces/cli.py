@@ -23,15 +23,18 @@ from picmetric import __version__
 from picmetric.core.intake import IMAGE_SOURCES, IMAGE_SUFFIXES, LoadedImage, fetch_image, load_image
 from picmetric.core.pipeline import (
     CLASSIFIERS,
-    DETECTOR,
     DETECTOR_SIZES,
     FACE_DETECTORS,
+    ONNX_LAYOUTS,
     PRECISIONS,
     TASKS,
     Analysis,
     AnalysisOptions,
-    coco_class_names,
+    add_darknet,
+    add_onnx,
     default_analyzer,
+    detectors,
+    remove_detector,
 )
 from picmetric.errors import PicMetricError
 from picmetric.settings import get_settings
@@ -105,6 +108,7 @@ def _options(args: argparse.Namespace) -> AnalysisOptions:
         tasks=tuple(args.tasks.split(",")),
         classifier=args.classifier,
         top_k=args.top_k,
+        detector=args.detector,
         detector_size=args.detector_size,
         min_confidence=args.min_confidence,
         iou_threshold=args.iou,
@@ -413,26 +417,46 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    analyzer = default_analyzer(get_settings())
-    if args.action == "warm":
+    settings = get_settings()
+    action = getattr(args, "action", None) or "list"
+    if action == "add":
+        if args.darknet:
+            cfg, weights = (Path(p) for p in args.darknet)
+            entry = add_darknet(settings, args.name, cfg, weights, Path(args.names))
+        else:
+            entry = add_onnx(settings, args.name, Path(args.onnx), Path(args.names), args.layout)
+        print(f"added {entry.name}: {len(entry.classes)} classes, input {entry.input_size} px, {entry.source}")
+        print(f"use it with --detector {entry.name} (CLI), detector={entry.name} (API), or the dashboard's sidebar")
+        return 0
+    if action == "remove":
+        remove_detector(settings, args.name)
+        print(f"removed {args.name} (its stored analyses stay in the history)")
+        return 0
+    analyzer = default_analyzer(settings)
+    if action == "warm":
         for key, spec in CLASSIFIERS.items():
             for precision in ("float32", "int8") if spec.int8 else ("float32",):
                 analyzer.classifier(key, precision).load()
-        for size in DETECTOR_SIZES:
-            analyzer.detector(size).load()
+        for entry in detectors(settings):
+            for size in DETECTOR_SIZES if entry.family == "builtin" else (entry.input_size,):
+                analyzer.detector(size, entry.name).load()
         for key in FACE_DETECTORS:
             analyzer.face_detector(key).load()
-    for version, loaded in analyzer.loaded_models().items():
-        print(f"{version:28s} {'loaded' if loaded else 'not loaded'}")
-    if args.action == "list":
-        for spec in CLASSIFIERS.values():
-            print(f"{spec.key:20s} {spec.title:20s} top-1 {spec.top1:.1f}%  {spec.licence}")
-        classes = coco_class_names()
-        sizes = " or ".join(f"{size} px" for size in DETECTOR_SIZES)
-        print(f"{DETECTOR.key:20s} {DETECTOR.title}: {len(classes)} COCO classes ({', '.join(classes[:4])}, ...), "
-              f"input {sizes}; from the {DETECTOR.source}; {DETECTOR.licence}")  # fmt: skip
-        for key, (_, score, title) in FACE_DETECTORS.items():
-            print(f"{key:20s} {title:30s} default face score {score}")
+        for version, loaded in analyzer.loaded_models().items():
+            print(f"{version:28s} {'loaded' if loaded else 'not loaded'}")
+        return 0
+    print("Classifiers (ImageNet labels)")
+    for spec in CLASSIFIERS.values():
+        print(f"  {spec.key:20s} {spec.title:20s} top-1 {spec.top1:.1f}%  {spec.licence}")
+    print("Object detectors (--detector NAME)")
+    for entry in detectors(settings):
+        shown = ", ".join(entry.classes[:4]) + (", ..." if len(entry.classes) > 4 else "")
+        sizes = DETECTOR_SIZES if entry.family == "builtin" else (entry.input_size,)
+        sizes_text = " or ".join(f"{size} px" for size in sizes)
+        print(f"  {entry.name:20s} {len(entry.classes)} classes ({shown}), input {sizes_text}; {entry.source}")
+    print("Face detectors (--face-detector NAME)")
+    for key, (_, score, title) in FACE_DETECTORS.items():
+        print(f"  {key:20s} {title:30s} default face score {score}")
     return 0
 
 
@@ -444,6 +468,11 @@ def _option_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of labels,objects,faces")
     parser.add_argument("--classifier", default=DEFAULTS.classifier, choices=sorted(CLASSIFIERS))
     parser.add_argument("--top-k", type=int, default=DEFAULTS.top_k)
+    parser.add_argument(
+        "--detector",
+        default=DEFAULTS.detector,
+        help=f"object detector: {DEFAULTS.detector} or one you added (models add)",
+    )
     parser.add_argument("--detector-size", type=int, default=DEFAULTS.detector_size, choices=DETECTOR_SIZES)
     parser.add_argument("--min-confidence", type=float, default=DEFAULTS.min_confidence)
     parser.add_argument("--iou", type=float, default=DEFAULTS.iou_threshold)
@@ -520,9 +549,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     serve.set_defaults(func=cmd_serve)
 
-    models = commands.add_parser("models", help="list models, or load (and convert) them all")
-    models.add_argument("action", choices=("list", "warm"), nargs="?", default="list")
+    models = commands.add_parser("models", help="list, warm, add or remove models")
     models.set_defaults(func=cmd_models)
+    model_actions = models.add_subparsers(dest="action")
+    model_actions.add_parser("list", help="every classifier and detector, with its classes and source")
+    model_actions.add_parser("warm", help="load (and on first use convert) every model")
+    add = model_actions.add_parser("add", help="add your own object detector (Darknet or ONNX), converted once")
+    add.add_argument("name", help="how analyses choose it: --detector NAME, detector=NAME")
+    given = add.add_mutually_exclusive_group(required=True)
+    given.add_argument("--darknet", nargs=2, metavar=("CFG", "WEIGHTS"), help="a Darknet cfg and its weights")
+    given.add_argument("--onnx", metavar="FILE", help="an ONNX export (YOLOv5/v7, YOLOv8/v11, YOLOX layouts)")
+    add.add_argument("--names", required=True, metavar="FILE", help="class names, one per line, in output order")
+    add.add_argument("--layout", choices=ONNX_LAYOUTS, help="the ONNX output layout (found from its shape if unsaid)")
+    remove = model_actions.add_parser("remove", help="remove a detector you added")
+    remove.add_argument("name")
     return parser
 
 

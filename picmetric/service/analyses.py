@@ -73,9 +73,10 @@ def migrate_database(settings: Settings) -> str:
     return upgrade(make_engine(settings.resolved_database_url, settings.db_timeout_s))
 
 
-def options_key(options: AnalysisOptions) -> str:
-    """The stored key of a set of options: analyses of one image are de-duplicated per key."""
-    return hashlib.sha256(options.cache_key.encode()).hexdigest()
+def options_key(options: AnalysisOptions, model_identity: str = "") -> str:
+    """The stored key of a set of options (and of the added models they name, ``Analyzer.model_identity``):
+    analyses of one image are de-duplicated per key."""
+    return hashlib.sha256((options.cache_key + model_identity).encode()).hexdigest()
 
 
 class AnalysisService:
@@ -98,7 +99,7 @@ class AnalysisService:
 
     def get(self, sha256: str, options: AnalysisOptions | None = None) -> StoredAnalysis | None:
         """The stored analysis of this image (with these options, or the newest successful one)."""
-        record = self.repository.find(sha256, options_key(options) if options else None)
+        record = self.repository.find(sha256, self.key_of(options) if options else None)
         return self._stored(record) if record is not None else None
 
     def reset(self) -> None:
@@ -151,7 +152,7 @@ class AnalysisService:
 
     def is_stored(self, sha256: str, options: AnalysisOptions) -> bool:
         """Whether this image has an analysis (done, running or failed) with these options."""
-        return self.repository.claim_state(sha256, options_key(options))[0] != "missing"
+        return self.repository.claim_state(sha256, self.key_of(options))[0] != "missing"
 
     def health(self) -> dict[str, str]:
         """'ok' or the reason, for the database and the object store."""
@@ -225,18 +226,22 @@ class AnalysisService:
         """Store and analyse an image, or return the stored analysis when this image with these options exists.
         ``source`` and ``name`` describe where it came from (they override a loaded image's own).
         ``on_task_done`` reports each model as it finishes (not called for a stored analysis)."""
+        options = options or AnalysisOptions()
+        key = self.key_of(options)  # an unknown detector is refused here, before anything is stored
         if isinstance(data, LoadedImage):
             image = dataclasses.replace(data, source=source or data.source, name=name or data.name)
         else:
             image = load_image(data, settings=self.settings, origin=source or "upload", name=name)
-        options = options or AnalysisOptions()
-        key = options_key(options)
         with self._lock_for((image.sha256, key)):
             record = self.repository.find(image.sha256, key)
             if record is not None and record.status == "done":
                 logger.info("%s %s: found in history", image.sha256[:12], image.name or "")
                 return self._stored(record)
             return self._analyse_and_keep(image, options, key, on_task_done)
+
+    def key_of(self, options: AnalysisOptions) -> str:
+        """The stored key of these options with this analyzer's models (refuses a detector that is not here)."""
+        return options_key(options, self.analyzer.model_identity(options))
 
     def _lock_for(self, key: tuple) -> threading.Lock:
         with self._key_locks_guard:

