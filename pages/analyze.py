@@ -6,14 +6,14 @@ import pandas as pd
 import streamlit as st
 
 from picmetric import AnalysisOptions, PicMetricError, fetch_image, load_image
-from picmetric.core.pipeline import CLASSIFIERS, FACE_DETECTORS, PRECISIONS
+from picmetric.core.pipeline import CLASSIFIERS, FACE_DETECTORS, PRECISIONS, detectors
 from picmetric.core.samples import samples
 from picmetric.interfaces.ui.resources import get_jobs
 from picmetric.interfaces.ui.thumbnails import square_thumbnail
 from picmetric.interfaces.ui.views import display_sidebar, scroll_to, show_analysis
 from picmetric.service.jobs import JobInput, batch_counts
 
-TASK_TITLES = {"labels": "ImageNet labels", "objects": "COCO objects", "faces": "Faces and landmarks"}
+TASK_TITLES = {"labels": "ImageNet labels", "objects": "Objects", "faces": "Faces and landmarks"}
 # Each sample tile is one button: its (invisible) button covers the thumbnail and the caption. On a phone the tiles
 # stay three to a row instead of stacking into one long column.
 SAMPLE_GALLERY_STYLE = """<style>
@@ -39,6 +39,7 @@ MAX_RESULTS_KEPT = 50  # a session holds results (rows, not image bytes) of its 
 
 st.sidebar.subheader("Analysis")
 st.sidebar.caption("These run the models again: for the next photo, and for this one when you re-analyse it.")
+object_detectors = {entry.name: entry for entry in detectors(service.analyzer.settings)}
 # a form: moving a slider changes nothing until "Re-analyse", so no new analysis is stored at every release
 with st.sidebar.form("analysis-settings", border=False):
     options = AnalysisOptions(
@@ -47,7 +48,16 @@ with st.sidebar.form("analysis-settings", border=False):
             list(CLASSIFIERS),
             format_func=lambda k: f"{CLASSIFIERS[k].title} ({CLASSIFIERS[k].top1}% top-1)",
         ),  # fmt: skip
-        detector_size=st.radio("Detector input", (416, 608), horizontal=True, format_func=lambda s: f"{s} px"),
+        detector=st.selectbox(
+            "Object detector",
+            list(object_detectors),
+            format_func=lambda k: f"{k} ({len(object_detectors[k].classes)} classes)",
+            help="Add your own Darknet or ONNX detector with `picmetric models add` (see the README).",
+        ),
+        detector_size=st.radio(
+            "Detector input", (416, 608), horizontal=True, format_func=lambda s: f"{s} px",
+            help="The built-in YOLOv4-tiny's input; an added detector runs at its own size.",
+        ),  # fmt: skip
         iou_threshold=st.slider("Box overlap (IoU) for NMS", 0.1, 0.9, 0.45, 0.05),
         face_detector=st.radio(
             "Face detector",

@@ -55,8 +55,8 @@ from picmetric.settings import Settings, get_settings
 
 __all__ = [  # the option vocabulary (models to choose, their sizes and precisions) is part of the pipeline's surface
     "CLASSIFIERS", "DETECTOR", "DETECTOR_SIZES", "FACE_DETECTORS", "ONNX_LAYOUTS", "PRECISIONS", "TASKS", "Analysis",
-    "AnalysisOptions", "Analyzer", "DetectorEntry", "InvalidOptionsError", "TaskCallback", "add_darknet", "add_onnx",
-    "analyze", "coco_class_names", "default_analyzer", "detectors", "remove_detector",
+    "AnalysisOptions", "Analyzer", "DetectorEntry", "NAME_PATTERN", "InvalidOptionsError", "TaskCallback",
+    "add_darknet", "add_onnx", "analyze", "coco_class_names", "default_analyzer", "detectors", "remove_detector",
 ]  # fmt: skip
 #: the option vocabulary (CLASSIFIERS, PRECISIONS, DETECTOR_SIZES, FACE_DETECTORS, TASKS) is part of this module's
 #: surface: interfaces offer these choices without reaching into the models layer

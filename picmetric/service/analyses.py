@@ -23,8 +23,15 @@ from PIL import Image
 from picmetric import logs
 from picmetric.core.annotate import CONTENT_TYPES, encode_image
 from picmetric.core.intake import LoadedImage, load_image
-from picmetric.core.models.detector import coco_class_names
-from picmetric.core.pipeline import Analysis, AnalysisOptions, Analyzer, TaskCallback, default_analyzer
+from picmetric.core.pipeline import (
+    DETECTOR,
+    Analysis,
+    AnalysisOptions,
+    Analyzer,
+    TaskCallback,
+    coco_class_names,
+    default_analyzer,
+)
 from picmetric.core.results import Classification, Detections, Faces
 from picmetric.errors import AnalysisFailedError, PicMetricError
 from picmetric.settings import Settings
@@ -196,21 +203,36 @@ class AnalysisService:
                 model=record.labels[0][3] if record.labels else options.classifier,
             )
         weaker = record.candidates
+        names = self._class_names(options, [*record.objects, *weaker.get("objects", [])])
         if "objects" in tasks and done:
-            detections = _detections(record.objects)
+            detections = _detections(record.objects, names)
         if "faces" in tasks and done:
             faces = _faces(record.faces)
         analysis = Analysis(
             **record.image.fact_values(), options=options, classification=classification,
             detections=detections, faces=faces, timings_ms=record.timings_ms, model_versions=record.model_versions,
             created_at=record.created_at, floors=weaker.get("floors", {}),
-            weaker_objects=_detections(weaker["objects"]) if detections is not None and "objects" in weaker else None,
+            weaker_objects=_detections(weaker["objects"], names) if detections and "objects" in weaker else None,
             weaker_faces=_faces(weaker["faces"]) if faces is not None and "faces" in weaker else None,
         )  # fmt: skip
         return StoredAnalysis(
             id=record.id, analysis=analysis, status=record.status, error=record.error, cached=True,
             blob_keys=record.blob_keys, urls=record.urls,
         )  # fmt: skip
+
+    def _class_names(self, options: AnalysisOptions, objects: list) -> list[str]:
+        """The classes of the detector an analysis ran: the built-in COCO ones, an added detector's, or (for one
+        removed since) as many as its stored objects name, with their stored labels."""
+        if options.detector == DETECTOR.key:
+            return coco_class_names()
+        try:
+            return self.analyzer.detector_entry(options.detector).classes
+        except PicMetricError:
+            names = [f"class {i}" for i in range(1 + max((row[2] for row in objects), default=-1))]
+            for row in objects:  # stored objects carry their label; weaker candidates only their class number
+                if len(row) > 3:
+                    names[row[2]] = row[3]
+            return names
 
     # -- analyse and keep ----------------------------------------------------------------------------------------
 
@@ -333,13 +355,13 @@ class AnalysisService:
         return self._stored(record) if record is not None and record.status == "done" else None
 
 
-def _detections(rows: list) -> Detections:
-    """Objects from stored rows of (xyxy, confidence, class_id)."""
+def _detections(rows: list, class_names: list[str]) -> Detections:
+    """Objects from stored rows of (xyxy, confidence, class_id[, label])."""
     return Detections(
         np.array([row[0] for row in rows], np.float32).reshape(-1, 4),
         np.array([row[1] for row in rows], np.float32),
         np.array([row[2] for row in rows], np.int64),
-        coco_class_names(),
+        class_names,
     )
 
 

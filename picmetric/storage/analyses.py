@@ -269,7 +269,9 @@ class AnalysisStore(StoreBase):
             model_versions=dict(row.model_versions or {}), timings_ms=dict(row.timings_ms or {}),
             image=image.facts(),
             labels=[(r.class_id, r.name, r.confidence, r.model) for r in row.labels] if done else [],
-            objects=[((o.x1, o.y1, o.x2, o.y2), o.confidence, o.class_id) for o in row.objects] if done else [],
+            objects=[((o.x1, o.y1, o.x2, o.y2), o.confidence, o.class_id, o.label) for o in row.objects]
+            if done
+            else [],
             faces=[((f.x1, f.y1, f.x2, f.y2), f.confidence, f.landmarks) for f in row.faces] if done else [],
             candidates=dict(row.candidates or {}) if done else {}, blob_keys=keys,
             urls={kind: self.blobs.url(key) for kind, key in keys.items()},

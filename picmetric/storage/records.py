@@ -28,7 +28,7 @@ class AnalysisRecord:
     timings_ms: dict[str, float]
     image: ImageFacts
     labels: list[tuple[int, str, float, str]]  # class_id, name, confidence, model; by rank
-    objects: list[tuple[tuple[float, float, float, float], float, int]]  # xyxy, confidence, class_id
+    objects: list[tuple[tuple[float, float, float, float], float, int, str]]  # xyxy, confidence, class_id, label
     faces: list[tuple[tuple[float, float, float, float], float, list]]  # xyxy, confidence, 5 landmarks
     candidates: dict  # weaker boxes below the thresholds, as the service stored them ({} for older rows)
     blob_keys: dict[str, str]  # original, objects, faces, thumbnail -> key

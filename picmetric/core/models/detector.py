@@ -13,6 +13,7 @@ Output layouts of ONNX exports (``C`` classes, ``N`` boxes):
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
@@ -148,7 +149,7 @@ def decode_head(raw: np.ndarray, head: YoloHead, input_size: int) -> tuple[np.nd
 
 def cells(input_size: int) -> int:
     """Grid cells over strides 8, 16 and 32 at a square input: the boxes of one anchor-free output."""
-    return sum(-((-input_size // stride) ** 2) for stride in STRIDES)
+    return sum(math.ceil(input_size / stride) ** 2 for stride in STRIDES)
 
 
 def decode_export(output: np.ndarray, layout: str, input_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +161,7 @@ def decode_export(output: np.ndarray, layout: str, input_size: int) -> tuple[np.
     if layout == "yolox":
         grids, strides = [], []
         for stride in STRIDES:
-            side = -(-input_size // stride)
+            side = math.ceil(input_size / stride)
             gy, gx = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
             grids.append(np.stack([gx, gy], -1).reshape(-1, 2))
             strides.append(np.full((side * side, 1), stride))

@@ -222,7 +222,7 @@ def _layout_of(shape: tuple[int, ...], classes: int, size: int, layout: str | No
         if not (fits[layout] or (layout == "yolov5" and columns == 5 + classes)):
             raise InvalidModelError(
                 f"{file}'s output {shape} is not the {layout} layout for {classes} classes at {size}x{size}: "
-                f"expected {expected[layout]}{_class_hint(shape, classes)}"
+                f"expected {expected[layout]}{_class_hint(shape, classes, size)}"
             )
         return layout
     matching = [name for name, ok in fits.items() if ok]
@@ -236,14 +236,16 @@ def _layout_of(shape: tuple[int, ...], classes: int, size: int, layout: str | No
     raise InvalidModelError(
         f"{file}'s output {shape} is of an unknown layout for {classes} classes: PicMetric reads yolov5 "
         f"(1, N, {5 + classes}), yolov8 (1, {4 + classes}, N) and yolox (1, N, {5 + classes})"
-        + _class_hint(shape, classes)
+        + _class_hint(shape, classes, size)
     )
 
 
-def _class_hint(shape: tuple[int, ...], classes: int) -> str:
+def _class_hint(shape: tuple[int, ...], classes: int, size: int) -> str:
     """When the shape fits a layout with another class count, the names file is the likely culprit: say so."""
     _, rows, columns = shape
-    counts = sorted({n for n in (rows - 4, columns - 5) if 0 < n <= _MAX_CLASSES and n != classes})
+    fitting = [rows - 4] if columns in (cells(size), 3 * cells(size)) or columns > rows else []
+    fitting += [columns - 5] if rows in (cells(size), 3 * cells(size)) else []
+    counts = sorted({n for n in fitting if 0 < n <= _MAX_CLASSES and n != classes})
     if not counts:
         return ""
     return f"; the output fits {' or '.join(map(str, counts))} classes, the names file has {classes}"

@@ -12,12 +12,13 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Request, UploadFile
+from fastapi import APIRouter, Path, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
 from picmetric.core.intake import load_image
-from picmetric.core.pipeline import Analysis, AnalysisOptions
+from picmetric.core.pipeline import NAME_PATTERN, Analysis, AnalysisOptions
+from picmetric.errors import NotFoundError, PicMetricError
 from picmetric.interfaces.api.bodies import Multipart
 from picmetric.interfaces.api.common import Api, upload_input
 from picmetric.interfaces.api.errors import DeepStackFailure, Unauthorized, error_responses
@@ -53,12 +54,17 @@ def _box(xyxy) -> dict[str, int]:
 
 
 async def _answer(
-    api: Api, request: Request, form: DeepStackUpload, task: str, answer: Callable[[Analysis, int], Answer]
+    api: Api,
+    request: Request,
+    form: DeepStackUpload,
+    task: str,
+    answer: Callable[[Analysis, int], Answer],
+    detector: str | None = None,
 ) -> Answer:
     """Common part: the key from the form when none came in the header, one task on the image, its answer."""
     if not getattr(request.state, KEY_CHECKED, False) and not tokens_match(form.api_key, api.settings.api_key):
         raise Unauthorized("Incorrect api key")
-    options: dict[str, Any] = {"tasks": (task,)}
+    options: dict[str, Any] = {"tasks": (task,)} | ({"detector": detector} if detector else {})
     if task in DEFAULT_MIN_CONFIDENCE:  # DeepStack's one threshold field
         threshold = DEFAULT_MIN_CONFIDENCE[task] if form.min_confidence is None else form.min_confidence
         if threshold is not None:
@@ -115,6 +121,22 @@ async def detection(api: Api, request: Request, form: Upload) -> PredictionsAnsw
 )
 async def face(api: Api, request: Request, form: Upload) -> PredictionsAnswer:
     return await _answer(api, request, form, "faces", _faces)
+
+
+@router.post(
+    "/custom/{model}",
+    summary="Objects from a detector added with `picmetric models add` (DeepStack's custom models route)",
+    response_model=PredictionsAnswer,
+    response_model_exclude_none=True,
+)
+async def custom(
+    api: Api, request: Request, model: Annotated[str, Path(pattern=NAME_PATTERN.pattern)], form: Upload
+) -> PredictionsAnswer:
+    try:
+        api.service.analyzer.detector_entry(model)
+    except PicMetricError as exc:
+        raise NotFoundError(str(exc)) from None
+    return await _answer(api, request, form, "objects", _objects, detector=model)
 
 
 @router.post("/scene", summary="Scene: the most likely ImageNet label and its confidence", response_model=SceneAnswer)
