@@ -55,7 +55,10 @@ with st.sidebar.form("analysis-settings", border=False):
             help="Add your own Darknet or ONNX detector with `picmetric models add` (see the README).",
         ),
         detector_size=st.radio(
-            "Detector input", (416, 608), horizontal=True, format_func=lambda s: f"{s} px",
+            "Detector input",
+            (416, 608),
+            horizontal=True,
+            format_func=lambda s: f"{s} px",
             help="The built-in YOLOv4-tiny's input; an added detector runs at its own size.",
         ),  # fmt: skip
         iou_threshold=st.slider("Box overlap (IoU) for NMS", 0.1, 0.9, 0.45, 0.05),
