@@ -61,7 +61,13 @@ with st.sidebar.form("analysis-settings", border=False):
             format_func=lambda s: f"{s} px",
             help="The built-in YOLOv4-tiny's input; an added detector runs at its own size.",
         ),  # fmt: skip
-        iou_threshold=st.slider("Box overlap (IoU) for NMS", 0.1, 0.9, 0.45, 0.05),
+        iou_threshold=st.slider("Box overlap (IoU) for NMS", 0.1, 0.9, 0.40, 0.05),
+        merge_synonyms=st.checkbox(
+            "One box per object across near-synonyms",
+            value=True,
+            help="NMS takes car/truck/bus, horse/cow/sheep and dog/cat for one object, so a pickup is not boxed "
+            "twice (as car and truck). Off: every class on its own.",
+        ),
         face_detector=st.radio(
             "Face detector",
             list(FACE_DETECTORS),

@@ -66,7 +66,7 @@ def objects_walkthrough() -> None:
     left, right = st.columns([1, 2])
     score_column, overlap_column = st.columns(2)
     score = score_column.slider("Score threshold", 0.05, 0.95, 0.25, 0.05, key="walk-score")
-    overlap = overlap_column.slider("NMS overlap (IoU)", 0.1, 0.9, 0.45, 0.05, key="walk-iou")
+    overlap = overlap_column.slider("NMS overlap (IoU)", 0.1, 0.9, 0.40, 0.05, key="walk-iou")
     walk = explain_detector(analyzer, image, min_confidence=score, iou_threshold=overlap)
     left.image(
         walk.network_input, caption=f"Letterboxed to {walk.tensor_shape[2]}×{walk.tensor_shape[3]} px", width="stretch"

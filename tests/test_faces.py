@@ -130,16 +130,22 @@ def test_face_detector_option_defaults_and_validation():
 
 
 def test_options_key_of_rows_stored_before_yunet_is_unchanged():
-    """Rows written before the face_detector option were MTCNN analyses: their key must still match."""
+    """Rows written before the face_detector (and precision, merge_synonyms) options ran MTCNN, float32 and NMS
+    per class: their key must still match."""
     pinned = (
         "tasks=labels,objects,faces;classifier=efficientnet_lite2;top_k=5;detector_size=416;min_confidence=0.25;"
         "iou_threshold=0.45;min_face_size=20;face_confidence=0.9;render_format=webp"
     )
-    before = AnalysisOptions(face_detector="mtcnn", precision="float32")
+    before = AnalysisOptions(face_detector="mtcnn", precision="float32", iou_threshold=0.45, merge_synonyms=False)
     assert before.cache_key == pinned
-    assert AnalysisOptions().cache_key == pinned.replace("face_confidence=0.9", "face_confidence=0.8") + (
+    now = pinned.replace("face_confidence=0.9", "face_confidence=0.8").replace(
+        "iou_threshold=0.45", "iou_threshold=0.4"
+    )
+    assert AnalysisOptions().cache_key == now.replace("min_face", "merge_synonyms=True;min_face") + (
         ";face_detector=yunet;precision=int8"
     )
-    stored_before = {k: v for k, v in before.to_dict().items() if k not in ("face_detector", "precision")}
+    stored_before = {
+        k: v for k, v in before.to_dict().items() if k not in ("face_detector", "precision", "merge_synonyms")
+    }
     assert AnalysisOptions.from_stored(stored_before) == before
     assert AnalysisOptions.from_stored(AnalysisOptions().to_dict()) == AnalysisOptions()

@@ -158,6 +158,24 @@ def test_opencv_nms_keeps_the_same_boxes_as_greedy_nms(analyzer, bus_path, zidan
         kept = class_aware_nms(found, 0.45)
         assert sorted(kept.tolist()) == sorted(_greedy_nms(found.xyxy, found.confidence, found.class_id, 0.45))
         assert (np.diff(found.confidence[kept]) <= 0).all()  # best first
+        merged = class_aware_nms(found, 0.4, detector.same_object)  # near-synonyms: one group each
+        groups = detector.same_object[found.class_id]
+        assert sorted(merged.tolist()) == sorted(_greedy_nms(found.xyxy, found.confidence, groups, 0.4))
+
+
+def test_one_pickup_is_one_box_not_a_car_and_a_truck(analyzer):
+    """darknet's dog.jpg: YOLOv4-tiny sees the pickup as car 67 % and truck 60 %; merged synonyms keep one box."""
+    from picmetric import AnalysisOptions
+
+    from .conftest import ROOT
+
+    image = load_image(ROOT / "benchmarks" / "data" / "darknet-photos" / "dog.jpg")
+    vehicles = {"car", "truck", "bus"}
+    per_class = analyzer.analyze(image, AnalysisOptions(tasks=("objects",), merge_synonyms=False, iou_threshold=0.4))
+    merged = analyzer.analyze(image, AnalysisOptions(tasks=("objects",)))
+    assert sorted(label for label in per_class.detections.labels if label in vehicles) == ["car", "truck"]
+    assert [label for label in merged.detections.labels if label in vehicles] == ["car"]
+    assert {"dog", "bicycle"} <= set(merged.detections.labels)
 
 
 def test_an_analyzer_passes_its_own_settings_to_its_models(tmp_path):

@@ -107,11 +107,13 @@ def explain_detector(
     analyzer: Analyzer,
     image: LoadedImage,
     min_confidence: float = 0.25,
-    iou_threshold: float = 0.45,
+    iou_threshold: float = 0.40,
     size: int = 416,
     shown_from: float = ObjectDetector.candidate_floor,
+    merge_synonyms: bool = True,
 ) -> DetectorWalkthrough:
-    """Raw guesses down to ``shown_from`` (so the overlap NMS removes is visible), then the final objects."""
+    """Raw guesses down to ``shown_from`` (so the overlap NMS removes is visible), then the final objects (NMS as
+    the analysis runs it: with ``merge_synonyms``, one box for car/truck/bus and the like)."""
     model = analyzer.detector(size)
     boxed = model.fit(image.pixels)
     raw = model.raw_outputs(boxed)
@@ -119,7 +121,9 @@ def explain_detector(
     before = Detections(found.xyxy, found.confidence, found.class_id, model.class_names)
     confident = found.confidence >= min_confidence
     kept = class_aware_nms(
-        Candidates(found.xyxy[confident], found.confidence[confident], found.class_id[confident]), iou_threshold
+        Candidates(found.xyxy[confident], found.confidence[confident], found.class_id[confident]),
+        iou_threshold,
+        model.same_object if merge_synonyms else None,
     )
     above = before.select(np.flatnonzero(confident))
     after = before.select(np.flatnonzero(confident)[kept])

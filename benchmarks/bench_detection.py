@@ -1,0 +1,151 @@
+"""How many boxes the built-in detector gets right on the shipped photos, under each way of choosing among its guesses.
+Counts against hand-drawn boxes (``data/detection-ground-truth.json``); prints a table; asserts nothing.
+
+    .venv/bin/python benchmarks/bench_detection.py
+
+A detection is *true* when it has the label of an unmatched drawn box and overlaps it by IoU >= 0.5 (the best-scoring
+detections match first); a *duplicate* when it overlaps an object already matched (any label: one pickup boxed as car
+and as truck, one man boxed twice); *false* otherwise (a wrong label, a box on nothing). *Missed*: drawn boxes no
+detection matched. Variants: the thresholds and NMS of the analysis options, class-agnostic NMS, NMS across near-synonym
+classes (car, truck and bus are one object to NMS), and the 608 px input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from picmetric import load_image  # noqa: E402
+from picmetric.core.models.detector import (  # noqa: E402
+    COCO_SYNONYMS,
+    BuiltinDetector,
+    Candidates,
+    class_aware_nms,
+    coco_class_names,
+    synonym_groups,
+)
+from picmetric.core.models.weights import package_file  # noqa: E402
+from picmetric.settings import Settings  # noqa: E402
+
+GROUND_TRUTH = ROOT / "benchmarks" / "data" / "detection-ground-truth.json"
+VEHICLES = (("car", "truck", "bus"),)
+VEHICLES_AND_ANIMALS = COCO_SYNONYMS  # the default since this benchmark
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    size: int = 416
+    min_confidence: float = 0.25
+    iou: float = 0.45
+    nms: str = "per class"  # per class | agnostic | synonyms | synonyms+animals
+
+
+VARIANTS = [
+    Variant("before: 416, 0.25, NMS per class 0.45"),
+    Variant("threshold 0.30", min_confidence=0.30),
+    Variant("threshold 0.35", min_confidence=0.35),
+    Variant("threshold 0.40", min_confidence=0.40),
+    Variant("class-agnostic NMS 0.45", nms="agnostic"),
+    Variant("class-agnostic NMS 0.60", nms="agnostic", iou=0.60),
+    Variant("NMS across car/truck/bus", nms="synonyms"),
+    Variant("NMS across vehicles + horse/cow/sheep, dog/cat", nms="synonyms+animals"),
+    Variant("NMS IoU 0.40", iou=0.40),
+    Variant("after: NMS IoU 0.40 across vehicles + animals", nms="synonyms+animals", iou=0.40),
+    Variant("NMS IoU 0.35 across vehicles + animals", nms="synonyms+animals", iou=0.35),
+    Variant("car/truck/bus + threshold 0.30", nms="synonyms", min_confidence=0.30),
+    Variant("car/truck/bus + threshold 0.35", nms="synonyms", min_confidence=0.35),
+    Variant("608 px input", size=608),
+    Variant("608 px + car/truck/bus", size=608, nms="synonyms"),
+]
+
+
+def photo_path(key: str) -> Path:
+    package, *rest = key.split("/")
+    if package == "darknet":
+        return ROOT / "benchmarks" / "data" / "darknet-photos" / rest[-1]
+    return package_file(package, *rest)
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
+    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return inter / (area + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter)
+
+
+def score(labels: list[str], xyxy: np.ndarray, truth: list[list]) -> dict[str, int]:
+    """True, false, duplicate and missed boxes of one photo (detections sorted best first)."""
+    counts = dict.fromkeys(("true", "false", "duplicate", "missed"), 0)
+    truth_boxes = np.array([t[1:] for t in truth], np.float32).reshape(-1, 4)
+    matched = np.zeros(len(truth), bool)
+    for label, box in zip(labels, xyxy, strict=True):
+        overlaps = iou(box, truth_boxes) if len(truth) else np.zeros(0)
+        same = np.array([t[0] == label for t in truth], bool)
+        candidates = np.flatnonzero((overlaps >= 0.5) & same & ~matched)
+        if len(candidates):
+            matched[candidates[np.argmax(overlaps[candidates])]] = True
+            counts["true"] += 1
+        elif ((overlaps >= 0.5) & matched).any():
+            counts["duplicate"] += 1
+        else:
+            counts["false"] += 1
+    counts["missed"] = int((~matched).sum())
+    return counts
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__).parse_args()
+    truth = json.loads(GROUND_TRUTH.read_text())["photos"]
+    names = coco_class_names()
+    groups = {
+        "per class": None,
+        "agnostic": np.zeros(len(names), np.int64),
+        "synonyms": synonym_groups(names, VEHICLES),
+        "synonyms+animals": synonym_groups(names, VEHICLES_AND_ANIMALS),
+    }
+    settings = Settings(data_dir=Path("/tmp/picmetric-bench-detection"))
+    detectors = {size: BuiltinDetector(size) for size in (416, 608)}
+    for detector in detectors.values():
+        detector.settings = settings
+    images = {key: load_image(photo_path(key), settings=settings) for key in truth}
+    drawn = sum(len(boxes) for boxes in truth.values())
+    print(f"{len(images)} photos, {drawn} drawn boxes; YOLOv4-tiny; IoU >= 0.5 to count as found\n")
+    print(f"| {'variant':50s} | true | false | duplicate | missed | errors | ms/photo |")
+    print(f"|{'-' * 52}|-----:|------:|----------:|-------:|-------:|---------:|")
+    raw = {}
+    for size, detector in detectors.items():  # one run per photo and size: the variants share its candidates
+        for key, image in images.items():
+            started = time.perf_counter()
+            boxed = detector.fit(image.pixels)
+            found = detector.candidates(image.pixels, boxed, detector.raw_outputs(boxed), 0.2)
+            raw[size, key] = (found, (time.perf_counter() - started) * 1000)
+    for variant in VARIANTS:
+        totals = dict.fromkeys(("true", "false", "duplicate", "missed"), 0)
+        elapsed = 0.0
+        for key, image in images.items():
+            found, ms = raw[variant.size, key]
+            keep = found.confidence >= variant.min_confidence
+            kept = Candidates(found.xyxy[keep], found.confidence[keep], found.class_id[keep])
+            order = class_aware_nms(kept, variant.iou, groups[variant.nms])
+            labels = [names[i] for i in kept.class_id[order]]
+            for name, count in score(labels, kept.xyxy[order] * image.scale, truth[key]).items():
+                totals[name] += count
+            elapsed += ms
+        errors = totals["false"] + totals["duplicate"] + totals["missed"]
+        print(f"| {variant.name:50s} | {totals['true']:4d} | {totals['false']:5d} | {totals['duplicate']:9d} | "
+              f"{totals['missed']:6d} | {errors:6d} | {elapsed / len(images):8.1f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
