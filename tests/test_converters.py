@@ -271,3 +271,22 @@ def test_darknet_mismatches_name_the_layer(tmp_path, cfg_text, weights_values, m
     weights.write_bytes(header + np.ones(weights_values, "<f4").tobytes())
     with pytest.raises(DarknetError, match=re.escape(message)):
         darknet_to_onnx(cfg, weights)
+
+
+def test_new_coords_heads_decode_as_opencv_does(tmp_path):
+    """Scaled-YOLOv4 and YOLOv7 heads (``new_coords=1`` after a logistic, ``scale_x_y=2``) decode to OpenCV's boxes:
+    YOLOv4-tiny's cfg turned into one, with random weights."""
+    cfg, weights = tmp_path / "new-coords.cfg", tmp_path / "new-coords.weights"
+    text = _yolo_files()[0].read_text().replace("scale_x_y = 1.05", "scale_x_y = 2.0\nnew_coords=1")
+    cfg.write_text(re.sub(r"activation=linear(\s+)\[yolo\]", r"activation=logistic\1[yolo]", text))
+    random_darknet_weights(cfg, weights)
+    heads = yolo_heads(parse_cfg(cfg.read_text()))
+    assert len(heads) == 2 and all(head.new_coords for head in heads)
+    session = ort.InferenceSession(darknet_to_onnx(cfg, weights).SerializeToString())
+    blob = np.random.default_rng(3).uniform(0, 1, (1, 3, 416, 416)).astype(np.float32)
+    reference = cv2.dnn.readNetFromDarknet(str(cfg), str(weights))
+    reference.setInput(blob)
+    expected = reference.forward(reference.getUnconnectedOutLayersNames())
+    for raw, head, theirs in zip(session.run(None, {"image": blob}), heads, expected, strict=True):
+        boxes, _ = decode_head(raw, head, 416)
+        np.testing.assert_allclose(boxes / 416, theirs[:, :4], atol=1e-4)
