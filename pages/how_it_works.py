@@ -5,7 +5,17 @@ from __future__ import annotations
 import streamlit as st
 
 from picmetric import AnalysisOptions, load_image
-from picmetric.core.explain import compare_models, explain_classifier, explain_detector, explain_faces, explain_yunet
+from picmetric.core.explain import (
+    LAYER_TITLES,
+    class_activations,
+    compare_models,
+    convolution_step,
+    explain_classifier,
+    explain_detector,
+    explain_faces,
+    explain_yunet,
+    feature_grid,
+)
 from picmetric.core.pipeline import CLASSIFIERS
 from picmetric.core.samples import samples
 from picmetric.interfaces.ui.charts import logits_chart
@@ -56,6 +66,72 @@ right.markdown(
 """
 )
 show_chart(logits_chart(walk.top_names, walk.top_logits, walk.top_probabilities), key="logits")
+options = AnalysisOptions(classifier=classifier_key)
+
+st.subheader("Inside the classifier: why did it say that?")
+evidence_column, layer_column = st.columns(2)
+with evidence_column:
+    maps = {m.class_id: m for m in class_activations(analyzer, image, options)}
+    chosen = st.segmented_control(
+        "Evidence for", list(maps), default=next(iter(maps)), key="walk-evidence",
+        format_func=lambda i: f"{maps[i].name} {maps[i].probability:.0%}",
+    ) or next(iter(maps))  # fmt: skip
+    st.image(maps[chosen].overlay, width="stretch", output_format="JPEG")
+    st.caption(
+        f"Where the evidence for “{maps[chosen].name}” is (red: most). The last layer scores every spot of the final "
+        "feature map for each label; the average of those scores over the square is the label's logit, so this map "
+        "is exactly how the network decided (a *class activation map*)."
+    )
+with layer_column:
+    layer = st.segmented_control(
+        "Layer", list(LAYER_TITLES), default="early", key="walk-layer", format_func=str.capitalize
+    ) or "early"  # fmt: skip
+    grid = feature_grid(analyzer, image, options, layer)
+    st.image(grid.picture, width="stretch")
+    st.caption(
+        f"What the {LAYER_TITLES[layer]} sees: {grid.shape[0]} channels of {grid.shape[1]}×{grid.shape[2]} cells, "
+        f"the 16 that vary most over this photo shown (bright: the channel responds there). Deeper layers are "
+        "coarser and have more channels, each responding to larger, more specific patterns."
+    )
+
+
+@st.fragment
+def convolution_walkthrough() -> None:
+    """One number of the first layer computed in front of the class, step by step; its own fragment."""
+    st.subheader("One step of a convolution, with the real numbers")
+    inspector = analyzer.inspector(classifier_key)
+    filters = inspector.first_convolution[0].shape[0]
+    controls = st.columns(4)
+    number = controls[0].number_input("Filter", 0, filters - 1, 3, key="walk-filter")
+    x = controls[1].slider("Column", 0, 129, 60, key="walk-x")
+    y = controls[2].slider("Row", 0, 129, 40, key="walk-y")
+
+    def advance() -> None:  # before the rerun draws the slider: one cell to the right
+        st.session_state["walk-x"] = (st.session_state["walk-x"] + 1) % 130
+
+    controls[3].button("Next position", icon=":material/skip_next:", key="walk-next", on_click=advance)
+    step = convolution_step(analyzer, image, options, int(number), x, y)
+    picture, numbers = st.columns([1, 2])
+    picture.image(step.input_picture, caption="The network's input, the 3×3 patch in red", width="stretch")
+    picture.image(step.output_picture, caption=f"Filter {step.filter}'s whole output", width="stretch")
+    colours = ("red", "green", "blue")
+    lines = []
+    for channel, colour in enumerate(colours):
+        terms = " + ".join(
+            f"{p:+.2f}×{w:+.2f}"
+            for p, w in zip(step.patch[channel].ravel(), step.weights[channel].ravel(), strict=True)
+        )
+        lines.append(f"**{colour}**: {terms} = {step.products[channel].sum():+.3f}")
+    numbers.markdown(
+        "Each output number is 27 multiplications (a 3×3 patch × 3 colours, each by the filter's weight), added up, "
+        "plus a bias; then *ReLU6* keeps it between 0 and 6.\n\n"
+        + "\n\n".join(lines)
+        + f"\n\nSum {float(step.products.sum()):+.3f} + bias {step.bias:+.3f} = **{step.total:+.3f}** → ReLU6 → "
+        f"**{step.output:.3f}** (ONNX Runtime computed {step.checked:.3f}: the same)."
+    )
+
+
+convolution_walkthrough()
 
 st.header("2 · Which objects, and where? — YOLOv4-tiny")
 

@@ -66,6 +66,15 @@ def test_analyze_page_shows_metrics_images_and_charts(app, zidane_path, analyzer
     app.session_state["analyze-view"] = "Labels"
     app.run()
     assert any("spreads its probability" in c.value for c in app.caption)  # why Lite's top label looks unsure
+    top, second = app.session_state["analyze-evidence"], None
+    evidence = [c.value for c in app.caption if "Where the evidence for" in c.value]
+    assert len(evidence) == 1  # the top label's class activation map beside the chart
+    analysis = next(iter(app.session_state["results"].values())).analysis
+    second = int(analysis.classification.class_id[1])
+    app.session_state["analyze-evidence"] = second
+    app.run()
+    assert f"“{analysis.classification.names[1]}”" in next(c.value for c in app.caption if "evidence for" in c.value)
+    assert top == int(analysis.classification.class_id[0])
     assert {b.label for b in app.get("download_button")} >= {
         "Objects image",
         "Faces image",
@@ -213,6 +222,16 @@ def test_how_it_works_walks_through_each_model(app):
     assert "(1, 3, 260, 260)" in text and "After NMS" not in text
     assert "P-Net" in text and "77.6" in text
     assert "stride 8: 128×72 cells" in text and "**2 faces**" in text  # zidane.jpg's first YuNet pass, and its faces
+
+    # inside the classifier: the evidence map, a layer's channels, one convolution step with the real numbers
+    assert any("Where the evidence for" in c.value for c in app.caption)
+    next(b for b in app.get("button_group") if b.label == "Layer").set_value("late").run()
+    assert any("1280 channels of 9×9 cells" in c.value for c in app.caption)
+    step = next(m.value for m in app.markdown if "ReLU6 →" in m.value)
+    computed, checked = re.search(r"ReLU6 → \*\*([\d.]+)\*\* \(ONNX Runtime computed ([\d.]+)", step).groups()
+    assert computed == checked
+    next(b for b in app.button if b.label == "Next position").click().run()
+    assert next(s for s in app.slider if s.label == "Column").value == 61
 
     def objects_now() -> int:
         text = " ".join(m.value for m in app.markdown)

@@ -12,7 +12,12 @@ import numpy as np
 from picmetric.core.annotate import BoxAnnotator, FaceAnnotator
 from picmetric.core.intake import LoadedImage
 from picmetric.core.models import FACE_DETECTORS, YuNetDetector
-from picmetric.core.models.classifier import CLASSIFIERS, ClassifierSpec, imagenet_names, softmax
+from picmetric.core.models.classifier import (
+    CLASSIFIERS,
+    ClassifierSpec,
+    imagenet_names,
+    softmax,
+)
 from picmetric.core.models.detector import Candidates, ObjectDetector, class_aware_nms
 from picmetric.core.pipeline import AnalysisOptions, Analyzer
 from picmetric.core.results import Detections
@@ -77,16 +82,11 @@ def explain_classifier(
     logits = model.logits(tensor)
     probabilities = softmax(logits)
     order = np.argsort(logits)[::-1][:top]
-    pixels = tensor[0].transpose(1, 2, 0)
-    if model.spec.tf_normalisation:
-        shown = pixels * 128.0 + 127.0
-    else:
-        shown = (pixels * np.array([0.229, 0.224, 0.225]) + np.array([0.485, 0.456, 0.406])) * 255.0
     names = imagenet_names()
     return ClassifierWalkthrough(
         spec=CLASSIFIERS[key],
         precision=options.precision,
-        network_input=np.clip(shown, 0, 255).astype(np.uint8),
+        network_input=network_picture(model.spec, tensor[0]),
         tensor_shape=tuple(tensor.shape),
         tensor_range=(float(tensor.min()), float(tensor.max())),
         top_names=[names[i] for i in order],
@@ -217,3 +217,177 @@ def compare_models(analyzer: Analyzer, image: LoadedImage, top: int = 3) -> tupl
             )
         )
     return classifiers, detectors
+
+
+# --- inside the classifier: where the evidence is, what a layer sees, one convolution step ---------------------
+
+LAYER_TITLES = {
+    "early": "early: the first convolution (edges, colours)",
+    "middle": "middle: a third of the way through (textures, parts)",
+    "late": "late: the last feature map before pooling (object parts)",
+}
+
+
+@dataclass(frozen=True)
+class ClassActivation:
+    """Where the evidence for one class is: the class activation map (CAM) of the classifier's last feature map."""
+
+    class_id: int
+    name: str
+    probability: float
+    grid: np.ndarray  # (h, w) on the last feature grid; its mean plus the class' bias is the class' logit
+    on_photo: np.ndarray  # (height, width) float32 at the photo's own size; 0 outside the square the network saw
+    overlay: np.ndarray  # RGB uint8 at the working size: the map over the photo, the network's square outlined
+    peak: tuple[int, int]  # (x, y) of the strongest evidence, in the photo's own pixels
+
+
+def class_activations(
+    analyzer: Analyzer,
+    image: LoadedImage,
+    options: AnalysisOptions,
+    top: int = 3,
+    class_ids: list[int] | None = None,
+) -> list[ClassActivation]:
+    """The class activation maps of the ``top`` labels of the options' classifier, or of ``class_ids`` (an
+    analysis' own labels). The float32 model's maps: the int8 model Analyze runs agrees with it on the top label of
+    every check photo."""
+    inspector = analyzer.inspector(options.classifier)
+    inspection = inspector.inspect(image.pixels)
+    probabilities = softmax(inspection.logits)
+    names = imagenet_names()
+    found = []
+    chosen = class_ids if class_ids is not None else [int(i) for i in np.argsort(inspection.logits)[::-1][:top]]
+    for class_id in chosen:
+        grid = inspector.class_activation(inspection, int(class_id))
+        on_working = _grid_on_photo(grid, inspection.crop, image.pixels.shape[:2])
+        original = (image.height, image.width)
+        on_photo = cv2.resize(on_working, (original[1], original[0]), interpolation=cv2.INTER_LINEAR)
+        peak_y, peak_x = np.unravel_index(int(np.argmax(on_photo)), on_photo.shape)
+        found.append(
+            ClassActivation(
+                class_id=int(class_id), name=names[class_id], probability=float(probabilities[class_id]), grid=grid,
+                on_photo=on_photo.astype(np.float32), overlay=_heat_overlay(image.pixels, on_working, inspection.crop),
+                peak=(int(peak_x), int(peak_y)),
+            )
+        )  # fmt: skip
+    return found
+
+
+def _grid_on_photo(grid: np.ndarray, crop: tuple[float, float, float], shape: tuple[int, ...]) -> np.ndarray:
+    """A feature-grid map stretched over the square the network saw, at the photo's (working) size; 0 elsewhere."""
+    height, width = shape[:2]
+    left, top, side = crop
+    x0, y0, size = round(left), round(top), max(1, round(side))
+    stretched = cv2.resize(grid.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    canvas = np.zeros((height, width), np.float32)
+    x1, y1 = min(width, x0 + size), min(height, y0 + size)
+    canvas[y0:y1, x0:x1] = stretched[: y1 - y0, : x1 - x0]
+    return canvas
+
+
+def _heat_overlay(pixels: np.ndarray, heat: np.ndarray, crop: tuple[float, float, float]) -> np.ndarray:
+    """Positive evidence as a heat map over the photo (blue: none, red: most); the network's square outlined."""
+    positive = np.clip(heat, 0, None)
+    scaled = (255 * positive / max(float(positive.max()), 1e-6)).astype(np.uint8)
+    colours = cv2.applyColorMap(scaled, cv2.COLORMAP_JET)[..., ::-1]
+    blended = (pixels * 0.45 + colours * 0.55).astype(np.uint8)
+    left, top, side = crop
+    width = max(1, round(max(pixels.shape[:2]) / 400))
+    cv2.rectangle(blended, (round(left), round(top)), (round(left + side) - 1, round(top + side) - 1),
+                  (255, 255, 255), width)  # fmt: skip
+    return blended
+
+
+@dataclass(frozen=True)
+class FeatureGrid:
+    """Some channels of one layer, each a small picture over the photo (bright: the channel responds there)."""
+
+    layer: str
+    shape: tuple[int, int, int]  # channels, height, width of the whole layer
+    channels: list[int]  # the channels shown, the most varied first
+    picture: np.ndarray  # RGB uint8: the channels tiled, each with its number
+
+
+def feature_grid(
+    analyzer: Analyzer, image: LoadedImage, options: AnalysisOptions, layer: str, count: int = 16
+) -> FeatureGrid:
+    """The ``count`` channels of ``layer`` (early, middle or late) of the options' classifier that vary most over
+    this photo (a channel that is the same everywhere says nothing about where things are)."""
+    if layer not in LAYER_TITLES:
+        raise ValueError(f"layer must be one of {', '.join(LAYER_TITLES)}")
+    activations = analyzer.inspector(options.classifier).inspect(image.pixels).layers[layer]
+    order = np.argsort(activations.reshape(len(activations), -1).std(1))[::-1][:count]
+    tile = 160
+    columns = min(4, len(order))
+    rows = -(-len(order) // columns)
+    picture = np.full((rows * (tile + 4) + 4, columns * (tile + 4) + 4, 3), 255, np.uint8)
+    for n, channel in enumerate(order):
+        values = activations[channel]
+        scaled = (255 * (values - values.min()) / max(float(np.ptp(values)), 1e-6)).astype(np.uint8)
+        small = cv2.resize(
+            scaled, (tile, tile), interpolation=cv2.INTER_NEAREST if values.shape[0] < 40 else cv2.INTER_AREA
+        )
+        coloured = cv2.applyColorMap(small, cv2.COLORMAP_VIRIDIS)[..., ::-1].copy()
+        cv2.putText(coloured, f"#{channel}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        y, x = 4 + (n // columns) * (tile + 4), 4 + (n % columns) * (tile + 4)
+        picture[y : y + tile, x : x + tile] = coloured
+    c, h, w = activations.shape
+    return FeatureGrid(layer, (c, h, w), [int(i) for i in order], picture)
+
+
+@dataclass(frozen=True)
+class ConvolutionStep:
+    """One output number of the first convolution, computed in the open: a 3x3 patch of the network's input (3
+    colour channels), the filter's 3x3x3 weights, their products, the sum plus the bias, and ReLU6."""
+
+    filter: int
+    x: int  # output column and row
+    y: int
+    patch: np.ndarray  # (3, 3, 3): colour channel, row, column of the input tensor
+    weights: np.ndarray  # (3, 3, 3)
+    products: np.ndarray  # patch * weights
+    bias: float
+    total: float  # products.sum() + bias
+    output: float  # after ReLU6: min(max(total, 0), 6)
+    input_picture: np.ndarray  # RGB uint8: what the network sees, the patch outlined
+    output_picture: np.ndarray  # RGB uint8: this filter's whole output, the cell outlined
+    checked: float  # the same number from ONNX Runtime's run of the real layer
+
+
+def convolution_step(
+    analyzer: Analyzer, image: LoadedImage, options: AnalysisOptions, filter: int, x: int, y: int
+) -> ConvolutionStep:
+    """Output cell (x, y) of first-layer filter ``filter``, computed here by hand from the layer's real weights."""
+    inspector = analyzer.inspector(options.classifier)
+    weights, biases, stride, (pad_top, pad_left, pad_bottom, pad_right) = inspector.first_convolution
+    tensor = inspector.preprocess(image.pixels)[0]
+    padded = np.pad(tensor, ((0, 0), (pad_top, pad_bottom), (pad_left, pad_right)))
+    early = inspector.inspect(image.pixels).layers["early"][filter]
+    y, x = int(np.clip(y, 0, early.shape[0] - 1)), int(np.clip(x, 0, early.shape[1] - 1))
+    kernel = weights.shape[-1]
+    patch = padded[:, y * stride : y * stride + kernel, x * stride : x * stride + kernel]
+    products = patch * weights[filter]
+    total = float(products.sum() + biases[filter])
+    shown = network_picture(inspector.spec, tensor)
+    top, left = y * stride - pad_top, x * stride - pad_left
+    outline = max(1, shown.shape[0] // 130)
+    cv2.rectangle(shown, (left - outline, top - outline), (left + kernel - 1 + outline, top + kernel - 1 + outline),
+                  (255, 0, 0), outline)  # fmt: skip
+    scaled = (255 * (early - early.min()) / max(float(np.ptp(early)), 1e-6)).astype(np.uint8)
+    output = cv2.applyColorMap(scaled, cv2.COLORMAP_VIRIDIS)[..., ::-1].copy()
+    cv2.rectangle(output, (x - 1, y - 1), (x + 1, y + 1), (255, 0, 0), 1)
+    return ConvolutionStep(
+        filter=filter, x=x, y=y, patch=patch, weights=weights[filter], products=products, bias=float(biases[filter]),
+        total=total, output=min(max(total, 0.0), 6.0), input_picture=shown, output_picture=output,
+        checked=float(early[y, x]),
+    )  # fmt: skip
+
+
+def network_picture(spec: ClassifierSpec, tensor: np.ndarray) -> np.ndarray:
+    """A classifier's input tensor (3, S, S) as the RGB picture it was made from."""
+    pixels = tensor.transpose(1, 2, 0)
+    if spec.tf_normalisation:
+        shown = pixels * 128.0 + 127.0
+    else:
+        shown = (pixels * np.array([0.229, 0.224, 0.225]) + np.array([0.485, 0.456, 0.406])) * 255.0
+    return np.clip(shown, 0, 255).astype(np.uint8).copy()

@@ -36,7 +36,7 @@ from picmetric.core.models import (
     YuNetDetector,
 )
 from picmetric.core.models.base import available_providers
-from picmetric.core.models.classifier import DEFAULT_CLASSIFIER, PRECISIONS
+from picmetric.core.models.classifier import DEFAULT_CLASSIFIER, PRECISIONS, ClassifierInspector
 from picmetric.core.models.detector import DETECTOR, DETECTOR_SIZES, ONNX_LAYOUTS, coco_class_names
 from picmetric.core.models.shelf import (
     NAME_PATTERN,
@@ -333,6 +333,10 @@ class Analyzer:
 
     def classifier(self, key: str = DEFAULT_CLASSIFIER, precision: str = "float32") -> ImageClassifier:
         return self._model(("classifier", key, precision), lambda: ImageClassifier(key, precision))
+
+    def inspector(self, key: str = DEFAULT_CLASSIFIER) -> ClassifierInspector:
+        """The float32 classifier opened up (layers, first convolution, class activation maps), for explanations."""
+        return self._model(("inspector", key), lambda: ClassifierInspector(key))
 
     def detector(self, input_size: int = 416, name: str = DETECTOR.key) -> ObjectDetector:
         """The built-in detector at ``input_size``, or the added detector ``name`` (at its own size)."""

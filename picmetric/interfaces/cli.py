@@ -15,11 +15,14 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 from pydantic import ValidationError
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from tqdm import tqdm
 
 from picmetric import __version__
+from picmetric.core.annotate import encode_image
+from picmetric.core.explain import LAYER_TITLES, class_activations, feature_grid
 from picmetric.core.intake import IMAGE_SOURCES, IMAGE_SUFFIXES, LoadedImage, fetch_image, load_image
 from picmetric.core.pipeline import (
     CLASSIFIERS,
@@ -312,6 +315,32 @@ def _jobs(service):
     return JobService(service)
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Where the classifier's evidence for its top label is, and what three of its layers see, as files."""
+    problem = _prepare_out_dir(args.out)
+    if problem:
+        print(f"picmetric: {problem}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    image = _load(args.photo)
+    options = AnalysisOptions(classifier=args.classifier)
+    analyzer = default_analyzer(get_settings())
+    top, *others = class_activations(analyzer, image, options)
+    np.save(out / "class_activation.npy", top.on_photo)
+    written = [out / "class_activation.npy", out / "class_activation.png"]
+    (out / "class_activation.png").write_bytes(encode_image(top.overlay, "png"))
+    for layer in LAYER_TITLES:
+        grid = feature_grid(analyzer, image, options, layer)
+        path = out / f"features_{layer}.png"
+        path.write_bytes(encode_image(grid.picture, "png"))
+        written.append(path)
+    print(f"{image.name or args.photo}: {top.name} {top.probability:.1%}; strongest evidence at x={top.peak[0]}, "
+          f"y={top.peak[1]} (then {', '.join(f'{o.name} {o.probability:.1%}' for o in others)})")  # fmt: skip
+    for path in written:
+        print(f"  wrote {path}")
+    return 0
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from picmetric.service.analyses import HistoryFilter
 
@@ -521,6 +550,14 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--threads", type=int, help="jobs one process runs at once over one model set (default 2)")
     worker.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     worker.set_defaults(func=cmd_worker)
+
+    explain = commands.add_parser(
+        "explain", help="where the classifier's evidence is (class activation map) and what its layers see"
+    )
+    explain.add_argument("photo", metavar="PATH_OR_URL")
+    explain.add_argument("--out", required=True, metavar="DIR", help="folder for the .npy map and the pictures")
+    explain.add_argument("--classifier", default=DEFAULTS.classifier, choices=sorted(CLASSIFIERS))
+    explain.set_defaults(func=cmd_explain)
 
     history = commands.add_parser("history", help="list stored analyses, newest first")
     history.add_argument("text", nargs="?", help="only those with this ImageNet label or object class")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -139,24 +139,30 @@ class ImageClassifier(OnnxModel):
         suffix = f"-{INT8_RECIPE}" if self.precision == "int8" else ""
         return f"{self.spec.key}@{self.spec.input_size}{suffix}"
 
-    def _model_files(self) -> dict[str, Path]:
+    def _float_model(self) -> Path:
         spec = self.spec
         pth = package_file(spec.package, *spec.file, pip_name=spec.pip_name)
-        name = f"{spec.key}_{spec.input_size}"
-        cache = self.model_settings.model_cache_dir
-        float_model = cached_onnx(name, [pth], lambda: spec.converter(pth, spec.input_size), cache)
+        convert = lambda: spec.converter(pth, spec.input_size)  # noqa: E731
+        return cached_onnx(f"{spec.key}_{spec.input_size}", [pth], convert, self.model_settings.model_cache_dir)
+
+    def _model_files(self) -> dict[str, Path]:
+        float_model = self._float_model()
         if self.precision == "float32":
             return {"net": float_model}
         feeds = ({"image": self.preprocess(photo)} for photo in calibration_photos())
-        return {"net": cached_onnx(f"{name}_{INT8_RECIPE}", [float_model], lambda: quantize_int8(float_model, feeds),
-                                   cache)}  # fmt: skip
+        name, cache = f"{self.spec.key}_{self.spec.input_size}_{INT8_RECIPE}", self.model_settings.model_cache_dir
+        return {"net": cached_onnx(name, [float_model], lambda: quantize_int8(float_model, feeds), cache)}
+
+    def crop_box(self, image: np.ndarray) -> tuple[float, float, float]:
+        """The square the network sees, in the image's pixels: (left, top, side) of the centre crop."""
+        height, width = image.shape[:2]
+        crop = min(height, width) * self.spec.input_size / self.spec.resize_size
+        return (width - crop) / 2, (height - crop) / 2, crop
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """RGB uint8 (H, W, 3) to the network's (1, 3, S, S) float tensor: centre crop, resize, normalise."""
         spec = self.spec
-        height, width = image.shape[:2]
-        crop = min(height, width) * spec.input_size / spec.resize_size
-        left, top = (width - crop) / 2, (height - crop) / 2
+        left, top, crop = self.crop_box(image)
         resample = Image.Resampling.BICUBIC if spec.tf_normalisation else Image.Resampling.BILINEAR
         resized = Image.fromarray(image).resize(
             (spec.input_size, spec.input_size), resample, box=(left, top, left + crop, top + crop)
@@ -176,3 +182,89 @@ class ImageClassifier(OnnxModel):
         order = np.argsort(probabilities)[::-1][:top_k]
         names = imagenet_names()
         return Classification(order, probabilities[order], [names[i] for i in order], model=self.spec.key)
+
+
+#: the layers an inspection shows: the first convolution's activations, one a third through, the last before pooling
+LAYERS = ("early", "middle", "late")
+#: part of the inspection graph's cached name: raise it when ``with_layer_outputs`` picks other layers
+INSPECT_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """One photo inside the float32 classifier: its logits and the activations of three layers, each (C, h, w)."""
+
+    logits: np.ndarray
+    layers: dict[str, np.ndarray]
+    crop: tuple[float, float, float]  # (left, top, side) of the square the network saw, in the image's pixels
+
+
+def with_layer_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The classifier graph answering, beside its logits, three activations: the first ReLU6 (``early``), the one a
+    third of the way through the blocks (``middle``: parts and textures at 1/8 of the input's size) and the last
+    feature map before global pooling (``late``)."""
+    activations = [node.output[0] for node in model.graph.node if node.op_type == "Clip"]
+    pooled = next(node.input[0] for node in model.graph.node if node.op_type == "GlobalAveragePool")
+    chosen = {"early": activations[0], "middle": activations[len(activations) // 3], "late": pooled}
+    inspected = onnx.ModelProto()
+    inspected.CopyFrom(model)
+    for public, internal in chosen.items():
+        inspected.graph.node.append(onnx.helper.make_node("Identity", [internal], [public]))
+        inspected.graph.output.append(onnx.helper.make_tensor_value_info(public, onnx.TensorProto.FLOAT, None))
+    return inspected
+
+
+class ClassifierInspector(ImageClassifier):
+    """The float32 classifier opened up: layer activations, the first convolution's weights, the final linear
+    layer. Its own session (the analysis' sessions stay lean); loaded on first use."""
+
+    name = "inspector"
+
+    def __init__(self, key: str = DEFAULT_CLASSIFIER) -> None:
+        super().__init__(key, "float32")
+
+    @property
+    def registry_key(self) -> tuple:
+        return ("inspector", self.spec.key)
+
+    def _model_files(self) -> dict[str, Path]:
+        float_model = self._float_model()
+        name = f"{self.spec.key}_{self.spec.input_size}_inspect{INSPECT_VERSION}"
+        convert = lambda: with_layer_outputs(onnx.load(str(float_model)))  # noqa: E731
+        return {"net": cached_onnx(name, [float_model], convert, self.model_settings.model_cache_dir)}
+
+    def inspect(self, image: np.ndarray) -> Inspection:
+        outputs = self.sessions["net"].run(["logits", *LAYERS], {"image": self.preprocess(image)})
+        return Inspection(
+            outputs[0][0], {n: o[0] for n, o in zip(LAYERS, outputs[1:], strict=True)}, self.crop_box(image)
+        )
+
+    @cached_property
+    def _weights(self) -> dict[str, np.ndarray]:
+        model = onnx.load(str(self._model_files()["net"]))
+        values = {init.name: onnx.numpy_helper.to_array(init) for init in model.graph.initializer}
+        first_conv = next(node for node in model.graph.node if node.op_type == "Conv")
+        gemm = next(node for node in model.graph.node if node.op_type == "Gemm")
+        stride = next(a.ints[0] for a in first_conv.attribute if a.name == "strides")
+        pads = next(list(a.ints) for a in first_conv.attribute if a.name == "pads")
+        return {
+            "conv_w": values[first_conv.input[1]], "conv_b": values[first_conv.input[2]],
+            "conv_stride": np.array(stride), "conv_pads": np.array(pads),
+            "fc_w": values[gemm.input[1]], "fc_b": values[gemm.input[2]],
+        }  # fmt: skip
+
+    @property
+    def first_convolution(self) -> tuple[np.ndarray, np.ndarray, int, tuple[int, int, int, int]]:
+        """The first layer's (batch norm folded) weights (32, 3, 3, 3), biases, stride and pads (top, left, ...)."""
+        w = self._weights
+        pads = tuple(int(v) for v in w["conv_pads"])
+        return w["conv_w"], w["conv_b"], int(w["conv_stride"]), (pads[0], pads[1], pads[2], pads[3])
+
+    def class_activation(self, inspection: Inspection, class_id: int) -> np.ndarray:
+        """Where the evidence for ``class_id`` is, on the last feature grid (h, w): the final linear layer applied
+        at each cell before pooling. Exact for this head (global average pool, then one linear layer): the grid's
+        mean plus the class' bias is its logit."""
+        return np.tensordot(self._weights["fc_w"][class_id], inspection.layers["late"], axes=1)
+
+    def class_bias(self, class_id: int) -> float:
+        return float(self._weights["fc_b"][class_id])

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from picmetric.core.annotate import BoxAnnotator, FaceAnnotator, encode_image
+from picmetric.core.explain import class_activations
 from picmetric.core.intake import LoadedImage
 from picmetric.core.pipeline import FACE_DETECTORS, Analysis, AnalysisOptions
 from picmetric.core.results import Detections, Faces
@@ -206,7 +207,8 @@ def _result_panel(
             st.caption("Classification was not run for this analysis.")
         else:
             left, right = st.columns([2, 3])
-            left.image(browser_jpeg(image), caption="Original", width="stretch")
+            with left:
+                _evidence(service, image, analysis, key)
             with right:
                 show_chart(labels_chart(analysis.classification), key=f"{key}-labels-chart")
                 if analysis.classification.model.startswith("efficientnet"):
@@ -234,6 +236,30 @@ def _result_panel(
         st.json(analysis.to_dict(), expanded=1)
 
     _downloads(analysis, stored, detections, objects_render, faces_render, key)
+
+
+def _evidence(service: AnalysisService, image: LoadedImage, analysis: Analysis, key: str) -> None:
+    """Where the evidence for a label is: its class activation map over the photo, for the analysis' top labels."""
+    classification = analysis.classification
+    assert classification is not None
+    labels = {int(i): name for i, name in zip(classification.class_id[:3], classification.names[:3], strict=True)}
+    chosen = st.segmented_control(
+        "Evidence for", list(labels), default=next(iter(labels)), format_func=lambda i: labels[i], key=f"{key}-evidence"
+    )
+    chosen = next(iter(labels)) if chosen is None else chosen
+    cache: dict = st.session_state.setdefault("_evidence", {})
+    cache_key = (analysis.sha256, analysis.options.classifier)
+    if cache_key not in cache:
+        if len(cache) > 10:
+            cache.pop(next(iter(cache)))
+        maps = class_activations(service.analyzer, image, analysis.options, class_ids=list(labels))
+        cache[cache_key] = {m.class_id: m.overlay for m in maps}
+    st.image(cache[cache_key][chosen], width="stretch", output_format="JPEG")
+    st.caption(
+        f"Where the evidence for “{labels[chosen]}” is: red most, blue none; the white square is what the network "
+        "saw. (A class activation map: the last layer's weights for this label at each spot of the final feature "
+        "map; their average over the square is the label's score.)"
+    )
 
 
 def _found_view(image: LoadedImage, analysis: Analysis, key: str, task: str, found: Detections | Faces | None) -> None:
