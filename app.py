@@ -14,6 +14,7 @@ navigation = st.navigation(
         st.Page("pages/analyze.py", title="Analyze", icon=":material/image_search:", default=True),
         st.Page("pages/history.py", title="History", icon=":material/history:", url_path="history"),
         st.Page("pages/how_it_works.py", title="How it works", icon=":material/school:", url_path="how-it-works"),
+        st.Page("pages/lesson.py", title="Lesson", icon=":material/cast_for_education:", url_path="lesson"),
         st.Page("pages/system.py", title="System", icon=":material/monitor_heart:", url_path="system"),
     ]
 )

@@ -435,3 +435,32 @@ def test_the_teacher_token_is_compared_in_constant_time_and_never_empty():
     assert not tokens_match("a guess", SecretStr("teacher-secret"))
     assert not tokens_match("", SecretStr(""))
     assert not tokens_match(None, SecretStr("teacher-secret"))
+
+
+def test_the_lesson_walks_through_predict_then_reveal(app):
+    """Every step draws; predictions come before reveals; the words explain themselves; a typed box gets its IoU."""
+    app.switch_page("pages/lesson.py").run()
+    assert not app.exception
+    app.selectbox(key="lesson-photo").set_value("bus").run()
+    assert 'class="term" title="A grid of numbers' in " ".join(m.value for m in app.markdown)  # "tensor" on hover
+    app.number_input(key="lesson-guess-numbers").set_value(200_000).run()
+    next(b for b in app.button if b.key == "lesson-reveal-numbers").click().run()
+    assert any("3 × 260 × 260 = **202,800** numbers" in s.value and s.value.startswith("Right!") for s in app.success)
+    seen = []
+    for _ in range(7):
+        next(b for b in app.button if b.key == "lesson-next").click().run()
+        assert not app.exception
+        step = app.session_state["lesson-step"]
+        seen.append(step)
+        if step == 4:  # NMS: nothing revealed before the guess
+            assert not app.success
+            app.number_input(key="lesson-guess-nms").set_value(1).run()
+            next(b for b in app.button if b.key == "lesson-reveal-nms").click().run()
+            assert any("survive, from" in s.value for s in app.success)
+        if step == 5:  # the student's own box, typed: the bus's box from the walkthrough
+            for name, value in zip(("x1", "y1", "x2", "y2"), (20, 230, 800, 760), strict=True):
+                app.number_input(key=f"lesson-box-{name}").set_value(value).run()
+            said = " ".join(s.value for s in app.success)
+            assert "overlaps the detector's **bus** with IoU" in said, said
+    assert seen == [1, 2, 3, 4, 5, 6, 7]
+    assert next(b for b in app.button if b.key == "lesson-next").disabled

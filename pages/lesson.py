@@ -1,0 +1,190 @@
+"""Lesson: a guided story through the three models on one photo; predict, then reveal, one step at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from picmetric import AnalysisOptions, load_image
+from picmetric.core.explain import class_activations, explain_classifier, explain_detector, explain_yunet
+from picmetric.core.samples import samples
+from picmetric.interfaces.ui.charts import logits_chart
+from picmetric.interfaces.ui.lesson import TERM_STYLE, box_iou, explained, verdict
+from picmetric.interfaces.ui.presentation import counted, show_chart
+from picmetric.interfaces.ui.resources import browser_jpeg, get_analyzer, image_src
+
+STEPS = ("numbers", "labels", "evidence", "guesses", "nms", "your box", "faces", "done")
+analyzer = get_analyzer()
+choices = {s.key: s.title for s in samples()}
+sample_key = st.sidebar.selectbox("Photo for the lesson", list(choices), format_func=choices.get, key="lesson-photo")
+image = load_image(next(s for s in samples() if s.key == sample_key).path)
+step = st.session_state.setdefault("lesson-step", 0)
+st.html(TERM_STYLE)
+st.title("Lesson: how a computer sees a photo")
+st.progress((step + 1) / len(STEPS), text=f"Step {step + 1} of {len(STEPS)} · hover an underlined word for its meaning")
+
+
+def say(text: str) -> None:
+    st.markdown(explained(text), unsafe_allow_html=True)
+
+
+def predicted(question: str, key: str, *, low: int = 0, high: int = 10_000_000) -> int | None:
+    """A number the student commits to before the reveal; None until they press Reveal."""
+    guess = st.number_input(question, low, high, low, key=f"lesson-guess-{key}")
+    if st.button("Reveal", icon=":material/visibility:", key=f"lesson-reveal-{key}") or st.session_state.get(
+        f"lesson-revealed-{key}"
+    ):
+        st.session_state[f"lesson-revealed-{key}"] = True
+        return int(guess)
+    return None
+
+
+def reveal(guess: int, truth: int, what: str, tolerance: int = 0) -> None:
+    st.success(f"{verdict(guess, truth, tolerance)} {what}", icon=":material/lightbulb:")
+
+
+stage = STEPS[step]
+photo_column, story_column = st.columns([3, 2])
+if stage == "numbers":
+    photo_column.image(browser_jpeg(image), width="stretch")
+    with story_column:
+        walk = explain_classifier(analyzer, image, AnalysisOptions())
+        side = walk.tensor_shape[2]
+        say(
+            "To a neural network this photo is only numbers: every pixel is three numbers (red, green, blue). "
+            f"The classifier first cuts out the middle of the photo and shrinks it to {side}×{side} pixels; "
+            "the result is a tensor."
+        )
+        guess = predicted(f"How many numbers does the classifier get for a {side}×{side} colour picture?", "numbers")
+        if guess is not None:
+            reveal(
+                guess, 3 * side * side, f"3 × {side} × {side} = **{3 * side * side:,}** numbers.", 3 * side * side // 20
+            )
+            st.image(walk.network_input, caption=f"What the classifier sees: {side}×{side}", width=260)
+elif stage == "labels":
+    walk = explain_classifier(analyzer, image, AnalysisOptions())
+    photo_column.image(browser_jpeg(image), width="stretch")
+    with story_column:
+        say(
+            "Layer after layer of convolutions turn those numbers into 1,000 logits, one per ImageNet class; "
+            "softmax turns them into probabilities."
+        )
+        options = list(dict.fromkeys([*walk.top_names[:3], "goldfish"]))
+        choice = st.radio("What will its top label be?", sorted(options), index=None, key="lesson-label")
+        if choice is not None:
+            top = walk.top_names[0]
+            right = choice == top
+            st.success(("Right! " if right else f"Not this time: it says **{top}**. ") + f"{top}: "
+                       f"{walk.top_probabilities[0]:.0%} sure.", icon=":material/lightbulb:")  # fmt: skip
+            show_chart(logits_chart(walk.top_names, walk.top_logits, walk.top_probabilities), key="lesson-logits")
+elif stage == "evidence":
+    maps = class_activations(analyzer, image, AnalysisOptions(), top=1)
+    photo_column.image(maps[0].overlay, width="stretch", output_format="JPEG")
+    with story_column:
+        say(
+            f"Why “{maps[0].name}”? Its class activation map shows how much each spot of the photo added to the "
+            "label's score: red added most. The last feature map has one cell per 32×32 pixels, so the map is "
+            "coarse, but it is exactly the network's own arithmetic."
+        )
+        say("Does the red sit on the thing you would have looked at? When it does not, the network was right for the "
+            "wrong reasons (or wrong).")  # fmt: skip
+elif stage in ("guesses", "nms"):
+    iou = 0.3
+    walk = explain_detector(analyzer, image, min_confidence=0.25, iou_threshold=iou)
+    with story_column:
+        if stage == "guesses":
+            say(
+                "The object detector (YOLOv4-tiny) letterboxes the photo into a 416 px square and lays two grids over "
+                "it. Every cell makes 3 guesses from anchor shapes, each with an objectness score and 80 class scores."
+            )
+            guess = predicted("How many boxes does it guess in all, before any is thrown away?", "guesses")
+            if guess is not None:
+                reveal(guess, walk.raw_boxes, f"**{walk.raw_boxes:,}** guesses; {len(walk.above_threshold)} of them "
+                       "are at least 25 % sure (the threshold).", walk.raw_boxes // 10)  # fmt: skip
+            shown = walk.above_render
+        else:
+            say(
+                f"Many of the sure guesses are the same object seen by neighbouring cells. NMS keeps the most "
+                f"confident box and drops every box that overlaps it by more than an IoU of {iou}."
+            )
+            guess = predicted(f"How many boxes survive NMS at IoU {iou}?", "nms", high=1_000)
+            shown = walk.above_render
+            if guess is not None:
+                reveal(guess, len(walk.after_nms), f"**{counted(len(walk.after_nms), 'box', 'boxes')}** survive, "
+                       f"from {len(walk.above_threshold)}.")  # fmt: skip
+                shown = walk.after_render
+    photo_column.image(shown, width="stretch", output_format="JPEG")
+elif stage == "your box":
+    walk = explain_detector(analyzer, image)
+    height, width = image.pixels.shape[:2]
+    with story_column:
+        say(
+            "IoU is how NMS (and every benchmark) decides whether two boxes mean the same object. Draw a box around "
+            "an object on the photo (drag on it), or type its corners, and see its IoU with the detector's box."
+        )
+        corners = st.columns(4)
+        typed = [corners[i].number_input(n, 0, [width, height][i % 2], 0, key=f"lesson-box-{n}")
+                 for i, n in enumerate(("x1", "y1", "x2", "y2"))]  # fmt: skip
+    figure = go.Figure(go.Scatter(
+        x=np.tile(np.linspace(0, width, 40), 30), y=np.repeat(np.linspace(0, height, 30), 40), mode="markers",
+        marker={"opacity": 0}, hoverinfo="skip", showlegend=False,
+    ))  # fmt: skip
+    figure.add_layout_image(source=image_src(image, "lesson-draw"), x=0, y=0, sizex=width, sizey=height, xref="x",
+                            yref="y", sizing="stretch", layer="below")  # fmt: skip
+    for (x1, y1, x2, y2), label in zip(walk.after_nms.xyxy, walk.after_nms.labels, strict=True):
+        figure.add_shape(type="rect", x0=x1, y0=y1, x1=x2, y1=y2, line={"color": "#16a34a", "width": 3}, label={
+            "text": label, "textposition": "top left", "font": {"color": "#16a34a"}})  # fmt: skip
+    figure.update_xaxes(range=[0, width], visible=False)
+    figure.update_yaxes(range=[height, 0], visible=False, scaleanchor="x")
+    figure.update_layout(dragmode="select", margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=480)
+    with photo_column:
+        event = st.plotly_chart(figure, on_select="rerun", selection_mode="box", key="lesson-draw", width="stretch")
+    drawn = event.selection.get("box", []) if event else []
+    box = None
+    if drawn:
+        xs, ys = drawn[0]["x"], drawn[0]["y"]
+        box = (min(xs), min(ys), max(xs), max(ys))
+    elif typed[2] > typed[0] and typed[3] > typed[1]:
+        box = tuple(float(v) for v in typed)
+    if box is not None:
+        overlaps = box_iou(box, walk.after_nms.xyxy)
+        with story_column:
+            if len(overlaps) and overlaps.max() > 0:
+                best = int(overlaps.argmax())
+                same = (
+                    "NMS would call these the same object" if overlaps[best] > 0.3 else "two different objects to NMS"
+                )
+                st.success(f"Your box overlaps the detector's **{walk.after_nms.labels[best]}** with IoU "
+                           f"**{overlaps[best]:.2f}**: {same}.", icon=":material/crop_free:")  # fmt: skip
+            else:
+                st.info("Your box overlaps none of the detector's boxes (IoU 0).", icon=":material/crop_free:")
+elif stage == "faces":
+    walk_faces = explain_yunet(analyzer, image)
+    with story_column:
+        say(
+            "The face detector (YuNet) is a third network: it reads the photo in BGR order at three strides and "
+            "places five landmarks on every face it finds."
+        )
+        guess = predicted("How many faces will it find?", "faces", high=1_000)
+        shown = image.pixels
+        if guess is not None:
+            reveal(guess, walk_faces.after_nms, f"**{counted(walk_faces.after_nms, 'face')}**, from "
+                   f"{walk_faces.raw_candidates} candidates.")  # fmt: skip
+            shown = walk_faces.faces_render
+    photo_column.image(shown, width="stretch", output_format="JPEG")
+else:
+    say(
+        "That is the whole trip: numbers in, convolutions, logits and softmax for the labels; anchors, thresholds and "
+        "NMS for the objects; a third network for faces and their landmarks. The How it works page shows every "
+        "step with sliders; Analyze runs all three on your own photo."
+    )
+
+back, forward = st.columns(2)
+if back.button("Back", icon=":material/arrow_back:", disabled=step == 0, key="lesson-back", width="stretch"):
+    st.session_state["lesson-step"] = step - 1
+    st.rerun()
+if forward.button("Next", icon=":material/arrow_forward:", type="primary", disabled=step == len(STEPS) - 1,
+                  key="lesson-next", width="stretch"):  # fmt: skip
+    st.session_state["lesson-step"] = step + 1
+    st.rerun()
