@@ -210,6 +210,35 @@ def show_batch(records: list, detailed: bool) -> bool:
     return finished == total
 
 
+GALLERY_SIZE = 24  # thumbnails shown for a batch; the table lists every photo
+
+
+def batch_gallery(records: list) -> None:
+    """The batch's photos with their boxes, four to a row; "Open" shows one large in the result view below."""
+    done = [job for job in records if job.state == "done" and job.sha256][:GALLERY_SIZE]
+    for row in range(0, len(done), 4):
+        for column, job in zip(st.columns(4), done[row : row + 4], strict=False):
+            try:
+                stored = jobs.result(job)
+            except PicMetricError:  # deleted since
+                continue
+            kind = "objects" if "objects" in stored.blob_keys else "original"
+            picture = service.image_bytes(job.sha256, kind)
+            if picture is None:
+                continue
+            a = stored.analysis
+            top = a.classification.top[0] if a.classification and a.classification.top else "—"
+            found = f"{len(a.detections)} objects" if a.detections is not None else ""
+            column.image(picture[0], caption=f"{job.name or job.sha256[:12]} · {top} · {found}", width="stretch")
+            if column.button("Open", key=f"open-{job.id}", icon=":material/open_in_full:", width="stretch"):
+                results[job.sha256] = stored
+                st.session_state["current"] = job.sha256
+                st.session_state["scroll_to_result"] = True
+                st.rerun()
+    if len([job for job in records if job.state == "done"]) > GALLERY_SIZE:
+        st.caption(f"The first {GALLERY_SIZE} photos; the table above lists every one.")
+
+
 @st.fragment(run_every=1.0)
 def follow_batch(batch_id: str) -> None:
     """Live progress without blocking the page: only this panel reruns, once a second, until the batch ends."""
@@ -225,6 +254,7 @@ if batch_id:
         st.session_state.pop("batch")
     elif all(job.state in ("done", "failed") for job in batch_records):
         show_batch(batch_records, detailed=True)
+        batch_gallery(batch_records)
     else:
         follow_batch(batch_id)
 

@@ -29,7 +29,9 @@ if deleted:  # said where the user looks, once, after the rerun that removed it
     st.success(f"Deleted {deleted}.", icon=":material/delete:")
     st.toast(f"Deleted {deleted}.", icon=":material/delete:")
 
-with st.expander("Filters", expanded=True, icon=":material/filter_list:"):  # collapsible on a phone
+notice = st.empty()  # a shared link's problem, said at the top where it is seen
+phone = "Mobi" in st.context.headers.get("User-Agent", "")
+with st.expander("Filters", expanded=not phone, icon=":material/filter_list:"):  # a phone: the results first
     text_col, faces_col, from_col, to_col, source_col = st.columns([3, 1, 1.3, 1.3, 1])
     text = text_col.text_input("Label or object class", placeholder="e.g. person, dog, bus")
     min_faces = faces_col.number_input("Min faces", 0, 100, 0)
@@ -99,17 +101,18 @@ selected = st.query_params.get("sha")
 try:  # a sha256, the seed's md5, or a unique prefix of 8+ hex characters
     stored = service.find(selected) if selected else None
 except PicMetricError as exc:
-    st.warning(str(exc), icon=":material/search:")
+    notice.warning(str(exc), icon=":material/search:")
     selected, stored = None, None
 display = display_sidebar(stored.analysis if stored else None)
 if selected and stored is None:
-    st.warning("That analysis is not in the history (it may have been deleted).")
+    notice.warning("That analysis is not in the history (it may have been deleted).", icon=":material/search_off:")
 elif stored is not None:
     st.divider()
     title, action = st.columns([4, 1])
     title.subheader(stored.analysis.name or stored.sha256[:12], anchor="opened")
-    if clicked:
-        scroll_to("opened")  # the opened analysis is under the table: bring it into view
+    if clicked or st.session_state.get("history-shown") != stored.sha256:
+        scroll_to("opened")  # the opened analysis (clicked, or a shared link) is under the table: bring it into view
+    st.session_state["history-shown"] = stored.sha256
     if is_teacher():
         # keyed by the hash: the confirmation belongs to this analysis and never stays open for another
         with action.popover("Delete", icon=":material/delete:", key=f"delete-{stored.sha256}"):

@@ -19,6 +19,7 @@ from picmetric.core.explain import (
 from picmetric.core.pipeline import CLASSIFIERS
 from picmetric.core.samples import samples
 from picmetric.interfaces.ui.charts import logits_chart
+from picmetric.interfaces.ui.lesson import TERM_STYLE, explained
 from picmetric.interfaces.ui.presentation import counted, show_chart, stage_images
 from picmetric.interfaces.ui.resources import get_analyzer, get_service, working_image
 
@@ -38,6 +39,7 @@ if choice.startswith("stored:"):
 else:
     image = load_image(next(s for s in samples() if f"sample:{s.key}" == choice).path)
 
+st.html(TERM_STYLE)  # hover an underlined word for its meaning
 st.title("How PicMetric sees a photo")
 st.markdown(
     "Three neural networks look at the same photo **at the same time**. Each one first turns the photo into a "
@@ -54,7 +56,7 @@ left.image(
     width="stretch",
 )
 right.markdown(
-    f"""
+    explained(f"""
 - **Pre-processing:** the central {walk.spec.input_size / walk.spec.resize_size:.0%} of the photo is cut out and
   resized to {walk.spec.input_size}×{walk.spec.input_size} pixels, then every colour value is rescaled to roughly
   −1…+1. The network receives a tensor of shape `{walk.tensor_shape}` (values {walk.tensor_range[0]:.2f} to
@@ -63,7 +65,8 @@ right.markdown(
 - **Final output:** *softmax* turns logits into probabilities that add up to 100 %.
 - **Accuracy:** {walk.spec.title} names the right class first for **{walk.spec.top1} %** of ImageNet's
   validation photos ({walk.spec.licence}).
-"""
+"""),
+    unsafe_allow_html=True,
 )
 show_chart(logits_chart(walk.top_names, walk.top_logits, walk.top_probabilities), key="logits")
 options = AnalysisOptions(classifier=classifier_key)
@@ -148,7 +151,7 @@ def objects_walkthrough() -> None:
         walk.network_input, caption=f"Letterboxed to {walk.tensor_shape[2]}×{walk.tensor_shape[3]} px", width="stretch"
     )
     right.markdown(
-        f"""
+        explained(f"""
 - **Pre-processing:** the photo is shrunk to fit a {walk.tensor_shape[2]} px square without distortion;
   the empty bands are grey (*letterbox*). Tensor shape `{walk.tensor_shape}`.
 - **Raw output:** two grids, `{walk.head_shapes[0]}` and `{walk.head_shapes[1]}`. Every cell guesses
@@ -158,7 +161,8 @@ def objects_walkthrough() -> None:
   unsure guesses; NMS merges overlapping guesses for the same class, keeping the most confident one, and the
   overlap (IoU) decides what counts as "the same object". Here: **{counted(len(walk.after_nms), "object")}**.
 - **Accuracy:** 40.2 % AP50 on COCO (the small, fast "tiny" version of YOLOv4).
-"""
+"""),
+        unsafe_allow_html=True,
     )
     stage_images(
         [
@@ -187,7 +191,7 @@ pass_lines = "\n".join(
     for i, (scale, size, grids, counts) in enumerate(walk_yunet.passes)
 )
 st.markdown(
-    f"""
+    explained(f"""
 - **Pre-processing:** the photo (colours in BGR order, values 0–255, no normalisation) is padded to a multiple of
   32 px. YuNet finds faces of about 10–300 px at its input size, so a second, small pass catches close-ups.
 - **Raw output:** three feature maps with strides 8, 16 and 32 px. Every cell gives a *class* score, an
@@ -198,7 +202,8 @@ st.markdown(
   **{counted(walk_yunet.after_nms, "face")}** (second picture).
 - **Accuracy:** WIDER FACE validation AP 88.4 % / 86.6 % / 75.0 % on its easy / medium / hard faces (MTCNN:
   about 85 / 82 / 60 %), at a fraction of MTCNN's time.
-"""
+"""),
+    unsafe_allow_html=True,
 )
 stage_images(
     [
@@ -211,7 +216,7 @@ stage_images(
 st.header("4 · The older way: MTCNN, a cascade of three small networks")
 walk_faces = explain_faces(analyzer, image)
 st.markdown(
-    f"""
+    explained(f"""
 - **Image pyramid:** P-Net only sees 12×12 pixel windows, so the photo is shown to it at
   **{len(walk_faces.scales)} sizes**, from {walk_faces.pyramid_sizes[0][0]}×{walk_faces.pyramid_sizes[0][1]} down
   to {walk_faces.pyramid_sizes[-1][0]}×{walk_faces.pyramid_sizes[-1][1]} px: large faces become small enough to fit.
@@ -222,7 +227,8 @@ st.markdown(
 - **O-Net** (output network) looks at 48×48 px, gives the final box, a score and **5 landmarks** (eyes, nose,
   mouth corners): **{counted(walk_faces.stage_counts["onet"], "face")}**.
 - **Accuracy:** about 95 % of faces found on the FDDB benchmark (Zhang et al., 2016).
-"""
+"""),
+    unsafe_allow_html=True,
 )
 stage_images(
     [

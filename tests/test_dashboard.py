@@ -180,6 +180,12 @@ def test_batch_upload_is_queued_followed_and_summarised(app, zidane_path, bus_pa
     assert list(table["state"]) == ["analysed", "analysed"] and list(table["faces"]) == [2, 2]
     assert all(link.startswith("/history?sha=") for link in table["open"])
     assert "2 done · 0 running · 0 queued · 0 failed" in app.get("progress")[0].proto.text
+    # a gallery of the annotated photos; "Open" shows one large in the result view
+    opens = [b for b in app.button if b.label == "Open"]
+    assert len(opens) == 2 and len(app.get("image")) >= 2
+    opens[1].click().run()
+    assert not app.exception
+    assert metrics(app)["Faces"] == "2" and app.session_state["current"] == list(app.session_state["results"])[-1]
 
 
 def test_history_lists_filters_and_opens_an_analysis(app, zidane_path, bus_path):

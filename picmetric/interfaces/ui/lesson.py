@@ -51,6 +51,19 @@ def explained(text: str) -> str:
     return _TERMS.sub(wrap, text)
 
 
+#: what ImageNet's 1,000 classes say about some COCO objects: why the label may not name what the boxes found
+IMAGENET_GAPS = {
+    "person": "ImageNet has no 'person' class: people are labelled by what they wear or hold (suit, jersey, bow tie).",
+    "horse": "ImageNet has no plain 'horse' class: only 'sorrel', so other horses come out as ox, cart or pasture.",
+    "cow": "ImageNet has no 'cow' class: cattle are 'ox'.",
+    "sheep": "ImageNet has no 'sheep' class: only 'ram' and 'bighorn'.",
+    "dog": "ImageNet names 118 dog breeds and no plain 'dog': a mixed breed gets its closest breed.",
+    "cat": "ImageNet names cat breeds (tabby, Siamese, Persian...), no plain 'cat'.",
+    "bird": "ImageNet names birds by species (goose, bald eagle, spoonbill...), no plain 'bird'.",
+    "car": "ImageNet splits cars into kinds (sports car, cab, jeep, minivan, convertible...).",
+    "chair": "ImageNet has only 'folding chair', 'rocking chair', 'barber chair' and 'throne'.",
+    "tie": "ImageNet's 'Windsor tie' and 'bow tie' stand for every tie.",
+}
 TERM_STYLE = "<style>.term {border-bottom: 2px dotted #2563eb; cursor: help;}</style>"
 
 

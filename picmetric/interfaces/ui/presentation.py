@@ -3,6 +3,7 @@ stage images. One toggle in the sidebar (app.py), kept in the session across pag
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +26,8 @@ _STYLE = """<style>
 .stMainBlockContainer [data-testid="stMetricValue"] {font-size: 3rem !important;}
 .stMainBlockContainer [data-testid="stMetricLabel"] p {font-size: 1.35rem !important;}
 .stMainBlockContainer code {font-size: 1.15rem !important;}
+.stMainBlockContainer [data-testid="stImage"] img {max-height: 80vh; width: auto !important; max-width: 100%;
+  margin: 0 auto; display: block;}
 </style>"""
 
 
@@ -42,7 +45,8 @@ def presentation_toggle() -> None:
     Streamlit never clears the way it clears a widget's state on a run that does not draw the widget."""
 
     def keep() -> None:
-        st.session_state[PRESENTATION_KEY] = st.session_state[f"{PRESENTATION_KEY}-toggle"]
+        st.session_state[PRESENTATION_KEY] = on = st.session_state[f"{PRESENTATION_KEY}-toggle"]
+        st.session_state["presentation-collapse-sidebar"] = on  # once, as it turns on: the room sees the page
 
     st.sidebar.toggle(
         "Presentation mode", value=presenting(), key=f"{PRESENTATION_KEY}-toggle", on_change=keep,
@@ -50,6 +54,19 @@ def presentation_toggle() -> None:
     )  # fmt: skip
     if presenting():
         st.html(_STYLE)
+    if st.session_state.pop("presentation-collapse-sidebar", False):
+        script_in_page(
+            "const button = window.parent.document.querySelector('[data-testid=\"stSidebarCollapseButton\"] button');"
+            "if (button) button.click();"
+        )
+
+
+def script_in_page(script: str) -> None:
+    """Run a few lines of our own JavaScript against the page (an invisible same-origin iframe)."""
+    key = f"page-script-{hashlib.sha1(script.encode()).hexdigest()[:12]}"
+    with st.container(key=key):  # out of the layout's flow: no gap where it sits
+        st.html(f"<style>.st-key-{key} {{position: absolute; width: 0; height: 0; overflow: hidden;}}</style>")
+        st.iframe(f"<script>{script}</script>", height=1)
 
 
 def photo_width() -> int:
@@ -70,6 +87,9 @@ def show_chart(figure: go.Figure, key: str, photo: bool = False) -> None:
         )
         figure.update_annotations(font_size=round(12 * CHART_SCALE))
         figure.update_traces(textfont_size=round(13 * CHART_SCALE), selector=dict(type="bar"))
+        # class names and numbers on the axes too: they are what the back row reads
+        figure.update_xaxes(tickfont_size=round(14 * CHART_SCALE), title_font_size=round(14 * CHART_SCALE))
+        figure.update_yaxes(tickfont_size=round(14 * CHART_SCALE), title_font_size=round(14 * CHART_SCALE))
     st.plotly_chart(
         figure, key=key, width="stretch",
         config={"displayModeBar": "hover" if photo else False, "displaylogo": False, "scrollZoom": False},

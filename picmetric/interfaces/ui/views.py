@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -19,7 +18,15 @@ from picmetric.core.results import Detections, Faces
 from picmetric.core.seed import seed_response
 from picmetric.errors import PicMetricError
 from picmetric.interfaces.ui.charts import detections_chart, faces_chart, labels_chart, photo_display_size, photo_figure
-from picmetric.interfaces.ui.presentation import counted, photo_width, presenting, show_chart, tag_font
+from picmetric.interfaces.ui.lesson import IMAGENET_GAPS
+from picmetric.interfaces.ui.presentation import (
+    counted,
+    photo_width,
+    presenting,
+    script_in_page,
+    show_chart,
+    tag_font,
+)
 from picmetric.interfaces.ui.resources import browser_jpeg, image_src, working_image
 from picmetric.service.analyses import AnalysisService, StoredAnalysis
 
@@ -54,24 +61,16 @@ def _threshold_slider(label: str, key: str, floor: float, start: float, step: fl
 
 def scroll_to(anchor: str) -> None:
     """Scroll the page to a heading's anchor (after a sample click the result would sit below the fold)."""
-    _script_in_page(
+    script_in_page(
         f"const t = window.parent.document.getElementById({json.dumps(anchor)});"
         "if (t) t.scrollIntoView({behavior: 'smooth', block: 'start'});"
     )
 
 
-def _script_in_page(script: str) -> None:
-    """Run a few lines of our own JavaScript against the page (an invisible same-origin iframe)."""
-    key = f"page-script-{hashlib.sha1(script.encode()).hexdigest()[:12]}"
-    with st.container(key=key):  # out of the layout's flow: no gap where it sits
-        st.html(f"<style>.st-key-{key} {{position: absolute; width: 0; height: 0; overflow: hidden;}}</style>")
-        st.iframe(f"<script>{script}</script>", height=1)
-
-
 def commit_dates_on_enter() -> None:
     """Enter in a date field applies the typed date, as picking it in the calendar does (Streamlit's date input
     otherwise applies a typed date only when the field loses focus or Escape closes its calendar)."""
-    _script_in_page(
+    script_in_page(
         "const doc = window.parent.document;"
         "if (!doc.picmetricDatesOnEnter) { doc.picmetricDatesOnEnter = true;"
         " doc.addEventListener('keydown', (event) => {"
@@ -124,8 +123,15 @@ def display_sidebar(analysis: Analysis | None) -> DisplayFilter:
     return DisplayFilter(min_objects, min_faces, classes)
 
 
+_METRICS_ON_A_PHONE = """<style>@media (max-width: 640px) {
+.st-key-result-metrics [data-testid="stHorizontalBlock"] {flex-flow: row wrap !important; gap: 0.5rem;}
+.st-key-result-metrics [data-testid="stColumn"] {flex: 0 0 calc(50% - 0.5rem) !important; min-width: 0 !important;}
+}</style>"""
+
+
 def _metrics(analysis: Analysis, detections, faces, cached: bool) -> None:
-    columns = st.columns(4)
+    st.html(_METRICS_ON_A_PHONE)  # two by two on a phone, not four rows filling its first screen
+    columns = st.container(key="result-metrics").columns(4)
     columns[0].metric("Objects", len(detections) if detections is not None else "—")
     columns[1].metric("Faces", len(faces) if faces is not None else "—")
     top = analysis.classification.top if analysis.classification else None
@@ -211,6 +217,7 @@ def _result_panel(
                 _evidence(service, image, analysis, key)
             with right:
                 show_chart(labels_chart(analysis.classification), key=f"{key}-labels-chart")
+                _imagenet_gap_note(analysis, analysis.classification.names[0])
                 if analysis.classification.model.startswith("efficientnet"):
                     st.caption(
                         "EfficientNet-Lite spreads its probability over related classes more than older models "
@@ -236,6 +243,14 @@ def _result_panel(
         st.json(analysis.to_dict(), expanded=1)
 
     _downloads(analysis, stored, detections, objects_render, faces_render, key)
+
+
+def _imagenet_gap_note(analysis: Analysis, top_label: str) -> None:
+    """A surprise explained next to the result: the objects found that ImageNet has no plain class for."""
+    found = analysis.detections.labels if analysis.detections is not None else []
+    notes = [IMAGENET_GAPS[label] for label in dict.fromkeys(found) if label in IMAGENET_GAPS]
+    if notes:
+        st.info(f"Why “{top_label}”? " + " ".join(notes[:2]), icon=":material/help:")
 
 
 def _evidence(service: AnalysisService, image: LoadedImage, analysis: Analysis, key: str) -> None:
@@ -277,6 +292,8 @@ def _found_view(image: LoadedImage, analysis: Analysis, key: str, task: str, fou
     _photo_beside_original(
         image, analysis, f"{key}-{task}", f"{title}{_weaker_note(found, threshold)} · {hint}", found, threshold
     )
+    if not len(found):
+        _nothing_found_note(analysis, task)
     if len(found):
         chart = detections_chart(found, threshold) if isinstance(found, Detections) else faces_chart(found)
         show_chart(chart, key=f"{key}-{task}-chart")
@@ -321,6 +338,23 @@ def _photo_beside_original(
     with right:
         show_chart(annotated, key=f"{key}-image", photo=True)
         st.caption(caption)
+
+
+def _nothing_found_note(analysis: Analysis, task: str) -> None:
+    """Nothing above the threshold: say whether weaker guesses exist, and how to see them."""
+    floor = analysis.floor(task)
+    weaker = analysis.objects_from(floor) if task == "objects" else analysis.faces_from(floor)
+    if weaker is None or not len(weaker):
+        return
+    best = int(np.argmax(weaker.confidence))
+    what = f"{weaker.labels[best]} " if isinstance(weaker, Detections) else ""
+    noun = "guess" if len(weaker) == 1 else "guesses"
+    st.info(
+        f"0 {task} above the threshold, but {len(weaker)} weaker {noun} down to {floor:.0%} (the best: {what}"
+        f"{weaker.confidence[best]:.0%}). Lower the sidebar's "
+        f"“{'Object confidence' if task == 'objects' else 'Face score'} ≥” slider to see them.",
+        icon=":material/tune:",
+    )
 
 
 def _weaker_note(found: Detections | Faces, threshold: float) -> str:
