@@ -6,7 +6,9 @@ Starts ``picmetric dashboard`` on an empty store in a temporary folder and measu
 ``--repeat`` tries: a warm load of every page (navigation to its heading on screen), a sample click until the
 annotated photo is on screen (first time: the models run; again: from history), a display-threshold change until
 the browser has redrawn the boxes (to none, then down to the detector's floor), a move of the compare wipe, and a
-History filter until the table is updated.
+History filter until the table is updated; and the steps that look inside the network: another label's evidence
+map, another layer's channels, the next convolution position, the walkthrough's score slider, and the lesson's
+next step (target: each under 0.5 s).
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ from tests.services import free_port, wait_for_http  # noqa: E402
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
 ]  # fmt: skip
-PAGES = {"": "Analyze a photo", "history": "History", "how-it-works": "How PicMetric sees a photo", "system": "System"}
+PAGES = {
+    "": "Analyze a photo", "history": "History", "how-it-works": "How PicMetric sees a photo", "system": "System",
+    "lesson": "Lesson: how a computer sees a photo",
+}  # fmt: skip
 
 
 def ms(action: Callable[[], None], until: Callable[[], None]) -> float:
@@ -124,6 +129,10 @@ def main() -> None:
                     page.mouse.click(tile["x"] + tile["width"] / 2, tile["y"] + tile["height"] / 2)
 
                 main_area = page.get_by_test_id("stMain")
+
+                def shown(text: str) -> Callable[[], None]:
+                    return lambda: main_area.get_by_text(text).first.wait_for(timeout=60_000)
+
                 annotated = main_area.locator(".st-key-analyze-objects-image .scatterlayer .trace").first
                 open_samples()
                 rows.append(("sample click → annotated photo (models run)", [ms(click_sample, annotated.wait_for)]))
@@ -157,6 +166,44 @@ def main() -> None:
                     before = image_source(page, "")
                     moves.append(ms(lambda k=key: (wipe.focus(), wipe.press(k)), until_replaced(page, "", before)))
                 rows.append(("compare wipe move → image replaced", moves))
+
+                views.get_by_text("Labels", exact=True).click()
+                main_area.get_by_text("Where the evidence for").first.wait_for(timeout=60_000)
+                page.wait_for_timeout(1000)
+                evidence = page.locator(".st-key-analyze-evidence button")
+                switches = []
+                for n in [1, 0] * ((args.repeat + 1) // 2):
+                    before = image_source(page, "")
+                    switches.append(ms(lambda n=n: evidence.nth(n).click(), until_replaced(page, "", before)))
+                rows.append(("Labels: evidence for another label → map replaced", switches))
+
+                page.goto(f"{url}/how-it-works")
+                main_area.get_by_text("Inside the classifier").first.wait_for(timeout=120_000)
+                layer = page.locator(".st-key-walk-layer button")
+                layers = []
+                for n, text in [(1, "288 channels"), (0, "32 channels")] * ((args.repeat + 1) // 2):
+                    layers.append(ms(lambda n=n: layer.nth(n).click(), shown(text)))
+                rows.append(("How it works: another layer → channels redrawn", layers))
+                column = main_area.get_by_role("slider", name="Column")
+                steps = []
+                for _ in range(args.repeat):
+                    value = int(column.get_attribute("aria-valuenow") or 0)
+                    moved = f"[...document.querySelectorAll('[role=slider]')].some(e => e.ariaValueNow == {value + 1})"
+                    steps.append(ms(lambda: main_area.get_by_role("button", name="Next position").click(),
+                                    lambda m=moved: page.wait_for_function(m)))  # fmt: skip
+                rows.append(("How it works: convolution next position", steps))
+                score = main_area.get_by_role("slider", name="Score threshold")
+                scores = []
+                for key, text in [("End", "0 objects"), ("Home", "After NMS")] * ((args.repeat + 1) // 2):
+                    scores.append(ms(lambda k=key: (score.focus(), score.press(k)), shown(text)))
+                rows.append(("How it works: score slider → objects redrawn", scores))
+
+                page.goto(f"{url}/lesson")
+                main_area.get_by_text("Step 1 of 8").wait_for(timeout=120_000)
+                lesson = []
+                for button, text in [("Next", "Step 2 of 8"), ("Back", "Step 1 of 8")] * ((args.repeat + 1) // 2):
+                    lesson.append(ms(lambda b=button: main_area.get_by_role("button", name=b).click(), shown(text)))
+                rows.append(("Lesson: next / back step", lesson))
 
                 page.goto(f"{url}/history")
                 page.get_by_text("1 analysis (page 1 of 1)").wait_for(timeout=60_000)
