@@ -74,10 +74,12 @@ options = AnalysisOptions(classifier=classifier_key)
 st.subheader("Inside the classifier: why did it say that?")
 evidence_column, layer_column = st.columns(2)
 with evidence_column:
-    maps = {m.class_id: m for m in class_activations(analyzer, image, options)}
+    # the labels (and probabilities) of the model Analyze runs, each with its map
+    sure = dict(zip(walk.top_ids, walk.top_probabilities, strict=True))
+    maps = {m.class_id: m for m in class_activations(analyzer, image, options, class_ids=walk.top_ids[:3])}
     chosen = st.segmented_control(
         "Evidence for", list(maps), default=next(iter(maps)), key="walk-evidence",
-        format_func=lambda i: f"{maps[i].name} {maps[i].probability:.0%}",
+        format_func=lambda i: f"{maps[i].name} {sure[i]:.0%}",
     ) or next(iter(maps))  # fmt: skip
     st.image(maps[chosen].overlay, width="stretch", output_format="JPEG")
     st.caption(
@@ -92,7 +94,8 @@ with layer_column:
     grid = feature_grid(analyzer, image, options, layer)
     st.image(grid.picture, width="stretch")
     st.caption(
-        f"What the {LAYER_TITLES[layer]} sees: {grid.shape[0]} channels of {grid.shape[1]}×{grid.shape[2]} cells, "
+        f"{layer.capitalize()} layer, {LAYER_TITLES[layer]}: {grid.shape[0]} channels of "
+        f"{grid.shape[1]}×{grid.shape[2]} cells, "
         f"the 16 that vary most over this photo shown (bright: the channel responds there). Deeper layers are "
         "coarser and have more channels, each responding to larger, more specific patterns."
     )

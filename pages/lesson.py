@@ -79,7 +79,8 @@ elif stage == "labels":
                        f"{walk.top_probabilities[0]:.0%} sure.", icon=":material/lightbulb:")  # fmt: skip
             show_chart(logits_chart(walk.top_names, walk.top_logits, walk.top_probabilities), key="lesson-logits")
 elif stage == "evidence":
-    maps = class_activations(analyzer, image, AnalysisOptions(), top=1)
+    top_id = explain_classifier(analyzer, image, AnalysisOptions()).top_ids[0]  # the label the last step revealed
+    maps = class_activations(analyzer, image, AnalysisOptions(), class_ids=[top_id])
     photo_column.image(maps[0].overlay, width="stretch", output_format="JPEG")
     with story_column:
         say(

@@ -160,10 +160,15 @@ def test_upload_results_history_and_every_page(dashboard, browser, zidane_path):
 
 @pytest.mark.parametrize(
     ("path", "heading"),
-    [("system", "Recent log"), ("history", "History"), ("how-it-works", "How PicMetric sees a photo")],
+    [
+        ("system", "Recent log"),
+        ("history", "History"),
+        ("how-it-works", "How PicMetric sees a photo"),
+        ("lesson", "Lesson: how a computer sees a photo"),
+    ],
 )
 def test_a_bookmarked_page_is_the_first_request_after_a_start(browser, tmp_path, path, heading):
-    """A fresh server whose first visitor opens a page's own URL gets that page in the normal four-page app, not
+    """A fresh server whose first visitor opens a page's own URL gets that page in the normal five-page app, not
     Streamlit's automatic page list ("app, analyze, ...") or "Page not found"."""
     with running_dashboard(tmp_path) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 720})
@@ -172,7 +177,7 @@ def test_a_bookmarked_page_is_the_first_request_after_a_start(browser, tmp_path,
         navigation = page.get_by_test_id("stSidebarNav")
         expect(navigation).to_be_visible()
         links = [text.strip().splitlines()[-1] for text in navigation.get_by_role("link").all_inner_texts()]
-        assert links == ["Analyze", "History", "How it works", "System"], links
+        assert links == ["Analyze", "History", "How it works", "Lesson", "System"], links
         expect(page.get_by_text("Page not found")).to_have_count(0)
         _shot(page, f"0-cold-start-{path}")
         page.close()

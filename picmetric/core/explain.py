@@ -32,6 +32,7 @@ class ClassifierWalkthrough:
     network_input: np.ndarray  # what the network sees, turned back into an RGB image
     tensor_shape: tuple[int, ...]
     tensor_range: tuple[float, float]
+    top_ids: list[int]
     top_names: list[str]
     top_logits: np.ndarray
     top_probabilities: np.ndarray
@@ -89,6 +90,7 @@ def explain_classifier(
         network_input=network_picture(model.spec, tensor[0]),
         tensor_shape=tuple(tensor.shape),
         tensor_range=(float(tensor.min()), float(tensor.max())),
+        top_ids=[int(i) for i in order],
         top_names=[names[i] for i in order],
         top_logits=logits[order],
         top_probabilities=probabilities[order],
@@ -222,9 +224,9 @@ def compare_models(analyzer: Analyzer, image: LoadedImage, top: int = 3) -> tupl
 # --- inside the classifier: where the evidence is, what a layer sees, one convolution step ---------------------
 
 LAYER_TITLES = {
-    "early": "early: the first convolution (edges, colours)",
-    "middle": "middle: a third of the way through (textures, parts)",
-    "late": "late: the last feature map before pooling (object parts)",
+    "early": "the first convolution (edges, colours)",
+    "middle": "a third of the way through (textures, parts)",
+    "late": "the last feature map before pooling (object parts)",
 }
 
 

@@ -325,7 +325,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     image = _load(args.photo)
     options = AnalysisOptions(classifier=args.classifier)
     analyzer = default_analyzer(get_settings())
-    top, *others = class_activations(analyzer, image, options)
+    labels = analyzer.classifier(options.classifier, options.precision).predict(image.pixels, top_k=3)
+    top, *others = class_activations(analyzer, image, options, class_ids=[int(i) for i in labels.class_id])
     np.save(out / "class_activation.npy", top.on_photo)
     written = [out / "class_activation.npy", out / "class_activation.png"]
     (out / "class_activation.png").write_bytes(encode_image(top.overlay, "png"))
@@ -334,8 +335,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         path = out / f"features_{layer}.png"
         path.write_bytes(encode_image(grid.picture, "png"))
         written.append(path)
-    print(f"{image.name or args.photo}: {top.name} {top.probability:.1%}; strongest evidence at x={top.peak[0]}, "
-          f"y={top.peak[1]} (then {', '.join(f'{o.name} {o.probability:.1%}' for o in others)})")  # fmt: skip
+    sure = [f"{name} {p:.1%}" for name, p in zip(labels.names, labels.confidence, strict=True)]
+    print(f"{image.name or args.photo}: {sure[0]}; strongest evidence at x={top.peak[0]}, y={top.peak[1]} "
+          f"(then {', '.join(sure[1:])})")  # fmt: skip
     for path in written:
         print(f"  wrote {path}")
     return 0
