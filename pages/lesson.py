@@ -138,14 +138,16 @@ elif stage == "your box":
             "text": label, "textposition": "top left", "font": {"color": "#16a34a"}})  # fmt: skip
     figure.update_xaxes(range=[0, width], visible=False)
     figure.update_yaxes(range=[height, 0], visible=False, scaleanchor="x")
-    figure.update_layout(dragmode="select", margin={"l": 0, "r": 0, "t": 0, "b": 0}, height=480)
+    # as tall as the photo is at the column's width: no empty bands to drag in
+    figure.update_layout(dragmode="select", margin={"l": 0, "r": 0, "t": 0, "b": 0},
+                         height=int(np.clip(640 * height / width, 240, 640)))  # fmt: skip
     with photo_column:
         event = st.plotly_chart(figure, on_select="rerun", selection_mode="box", key="lesson-draw", width="stretch")
     drawn = event.selection.get("box", []) if event else []
     box = None
     if drawn:
-        xs, ys = drawn[0]["x"], drawn[0]["y"]
-        box = (min(xs), min(ys), max(xs), max(ys))
+        xs, ys = np.clip(drawn[0]["x"], 0, width), np.clip(drawn[0]["y"], 0, height)  # the part on the photo
+        box = (float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys)))
     elif typed[2] > typed[0] and typed[3] > typed[1]:
         box = tuple(float(v) for v in typed)
     if box is not None:

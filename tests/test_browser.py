@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -249,4 +250,29 @@ def test_presentation_mode_enlarges_type_charts_and_stage_images(dashboard, brow
     stage.scroll_into_view_if_needed()
     assert stage.bounding_box()["width"] > 0.6 * (width - 400)  # most of the page, not a third of it
     _shot(page, f"10-presentation-{width}x{height}")
+    page.close()
+
+
+@pytest.mark.parametrize("viewport", [(1280, 720), (1920, 1080)])
+def test_the_lesson_lets_a_student_draw_a_box_and_see_its_iou(dashboard, browser, viewport):
+    """The lesson's own-box step in a real browser: a drag on the photo is a box, answered with its IoU."""
+    width, height = viewport
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(f"{dashboard}/lesson")
+    main = page.get_by_test_id("stMain")
+    expect(main.get_by_text("Step 1 of 8")).to_be_visible(timeout=90_000)
+    expect(main.locator(".term").first).to_have_attribute("title", re.compile(".+"))  # words explain on hover
+    _shot(page, f"11-lesson-start-{width}x{height}")
+    for step in range(2, 7):  # on to "your box"
+        main.get_by_role("button", name="Next").click()
+        expect(main.get_by_text(f"Step {step} of 8")).to_be_visible(timeout=60_000)
+    plot = main.locator(".st-key-lesson-draw .draglayer .nsewdrag").first
+    expect(plot).to_be_visible(timeout=60_000)
+    area = plot.bounding_box()
+    page.mouse.move(area["x"] + area["width"] * 0.3, area["y"] + area["height"] * 0.15)
+    page.mouse.down()
+    page.mouse.move(area["x"] + area["width"] * 0.75, area["y"] + area["height"] * 0.95, steps=12)
+    page.mouse.up()
+    expect(main.get_by_text("Your box overlaps")).to_be_visible(timeout=60_000)
+    _shot(page, f"11-lesson-your-box-{width}x{height}")
     page.close()

@@ -326,7 +326,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     options = AnalysisOptions(classifier=args.classifier)
     analyzer = default_analyzer(get_settings())
     labels = analyzer.classifier(options.classifier, options.precision).predict(image.pixels, top_k=3)
-    top, *others = class_activations(analyzer, image, options, class_ids=[int(i) for i in labels.class_id])
+    top = class_activations(analyzer, image, options, class_ids=[int(i) for i in labels.class_id])[0]
     np.save(out / "class_activation.npy", top.on_photo)
     written = [out / "class_activation.npy", out / "class_activation.png"]
     (out / "class_activation.png").write_bytes(encode_image(top.overlay, "png"))
