@@ -184,17 +184,15 @@ def main() -> None:
                 for n, text in [(1, "288 channels"), (0, "32 channels")] * ((args.repeat + 1) // 2):
                     layers.append(ms(lambda n=n: layer.nth(n).click(), shown(text)))
                 rows.append(("How it works: another layer → channels redrawn", layers))
-                column = main_area.get_by_role("slider", name="Column")
                 steps = []
-                for _ in range(args.repeat):
-                    value = int(column.get_attribute("aria-valuenow") or 0)
-                    moved = f"[...document.querySelectorAll('[role=slider]')].some(e => e.ariaValueNow == {value + 1})"
+                for position in range(61, 61 + args.repeat):  # the column starts at 60; each click moves it one on
+                    thumb = main_area.get_by_test_id("stSliderThumbValue").get_by_text(str(position), exact=True)
                     steps.append(ms(lambda: main_area.get_by_role("button", name="Next position").click(),
-                                    lambda m=moved: page.wait_for_function(m)))  # fmt: skip
+                                    lambda t=thumb: t.wait_for(timeout=60_000)))  # fmt: skip
                 rows.append(("How it works: convolution next position", steps))
                 score = main_area.get_by_role("slider", name="Score threshold")
                 scores = []
-                for key, text in [("End", "0 objects"), ("Home", "After NMS")] * ((args.repeat + 1) // 2):
+                for key, text in [("End", "Candidates ≥ 95%"), ("Home", "Candidates ≥ 5%")] * ((args.repeat + 1) // 2):
                     scores.append(ms(lambda k=key: (score.focus(), score.press(k)), shown(text)))
                 rows.append(("How it works: score slider → objects redrawn", scores))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from picmetric import AnalysisOptions, load_image
@@ -71,51 +73,73 @@ right.markdown(
 show_chart(logits_chart(walk.top_names, walk.top_logits, walk.top_probabilities), key="logits")
 options = AnalysisOptions(classifier=classifier_key)
 
-st.subheader("Inside the classifier: why did it say that?")
-evidence_column, layer_column = st.columns(2)
-with evidence_column:
-    # the labels (and probabilities) of the model Analyze runs, each with its map
-    sure = dict(zip(walk.top_ids, walk.top_probabilities, strict=True))
-    maps = {m.class_id: m for m in class_activations(analyzer, image, options, class_ids=walk.top_ids[:3])}
-    chosen = st.segmented_control(
-        "Evidence for", list(maps), default=next(iter(maps)), key="walk-evidence",
-        format_func=lambda i: f"{maps[i].name} {sure[i]:.0%}",
-    ) or next(iter(maps))  # fmt: skip
-    st.image(maps[chosen].overlay, width="stretch", output_format="JPEG")
-    st.caption(
-        f"Where the evidence for “{maps[chosen].name}” is (red: most). The last layer scores every spot of the final "
-        "feature map for each label; the average of those scores over the square is the label's logit, so this map "
-        "is exactly how the network decided (a *class activation map*)."
-    )
-with layer_column:
-    layer = st.segmented_control(
-        "Layer", list(LAYER_TITLES), default="early", key="walk-layer", format_func=str.capitalize
-    ) or "early"  # fmt: skip
-    grid = feature_grid(analyzer, image, options, layer)
-    st.image(grid.picture, width="stretch")
-    st.caption(
-        f"{layer.capitalize()} layer, {LAYER_TITLES[layer]}: {grid.shape[0]} channels of "
-        f"{grid.shape[1]}×{grid.shape[2]} cells, "
-        f"the 16 that vary most over this photo shown (bright: the channel responds there). Deeper layers are "
-        "coarser and have more channels, each responding to larger, more specific patterns."
-    )
-
 
 @st.fragment
+def inside_the_classifier() -> None:
+    """Its own fragment: another label or layer redraws this section only."""
+    st.subheader("Inside the classifier: why did it say that?")
+    evidence_column, layer_column = st.columns(2)
+    with evidence_column:
+        # the labels (and probabilities) of the model Analyze runs, each with its map
+        sure = dict(zip(walk.top_ids, walk.top_probabilities, strict=True))
+        maps = {m.class_id: m for m in class_activations(analyzer, image, options, class_ids=walk.top_ids[:3])}
+        chosen = st.segmented_control(
+            "Evidence for", list(maps), default=next(iter(maps)), key="walk-evidence",
+            format_func=lambda i: f"{maps[i].name} {sure[i]:.0%}",
+        ) or next(iter(maps))  # fmt: skip
+        st.image(maps[chosen].overlay, width="stretch", output_format="JPEG")
+        st.caption(
+            f"Where the evidence for “{maps[chosen].name}” is (red: most). The last layer scores every spot of the "
+            "final feature map for each label; the average of those scores over the square is the label's logit, so "
+            "this map is exactly how the network decided (a *class activation map*)."
+        )
+    with layer_column:
+        layer = st.segmented_control(
+            "Layer", list(LAYER_TITLES), default="early", key="walk-layer", format_func=str.capitalize
+        ) or "early"  # fmt: skip
+        grid = feature_grid(analyzer, image, options, layer)
+        st.image(grid.picture, width="stretch")
+        st.caption(
+            f"{layer.capitalize()} layer, {LAYER_TITLES[layer]}: {grid.shape[0]} channels of "
+            f"{grid.shape[1]}×{grid.shape[2]} cells, "
+            f"the 16 that vary most over this photo shown (bright: the channel responds there). Deeper layers are "
+            "coarser and have more channels, each responding to larger, more specific patterns."
+        )
+
+
+inside_the_classifier()
+
+
+def advance() -> None:
+    """One cell to the right (before the rerun draws the slider)."""
+    st.session_state["walk-x"] = (st.session_state.get("walk-x", 60) + 1) % 130
+
+
+PLAYING = bool(st.session_state.get("walk-play"))
+PLAY_STEP_S = 0.8
+
+
+@st.fragment(run_every=PLAY_STEP_S if PLAYING else None)  # playing: the filter slides along by itself
 def convolution_walkthrough() -> None:
     """One number of the first layer computed in front of the class, step by step; its own fragment."""
     st.subheader("One step of a convolution, with the real numbers")
+    if PLAYING and time.monotonic() - st.session_state.get("walk-moved", 0.0) >= PLAY_STEP_S - 0.1:
+        advance()  # a tick of the timer (not the reruns that turning Play on or off causes)
+        st.session_state["walk-moved"] = time.monotonic()
     inspector = analyzer.inspector(classifier_key)
     filters = inspector.first_convolution[0].shape[0]
     controls = st.columns(4)
     number = controls[0].number_input("Filter", 0, filters - 1, 3, key="walk-filter")
     x = controls[1].slider("Column", 0, 129, 60, key="walk-x")
     y = controls[2].slider("Row", 0, 129, 40, key="walk-y")
+    with controls[3]:
+        st.button("Next position", icon=":material/skip_next:", key="walk-next", on_click=advance)
 
-    def advance() -> None:  # before the rerun draws the slider: one cell to the right
-        st.session_state["walk-x"] = (st.session_state["walk-x"] + 1) % 130
+        def started() -> None:
+            st.session_state["walk-moved"] = time.monotonic()  # the first step comes one tick later
 
-    controls[3].button("Next position", icon=":material/skip_next:", key="walk-next", on_click=advance)
+        if st.toggle("Play", key="walk-play", help="Slide the filter along by itself", on_change=started) != PLAYING:
+            st.rerun(scope="app")  # the fragment's timer starts or stops with a run of the page
     step = convolution_step(analyzer, image, options, int(number), x, y)
     picture, numbers = st.columns([1, 2])
     picture.image(step.input_picture, caption="The network's input, the 3×3 patch in red", width="stretch")

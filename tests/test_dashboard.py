@@ -238,6 +238,12 @@ def test_how_it_works_walks_through_each_model(app):
     assert computed == checked
     next(b for b in app.button if b.label == "Next position").click().run()
     assert next(s for s in app.slider if s.label == "Column").value == 61
+    next(t for t in app.toggle if t.label == "Play").set_value(True).run()  # the filter slides by itself
+    assert next(s for s in app.slider if s.label == "Column").value == 61  # turning it on does not move it
+    time.sleep(0.8)
+    app.run()  # what the fragment's timer does every 0.8 s
+    assert next(s for s in app.slider if s.label == "Column").value == 62
+    next(t for t in app.toggle if t.label == "Play").set_value(False).run()
 
     def objects_now() -> int:
         text = " ".join(m.value for m in app.markdown)

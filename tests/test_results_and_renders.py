@@ -97,3 +97,18 @@ def test_labels_of_crowded_boxes_stack_instead_of_covering_each_other():
     assert places[0][3] <= 100  # the most confident keeps its natural place, above its box
     out = BoxAnnotator().annotate(np.full((400, 600, 3), 127, np.uint8), d)
     assert (out != 127).any()
+
+
+def test_a_weak_faces_tag_stays_on_its_own_box():
+    """Two faces side by side, the weaker one's box starting under the stronger one's tag: its tag goes inside or
+    under its own box, never beside the other face."""
+    from picmetric.core.annotate import FaceAnnotator
+    from picmetric.core.results import Faces
+
+    boxes = np.array([[100, 100, 220, 260], [150, 120, 260, 270]], np.float32)
+    faces = Faces(boxes, np.array([0.95, 0.4], np.float32), np.zeros((2, 5, 2), np.float32))
+    places = dict(FaceAnnotator().label_places((400, 600, 3), faces))
+    strong, weak = places[0], places[1]
+    assert not (min(strong[2], weak[2]) > max(strong[0], weak[0]) and min(strong[3], weak[3]) > max(strong[1], weak[1]))
+    x1, y1, x2, y2 = boxes[1]
+    assert x1 - 1 <= weak[0] <= x2 and y1 - (weak[3] - weak[1]) <= weak[1] <= y2, (weak, boxes[1])

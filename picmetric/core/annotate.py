@@ -50,12 +50,20 @@ def _text_metrics(shape: tuple[int, ...], text: str) -> tuple[float, int, int, i
     return scale, thickness, tw + 2 * pad, th + baseline + 2 * pad, th
 
 
-def _place(shape: tuple[int, ...], text: str, x: int, y: int, taken: list[Rect]) -> Rect:
-    """Where a tag goes: above the box corner at (x, y) (inside at the top edge), moved down under any tag already
-    placed there, so the labels of crowded boxes stack instead of covering each other."""
+def _place(shape: tuple[int, ...], text: str, box: tuple[int, int, int, int], taken: list[Rect]) -> Rect:
+    """Where a tag goes: on its own box, at the first free one of: above its top-left corner, inside that corner,
+    under its bottom edge, inside its bottom-left corner. Only when all four are taken does it stack under the tag in
+    its way (a weak face's tag never wanders off beside another face's box while its own box has room)."""
     _, _, width, height, _ = _text_metrics(shape, text)
-    top = y - height if y - height >= 0 else y
-    x = min(max(x, 0), max(shape[1] - width, 0))
+    x1, y1, _, y2 = box
+    x = min(max(x1, 0), max(shape[1] - width, 0))
+    bottom = max(shape[0] - height, 0)
+    for top in (y1 - height, y1, y2, y2 - height):
+        top = min(max(top, 0), bottom)
+        if not any(x < r[2] and r[0] < x + width and top < r[3] and r[1] < top + height for r in taken):
+            taken.append((x, top, x + width, top + height))
+            return taken[-1]
+    top = y1 - height if y1 - height >= 0 else y1
     for _ in range(len(taken) + 1):
         hit = next((r for r in taken if x < r[2] and r[0] < x + width and top < r[3] and r[1] < top + height), None)
         if hit is None:
@@ -82,8 +90,8 @@ def _tag_places(
     taken: list[Rect] = []
     placed = []
     for i in np.argsort(-found.confidence, kind="stable"):
-        x1, y1 = (int(round(v)) for v in found.xyxy[i][:2])
-        placed.append((int(i), _place(shape, text(int(i)), x1, y1, taken)))
+        x1, y1, x2, y2 = (int(round(v)) for v in found.xyxy[i])
+        placed.append((int(i), _place(shape, text(int(i)), (x1, y1, x2, y2), taken)))
     return placed
 
 

@@ -365,19 +365,20 @@ def _weaker_note(found: Detections | Faces, threshold: float) -> str:
 def _downloads(analysis, stored, detections, objects_render, faces_render, key: str) -> None:
     """Download buttons whose files are built when clicked; the renders are drawn then too."""
     stem = (analysis.name or analysis.sha256[:12]).rsplit("/", 1)[-1].rsplit(".", 1)[0][:40] or "image"
-    columns = st.columns(5)
+    # one row that wraps: a narrow page moves a button to the next line instead of cutting its label ("Objects i…")
+    row = st.container(horizontal=True, key=f"{key}-downloads")
     # every file is built when it is clicked (callable data), never on a rerun: a display change encodes nothing
     if detections is not None:
-        columns[0].download_button(
+        row.download_button(
             "Objects image", lambda: _png(objects_render()), f"{stem}_objects.png", "image/png",
             key=f"{key}-dl-objects", icon=":material/download:",
         )  # fmt: skip
     if analysis.faces is not None:
-        columns[1].download_button(
+        row.download_button(
             "Faces image", lambda: _png(faces_render()), f"{stem}_faces.png", "image/png", key=f"{key}-dl-faces",
             icon=":material/download:",
         )  # fmt: skip
-    columns[2].download_button(
+    row.download_button(
         "JSON", lambda: json.dumps(analysis.to_dict(), indent=2), f"{stem}.json", "application/json",
         key=f"{key}-dl-json", icon=":material/data_object:",
     )  # fmt: skip
@@ -391,12 +392,12 @@ def _downloads(analysis, stored, detections, objects_render, faces_render, key: 
         )
         return json.dumps(seed, indent=2)
 
-    columns[3].download_button(
+    row.download_button(
         "Seed JSON", seed_json, f"{stem}_seed.json", "application/json", key=f"{key}-dl-seed",
         help="The seed system's response shape", icon=":material/data_object:",
     )  # fmt: skip
     if detections is not None:
-        columns[4].download_button(
+        row.download_button(
             "Objects CSV", lambda: _detections_csv(analysis, detections), f"{stem}_objects.csv", "text/csv",
             key=f"{key}-dl-csv", icon=":material/table:",
         )  # fmt: skip
