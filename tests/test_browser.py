@@ -283,3 +283,31 @@ def test_the_lesson_lets_a_student_draw_a_box_and_see_its_iou(dashboard, browser
     expect(main.get_by_text("Your box overlaps")).to_be_visible(timeout=60_000)
     _shot(page, f"11-lesson-your-box-{width}x{height}")
     page.close()
+
+
+def test_presenting_a_result_keeps_numbers_large_and_the_photo_on_screen(dashboard, browser):
+    """At 1280x720: the metric values grow (not shrink under the labels), the sidebar folds away, and the photo
+    with its boxes fits the screen height."""
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(dashboard)
+    page.get_by_role("tab", name="Samples").click()
+    tile = page.locator(".st-key-sample-tile-zidane img")
+    expect(tile).to_be_visible(timeout=60_000)
+    place = tile.bounding_box()
+    page.mouse.click(place["x"] + place["width"] / 2, place["y"] + place["height"] / 2)  # the tile is the button
+    main = page.get_by_test_id("stMain")
+    expect(main.get_by_text("YOLOv4-tiny ·")).to_be_visible(timeout=90_000)
+    page.get_by_test_id("stSidebar").get_by_text("Presentation mode").click()
+    value = main.get_by_test_id("stMetricValue").first
+    expect(value).to_have_css("font-size", "48px", timeout=30_000)
+    label = main.get_by_test_id("stMetricLabel").first.evaluate(
+        "e => parseFloat(getComputedStyle(e.querySelector('p') || e).fontSize)"
+    )
+    assert label < 48 / 1.5, label
+    expect(page.get_by_test_id("stSidebar")).to_have_attribute("data-collapsed", "true", timeout=30_000)
+    photo = main.locator(".st-key-analyze-objects-image .main-svg").first
+    photo.scroll_into_view_if_needed()
+    box = photo.bounding_box()
+    assert box["height"] <= 720 and box["width"] > 700, box
+    _shot(page, "10b-presentation-analyze-1280x720")
+    page.close()

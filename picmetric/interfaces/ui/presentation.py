@@ -18,12 +18,14 @@ PHOTO_WIDTH, PRESENTED_PHOTO_WIDTH = 420, 820
 #: how much larger chart fonts and chart heights get in presentation mode
 CHART_SCALE = 1.4
 _STYLE = """<style>
-.stMainBlockContainer p, .stMainBlockContainer li, .stMainBlockContainer label p,
+.stMainBlockContainer p:not([data-testid="stMetricValue"] p), .stMainBlockContainer li,
+.stMainBlockContainer label p,
 .stMainBlockContainer [data-testid="stCaptionContainer"] {font-size: 1.35rem !important; line-height: 1.55;}
 .stMainBlockContainer h1 {font-size: 3.2rem !important;}
 .stMainBlockContainer h2 {font-size: 2.5rem !important;}
 .stMainBlockContainer h3 {font-size: 2rem !important;}
-.stMainBlockContainer [data-testid="stMetricValue"] {font-size: 3rem !important;}
+.stMainBlockContainer [data-testid="stMetricValue"], .stMainBlockContainer [data-testid="stMetricValue"] * {
+  font-size: 3rem !important; line-height: 1.2;}
 .stMainBlockContainer [data-testid="stMetricLabel"] p {font-size: 1.35rem !important;}
 .stMainBlockContainer code {font-size: 1.15rem !important;}
 .stMainBlockContainer [data-testid="stImage"] img {max-height: 80vh; width: auto !important; max-width: 100%;
