@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from picmetric.core.samples import samples
@@ -476,3 +477,18 @@ def test_the_lesson_walks_through_predict_then_reveal(app):
             assert "overlaps the detector's **bus** with IoU" in said, said
     assert seen == [1, 2, 3, 4, 5, 6, 7]
     assert next(b for b in app.button if b.key == "lesson-next").disabled
+
+
+def test_a_near_duplicate_is_said_and_more_like_this_lists_the_stored_photos(app, zidane_path, bus_path, tmp_path):
+    upload(app, zidane_path)
+    upload(app, bus_path)
+    copy = tmp_path / "zidane-small.jpg"
+    with Image.open(zidane_path) as photo:
+        photo.resize((640, 360)).save(copy, "JPEG", quality=50)
+    upload(app, copy)
+    notice = " ".join(w.value for w in app.warning)
+    assert "Near-duplicate of [zidane.jpg]" in notice and "/history?sha=" in notice
+    app.session_state["analyze-view"] = "Similar"
+    app.run()
+    listed = " ".join(m.value for m in app.markdown if "/history?sha=" in m.value)
+    assert "zidane.jpg" in listed and "same photo, edited" in listed and "bus.jpg" in listed

@@ -58,6 +58,9 @@ class Classification:
     confidence: np.ndarray
     names: list[str]
     model: str
+    #: what the photo looks like to the network (its pooled features, unit length): for finding similar photos.
+    #: None for results read back from storage (the embeddings live beside them)
+    features: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.class_id = np.asarray(self.class_id, dtype=np.int64).reshape(-1)

@@ -384,9 +384,33 @@ def cmd_db(args: argparse.Namespace) -> int:
     if args.action == "upgrade":
         revision = migrate_database(settings)
         print(f"{settings.safe_database_url}: schema at revision {revision}")
+    elif args.action == "backfill":
+        described = _service().backfill_signatures()
+        print(f"described {described} stored images for similar-photo search (pHash and features)")
     else:
         removed = _service().sweep_orphans()
         print(f"removed {len(removed)} orphaned blobs")
+    return 0
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    """Stored photos like a photo (nothing is stored), best first."""
+    target = args.photo
+    data = (
+        fetch_image(target).data if _is_url(target) else Path(target).read_bytes() if Path(target).is_file() else None
+    )
+    if data is None:
+        raise PicMetricError(f"no such file: {target}")
+    found = _service().similar_to(_load(args.photo).data, args.limit)
+    if args.json:
+        print(json.dumps([{"sha256": p.sha256, "similarity": p.similarity, "near_duplicate": p.near_duplicate}
+                          for p in found], indent=2))  # fmt: skip
+        return 0
+    if not found:
+        print("no stored photos yet")
+    for photo in found:
+        same = "  same photo, edited" if photo.near_duplicate else ""
+        print(f"{photo.similarity:.3f}  {photo.sha256[:12]}  {photo.name or ''}{same}")
     return 0
 
 
@@ -576,9 +600,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument(
-        "action", choices=("upgrade", "sweep"), help="upgrade: apply migrations; sweep: delete orphaned blobs"
-    )
+        "action", choices=("upgrade", "sweep", "backfill"),
+        help="upgrade: apply migrations; sweep: delete orphaned blobs; backfill: describe stored images for "
+        "similar-photo search",
+    )  # fmt: skip
     db.set_defaults(func=cmd_db)
+
+    similar = commands.add_parser("similar", help="stored photos like a photo, best first (nothing is stored)")
+    similar.add_argument("photo", metavar="PATH_OR_URL")
+    similar.add_argument("--limit", type=int, default=10, choices=range(1, 101), metavar="K")
+    similar.add_argument("--json", action="store_true", help="a JSON list of sha256, similarity, near_duplicate")
+    similar.set_defaults(func=cmd_similar)
 
     dashboard = commands.add_parser("dashboard", help="run the Streamlit dashboard")
     dashboard.add_argument("--host", default="localhost")

@@ -34,6 +34,7 @@ from picmetric.core.pipeline import (
 )
 from picmetric.core.results import Classification, Detections, Faces
 from picmetric.errors import AnalysisFailedError, PicMetricError
+from picmetric.service.similar import SimilarPhoto, SimilarPhotos
 from picmetric.settings import Settings
 from picmetric.storage import (
     AnalysisRecord,
@@ -47,8 +48,8 @@ from picmetric.storage import (
 from picmetric.storage.blobs import FORMAT_CONTENT_TYPES, original_key, render_key
 
 __all__ = [  # the stored history's types are the interfaces' too: they import them from here, never from storage
-    "AnalysisService", "HistoryFilter", "HistoryItem", "HistoryPage", "JobRecord", "JobState", "StoredAnalysis",
-    "migrate_database", "options_key",
+    "AnalysisService", "HistoryFilter", "HistoryItem", "HistoryPage", "JobRecord", "JobState", "SimilarPhoto",
+    "StoredAnalysis", "migrate_database", "options_key",
 ]  # fmt: skip
 logger = logging.getLogger(__name__)
 THUMBNAIL_SIDE = 256
@@ -99,6 +100,7 @@ class AnalysisService:
         self.settings = settings
         self.repository = repository or Repository(settings)
         self.analyzer = analyzer or default_analyzer(self.settings)
+        self.similar_photos = SimilarPhotos(self.repository, self.analyzer, settings)
         self._key_locks: weakref.WeakValueDictionary[tuple, threading.Lock] = weakref.WeakValueDictionary()
         self._key_locks_guard = threading.Lock()
 
@@ -113,6 +115,7 @@ class AnalysisService:
         """Delete every stored image, analysis and job, and the recent log lines: they name the uploads that are
         gone (the System page and /log would otherwise still list everyone's photos)."""
         self.repository.reset()
+        self.similar_photos.index.forget()
         logs.clear()
         logger.warning("reset: every stored analysis and image was deleted, and the log before this line")
 
@@ -134,7 +137,33 @@ class AnalysisService:
 
     def delete(self, sha256: str) -> bool:
         """Delete one image with its analyses and renders; False when there was none."""
-        return self.repository.delete(sha256.lower())
+        deleted = self.repository.delete(sha256.lower())
+        self.similar_photos.index.forget()  # rebuilt from the database at the next search
+        return deleted
+
+    def similar(self, sha256: str, limit: int = 10) -> list[SimilarPhoto] | None:
+        """Stored photos like a stored one (sha256, md5 or a unique prefix), best first; None when not stored."""
+        stored = self.find(sha256)
+        if stored is None:
+            return None
+        return self.similar_photos.like_stored(stored.sha256, lambda: self._original(stored.sha256), limit)
+
+    def similar_to(self, data: bytes, limit: int = 10) -> list[SimilarPhoto]:
+        """Stored photos like a photo given here (nothing is stored)."""
+        return self.similar_photos.like_photo(data, limit)
+
+    def near_duplicate_of(self, sha256: str) -> SimilarPhoto | None:
+        """The stored photo this one is an edited copy of (resized, re-encoded, cropped, brighter), if any."""
+        found = self.similar(sha256, limit=1)
+        return found[0] if found and found[0].near_duplicate else None
+
+    def backfill_signatures(self) -> int:
+        """Describe (features, pHash) every stored image that has no description yet."""
+        return self.similar_photos.backfill(self._original)
+
+    def _original(self, sha256: str) -> bytes | None:
+        found = self.repository.image_bytes(sha256, "original")
+        return found[0] if found is not None else None
 
     # -- the stored history, for the interfaces: pages, API, CLI and worker never reach storage themselves ------
 
@@ -321,6 +350,8 @@ class AnalysisService:
                 analysis_id, results, analysis.model_versions, analysis.timings_ms, render_keys, _weaker(analysis)
             )
             analysis_id = None
+            if analysis.classification is not None:
+                self.similar_photos.describe_analysed(image, analysis.classification)  # features from this run
         except BaseException as exc:
             logger.warning("%s: not stored (%s)", image.sha256[:12], exc)
             repository.undo(analysis_id, image_id, created_blobs)

@@ -11,6 +11,7 @@ from picmetric.storage.records import HistoryFilter, HistoryItem, HistoryPage, _
 from picmetric.storage.schema import (
     AnalysisRow,
     BatchRow,
+    EmbeddingRow,
     FaceRow,
     ImageRow,
     JobRow,
@@ -143,7 +144,19 @@ class HistoryStore(StoreBase):
         """Remove everything: all rows, then all blobs (the seed's /reset)."""
         logger.warning("reset: deleting every stored analysis and image")
         with self._session("reset the database") as session:
-            for table in (RenderRow, FaceRow, ObjectRow, LabelRow, AnalysisRow, ImageRow, JobRow, BatchRow, LogRow):
+            tables = (
+                RenderRow,
+                FaceRow,
+                ObjectRow,
+                LabelRow,
+                AnalysisRow,
+                EmbeddingRow,
+                ImageRow,
+                JobRow,
+                BatchRow,
+                LogRow,
+            )
+            for table in tables:
                 session.execute(delete(table))
         for key in self.blobs.keys():  # noqa: SIM118 (a blob store's listing, not a dict)
             self.blobs.delete(key)

@@ -27,13 +27,14 @@ from picmetric.storage.records import (
     JobState,
     NewJob,
 )
+from picmetric.storage.signatures import Neighbour, Signature, SignatureStore
 from picmetric.storage.status import StatusStore
 
 __all__ = [
     "JOB_STATES", "SWEEP_GRACE_S", "AnalysisRecord", "ClaimState", "HistoryFilter", "HistoryItem", "HistoryPage",
-    "JobRecord", "JobState", "NewJob", "Repository", "StoreBase",
+    "JobRecord", "JobState", "Neighbour", "NewJob", "Repository", "Signature", "StoreBase",
 ]  # fmt: skip
 
 
-class Repository(AnalysisStore, HistoryStore, JobStore, StatusStore):
+class Repository(AnalysisStore, HistoryStore, JobStore, SignatureStore, StatusStore):
     """Everything storage does, one object per database + blob store; each concern lives in its own module."""

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -55,8 +56,11 @@ class ImageRow(Base):
     blob_key: Mapped[str] = mapped_column(String(255), nullable=False)
     content_type: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False, index=True)
+    #: imagehash's pHash, 16 hex digits: near-duplicates differ in few of its 64 bits (null: not computed yet)
+    phash: Mapped[str | None] = mapped_column(String(16))
 
     analyses: Mapped[list[AnalysisRow]] = relationship(back_populates="image", cascade="all, delete-orphan")
+    embeddings: Mapped[list[EmbeddingRow]] = relationship(cascade="all, delete-orphan")
 
     def facts(self) -> ImageFacts:
         return ImageFacts(
@@ -184,3 +188,16 @@ class LogRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False, index=True)
     process: Mapped[str] = mapped_column(String(96), nullable=False)
     line: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class EmbeddingRow(Base):
+    """An image's features as one classifier sees them (pooled, unit length, float16 bytes): similar-photo search.
+    Rows only ever get added or removed, so a larger id than any seen means new rows."""
+
+    __tablename__ = "embeddings"
+    __table_args__ = (UniqueConstraint("image_id", "model", name="uq_embedding_image_model"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True)
+    model: Mapped[str] = mapped_column(String(64), nullable=False)
+    vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)

@@ -155,9 +155,11 @@ def mobile_net_to_onnx(net: MobileNet, input_size: int, doc: str) -> onnx.ModelP
         x = g.op("Add", [x, y]) if block.residual else y
     x = conv(x, net.head, relu6=True)
     x = g.op("GlobalAveragePool", [x])
-    x = g.op("Flatten", [x], axis=1)
-    logits = g.op("Gemm", [x, g.const(net.fc_weight, "fc_w"), g.const(net.fc_bias, "fc_b")], transB=1)
-    return g.model("image", [1, 3, input_size, input_size], {"logits": (logits, [1, net.fc_weight.shape[0]])}, doc=doc)
+    pooled = g.op("Flatten", [x], axis=1)
+    logits = g.op("Gemm", [pooled, g.const(net.fc_weight, "fc_w"), g.const(net.fc_bias, "fc_b")], transB=1)
+    # the pooled features too: what the photo looks like to the network, for finding similar photos
+    outputs = {"logits": (logits, [1, net.fc_weight.shape[0]]), "features": (pooled, [1, net.fc_weight.shape[1]])}
+    return g.model("image", [1, 3, input_size, input_size], outputs, doc=doc)
 
 
 def efficientnet_lite_to_onnx(pth: str | Path, input_size: int) -> onnx.ModelProto:

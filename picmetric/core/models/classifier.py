@@ -175,13 +175,17 @@ class ImageClassifier(OnnxModel):
         return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
 
     def logits(self, tensor: np.ndarray) -> np.ndarray:
-        return self.sessions["net"].run(None, {"image": tensor})[0][0]
+        return self.sessions["net"].run(["logits"], {"image": tensor})[0][0]
 
     def predict(self, image: np.ndarray, top_k: int = 5) -> Classification:
-        probabilities = softmax(self.logits(self.preprocess(image)))
+        """The top labels, with the photo's pooled features (unit length) from the same run."""
+        logits, features = self.sessions["net"].run(["logits", "features"], {"image": self.preprocess(image)})
+        probabilities = softmax(logits[0])
         order = np.argsort(probabilities)[::-1][:top_k]
         names = imagenet_names()
-        return Classification(order, probabilities[order], [names[i] for i in order], model=self.spec.key)
+        pooled = features[0].astype(np.float32)
+        pooled /= max(float(np.linalg.norm(pooled)), 1e-12)
+        return Classification(order, probabilities[order], [names[i] for i in order], self.spec.key, pooled)
 
 
 #: the layers an inspection shows: the first convolution's activations, one a third through, the last before pooling

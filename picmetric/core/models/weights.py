@@ -20,7 +20,7 @@ from picmetric.errors import ModelUnavailableError
 _conversion_lock = threading.Lock()
 #: Part of every cached file's name: raise it when a converter's output changes, so caches made by older code are
 #: not reused (a file's age only says whether its weights changed, not whether the converter did).
-CONVERTER_VERSION = 2
+CONVERTER_VERSION = 3
 
 
 def package_file(package: str, *parts: str, pip_name: str | None = None) -> Path:

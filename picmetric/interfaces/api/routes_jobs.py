@@ -35,7 +35,7 @@ async def get_job(api: Api, request: Request, job_id: str) -> JobAnswer:
     result = None
     if job.state == "done":
         try:
-            result = analysis_answer(request, await run_in_threadpool(api.jobs.result, job))
+            result = await analysis_answer(api, request, await run_in_threadpool(api.jobs.result, job))
         except PicMetricError:  # deleted since: the job still says it was done
             result = None
     return JobAnswer(

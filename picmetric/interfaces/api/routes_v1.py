@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -15,8 +15,15 @@ from picmetric.errors import NotFoundError
 from picmetric.interfaces.api.bodies import AnalysisUpload, JsonRoute, Multipart, UrlAnalysisRequest
 from picmetric.interfaces.api.common import Api, image_urls, upload_input, url_input
 from picmetric.interfaces.api.errors import BadRequest, Problem, error_responses
-from picmetric.interfaces.api.schemas import AnalysisAnswer, HistoryAnswer, HistoryEntry, JobAccepted
-from picmetric.service.analyses import HistoryFilter, StoredAnalysis
+from picmetric.interfaces.api.schemas import (
+    AnalysisAnswer,
+    HistoryAnswer,
+    HistoryEntry,
+    JobAccepted,
+    SimilarAnswer,
+    SimilarItem,
+)
+from picmetric.service.analyses import HistoryFilter, SimilarPhoto, StoredAnalysis
 from picmetric.service.jobs import JobInput
 
 router = APIRouter(prefix="/api/v1", tags=["v1"], responses=error_responses(Problem))
@@ -24,15 +31,53 @@ ImageKind = Literal["original", "objects", "faces", "thumbnail"]
 Wait = Annotated[bool, Query(description="false: answer 202 with the job at once instead of its result")]
 
 
-def analysis_answer(request: Request, stored: StoredAnalysis) -> AnalysisAnswer:
+async def analysis_answer(api: Api, request: Request, stored: StoredAnalysis) -> AnalysisAnswer:
+    """An analysis as the API answers it, with the stored photo it is a near-duplicate of (if any)."""
+    twin = await run_in_threadpool(api.service.near_duplicate_of, stored.sha256) if stored.status == "done" else None
     return AnalysisAnswer.model_validate(
         {
             "status": stored.status,
             "cached": stored.cached,
             "analysis": stored.analysis.to_dict(),
             "images": image_urls(request, stored),
+            "near_duplicate_of": similar_item(request, twin) if twin is not None else None,
         }
     )
+
+
+def similar_item(request: Request, photo: SimilarPhoto) -> SimilarItem:
+    thumbnail = str(request.url_for("get_image", sha256=photo.sha256, kind="thumbnail"))
+    return SimilarItem(sha256=photo.sha256, name=photo.name, similarity=photo.similarity,
+                       near_duplicate=photo.near_duplicate, thumbnail=thumbnail)  # fmt: skip
+
+
+Limit = Annotated[int, Query(ge=1, le=100, description="how many photos, best first")]
+
+
+@router.get(
+    "/analyses/{sha256}/similar",
+    summary="Stored photos like this one, best first (similarity 0-1; near_duplicate: the same picture edited)",
+    response_model=SimilarAnswer,
+)
+async def similar_photos(api: Api, request: Request, sha256: str, limit: Limit = 10) -> SimilarAnswer:
+    found = await run_in_threadpool(api.service.similar, sha256, limit)
+    if found is None:
+        raise NotFoundError(f"no analysis for image {sha256}")
+    return SimilarAnswer(items=[similar_item(request, photo) for photo in found])
+
+
+@router.post(
+    "/similar",
+    summary="Stored photos like the photo sent (multipart 'file'); nothing is stored",
+    response_model=SimilarAnswer,
+)
+async def similar_to_photo(
+    api: Api, request: Request, file: Annotated[UploadFile, File()], limit: Limit = 10
+) -> SimilarAnswer:
+    upload = await upload_input(file, api.settings.max_upload_bytes)
+    assert upload.data is not None, "an upload has bytes"
+    found = await run_in_threadpool(api.service.similar_to, upload.data, limit)
+    return SimilarAnswer(items=[similar_item(request, photo) for photo in found])
 
 
 _CREATED: dict[str, Any] = {
@@ -54,7 +99,7 @@ async def _created(
     if isinstance(stored, str):
         return JSONResponse(job_accepted(request, stored).model_dump(), status_code=202)  # the other documented answer
     response.status_code = 200 if stored.cached else 201
-    return analysis_answer(request, stored)
+    return await analysis_answer(api, request, stored)
 
 
 async def analyse_url(
@@ -88,7 +133,7 @@ async def get_analysis(api: Api, request: Request, sha256: str) -> AnalysisAnswe
     stored = await run_in_threadpool(api.service.find, sha256)
     if stored is None:
         raise NotFoundError(f"no analysis for image {sha256}")
-    return analysis_answer(request, stored)
+    return await analysis_answer(api, request, stored)
 
 
 @router.get(

@@ -45,11 +45,27 @@ class AnalysisJson(BaseModel):
     created_at: datetime
 
 
+class SimilarItem(BaseModel):
+    """A stored photo like another: ``similarity`` is the features' cosine (0-1); ``near_duplicate`` says whether it
+    is the same picture edited (resized, re-encoded, cropped a little, brighter or darker, turned a few degrees)."""
+
+    sha256: str
+    name: str | None
+    similarity: float
+    near_duplicate: bool
+    thumbnail: str  # URL
+
+
+class SimilarAnswer(BaseModel):
+    items: list[SimilarItem]  # best first
+
+
 class AnalysisAnswer(BaseModel):
     status: str  # done | failed
     cached: bool  # found in history rather than analysed now
     analysis: AnalysisJson
     images: dict[str, str]  # original, objects, faces, thumbnail -> URL
+    near_duplicate_of: SimilarItem | None = None  # a stored photo this one is an edited copy of
 
 
 @dataclass(frozen=True, kw_only=True)

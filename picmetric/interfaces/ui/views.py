@@ -30,7 +30,7 @@ from picmetric.interfaces.ui.presentation import (
 from picmetric.interfaces.ui.resources import browser_jpeg, image_src, working_image
 from picmetric.service.analyses import AnalysisService, StoredAnalysis
 
-VIEWS = ["Objects", "Faces", "Labels", "Compare", "JSON"]
+VIEWS = ["Objects", "Faces", "Labels", "Similar", "Compare", "JSON"]
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,7 @@ def _result_panel(
         st.error("The stored image is missing from the object store.")
         return
     detections, faces = display.apply(analysis)
+    _near_duplicate_notice(service, stored)
     _metrics(analysis, detections, faces, stored.cached)
     to_working = 1.0 / image.scale
 
@@ -224,6 +225,8 @@ def _result_panel(
                         "(MobileNetV2, ResNet): a top label at 10–30 % is usual and often right. Checked against the "
                         "reference PyTorch model: the same logits to 1e-5."
                     )
+    elif view == "Similar":
+        _more_like_this(service, stored.sha256, key)
     elif view == "Compare":
         overlay = objects_render()
         overlay = overlay if overlay is not None else faces_render()
@@ -243,6 +246,46 @@ def _result_panel(
         st.json(analysis.to_dict(), expanded=1)
 
     _downloads(analysis, stored, detections, objects_render, faces_render, key)
+
+
+def _thumbnail(service: AnalysisService, sha256: str) -> bytes | None:
+    found = service.image_bytes(sha256, "thumbnail") or service.image_bytes(sha256, "original")
+    return found[0] if found else None
+
+
+def _near_duplicate_notice(service: AnalysisService, stored: StoredAnalysis) -> None:
+    """Said before anything else: this photo is a stored one, edited (resized, re-encoded, cropped, brighter)."""
+    twin = service.near_duplicate_of(stored.sha256)
+    if twin is None:
+        return
+    notice, this, that = st.columns([4, 1, 1])
+    notice.warning(
+        f"Near-duplicate of [{twin.name or twin.sha256[:12]}](/history?sha={twin.sha256}) (similarity "
+        f"{twin.similarity:.0%}): the same picture, edited (resized, re-encoded, cropped or brightened), stored "
+        "before.",
+        icon=":material/content_copy:",
+    )
+    for column, sha, caption in ((this, stored.sha256, "this photo"), (that, twin.sha256, "stored before")):
+        picture = _thumbnail(service, sha)
+        if picture is not None:
+            column.image(picture, caption=caption, width="stretch")
+
+
+def _more_like_this(service: AnalysisService, sha256: str, key: str) -> None:
+    """The stored photos most like this one, each opening in History."""
+    found = service.similar(sha256, limit=8) or []
+    if not found:
+        st.caption("No other stored photo yet.")
+        return
+    st.caption("The stored photos most like this one, by what the classifier's last layer sees (similarity 0–100 %).")
+    for row in range(0, len(found), 4):
+        for column, photo in zip(st.columns(4), found[row : row + 4], strict=False):
+            picture = _thumbnail(service, photo.sha256)
+            if picture is not None:
+                column.image(picture, width="stretch")
+            same = " · same photo, edited" if photo.near_duplicate else ""
+            column.markdown(f"[{photo.name or photo.sha256[:12]}](/history?sha={photo.sha256}) · "
+                            f"{photo.similarity:.0%}{same}")  # fmt: skip
 
 
 def _imagenet_gap_note(analysis: Analysis, top_label: str) -> None:
