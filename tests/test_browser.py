@@ -309,3 +309,19 @@ def test_presenting_a_result_keeps_numbers_large_and_the_photo_on_screen(dashboa
     assert box["height"] <= 720 and box["width"] > 700, box
     _shot(page, "10b-presentation-analyze-1280x720")
     page.close()
+
+
+def test_the_objects_walkthrough_fits_one_720px_screen_with_its_sliders(dashboard, browser):
+    """How it works at 1280x720, not presenting: the score slider and both NMS stage images on one screen."""
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(f"{dashboard}/how-it-works")
+    main = page.get_by_test_id("stMain")
+    slider = main.get_by_test_id("stSlider").filter(has_text="Score threshold")
+    expect(slider).to_be_visible(timeout=90_000)
+    slider.scroll_into_view_if_needed()
+    top = slider.bounding_box()["y"]
+    images = main.locator(".st-key-walk-objects-stage-row img")
+    expect(images.first).to_be_visible(timeout=60_000)
+    bottom = max(box["y"] + box["height"] for box in (images.nth(i).bounding_box() for i in range(images.count())))
+    assert bottom - top <= 720, (top, bottom)
+    page.close()

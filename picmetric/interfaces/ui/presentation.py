@@ -80,9 +80,10 @@ def tag_font() -> int:
     return round(BASE_TAG_FONT * CHART_SCALE) if presenting() else BASE_TAG_FONT
 
 
-def show_chart(figure: go.Figure, key: str, photo: bool = False) -> None:
+def show_chart(figure: go.Figure, key: str, photo: bool = False, fill: bool = False) -> None:
     """A plotly chart, larger in presentation mode. A ``photo`` (sized for the mode already) keeps plotly's
-    toolbar, to zoom in; charts drop it, since on a phone it would cover their title."""
+    toolbar, to zoom in; charts drop it, since on a phone it would cover their title. ``fill``: as tall as its
+    container (one whose shape CSS sets)."""
     if presenting() and not photo:
         figure.update_layout(
             font_size=round(14 * CHART_SCALE), height=round((figure.layout.height or 320) * CHART_SCALE)
@@ -93,7 +94,7 @@ def show_chart(figure: go.Figure, key: str, photo: bool = False) -> None:
         figure.update_xaxes(tickfont_size=round(14 * CHART_SCALE), title_font_size=round(14 * CHART_SCALE))
         figure.update_yaxes(tickfont_size=round(14 * CHART_SCALE), title_font_size=round(14 * CHART_SCALE))
     st.plotly_chart(
-        figure, key=key, width="stretch",
+        figure, key=key, width="stretch", height="stretch" if fill else "content",
         config={"displayModeBar": "hover" if photo else False, "displaylogo": False, "scrollZoom": False},
     )  # fmt: skip
 
@@ -102,8 +103,12 @@ def stage_images(stages: Sequence[tuple[str, np.ndarray, str]], key: str) -> Non
     """Images of successive stages, each (step name, image, caption): side by side, or, in presentation mode, one
     large image at a time with a control to step through them in front of a class."""
     if not presenting():
-        for column, (_, image, caption) in zip(st.columns(len(stages)), stages, strict=True):
-            column.image(image, caption=caption, width="stretch")
+        with st.container(key=f"{key}-row"):  # the sliders above and these images fit one 720 px screen
+            st.html(
+                f"<style>.st-key-{key}-row img {{max-height: 60vh; width: auto !important; max-width: 100%;}}</style>"
+            )
+            for column, (_, image, caption) in zip(st.columns(len(stages)), stages, strict=True):
+                column.image(image, caption=caption, width="stretch")
         return
     steps = [step for step, _, _ in stages]
     chosen = st.segmented_control("Stage", steps, default=steps[0], key=key, label_visibility="collapsed")

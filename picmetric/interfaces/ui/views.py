@@ -367,19 +367,22 @@ def _photo_beside_original(
         st.caption(caption)
         return
     left, right = st.columns(2)
-    # the original as a plain image (the browser caches it) of the same size as the annotated photo beside it
-    with left.container(key=f"photo-{key}-original"):  # a narrower column shrinks it, as it does the figure
+    # both photos as wide as their half of the page (a 1920 px screen: twice a 1280 px one's), each keeping its
+    # shape, and never taller than most of the screen (portrait photos)
+    shown_w, shown_h = photo_display_size(size, width)
+    fit = f"width: min(100%, calc(75vh * {shown_w} / {shown_h})) !important; aspect-ratio: {shown_w} / {shown_h};"
+    with left.container(key=f"photo-{key}-original"):
         st.html(
-            f"<style>.st-key-photo-{key}-original div, .st-key-photo-{key}-original img "
-            "{max-width: 100% !important; height: auto !important;}"
+            f"<style>.st-key-photo-{key}-original img {{{fit} height: auto !important;}}"
             # the fullscreen button inside the photo's corner, not above it over the Labels view button
             f".st-key-photo-{key}-original [data-testid='stElementToolbar'] "
-            "{top: 0.4rem !important; right: 0.4rem !important;}</style>"
+            "{top: 0.4rem !important; right: 0.4rem !important;}"
+            f".st-key-photo-{key}-frame {{{fit}}}</style>"
         )
-        st.image(browser_jpeg(image), caption=f"Original · {analysis.width}×{analysis.height}",
-                 width=photo_display_size(size, width)[0])  # fmt: skip
+        st.image(browser_jpeg(image), caption=f"Original · {analysis.width}×{analysis.height}", width="stretch")
     with right:
-        show_chart(annotated, key=f"{key}-image", photo=True)
+        with st.container(key=f"photo-{key}-frame"):
+            show_chart(annotated, key=f"{key}-image", photo=True, fill=True)
         st.caption(caption)
 
 
