@@ -173,7 +173,7 @@ def test_upload_results_history_and_every_page(dashboard, browser, zidane_path):
     ],
 )
 def test_a_bookmarked_page_is_the_first_request_after_a_start(browser, tmp_path, path, heading):
-    """A fresh server whose first visitor opens a page's own URL gets that page in the normal five-page app, not
+    """A fresh server whose first visitor opens a page's own URL gets that page in the normal app, not
     Streamlit's automatic page list ("app, analyze, ...") or "Page not found"."""
     with running_dashboard(tmp_path) as url:
         page = browser.new_page(viewport={"width": 1280, "height": 720})
@@ -182,7 +182,7 @@ def test_a_bookmarked_page_is_the_first_request_after_a_start(browser, tmp_path,
         navigation = page.get_by_test_id("stSidebarNav")
         expect(navigation).to_be_visible()
         links = [text.strip().splitlines()[-1] for text in navigation.get_by_role("link").all_inner_texts()]
-        assert links == ["Analyze", "History", "How it works", "Lesson", "System"], links
+        assert links == ["Analyze", "History", "How it works", "Lesson", "Class board", "Join a board", "System"], links
         expect(page.get_by_text("Page not found")).to_have_count(0)
         _shot(page, f"0-cold-start-{path}")
         page.close()
@@ -325,3 +325,33 @@ def test_the_objects_walkthrough_fits_one_720px_screen_with_its_sliders(dashboar
     bottom = max(box["y"] + box["height"] for box in (images.nth(i).bounding_box() for i in range(images.count())))
     assert bottom - top <= 720, (top, bottom)
     page.close()
+
+
+def test_a_phone_photo_is_on_the_projected_board_within_3_seconds(dashboard, browser, zidane_path):
+    """Two browser contexts: the teacher's board at 1280x720 and a phone at 390x844 that opens the QR code's address."""
+    teacher = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+    teacher.goto(f"{dashboard}/board")
+    main = teacher.get_by_test_id("stMain")
+    main.get_by_label("Lesson title").fill("Seeing machines")
+    main.get_by_role("button", name="Start a class board").click()
+    expect(main.get_by_text("Waiting for the first photo")).to_be_visible(timeout=60_000)
+    join_url = main.get_by_test_id("stCode").inner_text().strip()
+    assert "/join?board=" in join_url
+    _shot(teacher, "12-board-empty-1280x720")
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                user_agent=PHONE_USER_AGENT).new_page()  # fmt: skip
+    phone.goto(join_url)
+    expect(phone.get_by_role("heading", name="Seeing machines")).to_be_visible(timeout=60_000)
+    phone.locator("input[type=file]").set_input_files(str(zidane_path))
+    expect(phone.get_by_text("zidane.jpg")).to_be_visible(timeout=30_000)
+    started = time.monotonic()
+    phone.get_by_role("button", name="Send to the board").click()
+    expect(main.get_by_text("1 photo from the class")).to_be_visible(timeout=30_000)
+    took = time.monotonic() - started
+    assert took < 3.0, took
+    expect(phone.get_by_text("On the board!")).to_be_visible(timeout=30_000)
+    _shot(phone, "12-board-phone-390x844")
+    expect(main.get_by_test_id("stImage").nth(1)).to_be_visible(timeout=30_000)
+    _shot(teacher, "12-board-with-a-photo-1280x720")
+    teacher.close()
+    phone.close()

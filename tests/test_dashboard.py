@@ -492,3 +492,42 @@ def test_a_near_duplicate_is_said_and_more_like_this_lists_the_stored_photos(app
     app.run()
     listed = " ".join(m.value for m in app.markdown if "/history?sha=" in m.value)
     assert "zidane.jpg" in listed and "same photo, edited" in listed and "bus.jpg" in listed
+
+
+def test_a_class_board_gets_phone_photos_hides_them_and_keeps_the_class_mistakes(app, zidane_path, bus_path):
+    teacher = app
+    teacher.switch_page("pages/board.py").run()
+    teacher.text_input[0].set_value("Seeing machines")
+    next(b for b in teacher.button if b.label == "Start a class board").click().run()
+    assert not teacher.exception
+    board_id = teacher.query_params["board"]
+    assert any("/join?board=" + board_id in c.value for c in teacher.code)  # the QR code's address, written out
+    assert len(teacher.get("image")) >= 1  # the QR code, made here
+    phone = AppTest.from_file(APP, default_timeout=180)  # a student's phone: another browser session
+    phone.query_params["board"] = board_id
+    phone.switch_page("pages/join.py").run()
+    assert [t.value for t in phone.title] == ["Seeing machines"]
+    phone.file_uploader[0].set_value(("z.jpg", zidane_path.read_bytes(), "image/jpeg"))
+    next(b for b in phone.button if b.label == "Send to the board").click().run()
+    assert [s.value for s in phone.success] == ["On the board!"], [e.value for e in phone.error]
+    phone.file_uploader[0].set_value(("bus.jpg", bus_path.read_bytes(), "image/jpeg"))
+    next(b for b in phone.button if b.label == "Send to the board").click().run()
+    assert "one photo every 5 seconds" in " ".join(e.value for e in phone.error)  # per-phone rate limit
+    teacher.run()
+    assert "1 photo from the class" in [h.value for h in teacher.subheader]
+    assert any(c.value.startswith("Photo ") and "person" in c.value for c in teacher.caption)
+    # the student marks a false box; the museum counts it for the objects model
+    phone.selectbox(key=next(s.key for s in phone.selectbox if s.key.startswith("what-"))).set_value(
+        next(o for o in phone.selectbox[0].options if o.startswith("tie"))
+    )
+    next(b for b in phone.button if b.label == "Mark it").click().run()
+    assert any("mistake museum" in s.value for s in phone.success)
+    teacher.run()
+    museum = teacher.dataframe[0].value
+    assert museum.set_index("model").loc["objects", "a false box"] == 1
+    next(b for b in teacher.button if b.label == "Hide").click().run()  # the teacher hides it
+    assert "0 photos from the class" in [h.value for h in teacher.subheader]
+    missing = AppTest.from_file(APP, default_timeout=180)
+    missing.query_params["board"] = "no-such-board"
+    missing.switch_page("pages/join.py").run()
+    assert "no class board at this address" in " ".join(e.value for e in missing.error)

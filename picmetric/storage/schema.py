@@ -201,3 +201,39 @@ class EmbeddingRow(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True)
     model: Mapped[str] = mapped_column(String(64), nullable=False)
     vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class BoardRow(Base):
+    """A class board: a teacher's session that students' phones send photos to."""
+
+    __tablename__ = "boards"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    title: Mapped[str] = mapped_column(String(120), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False)
+
+
+class BoardPhotoRow(Base):
+    """One student's photo on a board (its analysis is stored like every other; this row places it on the board)."""
+
+    __tablename__ = "board_photos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    board_id: Mapped[str] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"), nullable=False, index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True)
+    phone: Mapped[str] = mapped_column(String(64), nullable=False)  # which phone sent it (limits, its own list)
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False, index=True)
+
+
+class BoardMarkRow(Base):
+    """A student's verdict on a photo's result: a false or duplicate detection, or a missed object."""
+
+    __tablename__ = "board_marks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    photo_id: Mapped[int] = mapped_column(ForeignKey("board_photos.id", ondelete="CASCADE"), nullable=False, index=True)
+    task: Mapped[str] = mapped_column(String(16), nullable=False)  # objects | faces | labels
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # false | duplicate | missed
+    what: Mapped[str | None] = mapped_column(String(120))  # the detection marked ("person 31 %"), if any
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False)

@@ -1,0 +1,104 @@
+"""Class board: the teacher's projected board; students' phones send photos to it through a QR code."""
+
+from __future__ import annotations
+
+import io
+from urllib.parse import urlsplit
+
+import segno
+import streamlit as st
+
+from picmetric import PicMetricError
+from picmetric.interfaces.ui.board import board_photo_caption, photo_picture
+from picmetric.interfaces.ui.resources import get_service
+from picmetric.interfaces.ui.teacher import is_teacher, teacher_only_notice
+from picmetric.service.board import MARK_KINDS, MARK_TASKS, ClassBoard
+
+service = get_service()
+boards = ClassBoard(service)
+st.title("Class board")
+
+board_id = st.query_params.get("board") or st.session_state.get("board-id")
+if not board_id:
+    st.markdown(
+        "Start a board, project this page, and let every student send a photo from their phone: the QR code opens "
+        "an upload page (no account). Each photo appears here within seconds, with what the models found; the class "
+        "marks their mistakes."
+    )
+    if not is_teacher():
+        teacher_only_notice("Starting a class board is the teacher's")
+        st.stop()
+    with st.form("start-board", border=False):
+        title = st.text_input("Lesson title", "What do computers see?")
+        if st.form_submit_button("Start a class board", type="primary", icon=":material/co_present:"):
+            started = boards.start(title)
+            st.session_state["board-id"] = started.id
+            st.query_params["board"] = started.id
+            st.rerun()
+    st.stop()
+
+try:
+    board = boards.board(board_id)
+except PicMetricError as exc:
+    st.error(str(exc), icon=":material/search_off:")
+    st.session_state.pop("board-id", None)
+    st.query_params.clear()
+    st.stop()
+st.session_state["board-id"] = board.id
+st.query_params["board"] = board.id
+address = urlsplit(st.context.url or "http://localhost:8501/board")
+join_url = f"{address.scheme}://{address.netloc}/join?board={board.id}"
+
+code_column, board_column = st.columns([1, 3])
+with code_column:
+    st.subheader(board.title)
+    picture = io.BytesIO()
+    segno.make(join_url, error="m").save(picture, kind="png", scale=10, border=2)  # made here: no web service
+    st.image(picture.getvalue(), caption="Scan to send a photo", width="stretch")
+    st.code(join_url, language=None)
+    st.caption("Phones must reach this computer: the same Wi-Fi, and this address (not localhost) in the browser.")
+    if st.button("New board", icon=":material/add:", key="board-new") and is_teacher():
+        st.session_state.pop("board-id", None)
+        st.query_params.clear()
+        st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def live_board() -> None:
+    """Polled once a second: a phone's photo is on the projector within a second or two of its analysis."""
+    photos = boards.photos(board.id)
+    st.subheader(f"{len(photos)} photo{'s' if len(photos) != 1 else ''} from the class")
+    if not photos:
+        st.info("Waiting for the first photo…", icon=":material/photo_camera:")
+    for row in range(0, min(len(photos), 24), 4):
+        for column, photo in zip(st.columns(4), photos[row : row + 4], strict=False):
+            picture = photo_picture(service, photo)
+            if picture is not None:
+                column.image(picture, width="stretch")
+            column.caption(board_photo_caption(photo))
+            if is_teacher() and column.button("Hide", key=f"hide-{photo.id}", icon=":material/visibility_off:"):
+                boards.hide(photo.id)
+                st.rerun()
+    tally = boards.tally(board.id)
+    st.subheader("Mistake museum")
+    counts = {task: tally[task] for task in MARK_TASKS}
+    st.dataframe(
+        [{"model": task, **{MARK_KINDS[k]: counts[task][k] for k in MARK_KINDS}} for task in MARK_TASKS],
+        hide_index=True, width="stretch",
+    )  # fmt: skip
+    exhibits = boards.exhibits(board.id)[-6:]
+    for photo_id, task, kind, what in reversed(exhibits):
+        st.caption(f"Photo {photo_id} · {task}: {MARK_KINDS[kind]}{f' ({what})' if what else ''}")
+
+
+with board_column:
+    live_board()
+
+hidden = boards.photos(board.id, hidden=True)
+hidden = [photo for photo in hidden if photo.record.hidden]
+if hidden and is_teacher():
+    with st.expander(f"Hidden photos ({len(hidden)})", icon=":material/visibility_off:"):
+        for photo in hidden:
+            if st.button(f"Show photo {photo.id} again", key=f"show-{photo.id}"):
+                boards.hide(photo.id, hidden=False)
+                st.rerun()

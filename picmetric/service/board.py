@@ -1,0 +1,87 @@
+"""Class boards: a teacher starts one, students' phones send photos to it (no account), every photo is analysed and
+stored like any other (source "board"), the teacher can hide any, and the class marks what the models got wrong:
+a tally per model, the "mistake museum"."""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+
+from picmetric.errors import NotFoundError, PicMetricError, ServerBusyError
+from picmetric.service.analyses import AnalysisService, StoredAnalysis
+from picmetric.storage.boards import BoardPhotoRecord, BoardRecord
+
+MARK_KINDS = {"false": "a false box", "duplicate": "a duplicate box", "missed": "something missed"}
+MARK_TASKS = ("objects", "faces", "labels")
+#: per phone: one photo every few seconds, a few dozen a lesson, each no larger than this
+PHONE_PAUSE_S = 5.0
+PHONE_MAX_PHOTOS = 20
+PHONE_MAX_BYTES = 15_000_000
+
+
+@dataclass(frozen=True)
+class BoardPhoto:
+    """A photo on a board with its analysis (None when that is gone from the history)."""
+
+    id: int
+    record: BoardPhotoRecord
+    stored: StoredAnalysis | None
+
+
+class ClassBoard:
+    def __init__(self, service: AnalysisService) -> None:
+        self.service = service
+        self.repository = service.repository
+
+    def start(self, title: str) -> BoardRecord:
+        title = " ".join(title.split())[:120] or "Class board"
+        return self.repository.create_board(secrets.token_urlsafe(9), title)
+
+    def board(self, board_id: str) -> BoardRecord:
+        found = self.repository.board(board_id) if board_id and len(board_id) <= 32 else None
+        if found is None:
+            raise NotFoundError("no class board at this address: ask for the QR code again")
+        return found
+
+    def send(self, board_id: str, data: bytes, phone: str, name: str | None = None) -> BoardPhoto:
+        """A phone's photo: checked against the phone's limits, analysed and stored, placed on the board."""
+        self.board(board_id)
+        if len(data) > PHONE_MAX_BYTES:
+            raise PicMetricError(f"the photo is larger than {PHONE_MAX_BYTES / 1e6:.0f} MB: send a smaller one")
+        if self.repository.phone_uploads(board_id, phone) >= PHONE_MAX_PHOTOS:
+            raise PicMetricError(f"this phone has sent {PHONE_MAX_PHOTOS} photos to this board, the most it may")
+        if self.repository.phone_uploads(board_id, phone, within_s=PHONE_PAUSE_S):
+            raise ServerBusyError(f"one photo every {PHONE_PAUSE_S:.0f} seconds: wait a moment and send it again")
+        stored = self.service.submit(data, source="board", name=name)
+        photo_id = self.repository.add_board_photo(board_id, stored.sha256, phone)
+        if photo_id is None:
+            raise PicMetricError("the photo was deleted while it was being placed on the board; send it again")
+        record = next(p for p in self.repository.board_photos(board_id, hidden=True, phone=phone) if p.id == photo_id)
+        return BoardPhoto(photo_id, record, stored)
+
+    def photos(self, board_id: str, *, hidden: bool = False, phone: str | None = None) -> list[BoardPhoto]:
+        """The board's photos, newest first, each with its stored analysis."""
+        return [
+            BoardPhoto(record.id, record, self.service.find(record.sha256))
+            for record in self.repository.board_photos(board_id, hidden=hidden, phone=phone)
+        ]
+
+    def hide(self, photo_id: int, hidden: bool = True) -> None:
+        self.repository.hide_board_photo(photo_id, hidden)
+
+    def mark(self, photo_id: int, task: str, kind: str, what: str | None = None) -> None:
+        if task not in MARK_TASKS or kind not in MARK_KINDS:
+            raise PicMetricError(f"a mark is one of {', '.join(MARK_KINDS)} for one of {', '.join(MARK_TASKS)}")
+        self.repository.add_board_mark(photo_id, task, kind, (what or "")[:120] or None)
+
+    def tally(self, board_id: str) -> dict[str, Counter[str]]:
+        """The mistake museum: per model (task), how many false, duplicate and missed marks the class made."""
+        counts: dict[str, Counter[str]] = {task: Counter() for task in MARK_TASKS}
+        for _photo, task, kind, _what in self.repository.board_marks(board_id):
+            counts[task][kind] += 1
+        return counts
+
+    def exhibits(self, board_id: str) -> list[tuple[int, str, str, str | None]]:
+        """Every mark, oldest first: (photo id, task, kind, what), for the museum's labels."""
+        return self.repository.board_marks(board_id)

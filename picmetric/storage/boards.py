@@ -1,0 +1,102 @@
+"""Class boards: the rows of a teacher's session, the photos placed on it and the class' marks on their results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+
+from picmetric.storage.base import StoreBase
+from picmetric.storage.records import _utc
+from picmetric.storage.schema import BoardMarkRow, BoardPhotoRow, BoardRow, ImageRow
+
+
+@dataclass(frozen=True)
+class BoardRecord:
+    id: str
+    title: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class BoardPhotoRecord:
+    id: int
+    sha256: str
+    name: str | None
+    phone: str
+    hidden: bool
+    created_at: datetime
+
+
+class BoardStore(StoreBase):
+    def create_board(self, board_id: str, title: str) -> BoardRecord:
+        with self._session("start a class board") as session:
+            row = BoardRow(id=board_id, title=title)
+            session.add(row)
+            session.flush()
+            return BoardRecord(row.id, row.title, _utc(row.created_at))
+
+    def board(self, board_id: str) -> BoardRecord | None:
+        with self._session("read the class board") as session:
+            row = session.get(BoardRow, board_id)
+            return BoardRecord(row.id, row.title, _utc(row.created_at)) if row is not None else None
+
+    def add_board_photo(self, board_id: str, sha256: str, phone: str) -> int | None:
+        """Place a stored image on a board; None when the image is gone (deleted meanwhile)."""
+        with self._session("place the photo on the board") as session:
+            image_id = session.scalar(select(ImageRow.id).where(ImageRow.sha256 == sha256))
+            if image_id is None:
+                return None
+            row = BoardPhotoRow(board_id=board_id, image_id=image_id, phone=phone)
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def board_photos(self, board_id: str, *, hidden: bool = False, phone: str | None = None) -> list[BoardPhotoRecord]:
+        """A board's photos, newest first: the shown ones (and the hidden too with ``hidden``), of one phone."""
+        with self._session("read the board's photos") as session:
+            query = (
+                select(BoardPhotoRow, ImageRow.sha256, ImageRow.original_name)
+                .join(ImageRow, ImageRow.id == BoardPhotoRow.image_id)
+                .where(BoardPhotoRow.board_id == board_id)
+                .order_by(BoardPhotoRow.id.desc())
+            )
+            if not hidden:
+                query = query.where(BoardPhotoRow.hidden.is_(False))
+            if phone is not None:
+                query = query.where(BoardPhotoRow.phone == phone)
+            return [
+                BoardPhotoRecord(row.id, sha, name, row.phone, row.hidden, _utc(row.created_at))
+                for row, sha, name in session.execute(query)
+            ]
+
+    def hide_board_photo(self, photo_id: int, hidden: bool = True) -> None:
+        with self._session("hide the photo") as session:
+            session.execute(update(BoardPhotoRow).where(BoardPhotoRow.id == photo_id).values(hidden=hidden))
+
+    def phone_uploads(self, board_id: str, phone: str, within_s: float | None = None) -> int:
+        """How many photos a phone sent to a board (in the last ``within_s`` seconds)."""
+        with self._session("count the phone's photos") as session:
+            query = select(func.count(BoardPhotoRow.id)).where(
+                BoardPhotoRow.board_id == board_id, BoardPhotoRow.phone == phone
+            )
+            if within_s is not None:
+                since = datetime.now().astimezone() - timedelta(seconds=within_s)
+                query = query.where(BoardPhotoRow.created_at >= since)
+            return int(session.scalar(query) or 0)
+
+    def add_board_mark(self, photo_id: int, task: str, kind: str, what: str | None) -> None:
+        with self._session("keep the mark") as session:
+            session.add(BoardMarkRow(photo_id=photo_id, task=task, kind=kind, what=what))
+
+    def board_marks(self, board_id: str) -> list[tuple[int, str, str, str | None]]:
+        """Every mark on a board's photos: (photo id, task, kind, what)."""
+        with self._session("read the marks") as session:
+            rows = session.execute(
+                select(BoardMarkRow.photo_id, BoardMarkRow.task, BoardMarkRow.kind, BoardMarkRow.what)
+                .join(BoardPhotoRow, BoardPhotoRow.id == BoardMarkRow.photo_id)
+                .where(BoardPhotoRow.board_id == board_id)
+                .order_by(BoardMarkRow.id)
+            ).all()
+        return [(int(p), t, k, w) for p, t, k, w in rows]
