@@ -7,9 +7,9 @@ import secrets
 import streamlit as st
 
 from picmetric import PicMetricError
-from picmetric.interfaces.ui.board import board_photo_caption, photo_picture
+from picmetric.interfaces.ui.board import answers, board_photo_caption, photo_picture
 from picmetric.interfaces.ui.resources import get_service
-from picmetric.service.board import MARK_KINDS, ClassBoard
+from picmetric.service.board import MARK_KINDS, MARK_TASKS, ClassBoard
 
 service = get_service()
 boards = ClassBoard(service)
@@ -45,14 +45,12 @@ for photo in mine:
         st.image(picture, width="stretch")
     st.caption(board_photo_caption(photo))
     analysis = photo.stored.analysis if photo.stored else None
-    detections = analysis.detections if analysis is not None else None
-    found = (
-        [f"{d[0]} {d[1]:.0%}" for d in zip(detections.labels, detections.confidence, strict=True)] if detections else []
-    )
     with st.form(f"mark-{photo.id}", border=True):
-        what = st.selectbox("Which box?", ["(none)", *found], key=f"what-{photo.id}")
+        task = st.radio("Which model?", list(MARK_TASKS), horizontal=True, key=f"task-{photo.id}")
+        what = st.selectbox("Which answer? (none for something it missed)", ["(none)", *answers(analysis)],
+                            key=f"what-{photo.id}")  # fmt: skip
         kind = st.radio("What is wrong?", list(MARK_KINDS), format_func=MARK_KINDS.get, horizontal=True,
                         key=f"kind-{photo.id}")  # fmt: skip
         if st.form_submit_button("Mark it", width="stretch"):
-            boards.mark(photo.id, "objects", kind, None if what == "(none)" else what)
+            boards.mark(photo.id, task, kind, None if what == "(none)" else what)
             st.success("Marked: it is in the mistake museum.", icon=":material/museum:")

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
@@ -355,3 +357,51 @@ def test_a_phone_photo_is_on_the_projected_board_within_3_seconds(dashboard, bro
     _shot(teacher, "12-board-with-a-photo-1280x720")
     teacher.close()
     phone.close()
+
+
+def _camera_clip(path: Path, photos: list[Path], seconds: int = 4, fps: int = 15) -> Path:
+    """A Y4M clip (what Chromium's fake camera plays) made of shipped photos, each fitted into 640x480."""
+    frames = []
+    for photo in photos:
+        picture = cv2.imread(str(photo))
+        scale = min(640 / picture.shape[1], 480 / picture.shape[0])
+        small = cv2.resize(picture, (round(picture.shape[1] * scale), round(picture.shape[0] * scale)))
+        canvas = np.zeros((480, 640, 3), np.uint8)
+        top, left = (480 - small.shape[0]) // 2, (640 - small.shape[1]) // 2
+        canvas[top : top + small.shape[0], left : left + small.shape[1]] = small
+        frames.append(cv2.cvtColor(canvas, cv2.COLOR_BGR2YUV_I420).tobytes())
+    with path.open("wb") as clip:
+        clip.write(f"YUV4MPEG2 W640 H480 F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for n in range(seconds * fps):
+            clip.write(b"FRAME\n" + frames[(n // (fps * 2)) % len(frames)])
+    return path
+
+
+def test_the_live_page_draws_what_a_fake_camera_sees(dashboard, tmp_path, zidane_path, bus_path):
+    """Chromium's fake camera plays zidane.jpg and bus.jpg: the page lists a person and shows a frame rate."""
+    clip = _camera_clip(tmp_path / "camera.y4m", [zidane_path, bus_path])
+    camera_args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                   f"--use-file-for-fake-video-capture={clip}"]  # fmt: skip
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS + camera_args
+        )
+        page = chromium.new_page(viewport={"width": 1280, "height": 720})
+        page.goto(f"{dashboard}/live")
+        main = page.get_by_test_id("stMain")
+        start = main.frame_locator("iframe").first.get_by_role("button", name="Start")
+        expect(start).to_be_visible(timeout=90_000)
+        start.click()
+        expect(main.get_by_text(re.compile(r"[1-9]\d*\.\d fps"))).to_be_visible(timeout=90_000)
+        expect(main.get_by_test_id("stDataFrame").first).to_contain_text("person", timeout=60_000)
+        fps = float(re.search(r"([\d.]+) fps", main.get_by_text(re.compile("fps")).first.inner_text()).group(1))
+        assert fps >= 1.0, fps
+        _shot(page, "13-live-1280x720")
+        threshold = page.get_by_test_id("stSidebar").get_by_test_id("stSlider").filter(has_text="Object confidence")
+        threshold.get_by_role("slider").focus()
+        threshold.get_by_role("slider").press("End")  # 95 %: the next frames keep only what is that sure
+        unsure = re.compile(r"\b([1-8]\d|9[0-4])%")  # any confidence under 95 %
+        expect(main.get_by_test_id("stDataFrame").first).not_to_contain_text(unsure, timeout=30_000)
+        main.get_by_role("button", name="Capture").click()
+        expect(main.get_by_text("Stored:")).to_be_visible(timeout=60_000)
+        chromium.close()

@@ -522,9 +522,12 @@ def test_a_class_board_gets_phone_photos_hides_them_and_keeps_the_class_mistakes
     )
     next(b for b in phone.button if b.label == "Mark it").click().run()
     assert any("mistake museum" in s.value for s in phone.success)
+    phone.radio(key=next(r.key for r in phone.radio if r.key.startswith("task-"))).set_value("labels")
+    phone.radio(key=next(r.key for r in phone.radio if r.key.startswith("kind-"))).set_value("missed")
+    next(b for b in phone.button if b.label == "Mark it").click().run()  # the classifier missed something
     teacher.run()
-    museum = teacher.dataframe[0].value
-    assert museum.set_index("model").loc["objects", "a false box"] == 1
+    museum = teacher.dataframe[0].value.set_index("model")
+    assert museum.loc["objects", "a false box"] == 1 and museum.loc["labels", "something missed"] == 1
     next(b for b in teacher.button if b.label == "Hide").click().run()  # the teacher hides it
     assert "0 photos from the class" in [h.value for h in teacher.subheader]
     missing = AppTest.from_file(APP, default_timeout=180)

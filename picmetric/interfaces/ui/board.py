@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from picmetric.core.pipeline import Analysis
 from picmetric.service.analyses import AnalysisService
 from picmetric.service.board import BoardPhoto
 
@@ -25,3 +26,19 @@ def board_photo_caption(photo: BoardPhoto) -> str:
         f"{faces} face{'s' if faces != 1 else ''}",
     ]
     return f"Photo {photo.id} · " + " · ".join(p for p in parts if p)
+
+
+def answers(analysis: Analysis | None) -> list[str]:
+    """What the three models answered, one line each ("person 87%", "face 92%", "suit 20%"), to mark one wrong."""
+    if analysis is None:
+        return []
+    found = []
+    if analysis.detections is not None:
+        found += [f"{label} {p:.0%}" for label, p in zip(analysis.detections.labels, analysis.detections.confidence,
+                                                         strict=True)]  # fmt: skip
+    if analysis.faces is not None:
+        found += [f"face {p:.0%}" for p in analysis.faces.confidence]
+    if analysis.classification is not None:
+        labels = analysis.classification
+        found += [f"{name} {p:.0%}" for name, p in zip(labels.names, labels.confidence, strict=True)]
+    return found
