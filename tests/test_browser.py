@@ -184,7 +184,8 @@ def test_a_bookmarked_page_is_the_first_request_after_a_start(browser, tmp_path,
         navigation = page.get_by_test_id("stSidebarNav")
         expect(navigation).to_be_visible()
         links = [text.strip().splitlines()[-1] for text in navigation.get_by_role("link").all_inner_texts()]
-        assert links == ["Analyze", "History", "How it works", "Lesson", "Class board", "Join a board", "System"], links
+        pages = ["Analyze", "History", "How it works", "Live camera", "Lesson", "Class board", "Join a board", "System"]
+        assert links == pages, links
         expect(page.get_by_text("Page not found")).to_have_count(0)
         _shot(page, f"0-cold-start-{path}")
         page.close()
@@ -377,15 +378,14 @@ def _camera_clip(path: Path, photos: list[Path], seconds: int = 4, fps: int = 15
     return path
 
 
-def test_the_live_page_draws_what_a_fake_camera_sees(dashboard, tmp_path, zidane_path, bus_path):
+def test_the_live_page_draws_what_a_fake_camera_sees(dashboard, browser, tmp_path, zidane_path, bus_path):
     """Chromium's fake camera plays zidane.jpg and bus.jpg: the page lists a person and shows a frame rate."""
     clip = _camera_clip(tmp_path / "camera.y4m", [zidane_path, bus_path])
     camera_args = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                    f"--use-file-for-fake-video-capture={clip}"]  # fmt: skip
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS + camera_args
-        )
+    # another Chromium of the test process' one Playwright: this one with the fake camera
+    chromium = browser.browser_type.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS + camera_args)
+    try:
         page = chromium.new_page(viewport={"width": 1280, "height": 720})
         page.goto(f"{dashboard}/live")
         main = page.get_by_test_id("stMain")
@@ -404,4 +404,5 @@ def test_the_live_page_draws_what_a_fake_camera_sees(dashboard, tmp_path, zidane
         expect(main.get_by_test_id("stDataFrame").first).not_to_contain_text(unsure, timeout=30_000)
         main.get_by_role("button", name="Capture").click()
         expect(main.get_by_text("Stored:")).to_be_visible(timeout=60_000)
+    finally:
         chromium.close()
