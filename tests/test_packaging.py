@@ -139,3 +139,12 @@ def test_pages_reach_storage_models_and_services_only_through_picmetric():
                 names = [node.module or ""] + [f"{node.module}.{alias.name}" for alias in node.names]
             for name in names:
                 assert not name.startswith(forbidden), f"{path.name} imports {name}"
+
+
+def test_no_source_file_grows_past_600_lines():
+    """One room per concern: a module past 600 lines is doing two jobs."""
+    from .conftest import ROOT
+
+    sources = [*ROOT.joinpath("picmetric").rglob("*.py"), *ROOT.joinpath("pages").glob("*.py"), ROOT / "app.py"]
+    long = {str(p.relative_to(ROOT)): n for p in sources if (n := len(p.read_text().splitlines())) > 600}
+    assert not long, long

@@ -15,15 +15,12 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 from pydantic import ValidationError
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from tqdm import tqdm
 
 from picmetric import __version__
-from picmetric.core.annotate import encode_image
-from picmetric.core.explain import LAYER_TITLES, class_activations, feature_grid
-from picmetric.core.intake import IMAGE_SOURCES, IMAGE_SUFFIXES, LoadedImage, fetch_image, load_image
+from picmetric.core.intake import IMAGE_SOURCES, IMAGE_SUFFIXES, fetch_image
 from picmetric.core.pipeline import (
     CLASSIFIERS,
     DETECTOR_SIZES,
@@ -33,22 +30,19 @@ from picmetric.core.pipeline import (
     TASKS,
     Analysis,
     AnalysisOptions,
-    add_darknet,
-    add_onnx,
     default_analyzer,
-    detectors,
-    remove_detector,
 )
 from picmetric.errors import PicMetricError
+from picmetric.interfaces.cli_models import cmd_explain, cmd_models, is_url, load_target, prepare_out_dir
 from picmetric.settings import get_settings
 
 
-def _is_url(text: str) -> bool:
-    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) is not None
+class UsageError(PicMetricError):
+    """A wrong flag or value on the command line: exit code 2, like argparse's own refusals."""
 
 
-def _load(target: str) -> LoadedImage:
-    return fetch_image(target) if _is_url(target) else load_image(target)
+#: the flag a person typed for each option whose flag is not simply its name with dashes
+_FLAG_NAMES = {"iou_threshold": "--iou", "render_format": "--format"}
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
@@ -56,7 +50,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     expanded: list[str] = []
     for target in inputs:
         folder = Path(target)
-        if not _is_url(target) and folder.is_dir():
+        if not is_url(target) and folder.is_dir():
             found = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not found:
                 raise PicMetricError(f"{target}: no image files in this folder ({', '.join(IMAGE_SUFFIXES)})")
@@ -124,27 +118,6 @@ def _options(args: argparse.Namespace) -> AnalysisOptions:
     )
 
 
-def _prepare_out_dir(out: str) -> str | None:
-    """Create the ``--out`` folder before any work; the reason it cannot be used, or None."""
-    try:
-        Path(out).mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        return f"--out {out}: a file of that name exists; give a folder"
-    except OSError as exc:
-        return f"--out {out}: cannot create that folder ({exc.strerror})"
-    if not os.access(out, os.W_OK):
-        return f"--out {out}: the folder is not writable"
-    return None
-
-
-class UsageError(PicMetricError):
-    """A wrong flag or value on the command line: exit code 2, like argparse's own refusals."""
-
-
-#: the flag a person typed for each option whose flag is not simply its name with dashes
-_FLAG_NAMES = {"iou_threshold": "--iou", "render_format": "--format"}
-
-
 def _flag(option: str) -> str:
     return _FLAG_NAMES.get(option, "--" + option.replace("_", "-"))
 
@@ -161,7 +134,7 @@ def _checked_options(args: argparse.Namespace) -> AnalysisOptions:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     options = _checked_options(args)
-    problem = _prepare_out_dir(args.out) if args.out else None
+    problem = prepare_out_dir(args.out) if args.out else None
     if problem:
         raise UsageError(problem)
     targets = expand_inputs(args.inputs)
@@ -174,7 +147,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     for target in progress:
         progress.set_postfix_str(Path(target).name[:30])
         try:
-            image = _load(target)
+            image = load_target(target)
             if service is not None:
                 stored = service.submit(image, options=options)
                 analysis = _with_renders(service, stored)
@@ -217,7 +190,7 @@ def _analyze_on_workers(args: argparse.Namespace, targets: list[str], options: A
 
     inputs = []
     for target in targets:
-        if _is_url(target):
+        if is_url(target):
             inputs.append(JobInput(source="url", name=target, url=target))
         else:
             try:
@@ -315,34 +288,6 @@ def _jobs(service):
     return JobService(service)
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
-    """Where the classifier's evidence for its top label is, and what three of its layers see, as files."""
-    problem = _prepare_out_dir(args.out)
-    if problem:
-        print(f"picmetric: {problem}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    image = _load(args.photo)
-    options = AnalysisOptions(classifier=args.classifier)
-    analyzer = default_analyzer(get_settings())
-    labels = analyzer.classifier(options.classifier, options.precision).predict(image.pixels, top_k=3)
-    top = class_activations(analyzer, image, options, class_ids=[int(i) for i in labels.class_id])[0]
-    np.save(out / "class_activation.npy", top.on_photo)
-    written = [out / "class_activation.npy", out / "class_activation.png"]
-    (out / "class_activation.png").write_bytes(encode_image(top.overlay, "png"))
-    for layer in LAYER_TITLES:
-        grid = feature_grid(analyzer, image, options, layer)
-        path = out / f"features_{layer}.png"
-        path.write_bytes(encode_image(grid.picture, "png"))
-        written.append(path)
-    sure = [f"{name} {p:.1%}" for name, p in zip(labels.names, labels.confidence, strict=True)]
-    print(f"{image.name or args.photo}: {sure[0]}; strongest evidence at x={top.peak[0]}, y={top.peak[1]} "
-          f"(then {', '.join(sure[1:])})")  # fmt: skip
-    for path in written:
-        print(f"  wrote {path}")
-    return 0
-
-
 def cmd_history(args: argparse.Namespace) -> int:
     from picmetric.service.analyses import HistoryFilter
 
@@ -396,12 +341,10 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_similar(args: argparse.Namespace) -> int:
     """Stored photos like a photo (nothing is stored), best first."""
     target = args.photo
-    data = (
-        fetch_image(target).data if _is_url(target) else Path(target).read_bytes() if Path(target).is_file() else None
-    )
+    data = fetch_image(target).data if is_url(target) else Path(target).read_bytes() if Path(target).is_file() else None
     if data is None:
         raise PicMetricError(f"no such file: {target}")
-    found = _service().similar_to(_load(args.photo).data, args.limit)
+    found = _service().similar_to(load_target(args.photo).data, args.limit)
     if args.json:
         print(json.dumps([{"sha256": p.sha256, "similarity": p.similarity, "near_duplicate": p.near_duplicate}
                           for p in found], indent=2))  # fmt: skip
@@ -470,50 +413,6 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     command += streamlit_flags(folder / ".streamlit" / "config.toml")
     command += ["--server.port", str(args.port), "--server.address", args.host, *getattr(args, "streamlit_args", [])]
     os.execv(sys.executable, command)  # the dashboard takes over this process: signals reach Streamlit itself
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    action = getattr(args, "action", None) or "list"
-    if action == "add":
-        if args.darknet:
-            cfg, weights = (Path(p) for p in args.darknet)
-            entry = add_darknet(settings, args.name, cfg, weights, Path(args.names))
-        else:
-            entry = add_onnx(settings, args.name, Path(args.onnx), Path(args.names), args.layout)
-        print(f"added {entry.name}: {len(entry.classes)} classes, input {entry.input_size} px, {entry.source}")
-        print(f"use it with --detector {entry.name} (CLI), detector={entry.name} (API), or the dashboard's sidebar")
-        return 0
-    if action == "remove":
-        remove_detector(settings, args.name)
-        print(f"removed {args.name} (its stored analyses stay in the history)")
-        return 0
-    analyzer = default_analyzer(settings)
-    if action == "warm":
-        for key, spec in CLASSIFIERS.items():
-            for precision in ("float32", "int8") if spec.int8 else ("float32",):
-                analyzer.classifier(key, precision).load()
-        for entry in detectors(settings):
-            for size in DETECTOR_SIZES if entry.family == "builtin" else (entry.input_size,):
-                analyzer.detector(size, entry.name).load()
-        for key in FACE_DETECTORS:
-            analyzer.face_detector(key).load()
-        for version, loaded in analyzer.loaded_models().items():
-            print(f"{version:28s} {'loaded' if loaded else 'not loaded'}")
-        return 0
-    print("Classifiers (ImageNet labels)")
-    for spec in CLASSIFIERS.values():
-        print(f"  {spec.key:20s} {spec.title:20s} top-1 {spec.top1:.1f}%  {spec.licence}")
-    print("Object detectors (--detector NAME)")
-    for entry in detectors(settings):
-        shown = ", ".join(entry.classes[:4]) + (", ..." if len(entry.classes) > 4 else "")
-        sizes = DETECTOR_SIZES if entry.family == "builtin" else (entry.input_size,)
-        sizes_text = " or ".join(f"{size} px" for size in sizes)
-        print(f"  {entry.name:20s} {len(entry.classes)} classes ({shown}), input {sizes_text}; {entry.source}")
-    print("Face detectors (--face-detector NAME)")
-    for key, (_, score, title) in FACE_DETECTORS.items():
-        print(f"  {key:20s} {title:30s} default face score {score}")
-    return 0
 
 
 DEFAULTS = AnalysisOptions()
