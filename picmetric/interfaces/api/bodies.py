@@ -171,13 +171,13 @@ def merged_openapi(app: FastAPI, security: Callable[[str, str], list[dict[str, l
         return app.openapi_schema
     json_routes = [r for r in app.routes if isinstance(r, JsonRoute)]
     others = [r for r in app.routes if not isinstance(r, JsonRoute)]
-    schema = _openapi(app, others)
-    for path, operations in _openapi(app, json_routes)["paths"].items():
+    schema, json_schema = _openapi(app, others), _openapi(app, json_routes)
+    for path, operations in json_schema["paths"].items():
         for method, operation in operations.items():
             twin = schema["paths"].setdefault(path, {}).setdefault(method, operation)
             if twin is not operation:
                 twin["requestBody"]["content"].update(operation["requestBody"]["content"])
-    json_components = _openapi(app, json_routes).get("components", {}).get("schemas", {})
+    json_components = json_schema.get("components", {}).get("schemas", {})
     schema.setdefault("components", {}).setdefault("schemas", {}).update(json_components)
     schema["components"]["securitySchemes"] = schemes
     for path, operations in schema["paths"].items():

@@ -27,12 +27,6 @@ class Unauthorized(PicMetricError):
     http_status = 401
 
 
-class Forbidden(PicMetricError):
-    """The route is switched off on this server (admin routes without PICMETRIC_ADMIN_TOKEN)."""
-
-    http_status = 403
-
-
 class BodyTooLarge(HTTPException):
     """Raised by the request guard while a body streams in. An HTTPException, so FastAPI's own form parsing
     passes it on (any other error there becomes a 400), and it answers 413 in the route's shape."""

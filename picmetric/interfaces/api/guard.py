@@ -67,20 +67,20 @@ class RequestGuard:
         path = scope.get("path", "")
         if "\x00" in path or b"%00" in scope.get("query_string", b""):
             return await self._refuse(scope, send, 400, "the address contains a NUL character")
-        denied = self._denied(scope)
+        headers = _headers(scope)
+        denied = self._denied(scope, headers)
         if denied is not None:
             return await self._refuse(scope, send, *denied)
         limit = self.batch_limit if path == "/api/v1/batches" else self.single_limit
-        declared = _headers(scope).get(b"content-length")
+        declared = headers.get(b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             return await self._refuse(scope, send, 413, too_large(limit))
         await self._guard_body(scope, receive, send, limit)
 
-    def _denied(self, scope: Scope) -> tuple[int, str, dict[str, str]] | None:
+    def _denied(self, scope: Scope, headers: Mapping[bytes, bytes]) -> tuple[int, str, dict[str, str]] | None:
         """None when the request may go on; else the status, message and challenge of the refusal. Sets
         ``KEY_CHECKED`` for DeepStack routes, which check a key sent in their form themselves."""
         access = access_of(scope["method"], scope.get("path", ""))
-        headers = _headers(scope)
         if access is Access.ADMIN:
             expected = self.settings.admin_token
             if expected is None:
