@@ -72,21 +72,27 @@ def builtin_entry() -> DetectorEntry:
 
 def detectors(settings: Settings) -> list[DetectorEntry]:
     """Every detector an analysis can choose: the built-in one first, then the added ones by name."""
-    found = [builtin_entry()]
     folder = shelf_folder(settings)
-    if folder.is_dir():
-        for meta in sorted(folder.glob("*/detector.json")):
-            try:
-                found.append(DetectorEntry(**json.loads(meta.read_text())))
-            except (ValueError, TypeError):
-                continue  # a folder someone edited by hand: not offered, `models remove` still clears it
-    return found
+    added = (_read_entry(meta) for meta in sorted(folder.glob("*/detector.json"))) if folder.is_dir() else ()
+    return [builtin_entry(), *(entry for entry in added if entry is not None)]
+
+
+def _read_entry(meta: Path) -> DetectorEntry | None:
+    """An added detector's description; None for a folder someone edited by hand (not offered; `models remove`
+    still clears it)."""
+    try:
+        return DetectorEntry(**json.loads(meta.read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def detector_entry(settings: Settings, name: str) -> DetectorEntry:
-    for entry in detectors(settings):
-        if entry.name == name:
-            return entry
+    """The detector of this name: its own file is read (every analysis asks), the shelf listed only to refuse."""
+    if name == DETECTOR.key:
+        return builtin_entry()
+    found = _read_entry(shelf_folder(settings) / name / "detector.json") if NAME_PATTERN.fullmatch(name) else None
+    if found is not None and found.name == name:
+        return found
     names = ", ".join(entry.name for entry in detectors(settings))
     raise UnknownModelError(f"no object detector named {name!r}; the detectors here are {names}")
 
