@@ -143,10 +143,10 @@ class AnalysisService:
 
     def similar(self, sha256: str, limit: int = 10) -> list[SimilarPhoto] | None:
         """Stored photos like a stored one (sha256, md5 or a unique prefix), best first; None when not stored."""
-        stored = self.find(sha256)
-        if stored is None:
+        sha = self.repository.resolve_image(sha256)  # the image's hash alone: its analysis is not needed here
+        if sha is None:
             return None
-        return self.similar_photos.like_stored(stored.sha256, lambda: self._original(stored.sha256), limit)
+        return self.similar_photos.like_stored(sha, lambda: self._original(sha), limit)
 
     def similar_to(self, data: bytes, limit: int = 10) -> list[SimilarPhoto]:
         """Stored photos like a photo given here (nothing is stored)."""
