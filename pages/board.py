@@ -16,6 +16,7 @@ from picmetric.service.board import MARK_KINDS, MARK_TASKS, ClassBoard
 
 service = get_service()
 boards = ClassBoard(service)
+BOARD_SIZE = 24  # photos on the projector, newest first
 st.title("Class board")
 
 board_id = st.query_params.get("board") or st.session_state.get("board-id")
@@ -66,11 +67,12 @@ with code_column:
 @st.fragment(run_every=1.0)
 def live_board() -> None:
     """Polled once a second: a phone's photo is on the projector within a second or two of its analysis."""
-    photos = boards.photos(board.id)
-    st.subheader(f"{len(photos)} photo{'s' if len(photos) != 1 else ''} from the class")
-    if not photos:
+    records = boards.records(board.id)
+    st.subheader(f"{len(records)} photo{'s' if len(records) != 1 else ''} from the class")
+    if not records:
         st.info("Waiting for the first photo…", icon=":material/photo_camera:")
-    for row in range(0, min(len(photos), 24), 4):
+    photos = boards.with_analyses(records[:BOARD_SIZE])  # the analyses of the photos shown only
+    for row in range(0, len(photos), 4):
         for column, photo in zip(st.columns(4), photos[row : row + 4], strict=False):
             picture = photo_picture(service, photo)
             if picture is not None:
@@ -94,8 +96,7 @@ def live_board() -> None:
 with board_column:
     live_board()
 
-hidden = boards.photos(board.id, hidden=True)
-hidden = [photo for photo in hidden if photo.record.hidden]
+hidden = [record for record in boards.records(board.id, hidden=True) if record.hidden]
 if hidden and is_teacher():
     with st.expander(f"Hidden photos ({len(hidden)})", icon=":material/visibility_off:"):
         for photo in hidden:

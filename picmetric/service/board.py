@@ -54,18 +54,22 @@ class ClassBoard:
         if self.repository.phone_uploads(board_id, phone, within_s=PHONE_PAUSE_S):
             raise ServerBusyError(f"one photo every {PHONE_PAUSE_S:.0f} seconds: wait a moment and send it again")
         stored = self.service.submit(data, source="board", name=name)
-        photo_id = self.repository.add_board_photo(board_id, stored.sha256, phone)
-        if photo_id is None:
+        record = self.repository.add_board_photo(board_id, stored.sha256, phone)
+        if record is None:
             raise PicMetricError("the photo was deleted while it was being placed on the board; send it again")
-        record = next(p for p in self.repository.board_photos(board_id, hidden=True, phone=phone) if p.id == photo_id)
-        return BoardPhoto(photo_id, record, stored)
+        return BoardPhoto(record.id, record, stored)
+
+    def records(self, board_id: str, *, hidden: bool = False, phone: str | None = None) -> list[BoardPhotoRecord]:
+        """The board's photos, newest first, without their analyses (counting and listing cost one query)."""
+        return self.repository.board_photos(board_id, hidden=hidden, phone=phone)
+
+    def with_analyses(self, records: list[BoardPhotoRecord]) -> list[BoardPhoto]:
+        """These photos, each with its stored analysis (read one by one: ask only for the ones shown)."""
+        return [BoardPhoto(record.id, record, self.service.get(record.sha256)) for record in records]
 
     def photos(self, board_id: str, *, hidden: bool = False, phone: str | None = None) -> list[BoardPhoto]:
         """The board's photos, newest first, each with its stored analysis."""
-        return [
-            BoardPhoto(record.id, record, self.service.find(record.sha256))
-            for record in self.repository.board_photos(board_id, hidden=hidden, phone=phone)
-        ]
+        return self.with_analyses(self.records(board_id, hidden=hidden, phone=phone))
 
     def hide(self, photo_id: int, hidden: bool = True) -> None:
         self.repository.hide_board_photo(photo_id, hidden)

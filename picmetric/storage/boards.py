@@ -42,16 +42,18 @@ class BoardStore(StoreBase):
             row = session.get(BoardRow, board_id)
             return BoardRecord(row.id, row.title, _utc(row.created_at)) if row is not None else None
 
-    def add_board_photo(self, board_id: str, sha256: str, phone: str) -> int | None:
+    def add_board_photo(self, board_id: str, sha256: str, phone: str) -> BoardPhotoRecord | None:
         """Place a stored image on a board; None when the image is gone (deleted meanwhile)."""
         with self._session("place the photo on the board") as session:
-            image_id = session.scalar(select(ImageRow.id).where(ImageRow.sha256 == sha256))
-            if image_id is None:
+            image = session.execute(
+                select(ImageRow.id, ImageRow.original_name).where(ImageRow.sha256 == sha256)
+            ).first()
+            if image is None:
                 return None
-            row = BoardPhotoRow(board_id=board_id, image_id=image_id, phone=phone)
+            row = BoardPhotoRow(board_id=board_id, image_id=image.id, phone=phone)
             session.add(row)
             session.flush()
-            return row.id
+            return BoardPhotoRecord(row.id, sha256, image.original_name, phone, row.hidden, _utc(row.created_at))
 
     def board_photos(self, board_id: str, *, hidden: bool = False, phone: str | None = None) -> list[BoardPhotoRecord]:
         """A board's photos, newest first: the shown ones (and the hidden too with ``hidden``), of one phone."""

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import streamlit as st
+
 from picmetric.core.pipeline import Analysis
 from picmetric.service.analyses import AnalysisService
 from picmetric.service.board import BoardPhoto
 
 
 def photo_picture(service: AnalysisService, photo: BoardPhoto) -> bytes | None:
-    """The photo with its boxes (the stored render), else the photo itself."""
-    found = service.image_bytes(photo.record.sha256, "objects") or service.image_bytes(photo.record.sha256, "original")
-    return found[0] if found else None
+    """The photo with its boxes (the stored render), else the photo itself. The bytes are kept by their blob key,
+    which names their content: the board, redrawn every second, reads each picture from the store once."""
+    found = service.image_blob(photo.record.sha256, "objects") or service.image_blob(photo.record.sha256, "original")
+    return _blob(found[0], service) if found else None
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _blob(key: str, _service: AnalysisService) -> bytes:
+    return _service.blob(key)
 
 
 def board_photo_caption(photo: BoardPhoto) -> str:
