@@ -254,7 +254,7 @@ def class_activations(
     analysis' own labels). The float32 model's maps: the int8 model Analyze runs agrees with it on the top label of
     every check photo."""
     inspector = analyzer.inspector(options.classifier)
-    inspection = inspector.inspect(image.pixels)
+    inspection = inspector.inspect_photo(image.sha256, image.pixels)
     probabilities = softmax(inspection.logits)
     names = imagenet_names()
     found = []
@@ -317,7 +317,7 @@ def feature_grid(
     this photo (a channel that is the same everywhere says nothing about where things are)."""
     if layer not in LAYER_TITLES:
         raise ValueError(f"layer must be one of {', '.join(LAYER_TITLES)}")
-    activations = analyzer.inspector(options.classifier).inspect(image.pixels).layers[layer]
+    activations = analyzer.inspector(options.classifier).inspect_photo(image.sha256, image.pixels).layers[layer]
     order = np.argsort(activations.reshape(len(activations), -1).std(1))[::-1][:count]
     tile = 160
     columns = min(4, len(order))
@@ -364,7 +364,7 @@ def convolution_step(
     weights, biases, stride, (pad_top, pad_left, pad_bottom, pad_right) = inspector.first_convolution
     tensor = inspector.preprocess(image.pixels)[0]
     padded = np.pad(tensor, ((0, 0), (pad_top, pad_bottom), (pad_left, pad_right)))
-    early = inspector.inspect(image.pixels).layers["early"][filter]
+    early = inspector.inspect_photo(image.sha256, image.pixels).layers["early"][filter]
     y, x = int(np.clip(y, 0, early.shape[0] - 1)), int(np.clip(x, 0, early.shape[1] - 1))
     kernel = weights.shape[-1]
     patch = padded[:, y * stride : y * stride + kernel, x * stride : x * stride + kernel]
