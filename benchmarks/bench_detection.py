@@ -70,6 +70,7 @@ VARIANTS = [
 
 
 def photo_path(key: str) -> Path:
+    """A ground-truth key's photo: inside its package, or among darknet's photos copied here (also for tests)."""
     package, *rest = key.split("/")
     if package == "darknet":
         return ROOT / "benchmarks" / "data" / "darknet-photos" / rest[-1]

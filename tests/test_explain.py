@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.bench_detection import photo_path
 from picmetric import AnalysisOptions, load_image
 from picmetric.core.explain import LAYER_TITLES, class_activations, convolution_step, feature_grid
 from picmetric.core.models.classifier import softmax
-from picmetric.core.models.weights import package_file
 from picmetric.interfaces.cli import main
 
 from .conftest import ROOT
@@ -26,13 +26,6 @@ ONE_OBJECT = [
     "foolbox/data/imagenet_07_609.jpg",
     "foolbox/data/imagenet_16_251.jpg",
 ]
-
-
-def _photo(key: str):
-    package, *rest = key.split("/")
-    if package == "darknet":
-        return ROOT / "benchmarks" / "data" / "darknet-photos" / rest[-1]
-    return package_file(package, *rest)
 
 
 @pytest.mark.parametrize("classifier", ["efficientnet_lite2", "mobilenet_v2"])
@@ -51,7 +44,7 @@ def test_the_class_activation_map_is_exact(analyzer, zidane_path, classifier):
 
 @pytest.mark.parametrize("key", ONE_OBJECT)
 def test_the_evidence_for_the_top_label_lies_on_the_object(analyzer, key):
-    image = load_image(_photo(key))
+    image = load_image(photo_path(key))
     (top, *_) = class_activations(analyzer, image, AnalysisOptions())
     x, y = top.peak
     boxes = [box[1:] for box in GROUND_TRUTH[key]]
@@ -81,7 +74,7 @@ def test_one_convolution_step_by_hand_equals_the_real_layer(analyzer, zidane_pat
 
 
 def test_picmetric_explain_writes_the_map_and_the_layers(tmp_path, analyzer, capsys):
-    photo = _photo("darknet/eagle.jpg")
+    photo = photo_path("darknet/eagle.jpg")
     assert main(["explain", str(photo), "--out", str(tmp_path / "out")]) == 0
     said = capsys.readouterr().out
     assert "bald eagle" in said and "strongest evidence at" in said
