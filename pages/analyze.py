@@ -222,7 +222,7 @@ def batch_gallery(records: list) -> None:
                 stored = jobs.result(job)
             except PicMetricError:  # deleted since
                 continue
-            kind = "objects" if "objects" in stored.blob_keys else "original"
+            kind = "objects" if "objects" in stored.analysis.render_kinds else "original"  # drawn once, then kept
             picture = service.image_bytes(job.sha256, kind)
             if picture is None:
                 continue

@@ -2,9 +2,11 @@
 
 Typical use::
 
-    from picmetric import load_image, analyze
-    analysis = analyze(load_image("photo.jpg"))
+    from picmetric import analyze, load_image, render
+    image = load_image("photo.jpg")
+    analysis = analyze(image)
     print(analysis.to_dict())
+    render(image, analysis, "objects")  # the boxes drawn on the photo, when a picture is wanted
 """
 
 from picmetric.core.intake import LoadedImage, fetch_image, load_image
@@ -16,6 +18,7 @@ from picmetric.core.pipeline import (
     InvalidOptionsError,
     analyze,
     default_analyzer,
+    render,
 )
 from picmetric.core.results import Classification, Detections, Faces
 from picmetric.core.seed import seed_response
@@ -50,5 +53,6 @@ __all__ = [
     "default_analyzer",
     "fetch_image",
     "load_image",
+    "render",
     "seed_response",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from PIL import Image
 
 from picmetric.interfaces.api import create_app
 from picmetric.interfaces.api.server import HeadTimeoutH11Protocol
@@ -186,6 +188,22 @@ def test_v1_create_then_cached_with_timings(clean, zidane_path, analyzer):
     assert {"labels", "objects", "faces", "total"} <= set(timings)
     assert len(body["analysis"]["faces"]) == 2
     assert set(body["images"]) == {"original", "objects", "faces", "thumbnail"}
+
+
+def test_pictures_are_drawn_when_first_asked_for_then_kept(clean, zidane_path):
+    """An analysis draws nothing; its objects and faces pictures are drawn by the first GET and read back after."""
+    made = clean.post("/api/v1/analyses", files=_file(zidane_path), data={"tasks": "faces,labels"}).json()
+    assert set(made["analysis"]["timings_ms"]) == {"labels", "faces", "total"}
+    sha = made["analysis"]["image"]["sha256"]
+    assert set(clean.service.get(sha).blob_keys) == {"original", "thumbnail"}
+    assert set(made["images"]) == {"original", "thumbnail", "faces"} and made["analysis"]["renders"] == ["faces"]
+    first = clean.get(made["images"]["faces"])
+    assert first.status_code == 200 and first.headers["content-type"] == "image/webp"
+    assert Image.open(io.BytesIO(first.content)).size == (1280, 720)
+    assert set(clean.service.get(sha).blob_keys) == {"original", "thumbnail", "faces"}  # kept
+    again = clean.get(made["images"]["faces"])
+    assert again.content == first.content and again.headers["etag"] == first.headers["etag"]
+    assert clean.get(f"/api/v1/images/{sha}/objects").status_code == 404  # the objects task did not run
 
 
 def test_v1_options_tasks_and_validation(clean, zidane_path):

@@ -115,12 +115,17 @@ def cli(run, monkeypatch, tmp_path):
     get_settings.cache_clear()
 
 
-def test_store_history_reset_and_db_upgrade(cli, zidane_path):
+def test_store_history_reset_and_db_upgrade(cli, tmp_path, zidane_path):
     assert "schema at revision" in cli("db", "upgrade").stdout
     first = cli("analyze", str(zidane_path), "--store", "-q")
     assert first.returncode == 0 and " ms)" in first.stdout
     second = cli("analyze", str(zidane_path), "--store", "-q")
     assert "from history" in second.stdout
+    assert len(list((tmp_path / "data").rglob("renders/*"))) == 1  # the thumbnail: nothing drawn yet
+    for out in (tmp_path / "out1", tmp_path / "out2"):  # --out draws the pictures once and keeps them
+        cli("analyze", str(zidane_path), "--store", "-q", "--out", str(out))
+        assert sorted(p.suffix for p in out.iterdir()) == [".json", ".webp", ".webp"]
+        assert len(list((tmp_path / "data").rglob("renders/*"))) == 3
     listing = cli("history", "person", "--min-faces", "2")
     assert "1 analysis (page 1 of 1)" in listing.stdout and "zidane.jpg" in listing.stdout
     assert "0 analyses" in cli("history", "giraffe").stdout

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from picmetric import AnalysisOptions, InvalidOptionsError, load_image, seed_response
+from picmetric import AnalysisOptions, InvalidOptionsError, load_image, render, seed_response
 from picmetric.core.results import LANDMARK_NAMES
 
 from .conftest import sample_photo
@@ -24,19 +24,25 @@ def test_concurrent_and_sequential_runs_agree(analyzer, zidane_path):
     assert together.classification.names == one_by_one.classification.names
 
 
-def test_analysis_records_timings_versions_and_renders(analyzer, bus_path):
-    analysis = analyzer.analyze(load_image(bus_path))
-    for key in ("labels", "objects", "faces", "objects_render", "faces_render", "total"):
-        assert analysis.timings_ms[key] > 0
+def test_analysis_records_timings_versions_and_draws_only_when_asked(analyzer, bus_path):
+    image = load_image(bus_path)
+    analysis = analyzer.analyze(image)
+    assert set(analysis.timings_ms) == {"labels", "objects", "faces", "total"}  # no picture drawn meanwhile
+    for value in analysis.timings_ms.values():
+        assert value > 0
     assert analysis.timings_ms["total"] >= analysis.timings_ms["faces"]
     assert analysis.model_versions == {
         "labels": "efficientnet_lite2@260-int8w7",
         "objects": "yolov4-tiny@416",
         "faces": "yunet@2023mar",
     }
-    assert set(analysis.renders) == {"objects", "faces"}
-    for data in analysis.renders.values():
-        assert Image.open(io.BytesIO(data)).size == (810, 1080)
+    assert analysis.render_kinds == ["objects", "faces"] and analysis.to_dict()["renders"] == ["faces", "objects"]
+    for kind in analysis.render_kinds:
+        drawn = np.asarray(Image.open(io.BytesIO(render(image, analysis, kind))).convert("RGB"))
+        assert drawn.shape == (1080, 810, 3)
+        box = analysis.detections.xyxy[0] if kind == "objects" else analysis.faces.xyxy[0]
+        corner = np.s_[int(box[1]) - 2 : int(box[1]) + 4, int(box[0]) - 2 : int(box[0]) + 4]
+        assert np.abs(drawn[corner].astype(int) - image.pixels[corner]).max() > 60  # the outline is where it says
 
 
 def test_to_dict_is_plain_json(analyzer, zidane_path):
@@ -68,7 +74,9 @@ def test_task_subset_runs_only_those_models(analyzer, zidane_path):
     analysis = analyzer.analyze(load_image(zidane_path), AnalysisOptions(tasks=("faces",)))
     assert analysis.classification is None and analysis.detections is None
     assert len(analysis.faces) == 2
-    assert set(analysis.renders) == {"faces"}
+    assert analysis.render_kinds == ["faces"]
+    with pytest.raises(ValueError, match="no objects to draw"):
+        render(load_image(zidane_path), analysis, "objects")
     assert "labels" not in analysis.timings_ms
 
 

@@ -90,15 +90,19 @@ def test_eight_threads_same_new_image_store_it_once(service, bus_path, analyzer)
     assert analyzer.calls == 1
     assert len({r.id for r in results}) == 1
     assert _count(service, ImageRow.id) == 1 and _count(service, AnalysisRow.id) == 1
-    assert len(service.repository.blobs.keys()) == 4  # original, two renders, thumbnail
+    assert len(service.repository.blobs.keys()) == 2  # original, thumbnail (the results are drawn when asked for)
 
 
 def test_blobs_are_readable_and_content_typed(service, zidane_path):
     stored = service.submit(zidane_path.read_bytes(), name="zidane.jpg")
-    assert set(stored.blob_keys) == {"original", "objects", "faces", "thumbnail"}
+    assert set(stored.blob_keys) == {"original", "thumbnail"} and stored.image_kinds[2:] == ["objects", "faces"]
     assert service.repository.blob(stored.blob_keys["original"]) == zidane_path.read_bytes()
-    data, content_type = service.repository.image_bytes(stored.sha256, "faces")
+    data, content_type = service.image_bytes(stored.sha256, "faces")  # drawn now, the first time it is asked for
     assert content_type == "image/webp" and Image.open(io.BytesIO(data)).size == (1280, 720)
+    kept = service.get(stored.sha256)
+    assert set(kept.blob_keys) == {"original", "thumbnail", "faces"}  # kept: the next request reads it
+    assert service.image_bytes(stored.sha256, "faces") == (data, content_type)
+    assert len(service.repository.blobs.keys()) == 3
     assert service.repository.image_bytes(stored.sha256, "original")[1] == "image/jpeg"
     assert service.repository.image_bytes("0" * 64) is None
 
@@ -323,6 +327,7 @@ def test_presigned_and_public_urls(seaweed, tmp_path, analyzer, zidane_path):
     assert response.headers["content-type"] == "image/jpeg"
     public_settings = s3_settings(seaweed, tmp_path, s3_public_base_url="https://cdn.example/img")
     public = AnalysisService(public_settings, analyzer=analyzer)
+    public.image_blob(stored.sha256, "faces")  # drawn once
     assert public.get(stored.sha256).urls["faces"].startswith("https://cdn.example/img/renders/")
     repo.repository.reset()
 
@@ -444,9 +449,10 @@ def test_a_blob_missing_from_the_store_is_missing_not_an_outage(service, zidane_
     from picmetric.errors import MissingBlobError
 
     stored = service.submit(zidane_path.read_bytes())
-    service.repository.blobs.delete(stored.blob_keys["faces"])  # removed behind PicMetric's back
+    key, _ = service.image_blob(stored.sha256, "faces")  # drawn and kept
+    service.repository.blobs.delete(key)  # removed behind PicMetric's back
     with pytest.raises(MissingBlobError, match="missing") as refused:
-        service.repository.image_bytes(stored.sha256, "faces")
+        service.image_bytes(stored.sha256, "faces")
     assert refused.value.http_status == 410
 
 

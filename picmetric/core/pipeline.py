@@ -1,4 +1,6 @@
-"""One call from image to everything: the three models run concurrently, each followed by its render."""
+"""One call from image to everything: the three models run concurrently. Annotated pictures are drawn only when
+asked for (``render``): the dashboard draws boxes in the browser, and two eager WebP renders were a third of an
+analysis' CPU time."""
 
 from __future__ import annotations
 
@@ -55,12 +57,15 @@ from picmetric.settings import Settings, get_settings
 
 __all__ = [  # the option vocabulary (models to choose, their sizes and precisions) is part of the pipeline's surface
     "CLASSIFIERS", "DETECTOR", "DETECTOR_SIZES", "FACE_DETECTORS", "ONNX_LAYOUTS", "PRECISIONS", "TASKS", "Analysis",
-    "AnalysisOptions", "Analyzer", "DetectorEntry", "NAME_PATTERN", "InvalidOptionsError", "TaskCallback",
-    "add_darknet", "add_onnx", "analyze", "coco_class_names", "default_analyzer", "detectors", "remove_detector",
+    "AnalysisOptions", "Analyzer", "DetectorEntry", "NAME_PATTERN", "InvalidOptionsError", "RENDER_KINDS",
+    "TaskCallback", "add_darknet", "add_onnx", "analyze", "coco_class_names", "default_analyzer", "detectors",
+    "remove_detector", "render",
 ]  # fmt: skip
 #: the option vocabulary (CLASSIFIERS, PRECISIONS, DETECTOR_SIZES, FACE_DETECTORS, TASKS) is part of this module's
 #: surface: interfaces offer these choices without reaching into the models layer
 TASKS = ("labels", "objects", "faces")
+#: the results that can be drawn onto the photo (``render``)
+RENDER_KINDS = ("objects", "faces")
 ModelT = TypeVar("ModelT", bound=OnnxModel)
 T = TypeVar("T")
 ResultT = TypeVar("ResultT", Classification, Detections, Faces)
@@ -250,7 +255,6 @@ class Analysis(ImageFacts):
     faces: Faces | None
     timings_ms: dict[str, float]
     model_versions: dict[str, str]
-    renders: dict[str, bytes] = field(default_factory=dict, repr=False)
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     #: what the detectors found below the analysis' thresholds, down to each model's floor (``floors``, by task):
     #: kept so a display threshold can go lower without running a model again. Rows stored before: none.
@@ -272,6 +276,11 @@ class Analysis(ImageFacts):
         """The faces scoring at least ``min_confidence``, weaker candidates included (as ``objects_from``)."""
         return _scoring_from(self.faces, self.weaker_faces, min_confidence)
 
+    @property
+    def render_kinds(self) -> list[str]:
+        """The annotated pictures this analysis can be drawn as (``render``): one per box-finding task it ran."""
+        return [kind for kind in RENDER_KINDS if kind in self.options.tasks]
+
     def to_dict(self) -> dict:
         return {
             "image": self.fact_values(),
@@ -281,7 +290,7 @@ class Analysis(ImageFacts):
             "faces": self.faces.to_dict()["faces"] if self.faces is not None else None,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "model_versions": self.model_versions,
-            "renders": sorted(self.renders),
+            "renders": sorted(self.render_kinds),
             "created_at": self.created_at.isoformat(),
         }
 
@@ -295,10 +304,9 @@ def _scoring_from(found: BoxesT | None, weaker: BoxesT | None, min_confidence: f
 
 @dataclass(frozen=True)
 class _TaskOutcome:
-    """One model's part of an analysis: its result in original pixels, its render, timings, model version."""
+    """One model's part of an analysis: its result in original pixels, timings, model version."""
 
     result: Classification | Detections | Faces
-    render: bytes | None
     timings: dict[str, float]
     version: str
     weaker: Detections | Faces | None = None  # below the analysis' threshold, down to ``floor``
@@ -314,8 +322,6 @@ class Analyzer:
         self._models: dict[tuple, OnnxModel] = {}
         self._workers = max_workers or self.settings.analysis_threads
         self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="picmetric")
-        self._box_annotator = BoxAnnotator()
-        self._face_annotator = FaceAnnotator()
 
     def _model(self, key: tuple, factory: Callable[[], ModelT]) -> ModelT:
         with self._lock:
@@ -398,7 +404,7 @@ class Analyzer:
         model = self.classifier(options.classifier, options.precision)
         started = time.perf_counter()
         result = model.predict(image.pixels, top_k=options.top_k)
-        return _TaskOutcome(result, None, {"labels": _ms(started)}, model.version)
+        return _TaskOutcome(result, {"labels": _ms(started)}, model.version)
 
     def _objects(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
         model = self.detector(options.detector_size, options.detector)
@@ -408,12 +414,8 @@ class Analyzer:
         found, weaker = model.predict(image.pixels, floor, options.iou_threshold, options.merge_synonyms).split(
             options.min_confidence
         )
-        inferred = time.perf_counter()
-        render = encode_image(self._box_annotator.annotate(image.pixels, found), options.render_format)
-        timings = {"objects": _ms(started, inferred), "objects_render": _ms(inferred)}
-        return _TaskOutcome(
-            found.scaled(image.scale), render, timings, model.version, weaker.scaled(image.scale), floor
-        )
+        timings = {"objects": _ms(started)}
+        return _TaskOutcome(found.scaled(image.scale), timings, model.version, weaker.scaled(image.scale), floor)
 
     def _faces(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
         model = self.face_detector(options.face_detector)
@@ -421,12 +423,8 @@ class Analyzer:
         min_face = max(12, round(options.min_face_size / image.scale))  # the option is in original pixels
         floor = min(options.face_score, model.candidate_floor)  # as for objects: the stronger faces stay the same
         found, weaker = model.predict(image.pixels, floor, min_face_size=min_face).split(options.face_score)
-        inferred = time.perf_counter()
-        render = encode_image(self._face_annotator.annotate(image.pixels, found), options.render_format)
-        timings = {"faces": _ms(started, inferred), "faces_render": _ms(inferred)}
-        return _TaskOutcome(
-            found.scaled(image.scale), render, timings, model.version, weaker.scaled(image.scale), floor
-        )
+        timings = {"faces": _ms(started)}
+        return _TaskOutcome(found.scaled(image.scale), timings, model.version, weaker.scaled(image.scale), floor)
 
     def analyze(
         self,
@@ -463,11 +461,23 @@ class Analyzer:
             faces=_result(outcomes, "faces", Faces),
             timings_ms=timings,
             model_versions={task: outcomes[task].version for task in options.tasks},
-            renders={task: o.render for task, o in outcomes.items() if o.render is not None},
             weaker_objects=_result(outcomes, "objects", Detections, "weaker"),
             weaker_faces=_result(outcomes, "faces", Faces, "weaker"),
             floors={task: o.floor for task, o in outcomes.items() if o.floor is not None},
         )
+
+
+def render(image: LoadedImage, analysis: Analysis, kind: str) -> bytes:
+    """``analysis``' objects or faces drawn on the photo's working copy (``image``: the photo it analysed, loaded
+    with the same working size), encoded in its ``render_format``."""
+    to_working = 1 / image.scale  # results are in original pixels
+    if kind == "objects" and analysis.detections is not None:
+        drawn = BoxAnnotator().annotate(image.pixels, analysis.detections.scaled(to_working))
+    elif kind == "faces" and analysis.faces is not None:
+        drawn = FaceAnnotator().annotate(image.pixels, analysis.faces.scaled(to_working))
+    else:
+        raise ValueError(f"this analysis has no {kind} to draw (it can draw {', '.join(analysis.render_kinds)})")
+    return encode_image(drawn, analysis.options.render_format)
 
 
 def _result(outcomes: dict[str, _TaskOutcome], task: str, kind: type[ResultT], part: str = "result") -> ResultT | None:
@@ -499,6 +509,3 @@ def analyze(image: LoadedImage, options: AnalysisOptions | None = None) -> Analy
     """Analyse a loaded image with the shared analyzer: the library's one-call entry, on the environment's
     settings (``PICMETRIC_*``, ``.env``)."""
     return default_analyzer(get_settings()).analyze(image, options)
-
-
-__all__ = ["Analysis", "AnalysisOptions", "Analyzer", "InvalidOptionsError", "TASKS", "analyze", "default_analyzer"]

@@ -4,7 +4,7 @@ s3://bucket/prefix``, ``picmetric worker``, ``picmetric serve``, ``picmetric das
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import functools
 import json
 import os
 import re
@@ -13,6 +13,7 @@ import sysconfig
 import tempfile
 import tomllib
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -31,6 +32,7 @@ from picmetric.core.pipeline import (
     Analysis,
     AnalysisOptions,
     default_analyzer,
+    render,
 )
 from picmetric.errors import PicMetricError
 from picmetric.interfaces.cli_models import cmd_explain, cmd_models, is_url, load_target, prepare_out_dir
@@ -85,14 +87,18 @@ def summary(analysis: Analysis, from_history: bool = False) -> list[str]:
     return lines
 
 
-def _write_outputs(analysis: Analysis, out_dir: Path) -> list[Path]:
-    """Renders and JSON of one analysis into ``out_dir``, which ``_prepare_out_dir`` created before any work."""
+#: one picture of an analysis' results (objects or faces drawn on the photo), drawn when called
+Draw = Callable[[str], bytes]
+
+
+def _write_outputs(analysis: Analysis, draw: Draw, out_dir: Path) -> list[Path]:
+    """Pictures and JSON of one analysis into ``out_dir``, which ``_prepare_out_dir`` created before any work."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(analysis.name or "image").stem)[:60] or "image"
     stem = f"{stem}_{analysis.sha256[:8]}"
     written = []
-    for kind, data in analysis.renders.items():
+    for kind in analysis.render_kinds:
         path = out_dir / f"{stem}_{kind}.{analysis.options.render_format}"
-        path.write_bytes(data)
+        path.write_bytes(draw(kind))
         written.append(path)
     path = out_dir / f"{stem}.json"
     path.write_text(json.dumps(analysis.to_dict(), indent=2))
@@ -150,25 +156,27 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             image = load_target(target)
             if service is not None:
                 stored = service.submit(image, options=options)
-                analysis = _with_renders(service, stored)
+                _report(args, results, target, stored.analysis, _stored_pictures(service, stored), stored.cached)
             else:
                 analysis = default_analyzer(get_settings()).analyze(image, options)
+                _report(args, results, target, analysis, functools.partial(render, image, analysis), False)
         except PicMetricError as exc:
             failures += 1
             results.append({"input": target, "error": str(exc)})
             tqdm.write(f"picmetric: {target}: {exc}", file=sys.stderr)
-            continue
-        _report(args, results, target, analysis, from_history=service is not None and stored.cached)
     return _finish(args, results, failures)
 
 
-def _with_renders(service, stored) -> Analysis:
-    renders = {kind: service.blob(key) for kind, key in stored.blob_keys.items() if kind in ("objects", "faces")}
-    return dataclasses.replace(stored.analysis, renders=renders)
+def _stored_pictures(service, stored) -> Draw:
+    """A stored analysis' pictures: drawn once, then kept in the store with it (the API serves the same ones)."""
+    return lambda kind: service.blob(service.render(stored, kind)[0])
 
 
-def _report(args: argparse.Namespace, results: list[dict], target: str, analysis: Analysis, from_history: bool) -> None:
-    written = _write_outputs(analysis, Path(args.out)) if args.out else []
+def _report(
+    args: argparse.Namespace, results: list[dict], target: str, analysis: Analysis, draw: Draw, from_history: bool
+) -> None:
+    """Pictures are drawn only with ``--out``: an analysis itself draws nothing."""
+    written = _write_outputs(analysis, draw, Path(args.out)) if args.out else []
     results.append({"input": target, **analysis.to_dict()})
     if not args.json:
         lines = summary(analysis, from_history)
@@ -211,7 +219,7 @@ def _analyze_on_workers(args: argparse.Namespace, targets: list[str], options: A
             print(f"picmetric: {target}: {job.error}", file=sys.stderr)
             continue
         stored = jobs.result(job)
-        _report(args, results, target, _with_renders(service, stored), from_history=stored.cached)
+        _report(args, results, target, stored.analysis, _stored_pictures(service, stored), stored.cached)
     return _finish(args, results, failures)
 
 

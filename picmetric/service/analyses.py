@@ -25,6 +25,7 @@ from picmetric.core.annotate import CONTENT_TYPES, encode_image
 from picmetric.core.intake import LoadedImage, load_image
 from picmetric.core.pipeline import (
     DETECTOR,
+    RENDER_KINDS,
     Analysis,
     AnalysisOptions,
     Analyzer,
@@ -32,6 +33,7 @@ from picmetric.core.pipeline import (
     coco_class_names,
     default_analyzer,
 )
+from picmetric.core.pipeline import render as draw_results
 from picmetric.core.results import Classification, Detections, Faces
 from picmetric.errors import AnalysisFailedError, PicMetricError
 from picmetric.service.similar import SimilarPhoto, SimilarPhotos
@@ -66,8 +68,14 @@ class StoredAnalysis:
     status: str
     error: str | None
     cached: bool
-    blob_keys: dict[str, str]  # original, objects, faces, thumbnail -> key
+    blob_keys: dict[str, str]  # original, thumbnail, and objects, faces once drawn -> key
     urls: dict[str, str | None] = field(default_factory=dict)  # same kinds -> browser URL (None: served by us)
+
+    @property
+    def image_kinds(self) -> list[str]:
+        """The pictures of this analysis: the stored ones and those drawn when first asked for."""
+        drawable = self.analysis.render_kinds if self.status == "done" else []
+        return [*self.blob_keys, *(kind for kind in drawable if kind not in self.blob_keys)]
 
     @property
     def sha256(self) -> str:
@@ -172,12 +180,46 @@ class AnalysisService:
         return self.repository.history(filters, page=page, page_size=page_size)
 
     def image_bytes(self, sha256: str, kind: str = "original") -> tuple[bytes, str] | None:
-        """A stored image (original, thumbnail or a render) with its content type; None when there is none."""
-        return self.repository.image_bytes(sha256, kind)
+        """A stored image (original, thumbnail, or its objects or faces drawn on it) with its content type; None
+        when there is none."""
+        found = self.image_blob(sha256, kind)
+        return (self.repository.blob(found[0]), found[1]) if found else None
 
     def image_blob(self, sha256: str, kind: str = "original") -> tuple[str, str] | None:
-        """Where a stored image is (its blob key, which names its content) and its content type."""
-        return self.repository.image_blob(sha256, kind)
+        """Where a stored image is (its blob key, which names its content) and its content type. ``objects`` and
+        ``faces`` are the newest analysis' results drawn on the photo: drawn the first time they are asked for,
+        then kept."""
+        if kind not in RENDER_KINDS:
+            return self.repository.image_blob(sha256, kind)
+        source = self.repository.render_source(sha256, kind)
+        if source is None:
+            return None
+        options_key, drawn = source
+        if drawn is not None:
+            return drawn
+        record = self.repository.find(sha256, options_key)
+        return self.render(self._stored(record), kind) if record is not None else None
+
+    def render(self, stored: StoredAnalysis, kind: str) -> tuple[str, str]:
+        """The blob key and content type of a stored analysis' ``kind`` (objects or faces) drawn on its photo: drawn
+        now from the stored original and results when never asked for before, and kept for the next time."""
+        content_type = CONTENT_TYPES[stored.analysis.options.render_format]
+        if kind in stored.blob_keys:
+            return stored.blob_keys[kind], content_type
+        image = load_image(self.repository.blob(stored.blob_keys["original"]), settings=self.settings)
+        data = draw_results(image, stored.analysis, kind)  # on the working copy the models saw: the same settings
+        key = render_key(data, content_type)
+        created = not self.repository.blobs.exists(key)
+        if created:
+            self.repository.blobs.put(key, data, content_type)
+        try:
+            self.repository.keep_render(stored.id, kind, key, content_type)
+        except PicMetricError:
+            if created:
+                self.repository.undo(None, None, [key])  # removed unless another analysis points to it meanwhile
+            raise
+        stored.blob_keys[kind] = key
+        return key, content_type
 
     def blob(self, key: str) -> bytes:
         return self.repository.blob(key)
@@ -339,12 +381,10 @@ class AnalysisService:
                 repository.record_failure(analysis_id, f"{exc.__class__.__name__}: {exc}")
                 analysis_id = None
                 raise AnalysisFailedError(f"the analysis failed ({exc.__class__.__name__})") from None
-            render_keys = {}
-            for kind, render in {**analysis.renders, "thumbnail": _thumbnail(image)}.items():
-                render_type = CONTENT_TYPES[options.render_format if kind != "thumbnail" else "webp"]
-                blob_key = render_key(render, render_type)
-                put(blob_key, render, render_type)
-                render_keys[kind] = (blob_key, render_type)
+            thumbnail = _thumbnail(image)  # the history's picture; the results are drawn only when asked for
+            thumbnail_key = render_key(thumbnail, CONTENT_TYPES["webp"])
+            put(thumbnail_key, thumbnail, CONTENT_TYPES["webp"])
+            render_keys = {"thumbnail": (thumbnail_key, CONTENT_TYPES["webp"])}
             results = (analysis.classification, analysis.detections, analysis.faces)
             repository.complete(
                 analysis_id, results, analysis.model_versions, analysis.timings_ms, render_keys, _weaker(analysis)

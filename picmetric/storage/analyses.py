@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
 from picmetric.core.results import Classification, Detections, Faces, ImageFacts
-from picmetric.errors import DatabaseError, PicMetricError
+from picmetric.errors import DatabaseError, ImageDeletedError, PicMetricError
 from picmetric.storage.base import StoreBase, _deleted_meanwhile
 from picmetric.storage.records import AnalysisRecord, ClaimState, _utc
 from picmetric.storage.schema import AnalysisRow, FaceRow, ImageRow, LabelRow, ObjectRow, RenderRow
@@ -307,25 +307,52 @@ class AnalysisStore(StoreBase):
         return self.blobs.get(key)
 
     def image_bytes(self, sha256: str, kind: str = "original") -> tuple[bytes, str] | None:
-        """Bytes and content type of an image's original or one of its renders (newest analysis)."""
+        """Bytes and content type of an image's original or thumbnail."""
         found = self.image_blob(sha256, kind)
         return (self.blobs.get(found[0]), found[1]) if found else None
 
     def image_blob(self, sha256: str, kind: str = "original") -> tuple[str, str] | None:
-        """Content-addressed blob key and content type of an image's original or one of its renders (newest
-        analysis: a re-analysis with other options changes which render that is)."""
+        """Content-addressed blob key and content type of an image's original or thumbnail (one per image)."""
         with self._session("read the image") as session:
             if kind == "original":
-                row = session.execute(
-                    select(ImageRow.blob_key, ImageRow.content_type).where(ImageRow.sha256 == sha256)
-                ).first()
+                query = select(ImageRow.blob_key, ImageRow.content_type).where(ImageRow.sha256 == sha256)
             else:
-                row = session.execute(
+                query = (
                     select(RenderRow.blob_key, RenderRow.content_type)
                     .join(AnalysisRow)
                     .join(ImageRow)
                     .where(ImageRow.sha256 == sha256, RenderRow.kind == kind)
-                    .order_by(AnalysisRow.created_at.desc())
                     .limit(1)
-                ).first()
+                )
+            row = session.execute(query).first()
         return (row[0], row[1]) if row else None
+
+    def render_source(self, sha256: str, kind: str) -> tuple[str, tuple[str, str] | None] | None:
+        """The newest finished analysis of an image that ran ``kind`` (objects or faces), whose picture the image's
+        ``kind`` is (a re-analysis with other options changes it): its options key, and its picture's blob key and
+        content type when it has been drawn. None when no analysis of the image ran ``kind``."""
+        with self._session("read the image") as session:
+            rows = session.execute(
+                select(AnalysisRow.options_key, AnalysisRow.options, RenderRow.blob_key, RenderRow.content_type)
+                .join(ImageRow)
+                .outerjoin(RenderRow, (RenderRow.analysis_id == AnalysisRow.id) & (RenderRow.kind == kind))
+                .where(ImageRow.sha256 == sha256, AnalysisRow.status == "done")
+                .order_by(AnalysisRow.created_at.desc(), AnalysisRow.id.desc())
+            )
+            for options_key, options, key, content_type in rows:
+                if kind in (options or {}).get("tasks", ()):
+                    return options_key, (key, content_type) if key else None
+        return None
+
+    def keep_render(self, analysis_id: int, kind: str, key: str, content_type: str) -> None:
+        """Point an analysis to its picture of ``kind``, drawn when first asked for (its blob stored first). Two
+        callers drawing it at once draw the same bytes: the second finds the row there. ImageDeletedError: the
+        analysis was deleted meanwhile."""
+        with _deleted_meanwhile(), self._session("keep the picture") as session:
+            if not session.scalar(select(exists().where(AnalysisRow.id == analysis_id))):
+                raise ImageDeletedError("the image was deleted meanwhile")
+            session.execute(
+                self._insert(RenderRow)
+                .values(analysis_id=analysis_id, kind=kind, blob_key=key, content_type=content_type)
+                .on_conflict_do_nothing(index_elements=["analysis_id", "kind"])
+            )

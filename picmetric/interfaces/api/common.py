@@ -135,8 +135,9 @@ async def upload_input(upload: UploadFile, limit: int) -> JobInput:
 
 
 def image_urls(request: Request, stored: StoredAnalysis) -> dict[str, str]:
-    """Browser-openable URLs: the object store's own (public or presigned), else this API's image route."""
+    """Browser-openable URLs: the object store's own (public or presigned), else this API's image route (which
+    draws a picture of the results the first time it is asked for)."""
     return {
         kind: stored.urls.get(kind) or str(request.url_for("get_image", sha256=stored.sha256, kind=kind))
-        for kind in stored.blob_keys
+        for kind in stored.image_kinds
     }
