@@ -30,13 +30,17 @@ setup() {
   "$VENV/bin/picmetric" models warm >/dev/null
 }
 
-ensure_chromium() {
-  # The browser test drives Debian's Chromium (never a downloaded browser build).
-  command -v chromium >/dev/null 2>&1 && return
+ensure_test_tools() {
+  # Debian's Chromium drives the browser test (never a downloaded browser build); qemu-user runs the int8 models
+  # on an emulated AVX2-only CPU (no VNNI, no AVX-512), to check they answer as on this one.
+  local missing=()
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v qemu-x86_64 >/dev/null 2>&1 || missing+=(qemu-user)
+  [ ${#missing[@]} -eq 0 ] && return
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  echo "installing Debian's chromium for the browser test" >&2
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+  echo "installing Debian's ${missing[*]} for the tests" >&2
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 case "${1:-}" in
@@ -56,7 +60,7 @@ case "${1:-}" in
     ;;
   test)
     setup
-    ensure_chromium
+    ensure_test_tools
     exec "$VENV/bin/python" -m pytest "${@:2}"
     ;;
   *)

@@ -76,10 +76,11 @@ with st.sidebar.form("analysis-settings", border=False):
         ),
         min_face_size=st.slider("Minimum face size (px)", 12, 200, 20),
         precision=st.radio(
-            "Classifier precision",
+            "Model precision",
             PRECISIONS,
             horizontal=True,
-            help="int8: the quantized EfficientNet-Lite, twice as fast with the same accuracy on the check photos",
+            help="int8: the quantized EfficientNet-Lite2 and YOLOv4-tiny, about twice as fast, with the float "
+            "models' answers on the check photos. The other models run float32 either way.",
         ),
     )
     st.form_submit_button("Re-analyse with these settings", icon=":material/refresh:", width="stretch")

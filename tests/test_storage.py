@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select, update
 
-from picmetric import AnalysisOptions, InvalidImageError, load_image
+from picmetric import AnalysisOptions, Analyzer, InvalidImageError, load_image
 from picmetric.core.models import YuNetDetector
 from picmetric.errors import AnalysisFailedError
 from picmetric.service.analyses import AnalysisService, options_key
@@ -494,11 +494,13 @@ def _hold_claim_then_die(values: dict, photo: bytes, hold_s: float, ready) -> No
 
     from picmetric.storage.blobs import original_key
 
-    repository = Repository(Settings(**values), migrate=False)
+    settings = Settings(**values)
+    repository = Repository(settings, migrate=False)
     image = load_image(photo)
     image_id = repository.ensure_image(image.facts, original_key(image.sha256, "image/jpeg"), "image/jpeg")
     options = AnalysisOptions()
-    analysis_id = repository.claim(image_id, options_key(options), options.to_dict())
+    key = options_key(options, Analyzer(settings).model_identity(options))  # the key the service's submit uses
+    analysis_id = repository.claim(image_id, key, options.to_dict())
     assert analysis_id is not None
     with repository.heartbeat(analysis_id):
         ready.set()

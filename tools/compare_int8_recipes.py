@@ -21,7 +21,8 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image
 
-from picmetric.core.models.classifier import ImageClassifier, calibration_photos, softmax
+from picmetric.core.models.calibration import calibration_photos
+from picmetric.core.models.classifier import ImageClassifier, softmax
 from picmetric.core.models.weights import package_file
 
 RECIPES = {

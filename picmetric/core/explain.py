@@ -78,7 +78,7 @@ def explain_classifier(
     """The classifier ``options`` choose, at the precision they run (int8 where the model has a good one), step by
     step: so How it works shows the very numbers Analyze reports."""
     key = options.classifier
-    model = analyzer.classifier(key, options.precision)
+    model = analyzer.classifier(key, options.classifier_precision)
     tensor = model.preprocess(image.pixels)
     logits = model.logits(tensor)
     probabilities = softmax(logits)
@@ -86,7 +86,7 @@ def explain_classifier(
     names = imagenet_names()
     return ClassifierWalkthrough(
         spec=CLASSIFIERS[key],
-        precision=options.precision,
+        precision=options.classifier_precision,
         network_input=network_picture(model.spec, tensor[0]),
         tensor_shape=tuple(tensor.shape),
         tensor_range=(float(tensor.min()), float(tensor.max())),
@@ -113,10 +113,12 @@ def explain_detector(
     size: int = 416,
     shown_from: float = ObjectDetector.candidate_floor,
     merge_synonyms: bool = True,
+    precision: str = AnalysisOptions().detector_precision,
 ) -> DetectorWalkthrough:
     """Raw guesses down to ``shown_from`` (so the overlap NMS removes is visible), then the final objects (NMS as
-    the analysis runs it: with ``merge_synonyms``, one box for car/truck/bus and the like)."""
-    model = analyzer.detector(size)
+    the analysis runs it: with ``merge_synonyms``, one box for car/truck/bus and the like), from the model the
+    default analysis runs (int8)."""
+    model = analyzer.detector(size, precision=precision)
     boxed = model.fit(image.pixels)
     raw = model.raw_outputs(boxed)
     found = model.candidates(image.pixels, boxed, raw, shown_from)

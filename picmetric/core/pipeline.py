@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from picmetric.core.annotate import RENDER_FORMATS, BoxAnnotator, FaceAnnotator, encode_image
+from picmetric.core.convert.quantize import INT8_RECIPE
 from picmetric.core.intake import LoadedImage
 from picmetric.core.models import (
     CLASSIFIERS,
@@ -161,8 +162,11 @@ class AnalysisOptions(BaseModel):
     face_confidence: Annotated[Number | None, Field(json_schema_extra={"minimum": 0, "maximum": 1})] = None
     render_format: Annotated[str, *_one_of("render_format", RENDER_FORMATS)] = "webp"
     face_detector: Annotated[str, *_one_of("face_detector", FACE_DETECTORS)] = DEFAULT_FACE_DETECTOR
-    #: int8 where the quantized model keeps the float model's accuracy (EfficientNet-Lite0/2); float32 otherwise
-    precision: Annotated[str, *_one_of("precision", PRECISIONS)] = "int8"
+    #: int8 runs the quantized models that keep the float models' accuracy (EfficientNet-Lite2, the built-in
+    #: YOLOv4-tiny); the others run float32 whatever this says
+    precision: Annotated[
+        str, *_one_of("precision", PRECISIONS), Field(description="int8: quantized EfficientNet-Lite2 and YOLOv4-tiny")
+    ] = "int8"
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -186,9 +190,20 @@ class AnalysisOptions(BaseModel):
             object.__setattr__(self, "face_confidence", FACE_DETECTORS[self.face_detector].default_score)
         elif not 0 <= self.face_confidence <= 1:
             raise ValueError("face_confidence must be between 0 and 1")
-        if not CLASSIFIERS[self.classifier].int8:
-            object.__setattr__(self, "precision", "float32")  # its int8 model lost accuracy: float32 runs
+        if self.classifier_precision == self.detector_precision == "float32":
+            object.__setattr__(self, "precision", "float32")  # no model here has an int8 copy: float32 runs
         return self
+
+    @property
+    def classifier_precision(self) -> str:
+        """The classifier's precision in force: int8 only where its quantized model held the accuracy bar."""
+        quantized = "labels" in self.tasks and CLASSIFIERS[self.classifier].int8
+        return self.precision if quantized else "float32"
+
+    @property
+    def detector_precision(self) -> str:
+        """The object detector's precision in force: int8 for the built-in one; an added detector runs float."""
+        return self.precision if "objects" in self.tasks and self.detector == DETECTOR.key else "float32"
 
     @property
     def face_score(self) -> float:
@@ -344,11 +359,16 @@ class Analyzer:
         """The float32 classifier opened up (layers, first convolution, class activation maps), for explanations."""
         return self._model(("inspector", key), lambda: ClassifierInspector(key))
 
-    def detector(self, input_size: int = 416, name: str = DETECTOR.key) -> ObjectDetector:
-        """The built-in detector at ``input_size``, or the added detector ``name`` (at its own size)."""
+    def detector(self, input_size: int = 416, name: str = DETECTOR.key, precision: str = "float32") -> ObjectDetector:
+        """The built-in detector at ``input_size`` and ``precision``, or the added detector ``name`` (at its own
+        size, float32)."""
         entry = self.detector_entry(name)
-        size = input_size if entry.family == "builtin" else entry.input_size
-        return self._model(("detector", name, entry.version, size), lambda: load_detector(self.settings, entry, size))
+        builtin = entry.family == "builtin"
+        size, precision = (input_size, precision) if builtin else (entry.input_size, "float32")
+        return self._model(
+            ("detector", name, entry.version, size, precision),
+            lambda: load_detector(self.settings, entry, size, precision=precision),
+        )
 
     def detector_entry(self, name: str) -> DetectorEntry:
         """The detector an analysis names, refused as an option when there is none of that name here."""
@@ -361,9 +381,12 @@ class Analyzer:
 
     def model_identity(self, options: AnalysisOptions) -> str:
         """What the options alone do not say about the models they run: an added detector's version (it changes
-        when one of that name is removed and added again). Part of the stored key; checks the detector exists."""
-        if "objects" not in options.tasks or options.detector == DETECTOR.key:
+        when one of that name is removed and added again), the built-in detector's int8 recipe. Part of the stored
+        key; checks the detector exists."""
+        if "objects" not in options.tasks:
             return ""
+        if options.detector == DETECTOR.key:  # analyses from before its int8 model ran it in float, as precision=int8
+            return f";detector_precision={INT8_RECIPE}" if options.detector_precision == "int8" else ""
         return f";detector_version={self.detector_entry(options.detector).version}"
 
     @overload
@@ -382,8 +405,8 @@ class Analyzer:
     def warm_up(self, options: AnalysisOptions | None = None) -> None:
         """Load (and on first use convert) every model these options need, so the first analysis is fast."""
         options = options or AnalysisOptions()
-        self.classifier(options.classifier, options.precision).load()
-        self.detector(options.detector_size, options.detector).load()
+        self.classifier(options.classifier, options.classifier_precision).load()
+        self.detector(options.detector_size, options.detector, options.detector_precision).load()
         self.face_detector(options.face_detector).load()
         # One run on a blank photo: ONNX Runtime allocates its buffers on the first run, not at load time.
         blank = LoadedImage(
@@ -401,13 +424,13 @@ class Analyzer:
             return {m.version: m.loaded for m in self._models.values()}
 
     def _labels(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
-        model = self.classifier(options.classifier, options.precision)
+        model = self.classifier(options.classifier, options.classifier_precision)
         started = time.perf_counter()
         result = model.predict(image.pixels, top_k=options.top_k)
         return _TaskOutcome(result, {"labels": _ms(started)}, model.version)
 
     def _objects(self, image: LoadedImage, options: AnalysisOptions) -> _TaskOutcome:
-        model = self.detector(options.detector_size, options.detector)
+        model = self.detector(options.detector_size, options.detector, options.detector_precision)
         started = time.perf_counter()
         # down to the model's floor: NMS is greedy by score, so weaker boxes never change the stronger ones' result
         floor = min(options.min_confidence, model.candidate_floor)

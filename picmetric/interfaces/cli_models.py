@@ -104,7 +104,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     image = load_target(args.photo)
     options = AnalysisOptions(classifier=args.classifier)
     analyzer = default_analyzer(get_settings())
-    labels = analyzer.classifier(options.classifier, options.precision).predict(image.pixels, top_k=3)
+    labels = analyzer.classifier(options.classifier, options.classifier_precision).predict(image.pixels, top_k=3)
     top = class_activations(analyzer, image, options, class_ids=[int(i) for i in labels.class_id])[0]
     np.save(out / "class_activation.npy", top.on_photo)
     written = [out / "class_activation.npy", out / "class_activation.png"]

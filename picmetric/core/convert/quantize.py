@@ -7,7 +7,8 @@ EPYC (AVX2) than on a VNNI CPU, whose ``vpdpbusd`` accumulates in int32. With |w
 2 x 255 x 64 = 32,640 < 32,767: no overflow is possible, every kernel computes the same exact integer sums, and
 the answers no longer depend on the CPU. Measured on foolbox's 20 photos (README, *int8*): EfficientNet-Lite2 keeps
 the float model's 18/20 and its top-1 on all 20; S8S8 and symmetric activations saturate too, and uint8 weights
-(U8U8, exact) run 6x slower. Used only where the int8 model holds that bar (``ClassifierSpec.int8``).
+(U8U8, exact) run 6x slower. Used only where the int8 model holds that bar (``ClassifierSpec.int8``, and the
+built-in detector: README, *int8*).
 """
 
 from __future__ import annotations
@@ -21,12 +22,18 @@ import onnx
 
 #: named in cached files and model versions: a model quantized another way is another model
 INT8_RECIPE = "int8w7"
+#: what ``precision`` may say: int8 where a model's quantized copy holds the accuracy bar, float32 everywhere
+PRECISIONS = ("int8", "float32")
 #: the widest weight a 7-bit quantization writes; ``vpmaddubsw`` cannot saturate below 128
 MAX_INT8_WEIGHT = 64
 
 
-def quantize_int8(float_model: Path, calibration: Iterable[dict[str, np.ndarray]]) -> onnx.ModelProto:
-    """Per-channel 7-bit weights, uint8 activations with min/max ranges from ``calibration`` feeds."""
+def quantize_int8(
+    float_model: Path, calibration: Iterable[dict[str, np.ndarray]], *, float_outputs: bool = False
+) -> onnx.ModelProto:
+    """Per-channel 7-bit weights, uint8 activations with min/max ranges from ``calibration`` feeds.
+    ``float_outputs``: the layers that write the graph's outputs stay float (a detector's heads, whose box
+    coordinates and scores 256 levels would round: with them in int8, a box moved by a fifth of its size)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -46,6 +53,7 @@ def quantize_int8(float_model: Path, calibration: Iterable[dict[str, np.ndarray]
     with tempfile.TemporaryDirectory(prefix="picmetric-quantize-") as work:
         prepared, quantized = Path(work, "prepared.onnx"), Path(work, "int8.onnx")
         quant_pre_process(str(float_model), str(prepared), skip_symbolic_shape=True)
+        kept_float = _output_layers(prepared) if float_outputs else []
         quantize_static(
             str(prepared),
             str(quantized),
@@ -56,8 +64,20 @@ def quantize_int8(float_model: Path, calibration: Iterable[dict[str, np.ndarray]
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=kept_float,
         )
         return onnx.load(str(quantized))
+
+
+def _output_layers(path: Path) -> list[str]:
+    """The names of the nodes that write the graph's outputs, naming every unnamed node after its first output
+    (the quantizer excludes nodes by name) and saving the graph so."""
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        node.name = node.name or node.output[0]
+    onnx.save(model, str(path))
+    outputs = {output.name for output in model.graph.output}
+    return [node.name for node in model.graph.node if outputs & set(node.output)]
 
 
 def widest_quantized_weight(model: onnx.ModelProto) -> int:

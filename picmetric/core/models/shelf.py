@@ -98,11 +98,16 @@ def detector_entry(settings: Settings, name: str) -> DetectorEntry:
 
 
 def load_detector(
-    settings: Settings, entry: DetectorEntry, input_size: int = DETECTOR_SIZES[0], folder: Path | None = None
+    settings: Settings,
+    entry: DetectorEntry,
+    input_size: int = DETECTOR_SIZES[0],
+    folder: Path | None = None,
+    precision: str = "float32",
 ) -> ObjectDetector:
-    """The model of an entry; ``input_size`` applies to the built-in detector only (an added one has its own)."""
+    """The model of an entry; ``input_size`` and ``precision`` apply to the built-in detector only (an added one
+    runs at its own size, in float)."""
     if entry.family == "builtin":
-        return BuiltinDetector(input_size)
+        return BuiltinDetector(input_size, precision)
     folder = folder or shelf_folder(settings) / entry.name
     model: ObjectDetector
     if entry.family == "darknet":

@@ -14,7 +14,7 @@ import av
 import numpy as np
 
 from picmetric.core.annotate import BoxAnnotator, FaceAnnotator
-from picmetric.core.pipeline import Analyzer
+from picmetric.core.pipeline import AnalysisOptions, Analyzer
 
 #: no STUN or TURN server: localhost to localhost, or a classroom LAN, needs only the hosts' own addresses
 RTC_CONFIGURATION: dict = {"iceServers": []}
@@ -38,7 +38,7 @@ class LiveAnalyzer:
     """A ``video_frame_callback``: objects and faces on every frame it is given; thresholds change live."""
 
     def __init__(self, analyzer: Analyzer, min_confidence: float = 0.25, face_score: float = 0.8) -> None:
-        self.detector = analyzer.detector()
+        self.detector = analyzer.detector(precision=AnalysisOptions().detector_precision)  # as Analyze runs it
         self.face_detector = analyzer.face_detector("yunet")
         self.min_confidence, self.face_score = min_confidence, face_score
         self._lock = threading.Lock()
