@@ -129,7 +129,7 @@ def _return_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def _decode(image: Image.Image, data: bytes, max_side: int) -> Image.Image:
+def _decode(image: Image.Image, data: bytes, max_side: int) -> Image.Image | np.ndarray:
     """The stored pixels, decoded once. RGB and greyscale JPEGs go through libjpeg-turbo (simplejpeg), scaled in
     the decoder towards ``max_side`` like Pillow's draft, and strictly: a JPEG's entropy-coded data has no
     checksum, so a damaged middle would otherwise decode as grey blocks and be analysed as if whole. Pillow's own
@@ -146,7 +146,7 @@ def _decode(image: Image.Image, data: bytes, max_side: int) -> Image.Image:
         raise InvalidImageError(f"the image data is damaged or truncated ({exc})") from None
 
 
-def _decode_jpeg(data: bytes, mode: str, size: tuple[int, int], max_side: int) -> Image.Image:
+def _decode_jpeg(data: bytes, mode: str, size: tuple[int, int], max_side: int) -> Image.Image | np.ndarray:
     width, height = size
     # the smallest decoder scale whose longest side still reaches the working size
     wanted = {"min_width": min(width, max_side)} if width >= height else {"min_height": min(height, max_side)}
@@ -157,11 +157,22 @@ def _decode_jpeg(data: bytes, mode: str, size: tuple[int, int], max_side: int) -
         if not any(harmless in str(exc) for harmless in _HARMLESS_JPEG_WARNINGS):
             raise
         pixels = simplejpeg.decode_jpeg(data, colorspace=colorspace, strict=False, **wanted)
-    return Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode)
+    return Image.fromarray(pixels[:, :, 0], "L") if mode == "L" else pixels  # RGB: the decoder's own array
 
 
-def _working_copy(image: Image.Image, orientation: int, max_side: int) -> Image.Image:
-    """Orient and shrink a decoded image to the copy the models see, holding at most one extra full-size image."""
+def _working_copy(decoded: Image.Image | np.ndarray, orientation: int, max_side: int) -> np.ndarray:
+    """Orient and shrink a decoded image to the copy the models see (read-only RGB), holding at most one extra
+    full-size image. An upright RGB array from the JPEG decoder that is small enough is that copy already: it is
+    used as it is (a 1280x720 photo was copied into Pillow and out again, twice 2.8 MB, for nothing)."""
+    if isinstance(decoded, np.ndarray):
+        if orientation not in _UPRIGHT and max(decoded.shape[:2]) <= max_side:
+            decoded.flags.writeable = False
+            return decoded
+        decoded = Image.fromarray(decoded)
+    return np.asarray(_upright_and_small(decoded, orientation, max_side), dtype=np.uint8)
+
+
+def _upright_and_small(image: Image.Image, orientation: int, max_side: int) -> Image.Image:
     oriented = image.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else image
     rgb = _to_rgb(oriented)
     del oriented
@@ -250,7 +261,7 @@ def load_image(
         image.draft(image.mode, (cap, cap) if max(width, height) > cap else (width, height))
     decoded_pixels = image.size[0] * image.size[1]  # an upper bound where the decoder scales down
     with _DECODING.reserve(decoded_pixels, settings):
-        rgb = _working_copy(_decode(image, data, cap), orientation, cap)
+        pixels = _working_copy(_decode(image, data, cap), orientation, cap)
     del image
     if decoded_pixels >= _LARGE_DECODE:
         _return_memory()
@@ -264,8 +275,8 @@ def load_image(
         width=orig_w,
         height=orig_h,
         size_bytes=len(data),
-        pixels=np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)),
-        scale=orig_w / rgb.width,
+        pixels=pixels,
+        scale=orig_w / pixels.shape[1],
         source=origin,
         name=display_name(name),
     )
