@@ -1,14 +1,16 @@
-"""Throughput of the job queue: N photos through Celery with 1 and 2 worker processes, next to the in-process
-queue (no broker). Prints a table; asserts nothing.
+"""Throughput of the job queue: N photos through Celery workers in several configurations, with today's code and
+(``--before-tree``) another checkout's workers in the same run. Prints a table; asserts nothing.
 
-    .venv/bin/python benchmarks/bench_workers.py [--photos 200] [--broker-url redis://127.0.0.1:6379/0]
-                                                 [--database-url postgresql://...]
+    git worktree add /tmp/picmetric-before <commit>      # the code to compare with (same database schema)
+    .venv/bin/python benchmarks/bench_workers.py [--photos 200] [--before-tree /tmp/picmetric-before]
+                                                 [--broker-url redis://127.0.0.1:6379/0] [--database-url postgresql://...]
 
-Each configuration gets the machine's cores split so processes do not oversubscribe them: one process uses every
-core for ONNX Runtime, two use half each. Workers are started and their models loaded before the clock starts.
-Without --database-url a throwaway PostgreSQL database is created on 127.0.0.1:5432 (trust auth) and dropped.
-Blobs go to a local folder every process on this machine shares. Latency per job: from submission to its end
-(queue wait + run), and the run alone.
+Configurations: one worker process running 2 jobs side by side (the default), two processes of one job and one
+ONNX Runtime thread each, jobs whose models run one after another (``PICMETRIC_ANALYSIS_THREADS=1``), and batch
+inference across the jobs in one worker (``PICMETRIC_INFERENCE_BATCH`` 4 and 8, with as many jobs side by side).
+Workers are started and their models loaded before the clock starts. Without --database-url a throwaway PostgreSQL
+database is created on 127.0.0.1:5432 (trust auth) and dropped. Blobs go to a local folder every process on this
+machine shares. Latency per job: from submission to its end (queue wait + run), and the run alone.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_history import photos  # noqa: E402
 from picmetric.core.pipeline import Analyzer  # noqa: E402
@@ -63,22 +67,36 @@ def run_batch(jobs: JobService, data: list[bytes]) -> tuple[float, list[JobRecor
         time.sleep(0.1)
 
 
-def start_workers(count: int, settings: Settings, threads: int, log_dir: Path) -> list[subprocess.Popen]:
+@dataclass(frozen=True)
+class WorkerSetup:
+    """How to start the workers of one row: processes, jobs per process, and settings for each."""
+
+    name: str
+    processes: int = 1
+    threads: int = 2
+    environment: tuple[tuple[str, str], ...] = ()
+    tree: Path | None = None  # another checkout's code; None: this one
+
+
+def start_workers(setup: WorkerSetup, settings: Settings, log_dir: Path) -> list[subprocess.Popen]:
     env = {
         **os.environ,
         "PICMETRIC_DATABASE_URL": settings.resolved_database_url,
         "PICMETRIC_DATA_DIR": str(settings.data_dir),
         "PICMETRIC_BROKER_URL": settings.broker_url.get_secret_value() if settings.broker_url else "",
         "PICMETRIC_JOB_QUEUE": settings.job_queue,
-        "PICMETRIC_INTRA_OP_THREADS": str(threads),
+        **dict(setup.environment),
     }
+    if setup.tree is not None:
+        env["PYTHONPATH"] = str(setup.tree)  # ahead of the editable install: that checkout's picmetric runs
     workers = []
-    for i in range(count):
+    for i in range(setup.processes):
         log = open(log_dir / f"worker-{i}.log", "ab")  # noqa: SIM115 (open while the worker runs)
         workers.append(
             subprocess.Popen(
-                [sys.executable, "-m", "picmetric", "worker", "--concurrency=1", "--log-level=warning"],
+                [sys.executable, "-m", "picmetric", "worker", f"--threads={setup.threads}", "--log-level=warning"],
                 env=env,
+                cwd=setup.tree or ROOT,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -86,7 +104,7 @@ def start_workers(count: int, settings: Settings, threads: int, log_dir: Path) -
         )
     queue = CeleryQueue(settings)
     deadline = time.monotonic() + 300
-    while len(queue.status(ping_workers=True).workers) < count:
+    while len(queue.status(ping_workers=True).workers) < setup.processes:
         assert time.monotonic() < deadline, f"workers did not start; see {log_dir}"
     return workers
 
@@ -117,11 +135,36 @@ def row(name: str, seconds: float, records: list[JobRecord]) -> str:
     )
 
 
+def setups(cores: int, before: Path | None) -> list[WorkerSetup]:
+    one_thread = (("PICMETRIC_INTRA_OP_THREADS", "1"),)
+    rows = []
+    if before is not None:
+        rows += [
+            WorkerSetup("before: 1 process x 2 jobs (its default)", tree=before),
+            WorkerSetup(f"before: {cores} processes x 1 job x 1 ORT thread", cores, 1, one_thread, before),
+        ]
+    return [
+        *rows,
+        WorkerSetup("now: 1 process x 2 jobs (the default)"),
+        WorkerSetup(f"now: {cores} processes x 1 job x 1 ORT thread", cores, 1, one_thread),
+        WorkerSetup("now: 1 process x 2 jobs, models in turn", environment=(("PICMETRIC_ANALYSIS_THREADS", "1"),)),
+        *(
+            WorkerSetup(
+                f"now: 1 process x {n} jobs, batches of up to {n}",
+                threads=n,
+                environment=(("PICMETRIC_INFERENCE_BATCH", str(n)),),
+            )
+            for n in (4, 8)
+        ),  # fmt: skip
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=int, default=200)
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--database-url")
+    parser.add_argument("--before-tree", type=Path, help="a checkout whose workers run the 'before' rows")
     args = parser.parse_args()
     cores = os.cpu_count() or 2
     database_url, drop = (args.database_url, lambda: None) if args.database_url else throwaway_database()
@@ -130,25 +173,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = {"data_dir": Path(tmp), "database_url": database_url, "job_queue": f"bench-{uuid.uuid4().hex[:8]}"}
         try:
-            local = Settings(**base, intra_op_threads=cores, job_threads=1)
-            in_process = JobService(AnalysisService(local))
-            in_process.service.analyzer.warm_up()
-            seconds, records = run_batch(in_process, data)
-            lines.append(row(f"in-process, 1 job at a time x {cores} ORT thr", seconds, records))
-            split = Settings(**base, intra_op_threads=max(1, cores // 2), job_threads=2)
-            two_threads = JobService(AnalysisService(split, analyzer=Analyzer(split)))
-            seconds, records = run_batch(two_threads, data)
-            lines.append(row(f"in-process, 2 jobs at a time x {max(1, cores // 2)} ORT thr", seconds, records))
             queued = Settings(**base, broker_url=args.broker_url)
-            publisher = JobService(AnalysisService(queued, analyzer=in_process.service.analyzer))
-            for count in (1, 2):
-                threads = max(1, cores // count)
-                workers = start_workers(count, queued, threads, Path(tmp))
+            publisher = JobService(AnalysisService(queued, analyzer=Analyzer(queued)))
+            for setup in setups(cores, args.before_tree):
+                workers = start_workers(setup, queued, Path(tmp))
                 try:
                     seconds, records = run_batch(publisher, data)
                 finally:
                     stop(workers)
-                lines.append(row(f"Celery, {count} worker process(es) x {threads} ORT thr", seconds, records))
+                lines.append(row(setup.name, seconds, records))
+                print(lines[-1], flush=True)
         finally:
             drop()
     print(f"\n{args.photos} photos (640 px, all three models, stored in PostgreSQL + a local folder), {cores} cores")

@@ -107,6 +107,11 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=600,
         description="PostgreSQL: connecting, each statement, and a silent connection (TCP) give up after this long",
     )  # fmt: skip
+    inference_batch: int = Field(
+        default=1, ge=1, le=64,
+        description="photos the classifier and detector run as one batch: those that reach a busy model wait and "
+        "run together (1: every photo on its own)",
+    )  # fmt: skip
     worker_concurrency: int = Field(default=1, ge=1, le=64, description="processes per `picmetric worker`")
     worker_threads: int = Field(
         default=2, ge=1, le=64,

@@ -256,3 +256,37 @@ def test_an_analyzer_passes_its_own_settings_to_its_models(tmp_path):
     model.load()
     assert [p.name for p in (tmp_path / "cache").iterdir() if p.suffix == ".onnx"]
     assert model.sessions["net"].get_session_options().intra_op_num_threads == 1
+
+
+def test_batched_inference_gives_each_caller_its_own_answer(analyzer):
+    """With ``inference_batch``, photos that reach a busy model wait and run as one batch: each caller gets the
+    result its photo alone gives, batches do form under load, and a failing batch fails every caller in it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from picmetric import AnalysisOptions, Analyzer
+    from picmetric.settings import Settings
+
+    from .conftest import photo_variants
+
+    images = [load_image(data) for data in photo_variants(8)]
+    batched = Analyzer(Settings(inference_batch=4))
+    options = AnalysisOptions(tasks=("labels", "objects"))
+    expected = [analyzer.analyze(image, options) for image in images]
+    with ThreadPoolExecutor(8) as pool:
+        found = list(pool.map(lambda image: batched.analyze(image, options), images * 3))
+    for one, other in zip(expected * 3, found, strict=True):
+        assert one.classification.names == other.classification.names
+        np.testing.assert_allclose(one.classification.confidence, other.classification.confidence, atol=1e-4)
+        assert one.detections.labels == other.detections.labels
+        np.testing.assert_allclose(one.detections.xyxy, other.detections.xyxy, atol=0.05)
+    detector = batched.detector(precision=options.detector_precision)
+    runs = detector._runners["net"].batch_sizes
+    assert max(runs) > 1 and max(runs) <= 4 and sum(size * n for size, n in runs.items()) == len(found)
+
+    runner = detector._runners["net"]
+    wrong = np.zeros((1, 3, 416, 416), np.float64)  # not float32: ONNX Runtime refuses the batch it is in
+    with ThreadPoolExecutor(3) as pool:
+        failing = [pool.submit(runner.run, None, wrong) for _ in range(3)]
+    for call in failing:  # each caller hears of it, whichever thread ran the batch
+        with pytest.raises(Exception, match="(?i)type"):
+            call.result()

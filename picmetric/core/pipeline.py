@@ -336,7 +336,10 @@ class Analyzer:
         self._lock = threading.Lock()
         self._models: dict[tuple, OnnxModel] = {}
         self._workers = max_workers or self.settings.analysis_threads
-        self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="picmetric")
+        # with batching, the tasks of that many analyses must reach their models at once to be run together
+        self._pool = ThreadPoolExecutor(
+            max_workers=self._workers * self.settings.inference_batch, thread_name_prefix="picmetric"
+        )
 
     def _model(self, key: tuple, factory: Callable[[], ModelT]) -> ModelT:
         with self._lock:

@@ -7,8 +7,11 @@ import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+import numpy as np
+import onnx
 import onnxruntime as ort
 
+from picmetric.core.models.batching import BatchingRunner, with_batch_axis
 from picmetric.settings import Settings, get_settings
 
 
@@ -42,10 +45,14 @@ class OnnxModel(ABC):
 
     #: short identifier used in results, timings and storage
     name: str = "model"
+    #: its graphs are written for one photo but fix no batch size in their layers: with ``inference_batch`` > 1,
+    #: the photos of concurrent callers run together (``BatchingRunner``)
+    batchable: bool = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sessions: dict[str, ort.InferenceSession] | None = None
+        self._runners: dict[str, BatchingRunner] = {}
         #: cache folder and thread budget; the Analyzer that holds the model sets its own (else the global ones)
         self.settings: Settings | None = None
 
@@ -68,7 +75,24 @@ class OnnxModel(ABC):
         with self._lock:
             if self._sessions is None:
                 settings = self.model_settings
-                self._sessions = {key: create_session(path, settings) for key, path in self._model_files().items()}
+                batched = self.batchable and settings.inference_batch > 1
+                sessions = {
+                    key: create_session(with_batch_axis(onnx.load(str(path))).SerializeToString() if batched else path,
+                                        settings)
+                    for key, path in self._model_files().items()
+                }  # fmt: skip
+                if batched:
+                    self._runners = {key: BatchingRunner(s, settings.inference_batch) for key, s in sessions.items()}
+                self._sessions = sessions
+
+    def run(self, role: str, output_names: list[str] | None, tensor: np.ndarray) -> list[np.ndarray]:
+        """The outputs of the ``role`` session for one photo's input ``tensor``: run together with other callers'
+        photos where batching is on, else at once."""
+        session = self.sessions[role]
+        runner = self._runners.get(role)
+        if runner is not None:
+            return runner.run(output_names, tensor)
+        return session.run(output_names, {session.get_inputs()[0].name: tensor})
 
     @abstractmethod
     def _model_files(self) -> dict[str, Path]:

@@ -108,6 +108,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 class ImageClassifier(OnnxModel):
     name = "classifier"
+    batchable = True
 
     def __init__(self, key: str = DEFAULT_CLASSIFIER, precision: str = "float32") -> None:
         super().__init__()
@@ -163,11 +164,11 @@ class ImageClassifier(OnnxModel):
         return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
 
     def logits(self, tensor: np.ndarray) -> np.ndarray:
-        return self.sessions["net"].run(["logits"], {"image": tensor})[0][0]
+        return self.run("net", ["logits"], tensor)[0][0]
 
     def predict(self, image: np.ndarray, top_k: int = 5) -> Classification:
         """The top labels, with the photo's pooled features (unit length) from the same run."""
-        logits, features = self.sessions["net"].run(["logits", "features"], {"image": self.preprocess(image)})
+        logits, features = self.run("net", ["logits", "features"], self.preprocess(image))
         probabilities = softmax(logits[0])
         order = np.argsort(probabilities)[::-1][:top_k]
         names = imagenet_names()
@@ -211,6 +212,7 @@ class ClassifierInspector(ImageClassifier):
     layer. Its own session (the analysis' sessions stay lean); loaded on first use."""
 
     name = "inspector"
+    batchable = False  # one walkthrough at a time, with every layer's activations
 
     def __init__(self, key: str = DEFAULT_CLASSIFIER) -> None:
         super().__init__(key, "float32")

@@ -225,8 +225,7 @@ class ObjectDetector(OnnxModel):
         return letterbox(image, self.input_size, self.style)
 
     def raw_outputs(self, boxed: Letterbox) -> list[np.ndarray]:
-        session = self.sessions["net"]
-        return session.run(None, {session.get_inputs()[0].name: boxed.tensor})
+        return self.run("net", None, boxed.tensor)
 
     @abstractmethod
     def decode(self, raw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -259,6 +258,8 @@ class ObjectDetector(OnnxModel):
 
 class DarknetDetector(ObjectDetector):
     """A Darknet YOLO: ``heads`` from its cfg decode the raw outputs the converted graph ends with."""
+
+    batchable = True  # our own converter's graph: no layer fixes the batch size
 
     def __init__(self, key: str, cfg: Path, onnx_file: Path | None, class_names: list[str], input_size: int) -> None:
         super().__init__()
