@@ -11,7 +11,8 @@ one run, so figures can be compared side by side (these machines differ by up to
 
 The provider column says which ONNX Runtime provider ran (CUDA wherever the installed runtime offers it).
 
-Per photo size: all three models plus two annotated WebP renders, decode included (end to end), median and p90.
+Per photo size: all three models, decode included (end to end), median and p90; an analysis draws no pictures
+(they are drawn when asked for: ``bench_seed.py`` times that too).
 Batch: the 22 shipped photos (foolbox ImageNet + bus + zidane), one after another (``sequential``) and with two
 photos in flight (``2 in flight``: what a worker or the API does with two requests). Cold start: process start to
 the first result with the model cache already converted. Targets (issue 9): 1280x720 median <= half of ``before``,
@@ -127,7 +128,7 @@ def main() -> None:
         child(args.repeat, args.child, args.launched_at)
         return
 
-    print(f"cores: {os.cpu_count()}   every figure end to end (decode, 3 models, 2 WebP renders), ms unless stated\n")
+    print(f"cores: {os.cpu_count()}   every figure end to end (decode, 3 models), ms unless stated\n")
     header = (
         f"{'config':>8} {'provider':>8} {'faces':>17} | "
         + " ".join(f"{f'{w}x{w * 9 // 16} p50/p90':>18}" for w in SIZES)
