@@ -19,6 +19,7 @@ from picmetric.core.pipeline import (
     CLASSIFIERS,
     DETECTOR_SIZES,
     FACE_DETECTORS,
+    PRECISIONS,
     AnalysisOptions,
     add_darknet,
     add_onnx,
@@ -72,12 +73,14 @@ def cmd_models(args: argparse.Namespace) -> int:
             for precision in ("float32", "int8") if spec.int8 else ("float32",):
                 analyzer.classifier(key, precision).load()
         for entry in detectors(settings):
-            for size in DETECTOR_SIZES if entry.family == "builtin" else (entry.input_size,):
-                analyzer.detector(size, entry.name).load()
+            builtin = entry.family == "builtin"
+            for size in DETECTOR_SIZES if builtin else (entry.input_size,):
+                for precision in PRECISIONS if builtin else ("float32",):  # the int8 model is quantized here, once
+                    analyzer.detector(size, entry.name, precision).load()
         for key in FACE_DETECTORS:
             analyzer.face_detector(key).load()
         for version, loaded in analyzer.loaded_models().items():
-            print(f"{version:28s} {'loaded' if loaded else 'not loaded'}")
+            print(f"{version:30s} {'loaded' if loaded else 'not loaded'}")
         return 0
     print("Classifiers (ImageNet labels)")
     for spec in CLASSIFIERS.values():
