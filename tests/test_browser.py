@@ -96,7 +96,7 @@ def test_upload_results_history_and_every_page(dashboard, browser, zidane_path):
     expect(main.get_by_test_id("stMetricValue").first).to_be_visible(timeout=90_000)
     metrics = main.get_by_test_id("stMetric")
     expect(metrics.filter(has_text="Faces")).to_contain_text("2")
-    expect(metrics.filter(has_text="Objects")).to_contain_text("5")
+    expect(metrics.filter(has_text="Objects")).to_contain_text("4")
     original = main.locator(".st-key-photo-analyze-objects-original img")
     annotated = main.locator(".st-key-analyze-objects-image .imagelayer image").first  # the photo under the boxes
     expect(annotated).to_be_visible(timeout=30_000)
