@@ -79,8 +79,8 @@ with st.sidebar.form("analysis-settings", border=False):
             "Model precision",
             PRECISIONS,
             horizontal=True,
-            help="int8: the quantized EfficientNet-Lite2 and YOLOv4-tiny, about twice as fast, with the float "
-            "models' answers on the check photos. The other models run float32 either way.",
+            help="int8: the quantized EfficientNet-Lite2 and YOLOv4-tiny (416 px), about twice as fast, with the "
+            "float models' answers on the check photos. The other models run float32 either way.",
         ),
     )
     st.form_submit_button("Re-analyse with these settings", icon=":material/refresh:", width="stretch")

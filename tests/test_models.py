@@ -152,6 +152,12 @@ def test_int8_detector_finds_what_the_float_detector_finds(analyzer):
     from benchmarks.bench_detection import GROUND_TRUTH, agreement, photo_path, score
     from picmetric.core.models.calibration import calibration_photos
 
+    from picmetric import AnalysisOptions
+
+    assert AnalysisOptions().detector_precision == "int8"
+    assert AnalysisOptions(detector_size=608).detector_precision == "float32"  # its int8 model missed the bar
+    with pytest.raises(ValueError, match="no int8 model at 608 px"):
+        analyzer.detector(608, precision="int8")
     as_float, as_int8 = analyzer.detector(precision="float32"), analyzer.detector(precision="int8")
     truth = json.loads(GROUND_TRUTH.read_text())["photos"]
     images = {key: load_image(photo_path(key)) for key in truth}

@@ -40,7 +40,7 @@ from picmetric.core.models import (
 )
 from picmetric.core.models.base import available_providers
 from picmetric.core.models.classifier import DEFAULT_CLASSIFIER, PRECISIONS, ClassifierInspector
-from picmetric.core.models.detector import DETECTOR, DETECTOR_SIZES, ONNX_LAYOUTS, coco_class_names
+from picmetric.core.models.detector import DETECTOR, DETECTOR_SIZES, INT8_SIZES, ONNX_LAYOUTS, coco_class_names
 from picmetric.core.models.shelf import (
     NAME_PATTERN,
     DetectorEntry,
@@ -57,8 +57,8 @@ from picmetric.errors import PicMetricError
 from picmetric.settings import Settings, get_settings
 
 __all__ = [  # the option vocabulary (models to choose, their sizes and precisions) is part of the pipeline's surface
-    "CLASSIFIERS", "DETECTOR", "DETECTOR_SIZES", "FACE_DETECTORS", "ONNX_LAYOUTS", "PRECISIONS", "TASKS", "Analysis",
-    "AnalysisOptions", "Analyzer", "DetectorEntry", "NAME_PATTERN", "InvalidOptionsError", "RENDER_KINDS",
+    "CLASSIFIERS", "DETECTOR", "DETECTOR_SIZES", "FACE_DETECTORS", "INT8_SIZES", "ONNX_LAYOUTS", "PRECISIONS", "TASKS",
+    "Analysis", "AnalysisOptions", "Analyzer", "DetectorEntry", "NAME_PATTERN", "InvalidOptionsError", "RENDER_KINDS",
     "TaskCallback", "add_darknet", "add_onnx", "analyze", "coco_class_names", "default_analyzer", "detectors",
     "remove_detector", "render",
 ]  # fmt: skip
@@ -163,7 +163,7 @@ class AnalysisOptions(BaseModel):
     render_format: Annotated[str, *_one_of("render_format", RENDER_FORMATS)] = "webp"
     face_detector: Annotated[str, *_one_of("face_detector", FACE_DETECTORS)] = DEFAULT_FACE_DETECTOR
     #: int8 runs the quantized models that keep the float models' accuracy (EfficientNet-Lite2, the built-in
-    #: YOLOv4-tiny); the others run float32 whatever this says
+    #: YOLOv4-tiny at 416 px); the others run float32 whatever this says
     precision: Annotated[
         str, *_one_of("precision", PRECISIONS), Field(description="int8: quantized EfficientNet-Lite2 and YOLOv4-tiny")
     ] = "int8"
@@ -202,8 +202,10 @@ class AnalysisOptions(BaseModel):
 
     @property
     def detector_precision(self) -> str:
-        """The object detector's precision in force: int8 for the built-in one; an added detector runs float."""
-        return self.precision if "objects" in self.tasks and self.detector == DETECTOR.key else "float32"
+        """The object detector's precision in force: int8 for the built-in one at 416 px; at 608 px, or an added
+        detector, float32."""
+        quantized = "objects" in self.tasks and self.detector == DETECTOR.key and self.detector_size in INT8_SIZES
+        return self.precision if quantized else "float32"
 
     @property
     def face_score(self) -> float:

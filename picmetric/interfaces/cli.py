@@ -450,7 +450,7 @@ def _option_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--face-detector", default=DEFAULTS.face_detector, choices=list(FACE_DETECTORS))
     parser.add_argument(
         "--precision", default=DEFAULTS.precision, choices=PRECISIONS,
-        help="int8: the quantized models that keep the float models' accuracy (EfficientNet-Lite2, YOLOv4-tiny)",
+        help="int8: the quantized models that keep the float models' accuracy (EfficientNet-Lite2, YOLOv4-tiny 416)",
     )  # fmt: skip
     parser.add_argument("--format", default=DEFAULTS.render_format, choices=("webp", "png", "jpeg"))
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -19,6 +19,7 @@ from picmetric.core.pipeline import (
     CLASSIFIERS,
     DETECTOR_SIZES,
     FACE_DETECTORS,
+    INT8_SIZES,
     PRECISIONS,
     AnalysisOptions,
     add_darknet,
@@ -75,7 +76,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         for entry in detectors(settings):
             builtin = entry.family == "builtin"
             for size in DETECTOR_SIZES if builtin else (entry.input_size,):
-                for precision in PRECISIONS if builtin else ("float32",):  # the int8 model is quantized here, once
+                for precision in PRECISIONS if builtin and size in INT8_SIZES else ("float32",):  # quantized now
                     analyzer.detector(size, entry.name, precision).load()
         for key in FACE_DETECTORS:
             analyzer.face_detector(key).load()
