@@ -150,9 +150,8 @@ def test_int8_detector_finds_what_the_float_detector_finds(analyzer):
     from collections import Counter
 
     from benchmarks.bench_detection import GROUND_TRUTH, agreement, photo_path, score
-    from picmetric.core.models.calibration import calibration_photos
-
     from picmetric import AnalysisOptions
+    from picmetric.core.models.calibration import calibration_photos
 
     assert AnalysisOptions().detector_precision == "int8"
     assert AnalysisOptions(detector_size=608).detector_precision == "float32"  # its int8 model missed the bar
