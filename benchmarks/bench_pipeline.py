@@ -7,7 +7,8 @@ one run, so figures can be compared side by side (these machines differ by up to
 
 * ``before``  - the previous defaults: MTCNN, float models, every model on every core (intra-op = cores);
 * ``default`` - today's defaults (YuNet, the thread budget, whatever ``Settings`` says);
-* ``mtcnn``   - today's defaults with ``face_detector=mtcnn``.
+* ``mtcnn``   - today's defaults with ``face_detector=mtcnn``;
+* ``tree``    - the defaults of another checkout (``--before-tree``), its own code, in this same run.
 
 The provider column says which ONNX Runtime provider ran (CUDA wherever the installed runtime offers it).
 
@@ -58,8 +59,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def child(repeat: int, options_json: str, launched_at: float) -> None:
-    """Measure one configuration in this process and print one JSON line."""
-    sys.path.insert(0, str(ROOT))
+    """Measure one configuration in this process and print one JSON line (with another checkout's code when
+    ``PYTHONPATH`` names it)."""
+    sys.path.insert(0, os.environ.get("PYTHONPATH") or str(ROOT))
     from PIL import Image
 
     from picmetric import AnalysisOptions, Analyzer, load_image
@@ -121,6 +123,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--configs", default="before,default,mtcnn")
+    parser.add_argument("--before-tree", type=Path, help="another checkout, measured as the 'tree' configuration")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--launched-at", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -138,6 +141,9 @@ def main() -> None:
     print("-" * len(header))
     for name in args.configs.split(","):
         environment, options = CONFIGS.get(name, ({}, {}))
+        if name == "tree":  # today's default options, another checkout's code
+            assert args.before_tree, "the 'tree' configuration needs --before-tree"
+            environment = {"PYTHONPATH": str(args.before_tree.resolve())}
         launched_at = time.time()
         result = subprocess.run(
             [sys.executable, __file__, "--repeat", str(args.repeat), "--child", json.dumps(options),
