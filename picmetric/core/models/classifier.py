@@ -138,9 +138,12 @@ class ImageClassifier(OnnxModel):
         float_model = self._float_model()
         if self.precision == "float32":
             return {"net": float_model}
-        feeds = ({"image": self.preprocess(photo)} for photo in calibration_photos())
+
+        def quantize() -> onnx.ModelProto:  # the photos are read only when there is no cached int8 model
+            return quantize_int8(float_model, ({"image": self.preprocess(p)} for p in calibration_photos()))
+
         name, cache = f"{self.spec.key}_{self.spec.input_size}_{INT8_RECIPE}", self.model_settings.model_cache_dir
-        return {"net": cached_onnx(name, [float_model], lambda: quantize_int8(float_model, feeds), cache)}
+        return {"net": cached_onnx(name, [float_model], quantize, cache)}
 
     def crop_box(self, image: np.ndarray) -> tuple[float, float, float]:
         """The square the network sees, in the image's pixels: (left, top, side) of the centre crop."""

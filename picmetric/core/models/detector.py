@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 
 from picmetric.core.convert.darknet import YoloHead, darknet_to_onnx, parse_cfg, yolo_heads
 from picmetric.core.convert.quantize import INT8_RECIPE, PRECISIONS, quantize_int8
@@ -315,8 +316,11 @@ class BuiltinDetector(DarknetDetector):
         float_model = cached_onnx("yolov4_tiny", [self.cfg, weights], lambda: darknet_to_onnx(self.cfg, weights), cache)
         if self.precision == "float32":
             return {"net": float_model}
-        feeds = ({"image": letterbox(photo, self.input_size).tensor} for photo in varied(calibration_photos()))
-        quantize = lambda: quantize_int8(float_model, feeds, float_outputs=True)  # noqa: E731
+
+        def quantize() -> onnx.ModelProto:  # the photos are read only when there is no cached int8 model
+            feeds = ({"image": letterbox(p, self.input_size).tensor} for p in varied(calibration_photos()))
+            return quantize_int8(float_model, feeds, float_outputs=True)
+
         return {"net": cached_onnx(f"yolov4_tiny_{INT8_RECIPE}", [float_model], quantize, cache)}
 
 
