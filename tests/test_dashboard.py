@@ -251,6 +251,8 @@ def test_how_it_works_walks_through_each_model(app):
         return int(re.search(r"Here: \*\*(\d+) objects?\*\*", text).group(1))
 
     default = objects_now()
+    walkthrough = re.sub(r"<[^>]+>|\s+", " ", " ".join(m.value for m in app.markdown))  # glossary tags, line breaks
+    assert "as on Analyze, in int8: its weights rounded to 7-bit whole numbers" in walkthrough
     next(s for s in app.slider if s.label == "Score threshold").set_value(0.05).run()
     unsure = objects_now()  # the unsure guesses come in
     next(s for s in app.slider if s.label == "NMS overlap (IoU)").set_value(0.9).run()

@@ -40,6 +40,7 @@ class ClassifierWalkthrough:
 
 @dataclass(frozen=True)
 class DetectorWalkthrough:
+    precision: str  # the model that ran: the one Analyze runs by default
     network_input: np.ndarray  # the letterboxed square
     tensor_shape: tuple[int, ...]
     head_shapes: list[tuple[int, ...]]
@@ -133,6 +134,7 @@ def explain_detector(
     after = before.select(np.flatnonzero(confident)[kept])
     annotator = BoxAnnotator()
     return DetectorWalkthrough(
+        precision=precision,
         network_input=boxed.picture(),
         tensor_shape=tuple(boxed.tensor.shape),
         head_shapes=[tuple(r.shape) for r in raw],
