@@ -59,7 +59,7 @@ from picmetric.settings import Settings, get_settings
 __all__ = [  # the option vocabulary (models to choose, their sizes and precisions) is part of the pipeline's surface
     "CLASSIFIERS", "DETECTOR", "DETECTOR_SIZES", "FACE_DETECTORS", "INT8_SIZES", "ONNX_LAYOUTS", "PRECISIONS", "TASKS",
     "Analysis", "AnalysisOptions", "Analyzer", "DetectorEntry", "NAME_PATTERN", "InvalidOptionsError", "RENDER_KINDS",
-    "TaskCallback", "add_darknet", "add_onnx", "analyze", "coco_class_names", "default_analyzer", "detectors",
+    "TaskCallback", "add_darknet", "add_onnx", "analyze", "coco_class_names", "default_analyzer", "detectors", "draw",
     "remove_detector", "render",
 ]  # fmt: skip
 #: the option vocabulary (CLASSIFIERS, PRECISIONS, DETECTOR_SIZES, FACE_DETECTORS, TASKS) is part of this module's
@@ -495,17 +495,21 @@ class Analyzer:
         )
 
 
+def draw(image: LoadedImage, found: Detections | Faces) -> np.ndarray:
+    """Results in original pixels drawn on the photo's working copy (``image``: the photo they were found in,
+    loaded with the same working size): boxes with their class tags, or faces with their landmarks."""
+    on_working = found.scaled(1 / image.scale)
+    if isinstance(on_working, Detections):
+        return BoxAnnotator().annotate(image.pixels, on_working)
+    return FaceAnnotator().annotate(image.pixels, on_working)
+
+
 def render(image: LoadedImage, analysis: Analysis, kind: str) -> bytes:
-    """``analysis``' objects or faces drawn on the photo's working copy (``image``: the photo it analysed, loaded
-    with the same working size), encoded in its ``render_format``."""
-    to_working = 1 / image.scale  # results are in original pixels
-    if kind == "objects" and analysis.detections is not None:
-        drawn = BoxAnnotator().annotate(image.pixels, analysis.detections.scaled(to_working))
-    elif kind == "faces" and analysis.faces is not None:
-        drawn = FaceAnnotator().annotate(image.pixels, analysis.faces.scaled(to_working))
-    else:
+    """``analysis``' objects or faces drawn on the photo (``draw``), encoded in its ``render_format``."""
+    found = {"objects": analysis.detections, "faces": analysis.faces}.get(kind)
+    if found is None:
         raise ValueError(f"this analysis has no {kind} to draw (it can draw {', '.join(analysis.render_kinds)})")
-    return encode_image(drawn, analysis.options.render_format)
+    return encode_image(draw(image, found), analysis.options.render_format)
 
 
 def _result(outcomes: dict[str, _TaskOutcome], task: str, kind: type[ResultT], part: str = "result") -> ResultT | None:

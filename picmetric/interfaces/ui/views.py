@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from picmetric.core.annotate import BoxAnnotator, FaceAnnotator, encode_image
+from picmetric.core.annotate import encode_image
 from picmetric.core.explain import class_activations
 from picmetric.core.intake import LoadedImage
-from picmetric.core.pipeline import FACE_DETECTORS, Analysis, AnalysisOptions
+from picmetric.core.pipeline import FACE_DETECTORS, Analysis, AnalysisOptions, draw
 from picmetric.core.results import Detections, Faces
 from picmetric.core.seed import seed_response
 from picmetric.errors import PicMetricError
@@ -193,15 +193,12 @@ def _result_panel(
     detections, faces = display.apply(analysis)
     _near_duplicate_notice(service, stored)
     _metrics(analysis, detections, faces, stored.cached)
-    to_working = 1.0 / image.scale
 
     def objects_render() -> np.ndarray | None:
-        if detections is None:
-            return None
-        return BoxAnnotator().annotate(image.pixels, detections.scaled(to_working))
+        return draw(image, detections) if detections is not None else None
 
     def faces_render() -> np.ndarray | None:
-        return FaceAnnotator().annotate(image.pixels, faces.scaled(to_working)) if faces is not None else None
+        return draw(image, faces) if faces is not None else None
 
     # one view at a time, drawn only when chosen: a display change redraws one image and one chart, not five tabs
     view = st.segmented_control(
