@@ -62,15 +62,18 @@ class SimilarityIndex:
     def __len__(self) -> int:
         return self._size
 
-    def signature_of(self, image_id: int) -> tuple[np.ndarray, int | None] | None:
-        """An indexed image's own (features, pHash), or None when it has none yet."""
+    def similar_to_indexed(self, image_id: int, limit: int) -> list[SimilarPhoto] | None:
+        """Stored photos like an indexed one (itself left out), best first; None when it has no signature yet.
+        One catch-up with the database for both finding its signature and searching."""
         with self._lock:
             self._sync()
             where = np.flatnonzero(self._image_ids[: self._size] == image_id)
             if not len(where) or self._vectors is None:
                 return None
             at = int(where[0])
-            return self._vectors[at].astype(np.float32), int(self._hashes[at]) if self._has_hash[at] else None
+            phash = int(self._hashes[at]) if self._has_hash[at] else None
+            found = self._search(self._vectors[at].astype(np.float32), phash, limit, image_id)
+        return self._read_back(found)
 
     def _sync(self) -> None:
         count, largest = self.repository.signature_stats(self.model)
@@ -106,17 +109,23 @@ class SimilarityIndex:
         near-duplicate); ``exclude`` (the photo's own image id) left out."""
         with self._lock:
             self._sync()
-            if self._size == 0 or self._vectors is None:
-                return []
-            wanted = min(self._size, limit + (exclude is not None))
-            found = search(self._vectors[: self._size], vector.astype(np.float16), wanted, MetricKind.Cos,
-                           exact=True, threads=2)  # fmt: skip
-            positions = np.asarray(found.keys, np.int64).reshape(-1)
-            cosines = 1.0 - np.asarray(found.distances, np.float64).reshape(-1)
-            image_ids = self._image_ids[positions]
-            bits = hash_distance(self._hashes[positions], phash or 0)
-            bits = np.where(self._has_hash[positions] & (phash is not None), bits, 64)
-            same = near_duplicate(bits, cosines)
+            return self._search(vector, phash, limit, exclude)
+
+    def _search(
+        self, vector: np.ndarray, phash: int | None, limit: int, exclude: int | None
+    ) -> list[tuple[int, float, bool]]:
+        """``search`` on the index as it is (the caller holds the lock and has caught up)."""
+        if self._size == 0 or self._vectors is None:
+            return []
+        wanted = min(self._size, limit + (exclude is not None))
+        found = search(self._vectors[: self._size], vector.astype(np.float16), wanted, MetricKind.Cos,
+                       exact=True, threads=2)  # fmt: skip
+        positions = np.asarray(found.keys, np.int64).reshape(-1)
+        cosines = 1.0 - np.asarray(found.distances, np.float64).reshape(-1)
+        image_ids = self._image_ids[positions]
+        bits = hash_distance(self._hashes[positions], phash or 0)
+        bits = np.where(self._has_hash[positions] & (phash is not None), bits, 64)
+        same = near_duplicate(bits, cosines)
         answer = [
             (int(i), float(np.clip(c, 0.0, 1.0)), bool(d))
             for i, c, d in zip(image_ids, cosines, same, strict=True)
@@ -128,7 +137,9 @@ class SimilarityIndex:
         self, vector: np.ndarray, phash: int | None, limit: int, exclude: int | None = None
     ) -> list[SimilarPhoto]:
         """As ``search``, read back from the database (an image deleted meanwhile is left out)."""
-        found = self.search(vector, phash, limit, exclude)
+        return self._read_back(self.search(vector, phash, limit, exclude))
+
+    def _read_back(self, found: list[tuple[int, float, bool]]) -> list[SimilarPhoto]:
         stored = self.repository.neighbours([image_id for image_id, _, _ in found])
         return [
             SimilarPhoto(stored[i].sha256, stored[i].name, round(c, 4), d, stored[i].thumbnail_key)
@@ -178,13 +189,14 @@ class SimilarPhotos:
         image_id = self.repository.image_id(sha256)
         if image_id is None:
             return None
-        known = self.index.signature_of(image_id)
-        if known is None:  # analysed before this existed, or with another classifier: described now, once
-            data = original()
-            if data is None:
-                return None
-            known = self.describe(load_image(data, settings=self.settings))
-        return self.index.similar(known[0], known[1], limit, exclude=image_id)
+        found = self.index.similar_to_indexed(image_id, limit)
+        if found is not None:
+            return found
+        data = original()  # analysed before this existed, or with another classifier: described now, once
+        if data is None:
+            return None
+        features, phash = self.describe(load_image(data, settings=self.settings))
+        return self.index.similar(features, phash, limit, exclude=image_id)
 
     def like_photo(self, data: bytes, limit: int) -> list[SimilarPhoto]:
         """Stored photos like a photo that is not stored (and is not stored by asking)."""
