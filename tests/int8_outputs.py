@@ -13,5 +13,10 @@ options.intra_op_num_threads = 1
 session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 feeds = np.load(inputs)
 np.savez(
-    outputs, **{f"{k}/{i}": out for k in feeds.files for i, out in enumerate(session.run(None, {"image": feeds[k]}))}
+    outputs,
+    **{
+        f"{k}/{i}": out
+        for k in feeds.files
+        for i, out in enumerate(session.run(None, {session.get_inputs()[0].name: feeds[k]}))
+    },
 )
