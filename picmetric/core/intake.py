@@ -11,6 +11,7 @@ import functools
 import hashlib
 import io
 import ipaddress
+import re
 import socket
 import threading
 import warnings
@@ -298,15 +299,45 @@ def check_url(url: str, settings: Settings) -> str:
     if len(url) > MAX_URL_LENGTH:
         raise URLTooLongError(f"the URL is {len(url):,} characters long; the limit is {MAX_URL_LENGTH:,}")
     if url.lower().startswith("s3://"):
-        location = url[5:]
-        if not any(location.startswith(allowed) for allowed in settings.s3_read_allow if allowed):
+        bucket, key = check_s3_location(url[5:])
+        if not any(_s3_allows(entry, bucket, key) for entry in settings.s3_read_allow):
             raise URLRefusedError(
                 "s3:// URLs are not accepted here: only locations listed in PICMETRIC_S3_READ_ALLOW "
                 "(bucket/prefix) may be read; `picmetric ingest` reads a bucket"
             )
-        return url
+        return f"s3://{bucket}/{key}"
     check_http_url(url)
     return url
+
+
+#: characters an S3 key sent by a client may not hold: a URL's query and fragment marks (servers and clients read
+#: them as such, not as part of the key), a backslash (a path separator to some servers) and control characters
+_S3_KEY_REFUSED = re.compile(r"[?#\\\x00-\x1f\x7f]")
+
+
+def check_s3_location(location: str) -> tuple[str, str]:
+    """``bucket/key`` of an s3:// URL, split and refused (400) when the key could name something other than it
+    says: ``.`` or ``..`` segments, empty segments, ``?``, ``#``, backslashes or control characters. Such keys
+    never reach the object store, where they were answered as outages or read elsewhere."""
+    bucket, _, key = location.partition("/")
+    if not bucket or not key:
+        raise URLRefusedError("an s3:// URL names a bucket and an object in it: s3://bucket/path/to/photo.jpg")
+    if found := _S3_KEY_REFUSED.search(location):
+        raise URLRefusedError(f"an s3:// URL may not contain {found.group()!r}")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise URLRefusedError("an s3:// key may not contain '.' or '..' segments or an empty one ('//')")
+    return bucket, key
+
+
+def _s3_allows(entry: str, bucket: str, key: str) -> bool:
+    """Whether the allow-list entry ``bucket[/prefix]`` covers ``bucket/key``: the bucket matched exactly and the
+    prefix on ``/`` boundaries (``pub`` is not ``pub-secret``, ``pub/2026`` is not ``pub/2026-private/``); an entry
+    naming one object allows that object."""
+    allowed_bucket, _, prefix = entry.strip().strip("/").partition("/")
+    if not allowed_bucket or allowed_bucket != bucket:
+        return False
+    prefix = prefix.strip("/")
+    return not prefix or key == prefix or key.startswith(prefix + "/")
 
 
 def check_http_url(url: str) -> None:

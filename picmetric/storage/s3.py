@@ -12,11 +12,16 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from picmetric.errors import ImageTooLargeError, MissingBlobError, StorageError
+from picmetric.errors import FetchError, ImageTooLargeError, MissingBlobError, StorageError
 from picmetric.settings import Settings
 
 _NO_BUCKET = ("404", "NoSuchBucket", "NotFound")  # head_bucket answers a bare 404
 _NO_OBJECT = ("404", "NoSuchKey", "NotFound")  # get_object says NoSuchKey, head_object a bare 404
+#: answers about the request itself, not the server's health: the same request is refused again whenever it is sent
+_REFUSED_FOR_GOOD = (
+    "400", "403", "AccessDenied", "InvalidRequest", "InvalidArgument", "InvalidURI", "InvalidBucketName",
+    "KeyTooLongError", "InvalidObjectState", "AllAccessDisabled",
+)  # fmt: skip
 
 
 def s3_client(settings: Settings):
@@ -67,9 +72,12 @@ class S3Objects:
             body = self._client.get_object(Bucket=bucket, Key=key)["Body"]
             data = body.read(max_bytes + 1)
         except ClientError as exc:
-            if _code(exc) in _NO_OBJECT:
-                raise MissingBlobError(f"{url} does not exist") from None
-            raise StorageError(f"could not read {url} ({_code(exc)})") from None
+            code = _code(exc)
+            if code in _NO_OBJECT or code in _NO_BUCKET:
+                raise FetchError(f"{url} does not exist") from None
+            if code in _REFUSED_FOR_GOOD:  # asking again gets the same answer: the job fails now, not in an hour
+                raise FetchError(f"the object store refused to read {url} ({code})") from None
+            raise StorageError(f"could not read {url} ({code})") from None
         except BotoCoreError as exc:
             raise StorageError(f"could not read {url} ({_code(exc)})") from None
         if len(data) > max_bytes:
