@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -115,10 +116,19 @@ def _no_bool(value: object) -> object:
     return value
 
 
+#: more names than any valid list holds (each task once), so an absurd list is refused before it is looked at
+MAX_TASK_NAMES = 16
+
+
 def _task_list(value: object) -> object:
-    """'labels,faces' (a form field, a CLI flag) or a list of names (JSON)."""
+    """'labels,faces' (a form field, a CLI flag) or a list of names (JSON), refused at once when longer than any
+    valid list could be (a 100,000-name list must cost a 400 in milliseconds, not the server's attention)."""
     if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
+        if value.count(",") >= MAX_TASK_NAMES:
+            raise ValueError(f"name each task once: at most {len(TASKS)} of {', '.join(TASKS)}")
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple) and len(value) > MAX_TASK_NAMES:
+        raise ValueError(f"name each task once: at most {len(TASKS)} of {', '.join(TASKS)}")
     return value
 
 
@@ -178,7 +188,7 @@ class AnalysisOptions(BaseModel):
     def _resolve(self) -> AnalysisOptions:
         """Tasks in canonical order; the face score and precision that actually apply, so the key says so."""
         tasks = tuple(t for t in TASKS if t in set(self.tasks))
-        repeated = sorted({t for t in self.tasks if self.tasks.count(t) > 1})
+        repeated = sorted(t for t, n in Counter(self.tasks).items() if n > 1)
         if repeated:
             raise ValueError(f"tasks: name each task once ({', '.join(repeated)} given more than once)")
         unknown = sorted(set(self.tasks) - set(TASKS))

@@ -8,10 +8,11 @@ form route for the rest, published as one operation with both bodies (``merged_o
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, Form, UploadFile
+from fastapi import Depends, FastAPI, Form, Request, UploadFile
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic import (
@@ -28,6 +29,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from picmetric.core.pipeline import AnalysisOptions
+from picmetric.interfaces.api.errors import BadRequest
 
 _CLOSED = ConfigDict(extra="forbid")  # a typo in a field name is refused, never ignored
 #: a form model with files: published as multipart/form-data (FastAPI would say urlencoded for a model)
@@ -146,6 +148,26 @@ else:
         files=(list[UploadFile], []),
         urls=(UrlList | None, None),
     )
+
+
+#: form fields that may repeat: a batch's photos
+_REPEATABLE_FIELDS = frozenset({"files"})
+
+
+async def _each_field_once(request: Request) -> None:
+    """A form that sends a field twice (``top_k=3&top_k=5``) is refused, as a JSON body with a key twice is:
+    quietly keeping the last would analyse with options the caller may not have meant."""
+    if is_json(request.scope):
+        return
+    sent = Counter(name for name, _ in (await request.form()).multi_items())  # parsed once: the route reuses it
+    repeated = sorted(name for name, count in sent.items() if count > 1 and name not in _REPEATABLE_FIELDS)
+    if repeated:
+        shown = ", ".join(repr(name[:40]) for name in repeated[:5])
+        raise BadRequest(f"send each form field once: {shown} sent more than once")
+
+
+#: a form route's dependency: each field (bar a batch's files) sent once
+EachFieldOnce = Depends(_each_field_once)
 
 
 class JsonRoute(APIRoute):

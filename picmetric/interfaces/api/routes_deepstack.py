@@ -62,8 +62,7 @@ async def _answer(
     detector: str | None = None,
 ) -> Answer:
     """Common part: the key from the form when none came in the header, one task on the image, its answer."""
-    if not getattr(request.state, KEY_CHECKED, False) and not tokens_match(form.api_key, api.settings.api_key):
-        raise Unauthorized("Incorrect api key")
+    _check_key(api, request, form)
     options: dict[str, Any] = {"tasks": (task,)} | ({"detector": detector} if detector else {})
     if task in DEFAULT_MIN_CONFIDENCE:  # DeepStack's one threshold field
         threshold = DEFAULT_MIN_CONFIDENCE[task] if form.min_confidence is None else form.min_confidence
@@ -77,6 +76,12 @@ async def _answer(
     analysis = await run_in_threadpool(api.service.analyzer.analyze, image, checked)
     api.metrics.observe_models(analysis.timings_ms)
     return answer(analysis, round((time.perf_counter() - started) * 1000))
+
+
+def _check_key(api: Api, request: Request, form: DeepStackUpload) -> None:
+    """The key from the form, when none came in the header or the query (DeepStack's clients send it there)."""
+    if not getattr(request.state, KEY_CHECKED, False) and not tokens_match(form.api_key, api.settings.api_key):
+        raise Unauthorized("Incorrect api key")
 
 
 def _objects(analysis: Analysis, duration: int) -> PredictionsAnswer:
@@ -132,10 +137,11 @@ async def face(api: Api, request: Request, form: Upload) -> PredictionsAnswer:
 async def custom(
     api: Api, request: Request, model: Annotated[str, Path(pattern=NAME_PATTERN.pattern)], form: Upload
 ) -> PredictionsAnswer:
+    _check_key(api, request, form)  # before anything about the shelf is said
     try:
         api.service.analyzer.detector_entry(model)
-    except PicMetricError as exc:
-        raise NotFoundError(str(exc)) from None
+    except PicMetricError:
+        raise NotFoundError(f"no detector named {model!r} is added here") from None  # naming none of the others
     return await _answer(api, request, form, "objects", _objects, detector=model)
 
 

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from picmetric.core.pipeline import AnalysisOptions
 from picmetric.errors import NotFoundError, PicMetricError
-from picmetric.interfaces.api.bodies import BatchUpload, JsonRoute, Multipart, UrlBatchRequest
+from picmetric.interfaces.api.bodies import BatchUpload, EachFieldOnce, JsonRoute, Multipart, UrlBatchRequest
 from picmetric.interfaces.api.common import Api, upload_input, url_input
 from picmetric.interfaces.api.errors import BadRequest, Problem, error_responses
 from picmetric.interfaces.api.routes_v1 import analysis_answer
@@ -75,7 +75,7 @@ async def queue_urls(api: Api, request: Request, body: UrlBatchRequest) -> Batch
 router.add_api_route("/batches", queue_urls, methods=["POST"], route_class_override=JsonRoute, **_QUEUED)
 
 
-@router.post("/batches", **_QUEUED)
+@router.post("/batches", dependencies=[EachFieldOnce], **_QUEUED)
 async def create_batch(api: Api, request: Request, form: Annotated[BatchUpload, Multipart]) -> BatchAccepted:
     _check_size(api, len(form.files) + len(form.urls or ()))
     options = form.options()

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from picmetric.core.pipeline import AnalysisOptions
 from picmetric.core.seed import seed_response
 from picmetric.errors import ServerBusyError
-from picmetric.interfaces.api.bodies import JsonRoute, SeedUrl
+from picmetric.interfaces.api.bodies import EachFieldOnce, JsonRoute, SeedUrl
 from picmetric.interfaces.api.common import Api, ApiState, image_urls, upload_input, url_input
 from picmetric.interfaces.api.errors import error_responses
 from picmetric.interfaces.api.schemas import SeedAnswer
@@ -76,7 +76,7 @@ async def url_as_json(api: Api, request: Request, body: SeedUrl) -> SeedAnswer:
 router.add_api_route("/do_data_science_url", url_as_json, methods=["POST"], route_class_override=JsonRoute, **_BY_URL)
 
 
-@router.post("/do_data_science_url", **_BY_URL)
+@router.post("/do_data_science_url", dependencies=[EachFieldOnce], **_BY_URL)
 async def do_data_science_url(api: Api, request: Request, form: Annotated[SeedUrl, Form()]) -> SeedAnswer:
     return await url_as_json(api, request, form)
 

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from picmetric.core.intake import ImageSource
 from picmetric.core.pipeline import AnalysisOptions
 from picmetric.errors import NotFoundError
-from picmetric.interfaces.api.bodies import AnalysisUpload, JsonRoute, Multipart, UrlAnalysisRequest
+from picmetric.interfaces.api.bodies import AnalysisUpload, EachFieldOnce, JsonRoute, Multipart, UrlAnalysisRequest
 from picmetric.interfaces.api.common import Api, image_urls, upload_input, url_input
 from picmetric.interfaces.api.errors import BadRequest, Problem, error_responses
 from picmetric.interfaces.api.schemas import (
@@ -111,7 +111,7 @@ async def analyse_url(
 router.add_api_route("/analyses", analyse_url, methods=["POST"], route_class_override=JsonRoute, **_CREATED)
 
 
-@router.post("/analyses", **_CREATED)
+@router.post("/analyses", dependencies=[EachFieldOnce], **_CREATED)
 async def create_analysis(
     api: Api, request: Request, response: Response, form: Annotated[AnalysisUpload, Multipart], wait: Wait = True
 ) -> AnalysisAnswer | JSONResponse:
