@@ -3,6 +3,8 @@ shelf under the data folder, and choosing one from the library, the CLI, the API
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import numpy as np
 import onnx
@@ -222,3 +224,101 @@ def test_the_cli_adds_lists_uses_and_removes_a_detector(shelf, monkeypatch, caps
         assert "fruit" not in capsys.readouterr().out
     finally:
         get_settings.cache_clear()
+
+
+def _tiny_cfg(tmp_path, replace: tuple[str, str] = ("", "")):
+    """yolov3-tiny's cfg with one text replaced, random weights that fit the original, 80 class names."""
+    cfg = tmp_path / "edited.cfg"
+    original = (DARKNET_CFGS / "yolov3-tiny.cfg").read_text()
+    assert replace[0] in original, replace
+    cfg.write_text(original.replace(*replace, 1))
+    weights = tmp_path / "tiny.weights"
+    random_darknet_weights(DARKNET_CFGS / "yolov3-tiny.cfg", weights)
+    coco = tmp_path / "coco.names"
+    coco.write_text("\n".join(f"class{i}" for i in range(80)))
+    return cfg, weights, coco
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("stride=1", "stride=0"), r"stride=0 is out of range; it must be from 1 to 32"),
+        (("size=2\nstride=2", "size=0\nstride=0"), r"\[maxpool\] stride=0 is out of range"),
+        (("filters=16", "filters=-8"), r"filters=-8 is out of range"),
+        (("width=416", "width=100000"), r"width=100000 is out of range; it must be from 32 to 2048"),
+        (("classes=80", "classes=0"), r"classes=0 is out of range"),
+    ],
+)  # fmt: skip
+def test_a_cfg_with_impossible_numbers_gets_one_line_naming_them(tmp_path, monkeypatch, capsys, edit, message):
+    from picmetric.settings import get_settings
+
+    cfg, weights, coco = _tiny_cfg(tmp_path, edit)
+    monkeypatch.setenv("PICMETRIC_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    try:
+        code = main(["models", "add", "edited", "--darknet", str(cfg), str(weights), "--names", str(coco)])
+    finally:
+        get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert re.search(message, err), err
+
+
+def test_files_that_never_end_or_are_too_large_are_refused_before_reading(tmp_path, shelf):
+    from pathlib import Path
+
+    settings, names, export = shelf
+    cfg, weights, coco = _tiny_cfg(tmp_path)
+    for paths, what in (((cfg, Path("/dev/zero"), coco), "weights"), ((cfg, weights, Path("/dev/zero")), "names"),
+                        ((Path("/dev/zero"), weights, coco), "cfg")):  # fmt: skip
+        with pytest.raises(InvalidModelError, match=f"the {what} file zero is not a regular file"):
+            add_darknet(settings, "endless", *paths)
+    with pytest.raises(InvalidModelError, match="the ONNX file zero is not a regular file"):
+        add_onnx(settings, "endless", Path("/dev/zero"), names)
+    huge = tmp_path / "huge.names"
+    with huge.open("wb") as sparse:  # 2 MB of holes: refused by its size, not read
+        sparse.truncate(2 << 20)
+    with pytest.raises(InvalidModelError, match="is 2,097,152 bytes; at most 1,048,576 are read"):
+        add_onnx(settings, "huge", Path(export("yolov8")), huge)
+
+
+def test_an_onnx_input_of_absurd_size_is_refused_before_any_run(tmp_path, shelf):
+    settings, names, _ = shelf
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["images"], ["output0"])], "huge",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 100_000, 100_000])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 3, 100_000, 100_000])],
+    )  # fmt: skip
+    path = tmp_path / "huge.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    with pytest.raises(InvalidModelError, match="input is 100000x100000; PicMetric runs inputs from 32 to 2048"):
+        add_onnx(settings, "huge", path, names)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [("x" * 65, "class 2 in bad.names is 65 characters long; at most 64"),
+     ("app\x00le", "class 2 in bad.names contains a control character"),
+     ("tab\tbed", "class 2 in bad.names contains a control character")],
+)  # fmt: skip
+def test_class_names_are_short_printable_text_checked_before_the_weights(tmp_path, shelf, line, message):
+    from pathlib import Path
+
+    settings, _, _ = shelf
+    bad = tmp_path / "bad.names"
+    bad.write_text(f"apple\n{line}\npear\n")
+    with pytest.raises(InvalidModelError, match=message):
+        add_darknet(settings, "bad", DARKNET_CFGS / "yolov3-tiny.cfg", Path("/dev/zero"), bad)  # weights not read
+
+
+def test_removing_a_detector_folder_that_is_a_link_removes_the_link_only(shelf, tmp_path):
+    from pathlib import Path
+
+    settings, names, export = shelf
+    add_onnx(settings, "fruit", Path(export("yolov8")), names)
+    kept = tmp_path / "kept-elsewhere"
+    (settings.data_dir / "detectors" / "fruit").rename(kept)
+    (settings.data_dir / "detectors" / "fruit").symlink_to(kept, target_is_directory=True)
+    remove_detector(settings, "fruit")
+    assert not (settings.data_dir / "detectors" / "fruit").exists() and (kept / "model.onnx").is_file()
+    assert [d.name for d in detectors(settings)] == ["yolov4-tiny"]

@@ -24,6 +24,14 @@ from picmetric.core.convert.onnx_graph import GraphBuilder, fold_batch_norm
 
 _DARKNET_BN_EPS = 1e-6  # darknet's normalize_cpu adds .000001f to the variance
 HEAD_KINDS = ("yolo", "region")
+#: bounds on a cfg's numbers, far beyond any published YOLO and well below what would exhaust memory
+MAX_INPUT_SIDE = 2048
+MAX_FILTERS = 8192
+MAX_KERNEL = 31
+MAX_STRIDE = 32
+MAX_CLASSES = 10_000
+#: the largest weights file read (YOLOv4 is 246 MB, YOLOv3-SPP 250 MB)
+MAX_WEIGHTS_BYTES = 1 << 30
 
 
 class DarknetError(ValueError):
@@ -48,11 +56,18 @@ class DarknetSection:
     line: int
     options: dict[str, str] = field(default_factory=dict)
 
-    def integer(self, key: str, default: int) -> int:
+    def integer(self, key: str, default: int, low: int | None = None, high: int | None = None) -> int:
+        """``key=`` as a whole number, refused outside ``low``..``high`` (a stride of 0, negative filters, a
+        billion-pixel input) with the line it is on, before anything is built from it."""
         try:
-            return int(self.options.get(key, default))
+            value = int(self.options.get(key, default))
         except ValueError:
             raise DarknetError(f"cfg line {self.line}: [{self.kind}] {key}= is not a whole number") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise DarknetError(
+                f"cfg line {self.line}: [{self.kind}] {key}={value} is out of range; it must be from {low} to {high}"
+            )
+        return value
 
     def ints(self, key: str) -> list[int]:
         try:
@@ -98,14 +113,14 @@ def yolo_heads(sections: list[DarknetSection]) -> list[YoloHead]:
             except IndexError:
                 raise DarknetError(f"cfg line {s.line}: [yolo] mask= names an anchor that is not there") from None
         else:
-            anchors = pairs[: s.integer("num", len(pairs))]
+            anchors = pairs[: s.integer("num", len(pairs), 1, len(pairs) or 1)]
         heads.append(
             YoloHead(
                 anchors=anchors,
                 scale_x_y=float(s.options.get("scale_x_y", 1.0)),
-                num_classes=s.integer("classes", 80),
+                num_classes=s.integer("classes", 80, 1, MAX_CLASSES),
                 kind=s.kind,
-                new_coords=bool(s.integer("new_coords", 0)),
+                new_coords=bool(s.integer("new_coords", 0, 0, 1)),
             )
         )
     return heads
@@ -114,7 +129,31 @@ def yolo_heads(sections: list[DarknetSection]) -> list[YoloHead]:
 def net_size(sections: list[DarknetSection]) -> tuple[int, int]:
     """The cfg's own input width and height (``[net] width= height=``)."""
     net = sections[0]
-    return net.integer("width", 416), net.integer("height", 416)
+    return net.integer("width", 416, 32, MAX_INPUT_SIDE), net.integer("height", 416, 32, MAX_INPUT_SIDE)
+
+
+#: a cfg or names file is text of a few kilobytes; more is not one
+MAX_CFG_BYTES = 1 << 20
+
+
+def read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """A regular file's bytes, refused before reading when it is something else (``/dev/zero``, a pipe, a folder)
+    or larger than ``limit``: a user's file must not read until memory runs out."""
+    try:
+        if not path.is_file():
+            raise DarknetError(f"the {what} file {path.name} is not a regular file")
+        size = path.stat().st_size
+        if size > limit:
+            raise DarknetError(f"the {what} file {path.name} is {size:,} bytes; at most {limit:,} are read")
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise DarknetError(
+            f"cannot read the {what} file {path.name} ({exc.strerror or exc.__class__.__name__})"
+        ) from None
+    if len(data) > limit:  # grew while read
+        raise DarknetError(f"the {what} file {path.name} is larger than {limit:,} bytes")
+    return data
 
 
 class _WeightReader:
@@ -197,12 +236,12 @@ def darknet_to_onnx(
 ) -> onnx.ModelProto:
     """The network of ``cfg_path`` with the weights of ``weights_path``; ``input_size`` (width, height) fixes the
     graph's input size (needed for ``[reorg]``), else height and width are free."""
-    sections = parse_cfg(Path(cfg_path).read_text(errors="replace"))
+    sections = parse_cfg(read_bounded(Path(cfg_path), MAX_CFG_BYTES, "cfg").decode(errors="replace"))
     net, layers = sections[0], sections[1:]
-    reader = _WeightReader(Path(weights_path).read_bytes())
+    reader = _WeightReader(read_bounded(Path(weights_path), MAX_WEIGHTS_BYTES, "weights"))
     g = GraphBuilder()
     width, height = input_size if input_size else (None, None)
-    x = _Tensor("image", net.integer("channels", 3), height, width)
+    x = _Tensor("image", net.integer("channels", 3, 1, MAX_FILTERS), height, width)
     outputs: list[_Tensor] = []
     heads: dict[str, tuple[str, list[int | str]]] = {}
 
@@ -215,9 +254,9 @@ def darknet_to_onnx(
     for index, layer in enumerate(layers):
         where = f"layer {index} ([{layer.kind}], cfg line {layer.line})"
         if layer.kind == "convolutional":
-            filters, size = layer.integer("filters", 1), layer.integer("size", 1)
-            stride, groups = layer.integer("stride", 1), layer.integer("groups", 1)
-            pad = size // 2 if layer.integer("pad", 0) else layer.integer("padding", 0)
+            filters, size = layer.integer("filters", 1, 1, MAX_FILTERS), layer.integer("size", 1, 1, MAX_KERNEL)
+            stride, groups = layer.integer("stride", 1, 1, MAX_STRIDE), layer.integer("groups", 1, 1, MAX_FILTERS)
+            pad = size // 2 if layer.integer("pad", 0) else layer.integer("padding", 0, 0, MAX_KERNEL)
             if x.channels % groups or filters % groups:
                 raise DarknetError(
                     f"{where}: groups={groups} does not divide {x.channels} inputs and {filters} filters"
@@ -236,9 +275,9 @@ def darknet_to_onnx(
                 name, filters, _pool_size(x.height, size, stride, 2 * pad), _pool_size(x.width, size, stride, 2 * pad)
             )
         elif layer.kind == "maxpool":
-            size = layer.integer("size", layer.integer("stride", 1))
-            stride = layer.integer("stride", 1)
-            padding = layer.integer("padding", size - 1)
+            stride = layer.integer("stride", 1, 1, MAX_STRIDE)
+            size = layer.integer("size", stride, 1, MAX_KERNEL)
+            padding = layer.integer("padding", size - 1, 0, 2 * MAX_KERNEL)
             begin, end = padding // 2, padding - padding // 2
             name = g.op("MaxPool", [x.name], kernel_shape=[size, size], strides=[stride, stride],
                         pads=[begin, begin, end, end])  # fmt: skip
@@ -249,7 +288,8 @@ def darknet_to_onnx(
                 _pool_size(x.width, size, stride, padding),
             )
         elif layer.kind == "route":
-            groups, group_id = layer.integer("groups", 1), layer.integer("group_id", 0)
+            groups = layer.integer("groups", 1, 1, MAX_FILTERS)
+            group_id = layer.integer("group_id", 0, 0, groups - 1)
             parts = []
             for offset in layer.ints("layers"):
                 part = source(index, offset, where)
@@ -272,12 +312,12 @@ def darknet_to_onnx(
             x = _Tensor(_activation(g, name, layer.options.get("activation", "linear"), where), x.channels,
                         x.height, x.width)  # fmt: skip
         elif layer.kind == "upsample":
-            stride = layer.integer("stride", 2)
+            stride = layer.integer("stride", 2, 1, MAX_STRIDE)
             name = g.op("Resize", [x.name, "", g.const(np.array([1, 1, stride, stride], np.float32))], mode="nearest",
                         coordinate_transformation_mode="asymmetric", nearest_mode="floor")  # fmt: skip
             x = _Tensor(name, x.channels, *(None if v is None else v * stride for v in (x.height, x.width)))
         elif layer.kind == "reorg":
-            x = _reorg(g, x, layer.integer("stride", 2), where)
+            x = _reorg(g, x, layer.integer("stride", 2, 1, MAX_STRIDE), where)
         elif layer.kind in HEAD_KINDS:
             head = f"yolo_{len(heads)}"
             heads[head] = (x.name, [1, x.channels, x.height or f"{head}_height", x.width or f"{head}_width"])
@@ -293,5 +333,5 @@ def darknet_to_onnx(
         )
     if not heads:
         raise DarknetError("the cfg has no [yolo] or [region] layer: it is not a detector")
-    input_shape: list[int | str] = [1, net.integer("channels", 3), height or "height", width or "width"]
+    input_shape: list[int | str] = [1, net.integer("channels", 3, 1, MAX_FILTERS), height or "height", width or "width"]
     return g.model("image", input_shape, heads, doc=f"converted from {Path(cfg_path).name}")

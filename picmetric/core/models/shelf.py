@@ -22,7 +22,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from picmetric.core.convert.darknet import DarknetError, darknet_to_onnx, net_size, parse_cfg, yolo_heads
+from picmetric.core.convert.darknet import (
+    MAX_CFG_BYTES,
+    MAX_CLASSES,
+    MAX_INPUT_SIDE,
+    DarknetError,
+    darknet_to_onnx,
+    net_size,
+    parse_cfg,
+    read_bounded,
+    yolo_heads,
+)
 from picmetric.core.models.base import create_session
 from picmetric.core.models.detector import (
     DETECTOR,
@@ -39,7 +49,11 @@ from picmetric.errors import InvalidModelError, UnknownModelError
 from picmetric.settings import Settings
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,39}")
-_MAX_CLASSES = 10_000
+#: a class name is stored with every box it labels (an indexed text column): short, printable
+MAX_CLASS_NAME = 64
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: the largest ONNX export read (YOLOv8x is 275 MB)
+MAX_ONNX_BYTES = 1 << 30
 _lock = threading.Lock()
 
 
@@ -121,20 +135,26 @@ def load_detector(
 
 
 def read_names(path: Path) -> list[str]:
-    """Class names, one per line (Darknet's ``.names``, a ``classes.txt``); blank lines are skipped."""
+    """Class names, one per line (Darknet's ``.names``, a ``classes.txt``); blank lines are skipped. Checked before
+    any weights are read: each name is stored with every box it labels, so it must be short, printable text."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidModelError(
-            f"the names file {path.name} cannot be read as text ({exc.__class__.__name__})"
-        ) from None
+        text = read_bounded(path, MAX_CFG_BYTES, "names").decode("utf-8-sig")
+    except DarknetError as exc:
+        raise InvalidModelError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise InvalidModelError(f"the names file {path.name} is not UTF-8 text") from None
     names = [line.strip() for line in text.splitlines() if line.strip()]
     if not names:
         raise InvalidModelError(f"the names file {path.name} has no class names (one per line)")
-    if len(names) > _MAX_CLASSES:
-        raise InvalidModelError(
-            f"the names file {path.name} has {len(names):,} lines; at most {_MAX_CLASSES:,} classes"
-        )
+    if len(names) > MAX_CLASSES:
+        raise InvalidModelError(f"the names file {path.name} has {len(names):,} lines; at most {MAX_CLASSES:,} classes")
+    for number, name in enumerate(names, 1):
+        if len(name) > MAX_CLASS_NAME:
+            raise InvalidModelError(
+                f"class {number} in {path.name} is {len(name)} characters long; at most {MAX_CLASS_NAME}"
+            )
+        if _CONTROL.search(name):
+            raise InvalidModelError(f"class {number} in {path.name} contains a control character (or NUL)")
     return names
 
 
@@ -153,7 +173,7 @@ def add_darknet(settings: Settings, name: str, cfg: Path, weights: Path, names: 
     _check_name(settings, name)
     classes = read_names(names)
     try:
-        sections = parse_cfg(cfg.read_text(errors="replace"))
+        sections = parse_cfg(read_bounded(cfg, MAX_CFG_BYTES, "cfg").decode(errors="replace"))
         width, height = net_size(sections)
         if width != height or width % 32:
             raise InvalidModelError(
@@ -171,6 +191,10 @@ def add_darknet(settings: Settings, name: str, cfg: Path, weights: Path, names: 
         raise InvalidModelError(str(exc)) from None
     except OSError as exc:
         raise InvalidModelError(f"cannot read {exc.filename}: {exc.strerror}") from None
+    except (ValueError, ArithmeticError, MemoryError) as exc:  # a cfg whose numbers agree with no network
+        raise InvalidModelError(
+            f"the cfg does not describe a network: {exc.__class__.__name__}: {str(exc)[:200]}"
+        ) from None
     for number, (output, head) in enumerate(zip(model.graph.output, heads, strict=True)):
         channels = output.type.tensor_type.shape.dim[1].dim_value
         if channels != len(head.anchors) * (5 + head.num_classes):
@@ -189,7 +213,11 @@ def add_onnx(settings: Settings, name: str, file: Path, names: Path, layout: str
     _check_name(settings, name)
     classes = read_names(names)
     try:
-        model = onnx.load(str(file))
+        data = read_bounded(file, MAX_ONNX_BYTES, "ONNX")
+    except DarknetError as exc:
+        raise InvalidModelError(str(exc)) from None
+    try:
+        model = onnx.load_from_string(data)
     except Exception as exc:  # onnx raises protobuf's own errors for files that are not ONNX
         raise InvalidModelError(f"{file.name} is not an ONNX model ({exc.__class__.__name__})") from None
     graph_inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
@@ -201,6 +229,10 @@ def add_onnx(settings: Settings, name: str, file: Path, names: Path, layout: str
     if dims[2] != dims[3]:
         raise InvalidModelError(f"{file.name}'s input is {dims[3]}x{dims[2]}; PicMetric runs square inputs")
     size = dims[2] or 640
+    if not 32 <= size <= MAX_INPUT_SIDE:
+        raise InvalidModelError(
+            f"{file.name}'s input is {size}x{size}; PicMetric runs inputs from 32 to {MAX_INPUT_SIDE} pixels a side"
+        )
     session = create_session(model.SerializeToString(), settings)
     blank = np.full((1, 3, size, size), 0.5, np.float32)
     try:
@@ -256,7 +288,7 @@ def _class_hint(shape: tuple[int, ...], classes: int, size: int) -> str:
     _, rows, columns = shape
     fitting = [rows - 4] if columns in (cells(size), 3 * cells(size)) or columns > rows else []
     fitting += [columns - 5] if rows in (cells(size), 3 * cells(size)) else []
-    counts = sorted({n for n in fitting if 0 < n <= _MAX_CLASSES and n != classes})
+    counts = sorted({n for n in fitting if 0 < n <= MAX_CLASSES and n != classes})
     if not counts:
         return ""
     return f"; the output fits {' or '.join(map(str, counts))} classes, the names file has {classes}"
@@ -287,13 +319,23 @@ def _keep(settings: Settings, entry: DetectorEntry, model: onnx.ModelProto, cfg:
 
 
 def remove_detector(settings: Settings, name: str) -> None:
+    """Take a detector off the shelf. A folder someone replaced by a symbolic link loses the link only: what it
+    points to was never PicMetric's to delete."""
     if name == DETECTOR.key:
         raise InvalidModelError(f"{name} is built in and cannot be removed")
     target = shelf_folder(settings) / name
-    if not NAME_PATTERN.fullmatch(name) or not target.is_dir():
+    if not NAME_PATTERN.fullmatch(name) or not (target.is_dir() or target.is_symlink()):
         raise UnknownModelError(f"no added detector named {name!r}")
     with _lock:
-        shutil.rmtree(target)
+        try:
+            if target.is_symlink():
+                target.unlink()
+            else:
+                shutil.rmtree(target)
+        except OSError as exc:
+            raise InvalidModelError(
+                f"cannot remove the detector {name!r}: {exc.strerror or exc.__class__.__name__}"
+            ) from None
 
 
 def _now() -> str:
