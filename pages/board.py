@@ -17,6 +17,11 @@ from picmetric.service.board import MARK_KINDS, MARK_TASKS, ClassBoard
 service = get_service()
 boards = ClassBoard(service)
 BOARD_SIZE = 24  # photos on the projector, newest first
+#: what "Hide" does, said where the teacher hides (README, security)
+HIDING_SAYS = (
+    "Hide takes a photo off the projected board only: it stays in History and the API, and the phone that sent it "
+    "still lists it. To remove it everywhere, delete it."
+)
 st.title("Class board")
 
 board_id = st.query_params.get("board") or st.session_state.get("board-id")
@@ -78,7 +83,9 @@ def live_board() -> None:
             if picture is not None:
                 column.image(picture, width="stretch")
             column.caption(board_photo_caption(photo))
-            if is_teacher() and column.button("Hide", key=f"hide-{photo.id}", icon=":material/visibility_off:"):
+            if is_teacher() and column.button(
+                "Hide", key=f"hide-{photo.id}", icon=":material/visibility_off:", help=HIDING_SAYS
+            ):
                 boards.hide(photo.id)
                 st.rerun()
     tally = boards.tally(board.id)
@@ -99,7 +106,12 @@ with board_column:
 hidden = [record for record in boards.records(board.id, hidden=True) if record.hidden]
 if hidden and is_teacher():
     with st.expander(f"Hidden photos ({len(hidden)})", icon=":material/visibility_off:"):
+        st.caption(HIDING_SAYS)
         for photo in hidden:
-            if st.button(f"Show photo {photo.id} again", key=f"show-{photo.id}"):
+            show, delete = st.columns(2)
+            if show.button(f"Show photo {photo.id} again", key=f"show-{photo.id}"):
                 boards.hide(photo.id, hidden=False)
+                st.rerun()
+            if delete.button(f"Delete photo {photo.id} everywhere", key=f"delete-{photo.id}", icon=":material/delete:"):
+                service.delete(photo.sha256)
                 st.rerun()

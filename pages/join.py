@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import secrets
-
 import streamlit as st
 
 from picmetric import PicMetricError
-from picmetric.interfaces.ui.board import answers, board_photo_caption, photo_picture
+from picmetric.interfaces.ui.board import answers, board_photo_caption, client_address, phone_key, photo_picture
 from picmetric.interfaces.ui.resources import get_service
 from picmetric.service.board import MARK_KINDS, MARK_TASKS, ClassBoard
 
 service = get_service()
 boards = ClassBoard(service)
-phone = st.session_state.setdefault("phone-id", secrets.token_hex(8))  # this browser, no account
+phone = phone_key(boards)  # this browser's, no account: the same in every tab and after a reload
 try:
     board = boards.board(st.query_params.get("board", ""))
 except PicMetricError as exc:
@@ -29,7 +27,7 @@ with st.form("send-photo", clear_on_submit=True, border=False):
 if sent and shot is not None:
     try:
         with st.spinner("Analysing…"):
-            boards.send(board.id, shot.getvalue(), phone, name=shot.name)
+            boards.send(board.id, shot.getvalue(), phone, name=shot.name, address=client_address())
         st.success("On the board!", icon=":material/check:")
     except PicMetricError as exc:
         st.error(str(exc), icon=":material/block:")

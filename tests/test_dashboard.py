@@ -13,6 +13,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from picmetric.core.samples import samples
+from picmetric.service.analyses import AnalysisService
+from picmetric.settings import Settings
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -496,7 +498,9 @@ def test_a_near_duplicate_is_said_and_more_like_this_lists_the_stored_photos(app
     assert "zidane.jpg" in listed and "same photo, edited" in listed and "bus.jpg" in listed
 
 
-def test_a_class_board_gets_phone_photos_hides_them_and_keeps_the_class_mistakes(app, zidane_path, bus_path):
+def test_a_class_board_gets_phone_photos_hides_them_and_keeps_the_class_mistakes(
+    app, zidane_path, bus_path, tmp_path, analyzer
+):
     teacher = app
     teacher.switch_page("pages/board.py").run()
     teacher.text_input[0].set_value("Seeing machines")
@@ -532,6 +536,11 @@ def test_a_class_board_gets_phone_photos_hides_them_and_keeps_the_class_mistakes
     assert museum.loc["objects", "a false box"] == 1 and museum.loc["labels", "something missed"] == 1
     next(b for b in teacher.button if b.label == "Hide").click().run()  # the teacher hides it
     assert "0 photos from the class" in [h.value for h in teacher.subheader]
+    assert any("off the projected board only" in c.value for c in teacher.caption)  # what hiding does, said
+    stored = AnalysisService(Settings(data_dir=tmp_path / "data"), analyzer=analyzer)
+    sha = stored.history().items[0].sha256
+    next(b for b in teacher.button if b.label.endswith("everywhere")).click().run()  # and deletes it for good
+    assert stored.get(sha) is None and not stored.history().items
     missing = AppTest.from_file(APP, default_timeout=180)
     missing.query_params["board"] = "no-such-board"
     missing.switch_page("pages/join.py").run()

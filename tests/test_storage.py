@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 
 from picmetric import AnalysisOptions, Analyzer, InvalidImageError, load_image
 from picmetric.core.models import YuNetDetector
-from picmetric.errors import AnalysisFailedError
+from picmetric.errors import AnalysisFailedError, PicMetricError
 from picmetric.service.analyses import AnalysisService, options_key
 from picmetric.settings import Settings
 from picmetric.storage import (
@@ -606,3 +606,27 @@ def test_a_reset_during_an_upload_leaves_no_row_pointing_to_a_deleted_blob(servi
         del analyzer.analyze
     assert service.repository.stats()["images"] == 0 and service.repository.blobs.keys() == []
     assert service.submit(zidane_path.read_bytes()).status == "done"
+
+
+def test_board_limits_count_by_device_and_by_address(service, zidane_path, bus_path, monkeypatch):
+    """A phone's limits hold whichever tab or cookie it sends from: a second device key at the same address waits
+    like the first; another address does not; a cookie is this server's only when its signature is."""
+    from picmetric.errors import ServerBusyError
+    from picmetric.service import board as board_module
+    from picmetric.service.board import ClassBoard
+
+    boards = ClassBoard(service)
+    board = boards.start("limits")
+    boards.send(board.id, zidane_path.read_bytes(), "a" * 16, address="192.0.2.7")
+    with pytest.raises(ServerBusyError, match="one photo every 5 seconds"):
+        boards.send(board.id, bus_path.read_bytes(), "b" * 16, address="192.0.2.7")  # a new tab's new key
+    boards.send(board.id, bus_path.read_bytes(), "c" * 16, address="192.0.2.8")  # another phone
+    monkeypatch.setattr(board_module, "PHONE_PAUSE_S", 0.0)
+    monkeypatch.setattr(board_module, "PHONE_MAX_PHOTOS", 1)
+    with pytest.raises(PicMetricError, match="has sent 1 photos"):
+        boards.send(board.id, bus_path.read_bytes(), "d" * 16, address="192.0.2.8")
+    device = boards.new_device()
+    token = boards.device_token(device)
+    assert boards.device_of(token) == device and ClassBoard(service).device_of(token) == device  # kept in a file
+    for forged in (f"{'e' * 16}.{token.split('.')[1]}", token[:-1] + "0", "", None, device, f"{device}.{'0' * 32}"):
+        assert boards.device_of(forged) is None, forged

@@ -4,6 +4,11 @@ a tally per model, the "mistake museum"."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
+import os
+import re
 import secrets
 from collections import Counter
 from dataclasses import dataclass
@@ -18,6 +23,7 @@ MARK_TASKS = ("objects", "faces", "labels")
 PHONE_PAUSE_S = 5.0
 PHONE_MAX_PHOTOS = 20
 PHONE_MAX_BYTES = 15_000_000
+_DEVICE = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -44,20 +50,58 @@ class ClassBoard:
             raise NotFoundError("no class board at this address: ask for the QR code again")
         return found
 
-    def send(self, board_id: str, data: bytes, phone: str, name: str | None = None) -> BoardPhoto:
-        """A phone's photo: checked against the phone's limits, analysed and stored, placed on the board."""
+    def send(
+        self, board_id: str, data: bytes, phone: str, name: str | None = None, address: str | None = None
+    ) -> BoardPhoto:
+        """A phone's photo: checked against the limits of the phone (its device key) and of its client address
+        (None on this machine itself), analysed and stored, placed on the board."""
         self.board(board_id)
         if len(data) > PHONE_MAX_BYTES:
             raise PicMetricError(f"the photo is larger than {PHONE_MAX_BYTES / 1e6:.0f} MB: send a smaller one")
-        if self.repository.phone_uploads(board_id, phone) >= PHONE_MAX_PHOTOS:
+        if self.repository.phone_uploads(board_id, phone, address) >= PHONE_MAX_PHOTOS:
             raise PicMetricError(f"this phone has sent {PHONE_MAX_PHOTOS} photos to this board, the most it may")
-        if self.repository.phone_uploads(board_id, phone, within_s=PHONE_PAUSE_S):
+        if self.repository.phone_uploads(board_id, phone, address, within_s=PHONE_PAUSE_S):
             raise ServerBusyError(f"one photo every {PHONE_PAUSE_S:.0f} seconds: wait a moment and send it again")
         stored = self.service.submit(data, source="board", name=name)
-        record = self.repository.add_board_photo(board_id, stored.sha256, phone)
+        record = self.repository.add_board_photo(board_id, stored.sha256, phone, address)
         if record is None:
             raise PicMetricError("the photo was deleted while it was being placed on the board; send it again")
         return BoardPhoto(record.id, record, stored)
+
+    def device_token(self, device: str) -> str:
+        """``device`` signed, for the phone's cookie: a phone keeps its key across tabs and reloads, and cannot
+        make up a fresh one to start its limits afresh."""
+        return f"{device}.{self._signature(device)}"
+
+    def device_of(self, token: str | None) -> str | None:
+        """The device key a cookie names, when its signature is this server's; else None."""
+        if not isinstance(token, str):
+            return None
+        device, _, signature = token.partition(".")
+        if not _DEVICE.fullmatch(device) or not hmac.compare_digest(signature, self._signature(device)):
+            return None
+        return device
+
+    @staticmethod
+    def new_device() -> str:
+        return secrets.token_hex(8)
+
+    def _signature(self, device: str) -> str:
+        return hmac.new(self._device_secret(), device.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def _device_secret(self) -> bytes:
+        """This installation's key for device cookies, made once in the data folder (readable by this user only)."""
+        path = self.service.settings.data_dir / "board-device.key"
+        with contextlib.suppress(FileNotFoundError):
+            return path.read_bytes()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staged = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        staged.touch(mode=0o600)
+        staged.write_bytes(secrets.token_bytes(32))
+        with contextlib.suppress(FileExistsError):
+            os.link(staged, path)  # whole or not at all; another process's, when it was first, is kept
+        staged.unlink()
+        return path.read_bytes()
 
     def records(self, board_id: str, *, hidden: bool = False, phone: str | None = None) -> list[BoardPhotoRecord]:
         """The board's photos, newest first, without their analyses (counting and listing cost one query)."""

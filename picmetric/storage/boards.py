@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from picmetric.storage.base import StoreBase
 from picmetric.storage.records import _utc
@@ -42,7 +42,9 @@ class BoardStore(StoreBase):
             row = session.get(BoardRow, board_id)
             return BoardRecord(row.id, row.title, _utc(row.created_at)) if row is not None else None
 
-    def add_board_photo(self, board_id: str, sha256: str, phone: str) -> BoardPhotoRecord | None:
+    def add_board_photo(
+        self, board_id: str, sha256: str, phone: str, address: str | None = None
+    ) -> BoardPhotoRecord | None:
         """Place a stored image on a board; None when the image is gone (deleted meanwhile)."""
         with self._session("place the photo on the board") as session:
             image = session.execute(
@@ -50,7 +52,7 @@ class BoardStore(StoreBase):
             ).first()
             if image is None:
                 return None
-            row = BoardPhotoRow(board_id=board_id, image_id=image.id, phone=phone)
+            row = BoardPhotoRow(board_id=board_id, image_id=image.id, phone=phone, address=address)
             session.add(row)
             session.flush()
             return BoardPhotoRecord(row.id, sha256, image.original_name, phone, row.hidden, _utc(row.created_at))
@@ -77,12 +79,16 @@ class BoardStore(StoreBase):
         with self._session("hide the photo") as session:
             session.execute(update(BoardPhotoRow).where(BoardPhotoRow.id == photo_id).values(hidden=hidden))
 
-    def phone_uploads(self, board_id: str, phone: str, within_s: float | None = None) -> int:
-        """How many photos a phone sent to a board (in the last ``within_s`` seconds)."""
+    def phone_uploads(
+        self, board_id: str, phone: str, address: str | None = None, within_s: float | None = None
+    ) -> int:
+        """How many photos a phone, or anything at its client address, sent to a board (in the last ``within_s``
+        seconds)."""
         with self._session("count the phone's photos") as session:
-            query = select(func.count(BoardPhotoRow.id)).where(
-                BoardPhotoRow.board_id == board_id, BoardPhotoRow.phone == phone
-            )
+            sender = BoardPhotoRow.phone == phone
+            if address is not None:
+                sender = or_(sender, BoardPhotoRow.address == address)
+            query = select(func.count(BoardPhotoRow.id)).where(BoardPhotoRow.board_id == board_id, sender)
             if within_s is not None:
                 since = datetime.now().astimezone() - timedelta(seconds=within_s)
                 query = query.where(BoardPhotoRow.created_at >= since)

@@ -222,6 +222,8 @@ class BoardPhotoRow(Base):
     board_id: Mapped[str] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"), nullable=False, index=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True)
     phone: Mapped[str] = mapped_column(String(64), nullable=False)  # which phone sent it (limits, its own list)
+    #: the client address it came from (None on this machine itself): limits count by it too
+    address: Mapped[str | None] = mapped_column(String(64), index=True)
     hidden: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False, index=True)
 

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
 from picmetric.core.pipeline import Analysis
 from picmetric.service.analyses import AnalysisService
-from picmetric.service.board import BoardPhoto
+from picmetric.service.board import BoardPhoto, ClassBoard
+
+#: the signed device key a phone keeps for a year: its limits and "Your photos" outlive tabs and reloads
+DEVICE_COOKIE = "picmetric_device"
+
+
+def phone_key(boards: ClassBoard) -> str:
+    """This phone's device key: from its signed cookie (sent with the page's connection), else a new one that a
+    cookie keeps from now on, for every tab and reload of this browser."""
+    device = st.session_state.get("phone-id") or boards.device_of(st.context.cookies.get(DEVICE_COOKIE))
+    if device is None:
+        device = boards.new_device()
+    st.session_state["phone-id"] = device
+    if boards.device_of(st.context.cookies.get(DEVICE_COOKIE)) != device:
+        cookie = f"{DEVICE_COOKIE}={boards.device_token(device)}; path=/; max-age=31536000; SameSite=Lax"
+        # Streamlit has no cookie setter: a script in a same-origin frame writes it for this site (st.iframe runs it)
+        st.iframe(f"<script>document.cookie = {json.dumps(cookie)};</script>", height=1)
+    return device
+
+
+def client_address() -> str | None:
+    """The browser's address as this server sees it; None on this machine itself (Streamlit gives none there)."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) else None
 
 
 def photo_picture(service: AnalysisService, photo: BoardPhoto) -> bytes | None:
