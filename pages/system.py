@@ -64,9 +64,9 @@ with left:
         st.info("Broker: none · jobs run on this server's threads (set PICMETRIC_BROKER_URL for workers)",
                 icon=":material/memory:")  # fmt: skip
     else:
-        (st.success if queue.reachable else st.error)(
-            f"Broker: {'ok' if queue.reachable else queue.error} · {queue.broker}", icon=":material/hub:"
-        )
+        state = "ok" if queue.reachable else (queue.error if teacher else "unreachable")
+        where = queue.broker if teacher else queue.transport  # the address is the teacher's to see
+        (st.success if queue.reachable else st.error)(f"Broker: {state} · {where}", icon=":material/hub:")
 with right:
     st.metric("Waiting in the queue", queue.depth if queue.depth is not None else "?")
 if queue.kind != "in-process":

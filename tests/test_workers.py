@@ -467,12 +467,19 @@ def _one_photo() -> dict:
     return {"file": ("x.jpg", photo_variants(1)[0], "image/jpeg")}
 
 
-def test_the_brokers_own_words_reach_readyz(tmp_path, analyzer, redis_broker):
-    """A Redis URL with a database index the server does not have: /readyz says why, not just 'unreachable'."""
-    settings = Settings(data_dir=tmp_path, broker_url=redis_broker.url.rsplit("/", 1)[0] + "/99")
+def test_the_brokers_own_words_reach_the_admin_only(tmp_path, analyzer, redis_broker):
+    """A Redis URL with a database index the server does not have: /readyz says why to the admin, not just
+    'unreachable'; a visitor and a refused upload learn the broker's kind, never its address or its words."""
+    address = redis_broker.url.rsplit("/", 1)[0].removeprefix("redis://")
+    settings = Settings(data_dir=tmp_path, broker_url=f"redis://{address}/99", admin_token="the-admin-token")
     assert "DB index is out of range" in (CeleryQueue(settings).status().error or "")
     with ApiServer(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
-        ready = httpx.get(f"{url}/readyz")
+        admin = httpx.get(f"{url}/readyz", headers={"Authorization": "Bearer the-admin-token"})
+        visitor = httpx.get(f"{url}/readyz")
         refused = httpx.post(f"{url}/api/v1/analyses", params={"wait": "false"}, files=_one_photo())
-    assert ready.status_code == 503 and "DB index is out of range" in ready.json()["checks"]["broker"]
-    assert refused.status_code == 503 and "DB index is out of range" in refused.json()["detail"]
+    assert admin.status_code == 503 and "DB index is out of range" in admin.json()["checks"]["broker"]
+    assert address in admin.json()["queue"]["broker"]
+    assert visitor.status_code == 503 and visitor.json()["checks"]["broker"] == "redis: unreachable", visitor.text
+    assert refused.status_code == 503 and "the job queue (redis) is unreachable" in refused.json()["detail"]
+    for answer in (visitor, refused):
+        assert address not in answer.text and "DB index" not in answer.text, answer.text

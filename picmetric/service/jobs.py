@@ -58,9 +58,10 @@ class QueueStatus:
     """What the System page, /readyz and /metrics say about the queue."""
 
     kind: str  # in-process | celery
-    broker: str  # "in-process", or the broker URL without its password
+    broker: str  # "in-process", or the broker URL without its password: for the teacher or admin only
     reachable: bool
-    error: str | None = None
+    error: str | None = None  # why it is unreachable, in the broker's words (may name its host: teacher or admin)
+    transport: str = "in-process"  # what anyone may be told: in-process, redis or amqp
     depth: int | None = None  # jobs waiting for a worker
     workers: list[str] = field(default_factory=list)  # workers that answered a ping (Celery only)
 
@@ -444,10 +445,17 @@ class CeleryQueue:
         try:
             self.app.send_task(TASK_NAME, args=[job_id], queue=self.settings.job_queue)
         except Exception as exc:  # kombu's and redis' connection errors have no common base worth naming
+            # the address and the broker's words go to the log (the admin's); the caller learns what to do
+            logger.warning("the job queue (%s) is unreachable: %s", self.settings.safe_broker_url, self._reason(exc))
             raise QueueUnavailableError(
-                f"the job queue ({self.settings.safe_broker_url}) is unreachable ({self._reason(exc)}); "
-                "nothing was queued, retry shortly"
+                f"the job queue ({self.transport}) is unreachable: nothing was queued, retry shortly"
             ) from None
+
+    @property
+    def transport(self) -> str:
+        """The broker's kind (redis, amqp), without its address."""
+        assert self.settings.broker_url is not None
+        return make_url(self.settings.broker_url.get_secret_value()).drivername.removesuffix("s")
 
     def _reason(self, exc: BaseException) -> str:
         """The broker's own words ("DB index is out of range"), without its password, kept short."""
@@ -469,8 +477,8 @@ class CeleryQueue:
                 replies: list[dict[str, Any]] = self.app.control.ping(timeout=1.0) or []
                 workers = sorted(name for reply in replies for name in reply)
         except Exception as exc:
-            return QueueStatus("celery", broker, reachable=False, error=f"unreachable ({self._reason(exc)})")
-        return QueueStatus("celery", broker, reachable=True, depth=depth, workers=workers)
+            return QueueStatus("celery", broker, False, f"unreachable ({self._reason(exc)})", self.transport)
+        return QueueStatus("celery", broker, True, depth=depth, workers=workers, transport=self.transport)
 
 
 def _queue_depth(connection: Any, queue: str) -> int:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from picmetric.errors import PicMetricError
 from picmetric.interfaces.api.common import Api
 from picmetric.interfaces.api.errors import Problem, error_responses
+from picmetric.interfaces.api.guard import has_admin_token
 from picmetric.interfaces.api.metrics import queue_metrics
 from picmetric.interfaces.api.schemas import Health, Readiness, ResetAnswer
 
@@ -28,14 +29,17 @@ async def healthz() -> dict:
     response_model=Readiness,
     responses={503: {"model": Readiness, "description": "not ready: the checks say why"}},
 )
-async def readyz(app: Api) -> JSONResponse:
+async def readyz(app: Api, request: Request) -> JSONResponse:
+    """Public (probes call it): the broker's address and its error words only with the admin token."""
     checks = await run_in_threadpool(app.service.health)
     models = app.service.analyzer.loaded_models()
     checks["models"] = "ok" if models and all(models.values()) else "loading"
     queue = await run_in_threadpool(app.jobs.queue.status)
-    checks["broker"] = "ok" if queue.reachable else f"{queue.broker}: {queue.error}"
+    admin = has_admin_token(request.headers, app.settings)
+    broker = queue.broker if admin else queue.transport
+    checks["broker"] = "ok" if queue.reachable else f"{broker}: {queue.error if admin else 'unreachable'}"
     ready = all(value == "ok" for value in checks.values())
-    facts = {"kind": queue.kind, "broker": queue.broker, "depth": queue.depth}
+    facts = {"kind": queue.kind, "broker": broker, "depth": queue.depth}
     return JSONResponse(
         {"ready": ready, "checks": checks, "models": models, "queue": facts}, status_code=200 if ready else 503
     )
