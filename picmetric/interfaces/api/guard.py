@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from math import ceil
 from urllib.parse import parse_qsl
 
 import anyio
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from picmetric.interfaces.api.errors import BodyTooLarge, BodyTooSlow, refusal, too_large
+from picmetric.interfaces.lockout import Lockout, locked_message
 from picmetric.settings import Settings, tokens_match
 
 #: room for multipart boundaries and option fields around an upload at the byte limit
@@ -46,6 +49,16 @@ def access_of(method: str, path: str) -> Access:
     return Access.KEY
 
 
+def has_admin_token(headers: Mapping[str, str], settings: Settings) -> bool:
+    """Whether the headers carry the admin token: ``Authorization: Bearer`` or
+    ``X-Admin-Token``; never with no token configured."""
+    if settings.admin_token is None:
+        return False
+    authorization = headers.get("authorization", "")
+    bearer = authorization[7:] if authorization.lower().startswith("bearer ") else None
+    return tokens_match(bearer or headers.get("x-admin-token", ""), settings.admin_token)
+
+
 def _headers(scope: Scope) -> Mapping[bytes, bytes]:
     return dict(scope["headers"])
 
@@ -60,6 +73,7 @@ class RequestGuard:
         self.app, self.settings = app, settings
         self.single_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD
         self.batch_limit = settings.max_batch_bytes + MULTIPART_OVERHEAD
+        self.admin_tries = Lockout()  # wrong admin tokens per client address
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -82,18 +96,20 @@ class RequestGuard:
         ``KEY_CHECKED`` for DeepStack routes, which check a key sent in their form themselves."""
         access = access_of(scope["method"], scope.get("path", ""))
         if access is Access.ADMIN:
-            expected = self.settings.admin_token
-            if expected is None:
+            if self.settings.admin_token is None:
                 return 403, "admin routes are disabled: set PICMETRIC_ADMIN_TOKEN", {}
-            authorization = headers.get(b"authorization", b"").decode("latin-1")
-            bearer = authorization[7:] if authorization.lower().startswith("bearer ") else None
-            token = bearer or headers.get(b"x-admin-token", b"").decode("latin-1")
-            if not tokens_match(token, expected):
+            client = (scope.get("client") or ("unknown", 0))[0]
+            wait = self.admin_tries.wait_left(client)
+            if wait:  # not even a right token is looked at: a guesser learns nothing while locked out
+                return 429, locked_message(wait), {"Retry-After": str(ceil(wait))}
+            if not has_admin_token(Headers(scope=scope), self.settings):
+                self.admin_tries.failed(client)
                 return (
                     401,
                     "admin token missing or wrong (Authorization: Bearer <token>)",
                     {"WWW-Authenticate": "Bearer"},
                 )
+            self.admin_tries.succeeded(client)
             return None
         expected = self.settings.api_key
         if access is Access.PUBLIC or expected is None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from picmetric.interfaces.lockout import Lockout, locked_message
 from picmetric.interfaces.ui.resources import app_settings
 from picmetric.settings import tokens_match
 
@@ -36,10 +37,26 @@ def teacher_sidebar() -> None:
             token = st.text_input("Admin token", type="password", help="PICMETRIC_ADMIN_TOKEN of this server")
             unlocked = st.form_submit_button("Unlock")
         if unlocked:
-            if tokens_match(token, app_settings().admin_token):
+            tries, client = token_tries(), st.context.ip_address or "this computer"
+            wait = tries.wait_left(client)
+            if wait:
+                st.error(locked_message(wait).capitalize() + ".", icon=":material/timer:")
+            elif tokens_match(token, app_settings().admin_token):
+                tries.succeeded(client)
                 st.session_state[TEACHER_KEY] = True
                 st.rerun()
-            st.error("That is not the admin token.", icon=":material/block:")
+            else:
+                wait = tries.failed(client)
+                st.error(
+                    "That is not the admin token." + (f" {locked_message(wait).capitalize()}." if wait else ""),
+                    icon=":material/block:",
+                )
+
+
+@st.cache_resource
+def token_tries() -> Lockout:
+    """Wrong tokens per client address, for every browser session of this dashboard: a new tab starts none afresh."""
+    return Lockout()
 
 
 def teacher_only_notice(what: str) -> None:
