@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from picmetric.errors import DatabaseError, ImageDeletedError, StorageError
 from picmetric.settings import Settings
 from picmetric.storage.blobs import BlobStore, blob_store_from_settings
-from picmetric.storage.db import make_engine, upgrade
+from picmetric.storage.db import make_engine, upgrade, within
 from picmetric.storage.schema import ImageRow, JobRow, RenderRow
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,8 @@ class StoreBase:
     @contextmanager
     def _db_errors(self, action: str) -> Iterator[None]:
         try:
-            yield
+            with within(self.settings.db_timeout_s):
+                yield
         except IntegrityError:
             raise
         except SQLAlchemyError as exc:

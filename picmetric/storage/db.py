@@ -3,7 +3,15 @@ PostgreSQL takes an advisory lock, SQLite a lock file beside the database."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import math
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,6 +48,9 @@ def make_engine(url: str, timeout_s: float = 10.0) -> Engine:
     if parsed.get_backend_name() != "postgresql":
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
     seconds = max(1, round(timeout_s))
+    import psycopg2.extensions
+
+    psycopg2.extensions.set_wait_callback(_wait_within_deadline)  # process-wide; idempotent
     return create_engine(
         url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=timeout_s,
         connect_args={
@@ -49,6 +60,59 @@ def make_engine(url: str, timeout_s: float = 10.0) -> Engine:
             "tcp_user_timeout": seconds * 1000,
         },
     )  # fmt: skip
+
+
+_call_deadline = threading.local()
+
+
+@contextmanager
+def within(seconds: float) -> Iterator[None]:
+    """Every wait for PostgreSQL in this thread, until the block ends, ends by ``seconds`` from now: one store call
+    (a pooled connection's ping, the reconnect after it failed, the statements) keeps the documented timeout as a
+    whole, not once per step."""
+    outer = getattr(_call_deadline, "at", math.inf)
+    _call_deadline.at = min(outer, time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _call_deadline.at = outer
+
+
+def _wait_within_deadline(connection) -> None:
+    """psycopg2's wait callback: libpq's wait for the server, bounded by the connection's ``connect_timeout`` (the
+    engine's ``timeout_s``) for every statement too, and by the store call's deadline (``within``). A server that
+    stalls with the connection open (its kernel still acknowledging, so neither TCP timeout fires, and its own
+    statement_timeout never runs) would otherwise hold the request for as long as the stall lasts; the connection
+    is cut and the pool replaces it."""
+    import psycopg2
+    import psycopg2.extensions as ext
+
+    try:
+        seconds = float(connection.info.dsn_parameters.get("connect_timeout", 10))
+    except (psycopg2.Error, ValueError):
+        seconds = 10.0
+    deadline = min(time.monotonic() + seconds, getattr(_call_deadline, "at", math.inf))
+    poller = select.poll()
+    registered = None
+    while (state := connection.poll()) != ext.POLL_OK:
+        if state not in (ext.POLL_READ, ext.POLL_WRITE):
+            raise psycopg2.OperationalError(f"bad state from poll: {state}")
+        wanted = select.POLLIN if state == ext.POLL_READ else select.POLLOUT
+        if wanted != registered:
+            poller.register(connection.fileno(), wanted)
+            registered = wanted
+        left = deadline - time.monotonic()
+        if left <= 0 or not poller.poll(left * 1000):
+            _cut(connection.fileno())
+            raise psycopg2.OperationalError(
+                f"server closed the connection unexpectedly: the database did not answer within {seconds:g} s"
+            )
+
+
+def _cut(fd: int) -> None:
+    """End a connection's socket at once (closing the connection itself would wait for the server's answer)."""
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _alembic_config() -> Config:
