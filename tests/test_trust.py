@@ -181,3 +181,146 @@ def test_a_body_sent_a_byte_at_a_time_meets_a_deadline(api):
             pass
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert time.monotonic() - started < 5
+
+
+# --- round 2: the s3 allow-list's matching, option lists and forms, DeepStack, tokens, timeouts ------------------
+
+
+def test_the_allow_list_matches_the_bucket_exactly_and_prefixes_on_slashes():
+    from picmetric.core.intake import check_url
+    from picmetric.errors import URLRefusedError
+
+    allowed = Settings(s3_read_allow=["pub", "class/2026"])
+    for url in ("s3://pub/private/x.jpg", "s3://pub/x.jpg", "s3://class/2026/a.jpg", "s3://class/2026/b/c.jpg"):
+        assert check_url(url, allowed) == url
+    for url in ("s3://pub-secret/private/x.jpg", "s3://public/x.jpg", "s3://class/2026-private/a.jpg",
+                "s3://class/20261/a.jpg", "s3://clas/2026/a.jpg", "s3://class/a.jpg"):  # fmt: skip
+        with pytest.raises(URLRefusedError, match="PICMETRIC_S3_READ_ALLOW"):
+            check_url(url, allowed)
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [("2026/../secret.jpg", "'.' or '..' segments"), ("2026/./a.jpg", "'.' or '..' segments"),
+     ("2026//a.jpg", "empty one"), ("2026/a.jpg#x", "may not contain '#'"), ("2026/a.jpg?v=1", "may not contain '?'"),
+     ("2026/a\\b.jpg", "may not contain '\\\\'"), ("2026/a\x01.jpg", "may not contain '\\x01'")],
+)  # fmt: skip
+def test_s3_keys_that_could_name_another_object_are_400_on_every_route(s3_api, key, message):
+    url = f"s3://{s3_api.shared}/{key}"
+    for method, path, body in (
+        ("POST", "/api/v1/analyses?wait=false", {"url": url}),
+        ("POST", "/api/v1/analyses", {"url": url}),
+        ("POST", "/api/v1/batches", {"urls": [url]}),
+        ("POST", "/do_data_science_url", {"url": url}),
+    ):
+        answer = s3_api.request(method, path, json=body)
+        assert answer.status_code == 400 and message in answer.json().get("detail", answer.json().get("error")), (
+            path,
+            answer.text,
+        )
+
+
+def test_an_s3_object_that_is_not_there_fails_its_job_at_once(s3_api):
+    missing = f"s3://{s3_api.shared}/2026/not-there.jpg"
+    assert s3_api.post("/api/v1/analyses", json={"url": missing}).status_code == 400  # not 503: nothing to retry
+    job = s3_api.post("/api/v1/analyses", params={"wait": "false"}, json={"url": missing}).json()
+    deadline = time.monotonic() + 15
+    while (state := s3_api.get(f"/api/v1/jobs/{job['job']}").json())["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)
+    assert state["state"] == "failed" and "does not exist" in state["error"], state
+
+
+def test_a_long_repeated_task_list_is_a_400_in_milliseconds(api, zidane_path):
+    for tasks in (["labels"] * 100_000, ["labels", "faces", "objects", "labels"]):
+        started = time.monotonic()
+        answer = api.post("/api/v1/analyses", json={"url": "http://example.com/a.jpg", "options": {"tasks": tasks}})
+        assert answer.status_code == 400 and "once" in answer.json()["detail"], answer.text[:300]
+        assert time.monotonic() - started < 2
+    started = time.monotonic()
+    form = api.post(
+        "/api/v1/analyses", files={"file": zidane_path.open("rb")}, data={"tasks": ",".join(["labels"] * 100_000)}
+    )
+    assert form.status_code == 400 and time.monotonic() - started < 2, form.text[:300]
+    assert api.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [("top_k", ["3", "5"]), ("detector", ["yolov4-tiny", "yolov4-tiny"]), ("tasks", ["labels", "faces"]),
+     ("min_confidence", ["0.2", "0.9"]), ("precision", ["int8", "float32"])],
+)  # fmt: skip
+def test_an_option_sent_twice_in_a_form_is_a_400(api, zidane_path, field, values):
+    fields = {field: values}  # the field twice
+    for path in ("/api/v1/analyses", "/api/v1/batches"):
+        name = "file" if path.endswith("analyses") else "files"
+        answer = api.post(path, files=[(name, ("z.jpg", zidane_path.read_bytes(), "image/jpeg"))], data=fields)
+        assert answer.status_code == 400, (path, answer.text)
+        assert f"send each form field once: {field!r} sent more than once" in answer.json()["detail"]
+
+
+def test_deepstacks_custom_route_asks_for_the_key_before_naming_anything(tmp_path, analyzer, zidane_path):
+    settings = Settings(data_dir=tmp_path, api_key=KEY)
+    with ApiServer(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
+        photo = {"image": ("z.jpg", zidane_path.read_bytes(), "image/jpeg")}
+        anonymous = httpx.post(f"{url}/v1/vision/custom/nope", files=photo)
+        assert anonymous.status_code == 401 and "yolov4-tiny" not in anonymous.text
+        keyed = httpx.post(f"{url}/v1/vision/custom/nope", files=photo, data={"api_key": KEY})
+        assert keyed.status_code == 404 and "nope" in keyed.text and "yolov4-tiny" not in keyed.text
+
+
+def test_wrong_admin_tokens_back_off_per_client(tmp_path, analyzer):
+    settings = Settings(data_dir=tmp_path, admin_token=ADMIN)
+    with ApiServer(create_app(settings, AnalysisService(settings, analyzer=analyzer))) as url:
+        right = {"Authorization": f"Bearer {ADMIN}"}
+        assert httpx.get(f"{url}/log", headers=right).status_code == 200
+        answers = [httpx.get(f"{url}/log", headers={"Authorization": f"Bearer guess-{i}"}) for i in range(6)]
+        assert [a.status_code for a in answers] == [401] * 5 + [429], [a.text for a in answers]
+        locked = httpx.get(f"{url}/log", headers=right)  # not even the right token is looked at meanwhile
+        assert locked.status_code == 429 and 0 < int(locked.headers["Retry-After"]) <= 30, locked.text
+        assert "try again in" in locked.json()["detail"]
+
+
+def test_the_lockout_doubles_the_wait_and_forgets_after_a_success():
+    from picmetric.interfaces.lockout import FIRST_WAIT_S, FREE_TRIES, LONGEST_WAIT_S, Lockout
+
+    now = [1000.0]
+    tries = Lockout(clock=lambda: now[0])
+    assert [tries.failed("a") for _ in range(FREE_TRIES - 1)] == [0.0] * (FREE_TRIES - 1)
+    assert tries.failed("a") == FIRST_WAIT_S and tries.wait_left("a") == FIRST_WAIT_S
+    assert tries.wait_left("b") == 0  # per client
+    now[0] += FIRST_WAIT_S
+    assert tries.wait_left("a") == 0 and tries.failed("a") == 2 * FIRST_WAIT_S
+    for _ in range(20):
+        tries.failed("a")
+    assert tries.wait_left("a") == LONGEST_WAIT_S
+    tries.succeeded("a")
+    assert tries.wait_left("a") == 0 and tries.failed("a") == 0
+
+
+def test_a_stalled_database_answers_the_first_request_within_its_timeout(tmp_path, analyzer, postgres, zidane_path):
+    """PostgreSQL behind a proxy that holds every byte: the connection stays open and its kernel acknowledges, so
+    only the client's own deadline ends the wait; the first request after the stall gets its 503 in time."""
+    from .services import FaultyProxy
+
+    host, port = postgres.url.rsplit("@", 1)[1].split("/")[0].split(":")
+    proxy = FaultyProxy(host, int(port))
+    url = postgres.url.replace(f"{host}:{port}", f"127.0.0.1:{proxy.port}")
+    settings = Settings(data_dir=tmp_path, database_url=url, db_timeout_s=3)
+    service = AnalysisService(settings, analyzer=analyzer)
+    try:
+        with ApiServer(create_app(settings, service)) as api, httpx.Client(base_url=api, timeout=60) as client:
+            assert client.get("/api/v1/analyses").status_code == 200  # a pooled connection, open
+            proxy.stall()
+            started = time.monotonic()
+            answer = client.get("/api/v1/analyses")
+            took = time.monotonic() - started
+            assert answer.status_code == 503 and took < 3 + 2, (answer.status_code, took)
+            proxy.heal()
+            deadline = time.monotonic() + 30
+            while client.get("/api/v1/analyses").status_code != 200:
+                assert time.monotonic() < deadline, "the API did not recover after the stall"
+                time.sleep(0.5)
+    finally:
+        proxy.close()
+        service.repository.engine.dispose()
