@@ -192,7 +192,7 @@ def test_the_api_and_deepstacks_custom_route_use_an_added_detector(fruit_analyze
         (prediction,) = custom.json()["predictions"]
         assert prediction["label"] == "pear" and prediction["confidence"] == pytest.approx(0.72, abs=1e-4)
         missing = httpx.post(f"{url}/v1/vision/custom/nope", files=photo, timeout=60)
-        assert missing.status_code == 404 and "no object detector named 'nope'" in missing.json()["error"]
+        assert missing.status_code == 404 and "no detector named 'nope'" in missing.json()["error"]
         refused = httpx.post(f"{url}/api/v1/analyses", files={"file": photo["image"]}, data={"detector": "nope"})
         assert refused.status_code == 400 and "no object detector named 'nope'" in refused.json()["detail"]
 

@@ -455,7 +455,8 @@ class CeleryQueue:
     def transport(self) -> str:
         """The broker's kind (redis, amqp), without its address."""
         assert self.settings.broker_url is not None
-        return make_url(self.settings.broker_url.get_secret_value()).drivername.removesuffix("s")
+        scheme = make_url(self.settings.broker_url.get_secret_value()).drivername
+        return {"rediss": "redis", "amqps": "amqp"}.get(scheme, scheme)  # TLS or not, the same kind
 
     def _reason(self, exc: BaseException) -> str:
         """The broker's own words ("DB index is out of range"), without its password, kept short."""
