@@ -62,11 +62,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), **({"database_url": args.database_url} if args.database_url else {}))
         repo = AnalysisService(settings)
-        repo.repository.reset()
+        repo._repository.reset()
         started = time.perf_counter()
         for i, data in enumerate(photos(args.analyses)):
             repo.submit(data, source="url" if i % 4 == 0 else "upload")
-        print(f"{settings.safe_database_url} + {repo.repository.blobs.describe()}")
+        print(f"{settings.safe_database_url} + {repo._repository.blobs.describe()}")
         print(f"stored {args.analyses} analyses in {time.perf_counter() - started:.1f} s\n")
 
         now = datetime.now(UTC)
@@ -84,12 +84,12 @@ def main() -> None:
             times = []
             for _ in range(args.repeat):
                 t = time.perf_counter()
-                page = repo.repository.history(filters, page=1, page_size=50)
+                page = repo._repository.history(filters, page=1, page_size=50)
                 times.append((time.perf_counter() - t) * 1000)
             times.sort()
             p90 = times[int(0.9 * (len(times) - 1))]
             print(f"{title:32s} {page.total:5d} {statistics.median(times):10.2f} {p90:8.2f} {times[-1]:8.2f}")
-        repo.repository.reset()
+        repo._repository.reset()
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def measure(method: str, path: str, runs: int) -> dict:
     import numpy as np
     from PIL import Image
 
-    from picmetric.core.intake import load_image
+    from picmetric.core.decoding import load_image
     from picmetric.settings import Settings
 
     data = Path(path).read_bytes()

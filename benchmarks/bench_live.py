@@ -25,8 +25,8 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from picmetric.core.analyzer import Analyzer  # noqa: E402
 from picmetric.core.models.weights import package_file  # noqa: E402
-from picmetric.core.pipeline import Analyzer  # noqa: E402
 from picmetric.interfaces.ui.live import LiveAnalyzer  # noqa: E402
 from picmetric.settings import Settings  # noqa: E402
 from tests.services import free_port, wait_for_http  # noqa: E402

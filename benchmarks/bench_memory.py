@@ -26,7 +26,7 @@ def _rss_mb() -> float:
 
 def child(path: str, copies: int, budget: int) -> None:
     sys.path.insert(0, str(ROOT))
-    from picmetric.core.intake import load_image
+    from picmetric.core.decoding import load_image
     from picmetric.settings import Settings
 
     data = Path(path).read_bytes()

@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from picmetric import load_image  # noqa: E402
+from picmetric.core.analyzer import Analyzer  # noqa: E402
 from picmetric.core.models.weights import package_file  # noqa: E402
-from picmetric.core.pipeline import Analyzer  # noqa: E402
 from picmetric.core.similar import (  # noqa: E402
     NEAR_DUPLICATE_BITS,
     NEAR_DUPLICATE_COSINE,

@@ -32,11 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_history import photos  # noqa: E402
-from picmetric.core.pipeline import Analyzer  # noqa: E402
+from picmetric.core.analyzer import Analyzer  # noqa: E402
 from picmetric.service.analyses import AnalysisService  # noqa: E402
 from picmetric.service.jobs import CeleryQueue, JobInput, JobService  # noqa: E402
+from picmetric.service.types import Job  # noqa: E402
 from picmetric.settings import Settings  # noqa: E402
-from picmetric.storage import JobRecord  # noqa: E402
 
 
 def throwaway_database() -> tuple[str, Callable[[], None]]:
@@ -54,8 +54,8 @@ def throwaway_database() -> tuple[str, Callable[[], None]]:
     return f"postgresql://postgres@127.0.0.1:5432/{name}", drop
 
 
-def run_batch(jobs: JobService, data: list[bytes]) -> tuple[float, list[JobRecord]]:
-    jobs.repository.reset()
+def run_batch(jobs: JobService, data: list[bytes]) -> tuple[float, list[Job]]:
+    jobs._repository.reset()
     started = time.perf_counter()
     batch_id, _ = jobs.submit([JobInput(source="upload", name=f"{i}.jpg", data=d) for i, d in enumerate(data)],
                               batch=True)  # fmt: skip
@@ -119,7 +119,7 @@ def stop(workers: list[subprocess.Popen]) -> None:
             os.killpg(worker.pid, signal.SIGKILL)
 
 
-def row(name: str, seconds: float, records: list[JobRecord]) -> str:
+def row(name: str, seconds: float, records: list[Job]) -> str:
     done = [j for j in records if j.state == "done" and j.finished_at]
     total = sorted((j.finished_at - j.created_at).total_seconds() * 1000 for j in done)  # type: ignore[operator]
     runs = sorted(

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from picmetric import AnalysisOptions, PicMetricError, fetch_image, load_image
-from picmetric.core.pipeline import CLASSIFIERS, FACE_DETECTORS, PRECISIONS, detectors
+from picmetric.core.catalog import CLASSIFIERS, FACE_DETECTORS, PRECISIONS
 from picmetric.core.samples import samples
 from picmetric.interfaces.ui.resources import get_jobs
 from picmetric.interfaces.ui.thumbnails import square_thumbnail
@@ -39,7 +39,7 @@ MAX_RESULTS_KEPT = 50  # a session holds results (rows, not image bytes) of its 
 
 st.sidebar.subheader("Analysis")
 st.sidebar.caption("These run the models again: for the next photo, and for this one when you re-analyse it.")
-object_detectors = {entry.name: entry for entry in detectors(service.analyzer.settings)}
+object_detectors = {entry.name: entry for entry in service.detectors()}
 # a form: moving a slider changes nothing until "Re-analyse", so no new analysis is stored at every release
 with st.sidebar.form("analysis-settings", border=False):
     options = AnalysisOptions(
@@ -224,13 +224,13 @@ def batch_gallery(records: list) -> None:
             except PicMetricError:  # deleted since
                 continue
             kind = "objects" if "objects" in stored.analysis.render_kinds else "original"  # drawn once, then kept
-            picture = service.image_bytes(job.sha256, kind)
+            picture = service.image(job.sha256, kind)
             if picture is None:
                 continue
             a = stored.analysis
             top = a.classification.top[0] if a.classification and a.classification.top else "—"
             found = f"{len(a.detections)} objects" if a.detections is not None else ""
-            column.image(picture[0], caption=f"{job.name or job.sha256[:12]} · {top} · {found}", width="stretch")
+            column.image(picture.content, caption=f"{job.name or job.sha256[:12]} · {top} · {found}", width="stretch")
             if column.button("Open", key=f"open-{job.id}", icon=":material/open_in_full:", width="stretch"):
                 results[job.sha256] = stored
                 st.session_state["current"] = job.sha256
@@ -270,10 +270,10 @@ if current is not None and not service.is_stored(current.sha256, current.analysi
     )
     current = None
 if current is not None and current.analysis.options.cache_key != options.cache_key:
-    original = service.image_bytes(current.sha256, "original")  # settings changed: same photo, new options
+    original = service.image(current.sha256, "original")  # settings changed: same photo, new options
     if original is not None:
         name = current.analysis.name or current.sha256[:12]
-        analyse(original[0], origin=current.analysis.source, name=name)
+        analyse(original.content, origin=current.analysis.source, name=name)
         current = results.get(st.session_state.get("current"))
 
 display = display_sidebar(current.analysis if current else None)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from picmetric import PicMetricError
-from picmetric.core.intake import IMAGE_SOURCES
+from picmetric.core.decoding import IMAGE_SOURCES
 from picmetric.interfaces.ui.resources import get_service
 from picmetric.interfaces.ui.teacher import is_teacher
 from picmetric.interfaces.ui.thumbnails import thumbnail_src
@@ -19,7 +19,7 @@ from picmetric.interfaces.ui.views import (
     scroll_to,
     show_analysis,
 )
-from picmetric.service.analyses import HistoryFilter
+from picmetric.service.types import HistoryFilter
 
 PAGE_SIZE = 50
 service = get_service()
@@ -60,7 +60,7 @@ st.caption(f"{page.summary} · click a row to open it" if page.total else "No an
 frame = pd.DataFrame(
     [
         {
-            "thumbnail": thumbnail_src(service, item.thumbnail_key),
+            "thumbnail": thumbnail_src(item.thumbnail),
             "name": item.name or item.sha256[:12],
             "top label": f"{item.top_label} ({item.top_confidence:.0%})" if item.top_label else item.status,
             "objects": ", ".join(item.object_classes),

@@ -7,6 +7,7 @@ import time
 import streamlit as st
 
 from picmetric import AnalysisOptions, load_image
+from picmetric.core.catalog import CLASSIFIERS
 from picmetric.core.explain import (
     LAYER_TITLES,
     class_activations,
@@ -18,12 +19,11 @@ from picmetric.core.explain import (
     explain_yunet,
     feature_grid,
 )
-from picmetric.core.pipeline import CLASSIFIERS
 from picmetric.core.samples import samples
 from picmetric.interfaces.ui.charts import logits_chart
 from picmetric.interfaces.ui.lesson import TERM_STYLE, explained
 from picmetric.interfaces.ui.presentation import counted, show_chart, stage_images
-from picmetric.interfaces.ui.resources import get_analyzer, get_service, working_image
+from picmetric.interfaces.ui.resources import app_settings, get_analyzer, get_service, working_image
 
 analyzer = get_analyzer()
 service = get_service()
@@ -39,7 +39,7 @@ classifier_key = st.sidebar.selectbox("Classifier", list(CLASSIFIERS), format_fu
 if choice.startswith("stored:"):
     image = working_image(service, choice.split(":", 1)[1])
 else:
-    image = load_image(next(s for s in samples() if f"sample:{s.key}" == choice).path)
+    image = load_image(next(s for s in samples() if f"sample:{s.key}" == choice).path, settings=app_settings())
 
 st.html(TERM_STYLE)  # hover an underlined word for its meaning
 st.title("How PicMetric sees a photo")

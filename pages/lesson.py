@@ -12,13 +12,13 @@ from picmetric.core.samples import samples
 from picmetric.interfaces.ui.charts import logits_chart
 from picmetric.interfaces.ui.lesson import TERM_STYLE, box_iou, explained, verdict
 from picmetric.interfaces.ui.presentation import counted, show_chart
-from picmetric.interfaces.ui.resources import browser_jpeg, get_analyzer, image_src
+from picmetric.interfaces.ui.resources import app_settings, browser_jpeg, get_analyzer, image_src
 
 STEPS = ("numbers", "labels", "evidence", "guesses", "nms", "your box", "faces", "done")
 analyzer = get_analyzer()
 choices = {s.key: s.title for s in samples()}
 sample_key = st.sidebar.selectbox("Photo for the lesson", list(choices), format_func=choices.get, key="lesson-photo")
-image = load_image(next(s for s in samples() if s.key == sample_key).path)
+image = load_image(next(s for s in samples() if s.key == sample_key).path, settings=app_settings())
 step = st.session_state.setdefault("lesson-step", 0)
 st.html(TERM_STYLE)
 st.title("Lesson: how a computer sees a photo")

@@ -10,7 +10,7 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 from picmetric import PicMetricError
 from picmetric.core.annotate import encode_image
 from picmetric.interfaces.ui.live import RTC_CONFIGURATION, LiveAnalyzer
-from picmetric.interfaces.ui.resources import get_analyzer, get_service
+from picmetric.interfaces.ui.resources import get_service
 
 service = get_service()
 st.title("Live camera")
@@ -18,7 +18,7 @@ st.caption("Press Start and allow the camera: every frame is analysed on this se
            "Frames that arrive while one is analysed are skipped, so the picture keeps up with the room.")  # fmt: skip
 
 if "live-analyzer" not in st.session_state:
-    st.session_state["live-analyzer"] = LiveAnalyzer(get_analyzer())
+    st.session_state["live-analyzer"] = LiveAnalyzer(get_service())
 live: LiveAnalyzer = st.session_state["live-analyzer"]
 live.min_confidence = st.sidebar.slider("Object confidence ≥", 0.05, 0.95, 0.25, 0.05, key="live-objects")
 live.face_score = st.sidebar.slider("Face score ≥", 0.3, 0.99, 0.8, 0.01, key="live-faces")

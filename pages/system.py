@@ -5,11 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from picmetric.core.pipeline import CLASSIFIERS
-from picmetric.interfaces.ui.resources import get_analyzer, get_jobs
+from picmetric.core.catalog import CLASSIFIERS
+from picmetric.interfaces.ui.resources import get_jobs
 from picmetric.interfaces.ui.teacher import is_teacher, teacher_only_notice
 
-analyzer = get_analyzer()
 jobs = get_jobs()
 service = jobs.service
 teacher = is_teacher()
@@ -19,7 +18,7 @@ if reset_done:
     st.session_state["reset_confirmation"] = ""
 
 st.subheader("Models")
-loaded = analyzer.loaded_models()
+loaded = service.loaded_models()
 st.dataframe(
     pd.DataFrame(
         [{"model": version, "state": "loaded" if state else "not loaded"} for version, state in loaded.items()]
@@ -32,7 +31,7 @@ st.dataframe(
     hide_index=True,
     width="stretch",
 )
-st.caption("ONNX Runtime providers: " + ", ".join(analyzer.providers()))
+st.caption("ONNX Runtime providers: " + ", ".join(service.providers()))
 
 st.subheader("Storage")
 health = service.health()

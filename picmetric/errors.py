@@ -2,10 +2,12 @@
 
 
 class PicMetricError(Exception):
-    """Base class: anything PicMetric refuses or cannot do, with a user-facing message. Each kind carries the
-    HTTP status the API answers with: a client's mistake is a 4xx, an unavailable backend a 503, never a 500."""
+    """Base class: anything PicMetric refuses or cannot do, with a user-facing message. The kinds below say what
+    went wrong, not how a protocol answers it: the HTTP API's one table (``interfaces/api/errors.py``) maps each
+    kind to its status. ``retryable``: asking again later may work (a backend away or busy), so a job meeting it is
+    retried instead of failed."""
 
-    http_status: int = 400
+    retryable: bool = False
 
 
 class InvalidImageError(PicMetricError):
@@ -15,8 +17,6 @@ class InvalidImageError(PicMetricError):
 class ImageTooLargeError(InvalidImageError):
     """Too many pixels or absurd dimensions (decompression-bomb guard)."""
 
-    http_status = 413
-
 
 class URLRefusedError(PicMetricError):
     """The URL is not allowed: wrong scheme, or a host that points inside the network."""
@@ -24,8 +24,6 @@ class URLRefusedError(PicMetricError):
 
 class URLTooLongError(URLRefusedError):
     """The URL is longer than any image address needs (and than an index row holds)."""
-
-    http_status = 414
 
 
 class FetchError(PicMetricError):
@@ -35,7 +33,7 @@ class FetchError(PicMetricError):
 class ServerBusyError(PicMetricError):
     """Too much work of this kind in flight right now (e.g. large images being decoded); retrying later helps."""
 
-    http_status = 503
+    retryable = True
 
 
 class ModelUnavailableError(PicMetricError):
@@ -49,46 +47,53 @@ class InvalidModelError(PicMetricError):
 class UnknownModelError(PicMetricError):
     """No model of that name is installed or added."""
 
-    http_status = 404
-
 
 class DatabaseError(PicMetricError):
     """The database could not be reached or refused a write."""
 
-    http_status = 503
+    retryable = True
 
 
 class ImageDeletedError(PicMetricError):
     """The image was deleted while this call was analysing it: nothing of it is kept; sending it again works."""
 
-    http_status = 409
-
 
 class AnalysisFailedError(PicMetricError):
     """The models could not analyse this image; the failure is recorded in history."""
-
-    http_status = 422
 
 
 class QueueUnavailableError(PicMetricError):
     """The job broker (Redis or RabbitMQ) cannot be reached: nothing was queued; retrying later helps."""
 
-    http_status = 503
+    retryable = True
 
 
 class StorageError(PicMetricError):
     """The object store could not be reached or refused an operation."""
 
-    http_status = 503
+    retryable = True
 
 
 class MissingBlobError(StorageError):
     """A blob a row points to is not in the store (removed behind PicMetric's back): not an outage."""
 
-    http_status = 410
+    retryable = False
 
 
 class NotFoundError(PicMetricError):
     """No such analysis, image, job or batch: the route's own 404, in its body shape."""
 
-    http_status = 404
+
+class InternalError(PicMetricError):
+    """A failure of PicMetric itself (a bug, or a job whose worker kept dying): the details are in the log."""
+
+
+def error_kind(name: str | None) -> type[PicMetricError]:
+    """The error class a failed job recorded by name; the base class for a name this version does not know."""
+    pending: list[type[PicMetricError]] = [PicMetricError]
+    while pending:
+        kind = pending.pop()
+        if kind.__name__ == name:
+            return kind
+        pending += kind.__subclasses__()
+    return PicMetricError

@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from picmetric import Analyzer
-from picmetric.core import pipeline
 from picmetric.core.models.weights import package_file
 from picmetric.service.analyses import AnalysisService
 from picmetric.settings import Settings, get_settings
@@ -73,27 +72,38 @@ def isolated_settings(tmp_path_factory):
     get_settings.cache_clear()
 
 
+_analyses = {"count": 0}
+_count_lock = threading.Lock()
+_analyze = Analyzer.analyze
+
+
+def _counted(self, image, options=None, **kwargs):
+    with _count_lock:
+        _analyses["count"] += 1
+    return _analyze(self, image, options, **kwargs)
+
+
 class CountingAnalyzer(Analyzer):
-    """The real analyzer, counting how often the pipeline actually runs."""
+    """The real analyzer; ``calls`` counts how often any analyzer of this process actually ran the models (the
+    dashboard's and the CLI's own share these models, being of the same settings)."""
 
-    def __init__(self) -> None:
-        super().__init__(Settings())
-        self.calls = 0
-        self._count_lock = threading.Lock()
+    @property
+    def calls(self) -> int:
+        return _analyses["count"]
 
-    def analyze(self, image, options=None, **kwargs):
-        with self._count_lock:
-            self.calls += 1
-        return super().analyze(image, options, **kwargs)
+    @calls.setter
+    def calls(self, value: int) -> None:
+        _analyses["count"] = value
 
 
 @pytest.fixture(scope="session")
 def analyzer(isolated_settings) -> CountingAnalyzer:
-    """Loaded once per session, and installed as the process-wide analyzer so the dashboard and API under test
-    share these models (and their call count)."""
-    analyzer = CountingAnalyzer()
+    """Loaded once per session; every analyzer the tests' dashboards, APIs and CLIs make shares its loaded models
+    (they are kept per process), and counts into ``calls``."""
+    Analyzer.analyze = _counted  # type: ignore[method-assign]
+    analyzer = CountingAnalyzer(Settings())
     analyzer.warm_up()
-    pipeline._default_analyzer = analyzer
+    analyzer.calls = 0
     return analyzer
 
 
@@ -144,8 +154,8 @@ def service(request, tmp_path, analyzer) -> AnalysisService:
     """Analyse-and-keep on empty storage, once per backend: the same tests run against both."""
     service = AnalysisService(backend_settings(request, tmp_path), analyzer=analyzer)
     if request.param == "postgres-s3":
-        service.repository.blobs.ensure_bucket()
-    service.repository.reset()
+        service._repository.blobs.ensure_bucket()
+    service._repository.reset()
     analyzer.calls = 0
     yield service
-    service.repository.engine.dispose()
+    service._repository.engine.dispose()

@@ -72,7 +72,7 @@ def api(tmp_path_factory, analyzer):
 
 @pytest.fixture()
 def clean(api):
-    api.service.repository.reset()
+    api.service._repository.reset()
     return api
 
 
@@ -691,7 +691,7 @@ def test_wait_false_answers_202_with_a_job_that_ends_with_the_analysis(clean, zi
         clean.get(job["result_url"]).json()["analysis"]["image"]["sha256"]
         == job["result"]["analysis"]["image"]["sha256"]
     )
-    stored_keys = clean.service.repository.blobs.keys()
+    stored_keys = clean.service._repository.blobs.keys()
     assert stored_keys and not [key for key in stored_keys if key.startswith("incoming/")]  # staged upload gone
     broken = clean.post("/api/v1/analyses?wait=false", files={"file": ("x.jpg", b"junk", "image/jpeg")})
     failed = _until_finished(clean, broken.json()["status_url"])
@@ -735,3 +735,23 @@ def test_bad_batches_are_refused_with_a_reason(clean, request_args, message):
     refused = clean.post("/api/v1/batches", **request_args)
     assert refused.status_code in (400, 422) and message in refused.json()["detail"], refused.text
     assert clean.get("/api/v1/batches/unknown").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [("InvalidImageError", 400), ("FetchError", 400), ("URLRefusedError", 400), ("InvalidOptionsError", 400),
+     ("InvalidModelError", 400), ("UnknownModelError", 404), ("NotFoundError", 404), ("ImageDeletedError", 409),
+     ("MissingBlobError", 410), ("ImageTooLargeError", 413), ("URLTooLongError", 414), ("AnalysisFailedError", 422),
+     ("InternalError", 500), ("DatabaseError", 503), ("StorageError", 503), ("QueueUnavailableError", 503),
+     ("ServerBusyError", 503)],
+)  # fmt: skip
+def test_each_kind_of_error_has_one_status_and_a_job_keeps_its_kind(kind, status):
+    """The one table (``STATUS``): a failed job records its error's kind by name, and is answered with the same
+    status as the error itself; only the kinds answered 503 are worth retrying."""
+    from picmetric.core.options import InvalidOptionsError  # noqa: F401 (its kind must be known by name)
+    from picmetric.errors import error_kind
+    from picmetric.interfaces.api.errors import status_of
+
+    found = error_kind(kind)
+    assert found.__name__ == kind and status_of(found) == status
+    assert found.retryable is (status == 503)

@@ -12,8 +12,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from picmetric import AnalysisOptions, load_image
-from picmetric.core import pipeline
-from picmetric.core.pipeline import Analyzer, InvalidOptionsError, add_darknet, add_onnx, detectors, remove_detector
+from picmetric.core.analyzer import Analyzer
+from picmetric.core.catalog import add_darknet, add_onnx, detectors, remove_detector
+from picmetric.core.options import InvalidOptionsError
 from picmetric.errors import InvalidModelError, UnknownModelError
 from picmetric.interfaces.api import create_app
 from picmetric.interfaces.cli import main
@@ -200,7 +201,6 @@ def test_the_api_and_deepstacks_custom_route_use_an_added_detector(fruit_analyze
 def test_the_cli_adds_lists_uses_and_removes_a_detector(shelf, monkeypatch, capsys, zidane_path, tmp_path):
     settings, names, export = shelf
     monkeypatch.setenv("PICMETRIC_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setattr(pipeline, "_default_analyzer", None)  # the CLI's own, on this data folder
     from picmetric.settings import get_settings
 
     get_settings.cache_clear()

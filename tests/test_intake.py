@@ -189,13 +189,13 @@ def test_large_decodes_wait_for_the_pixel_budget_then_are_refused_politely():
     import threading
     import time
 
-    from picmetric.core import intake
+    from picmetric.core import decoding
     from picmetric.errors import ServerBusyError
 
     settings = Settings(decode_pixel_budget=1_000_000, decode_wait_s=0.3)
     photo = encode(gradient(1500, 1000), "PNG")  # 1.5 MP: more than the budget, so alone it takes all of it
     assert load_image(photo, settings=settings).width == 1500
-    with intake._DECODING.reserve(1_000_000, settings):  # another decode holds the whole budget
+    with decoding._DECODING.reserve(1_000_000, settings):  # another decode holds the whole budget
         started = time.monotonic()
         with pytest.raises(ServerBusyError, match="retry"):
             load_image(photo, settings=settings)
@@ -205,7 +205,7 @@ def test_large_decodes_wait_for_the_pixel_budget_then_are_refused_politely():
     held = threading.Event()
 
     def hold_briefly() -> None:
-        with intake._DECODING.reserve(1_000_000, patient):
+        with decoding._DECODING.reserve(1_000_000, patient):
             held.set()
             time.sleep(0.2)
 

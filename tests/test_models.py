@@ -199,11 +199,17 @@ def test_min_face_size_drops_small_faces(analyzer, bus_path, key):
     assert len(detector.predict(image.pixels, default_score, min_face_size=80)) == 0
 
 
-def test_models_load_once_and_lazily(analyzer):
-    from picmetric import Analyzer
+def test_models_load_once_and_lazily(analyzer, tmp_path):
+    """A model loads at its first use, once; analyzers of other settings that run it the same way share it (a
+    second data folder costs no second copy), those that run it otherwise get their own."""
+    from picmetric import Analyzer, shared_analyzer
     from picmetric.settings import Settings
 
-    fresh = Analyzer(Settings())
+    other_shelf = Analyzer(Settings(data_dir=tmp_path))
+    assert other_shelf.classifier() is analyzer.classifier() and other_shelf.settings.data_dir == tmp_path
+    assert shared_analyzer(Settings(data_dir=tmp_path)) is shared_analyzer(Settings(data_dir=tmp_path))
+    assert shared_analyzer(Settings(data_dir=tmp_path)) is not shared_analyzer(Settings())  # never the first's
+    fresh = Analyzer(Settings(intra_op_threads=1))  # run otherwise: its own copies
     classifier = fresh.classifier("mobilenet_v2")
     assert not classifier.loaded
     assert fresh.classifier("mobilenet_v2") is classifier

@@ -73,7 +73,8 @@ def server(installed, tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
 def test_installed_package_is_not_this_checkout(installed, tmp_path):
     where = subprocess.run(
         [str(installed / "bin" / "python"), "-c",
-         "import picmetric, picmetric.interfaces.cli as c; print(picmetric.__file__); print(c.dashboard_dir())"],
+         "import picmetric, picmetric.interfaces.cli.servers as c; print(picmetric.__file__); "
+         "print(c.dashboard_dir())"],
         capture_output=True, text=True, check=True, cwd=tmp_path, env=_environment(tmp_path),
     )  # fmt: skip
     module, dashboard = where.stdout.split()
@@ -148,3 +149,23 @@ def test_no_source_file_grows_past_600_lines():
     sources = [*ROOT.joinpath("picmetric").rglob("*.py"), *ROOT.joinpath("pages").glob("*.py"), ROOT / "app.py"]
     long = {str(p.relative_to(ROOT)): n for p in sources if (n := len(p.read_text().splitlines())) > 600}
     assert not long, long
+
+
+def test_no_storage_class_crosses_the_service_door():
+    """The interfaces (and the pages) get the service's own types: nothing they import, from any module and through
+    any re-export, is a class defined under ``picmetric.storage``."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import picmetric.interfaces
+
+    found = pkgutil.walk_packages(picmetric.interfaces.__path__, "picmetric.interfaces.")
+    modules = [importlib.import_module(m.name) for m in found if not m.name.endswith((".serve", "__main__"))]
+    crossing = {
+        f"{module.__name__}.{name}"
+        for module in modules
+        for name, value in vars(module).items()
+        if inspect.isclass(value) and value.__module__.startswith("picmetric.storage")
+    }
+    assert not crossing, crossing

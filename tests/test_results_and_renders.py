@@ -10,6 +10,7 @@ from PIL import Image
 
 from picmetric.core.annotate import BoxAnnotator, FaceAnnotator, encode_image
 from picmetric.core.results import Classification, Detections, Faces
+from picmetric.core.wire import objects_of
 
 NAMES = ["person", "bus"]
 
@@ -36,7 +37,7 @@ def test_faces_and_classification_validate():
 def test_display_filter_keeps_the_same_boxes():
     d = Detections([[0, 0, 10, 10], [5, 5, 20, 20], [1, 1, 3, 3]], [0.9, 0.3, 0.6], [0, 1, 0], NAMES)
     assert d.filter(0.5).labels == ["person", "person"]
-    assert d.filter(0.0, classes={"bus"}).to_dict()["objects"][0]["box"] == [5, 5, 20, 20]
+    assert objects_of(d.filter(0.0, classes={"bus"}))[0].box == [5, 5, 20, 20]
 
 
 def test_box_annotator_draws_on_the_box_edges_only():

@@ -45,7 +45,7 @@ def test_the_rules_keep_same_photo_and_similar_scene_apart():
 def test_edited_copies_are_near_duplicates_and_unrelated_photos_are_not(service, zidane_path, bus_path):
     photos = [p for p, _ in imagenet_samples()[:6]] + [bus_path, zidane_path]
     stored = [service.submit(p.read_bytes()) for p in photos]
-    assert len(service.similar_photos.index) == 0 or True  # filled lazily, at the first search
+    assert len(service.similar_photos.index) == 0  # filled lazily, at the first search
     for edit in ("half", "brighter", "crop"):
         copy = service.submit(_edited(zidane_path, edit), name=f"zidane-{edit}.jpg")
         twin = service.near_duplicate_of(copy.sha256)
@@ -53,6 +53,7 @@ def test_edited_copies_are_near_duplicates_and_unrelated_photos_are_not(service,
         service.delete(copy.sha256)
     for original in stored:  # the shipped photos are all different pictures
         assert service.near_duplicate_of(original.sha256) is None
+    assert len(service.similar_photos.index) == len(photos)  # caught up at the searches: the copies are gone
     alike = service.similar(stored[-1].sha256, limit=3)
     assert [p.sha256 for p in alike] != [] and stored[-1].sha256 not in [p.sha256 for p in alike]
     assert all(0 <= p.similarity <= 1 for p in alike) and alike == sorted(alike, key=lambda p: -p.similarity)
@@ -78,13 +79,13 @@ def test_rows_from_before_are_described_by_backfill_or_when_asked(service, zidan
     options = AnalysisOptions(classifier="mobilenet_v2")  # another classifier: no features of the indexed one
     zidane = service.submit(zidane_path.read_bytes(), options=options)
     bus = service.submit(bus_path.read_bytes(), options=options)
-    assert service.repository.signature_stats("efficientnet_lite2")[0] == 0
+    assert service._repository.signature_stats("efficientnet_lite2")[0] == 0
     assert service.backfill_signatures() == 2 and service.backfill_signatures() == 0
-    assert service.repository.signature_stats("efficientnet_lite2")[0] == 2
-    service.repository.reset()
+    assert service._repository.signature_stats("efficientnet_lite2")[0] == 2
+    service._repository.reset()
     zidane = service.submit(zidane_path.read_bytes(), options=options)
     found = service.similar(zidane.sha256)  # described when asked
-    assert found == [] and service.repository.signature_stats("efficientnet_lite2")[0] == 1
+    assert found == [] and service._repository.signature_stats("efficientnet_lite2")[0] == 1
     assert bus.sha256 not in [p.sha256 for p in found]
 
 
@@ -106,7 +107,7 @@ def test_api_and_cli_answer_similar_photos(service, zidane_path, bus_path, tmp_p
         assert httpx.get(f"{url}/api/v1/analyses", params={"page_size": 5}).json()["total"] == 3
     path = tmp_path / "copy.jpg"
     path.write_bytes(copy)
-    monkeypatch.setattr("picmetric.interfaces.cli._service", lambda: service)
+    monkeypatch.setattr("picmetric.interfaces.cli.stored.open_service", lambda settings: service)
     assert main(["similar", str(path), "--limit", "2", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [set(item) for item in listed] == [{"sha256", "similarity", "near_duplicate"}] * 2

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from picmetric import AnalysisOptions, Analyzer, InvalidImageError, load_image
 from picmetric.core.models import YuNetDetector
 from picmetric.errors import AnalysisFailedError, PicMetricError
+from picmetric.interfaces.api.errors import status_of
 from picmetric.service.analyses import AnalysisService, options_key
 from picmetric.settings import Settings
 from picmetric.storage import (
@@ -35,7 +36,7 @@ from .services import PostgresDatabase
 
 
 def _count(service: AnalysisService, column) -> int:
-    with service.repository.engine.connect() as conn:
+    with service._repository.engine.connect() as conn:
         return conn.scalar(select(func.count(column)))
 
 
@@ -62,7 +63,7 @@ def test_weaker_candidates_are_stored_beside_the_result_and_rows_without_them_st
     assert again.weaker_objects.labels == first.analysis.weaker_objects.labels
     assert len(again.objects_from(0.05)) == len(first.analysis.detections) + len(first.analysis.weaker_objects)
     assert _count(service, ObjectRow.id) == len(first.analysis.detections)  # never searched as objects
-    with service.repository.engine.begin() as conn:  # a row stored before candidates were kept
+    with service._repository.engine.begin() as conn:  # a row stored before candidates were kept
         conn.execute(update(AnalysisRow).values(candidates=None))
     older = service.get(first.sha256).analysis
     assert older.weaker_objects is None and older.floor("objects") == 0.25 and older.floor("faces") == 0.8
@@ -90,21 +91,23 @@ def test_eight_threads_same_new_image_store_it_once(service, bus_path, analyzer)
     assert analyzer.calls == 1
     assert len({r.id for r in results}) == 1
     assert _count(service, ImageRow.id) == 1 and _count(service, AnalysisRow.id) == 1
-    assert len(service.repository.blobs.keys()) == 2  # original, thumbnail (the results are drawn when asked for)
+    assert len(service._repository.blobs.keys()) == 2  # original, thumbnail (the results are drawn when asked for)
 
 
 def test_blobs_are_readable_and_content_typed(service, zidane_path):
     stored = service.submit(zidane_path.read_bytes(), name="zidane.jpg")
     assert set(stored.blob_keys) == {"original", "thumbnail"} and stored.image_kinds[2:] == ["objects", "faces"]
-    assert service.repository.blob(stored.blob_keys["original"]) == zidane_path.read_bytes()
-    data, content_type = service.image_bytes(stored.sha256, "faces")  # drawn now, the first time it is asked for
+    assert service._repository.blob(stored.blob_keys["original"]) == zidane_path.read_bytes()
+    faces = service.image(stored.sha256, "faces")  # drawn now, the first time it is asked for
+    data, content_type = faces.content, faces.content_type
     assert content_type == "image/webp" and Image.open(io.BytesIO(data)).size == (1280, 720)
     kept = service.get(stored.sha256)
     assert set(kept.blob_keys) == {"original", "thumbnail", "faces"}  # kept: the next request reads it
-    assert service.image_bytes(stored.sha256, "faces") == (data, content_type)
-    assert len(service.repository.blobs.keys()) == 3
-    assert service.repository.image_bytes(stored.sha256, "original")[1] == "image/jpeg"
-    assert service.repository.image_bytes("0" * 64) is None
+    again = service.image(stored.sha256, "faces")
+    assert (again.content, again.content_type, again.etag) == (data, content_type, faces.etag)
+    assert len(service._repository.blobs.keys()) == 3
+    assert service._repository.image_bytes(stored.sha256, "original")[1] == "image/jpeg"
+    assert service._repository.image_bytes("0" * 64) is None
 
 
 def test_an_image_is_found_by_sha256_md5_or_a_unique_prefix(service, zidane_path, bus_path):
@@ -128,41 +131,41 @@ def test_an_image_is_found_by_sha256_md5_or_a_unique_prefix(service, zidane_path
 
     for twin in ("abcdef01" + "0" * 56, "abcdef01" + "1" * 56):  # two images whose hashes start alike
         info = ImageFacts(sha256=twin, md5=twin[:32], format="JPEG", width=1, height=1, size_bytes=1)
-        service.repository.ensure_image(info, f"originals/{twin}.jpg", "image/jpeg")
+        service._repository.ensure_image(info, f"originals/{twin}.jpg", "image/jpeg")
     with pytest.raises(PicMetricError, match="several images"):
         service.find("abcdef01")
-    assert service.repository.resolve_image("abcdef01" + "1" * 4) == "abcdef01" + "1" * 56
+    assert service._repository.resolve_image("abcdef01" + "1" * 4) == "abcdef01" + "1" * 56
 
 
 def test_bad_input_stores_nothing(service):
     with pytest.raises(InvalidImageError):
         service.submit(b"definitely not an image")
-    assert _count(service, ImageRow.id) == 0 and service.repository.blobs.keys() == []
+    assert _count(service, ImageRow.id) == 0 and service._repository.blobs.keys() == []
 
 
 def test_delete_removes_rows_and_blobs_but_keeps_shared_ones(service, zidane_path, bus_path):
     zidane = service.submit(zidane_path.read_bytes())
     bus = service.submit(bus_path.read_bytes())
-    assert service.repository.delete(zidane.sha256)
+    assert service._repository.delete(zidane.sha256)
     assert service.get(zidane.sha256) is None
     assert service.get(bus.sha256) is not None
-    assert sorted(service.repository.blobs.keys()) == sorted(bus.blob_keys.values())
-    assert not service.repository.delete(zidane.sha256)
+    assert sorted(service._repository.blobs.keys()) == sorted(bus.blob_keys.values())
+    assert not service._repository.delete(zidane.sha256)
 
 
 def test_reset_removes_everything(service, zidane_path):
     service.submit(zidane_path.read_bytes())
-    service.repository.reset()
-    assert service.repository.stats()["images"] == 0
-    assert service.repository.blobs.keys() == []
+    service._repository.reset()
+    assert service._repository.stats()["images"] == 0
+    assert service._repository.blobs.keys() == []
 
 
 def test_sweep_removes_only_orphans(service, zidane_path):
     stored = service.submit(zidane_path.read_bytes())
-    service.repository.blobs.put("renders/orphan.webp", b"left by a crash", "image/webp")
-    assert service.repository.sweep_orphans() == []  # too young: it may belong to an upload still in flight
-    assert service.repository.sweep_orphans(min_age_s=0) == ["renders/orphan.webp"]
-    assert sorted(service.repository.blobs.keys()) == sorted(stored.blob_keys.values())
+    service._repository.blobs.put("renders/orphan.webp", b"left by a crash", "image/webp")
+    assert service._repository.sweep_orphans() == []  # too young: it may belong to an upload still in flight
+    assert service._repository.sweep_orphans(min_age_s=0) == ["renders/orphan.webp"]
+    assert sorted(service._repository.blobs.keys()) == sorted(stored.blob_keys.values())
 
 
 def test_failed_analysis_is_recorded_and_retried(service, tmp_path, zidane_path, analyzer):
@@ -175,20 +178,20 @@ def test_failed_analysis_is_recorded_and_retried(service, tmp_path, zidane_path,
             service.submit(zidane_path.read_bytes())
     finally:
         analyzer.use(healthy)
-    history = service.repository.history(HistoryFilter(status="failed"))
+    history = service._repository.history(HistoryFilter(status="failed"))
     assert history.total == 1 and history.items[0].status == "failed" and history.items[0].error
-    assert service.repository.stats()["failed"] == 1
+    assert service._repository.stats()["failed"] == 1
     retried = service.submit(zidane_path.read_bytes())  # models fixed: the next submission succeeds
     assert retried.status == "done" and len(retried.analysis.faces) == 2
-    assert service.repository.stats()["failed"] == 0
+    assert service._repository.stats()["failed"] == 0
 
 
 def test_stats_and_health(service, zidane_path):
     service.submit(zidane_path.read_bytes())
-    stats = service.repository.stats()
+    stats = service._repository.stats()
     assert stats["images"] == 1 and stats["analyses"] == 1 and stats["faces"] == 2 and stats["labels"] == 5
     assert stats["original_bytes"] == len(zidane_path.read_bytes())
-    assert service.repository.health() == {"database": "ok", "storage": "ok"}
+    assert service._repository.health() == {"database": "ok", "storage": "ok"}
 
 
 # --- history filters on a database holding 200+ real analyses --------------------------------------------------
@@ -202,12 +205,12 @@ def full_history(request, tmp_path_factory, analyzer):
     tmp = tmp_path_factory.mktemp(f"history-{request.param}")
     repo = AnalysisService(backend_settings(request, tmp), analyzer=analyzer)
     if request.param == "postgres-s3":
-        repo.repository.blobs.ensure_bucket()
-    repo.repository.reset()
+        repo._repository.blobs.ensure_bucket()
+    repo._repository.reset()
     stored = [repo.submit(data, source="url" if i % 5 == 0 else "upload") for i, data in enumerate(photo_variants(210))]
     yield repo, stored
-    repo.repository.reset()
-    repo.repository.engine.dispose()
+    repo._repository.reset()
+    repo._repository.engine.dispose()
 
 
 def _expected(stored, keep) -> set[str]:
@@ -217,7 +220,7 @@ def _expected(stored, keep) -> set[str]:
 def _found(repo: AnalysisService, filters: HistoryFilter) -> set[str]:
     page, found = 1, set()
     while True:
-        result = repo.repository.history(filters, page=page, page_size=50)
+        result = repo._repository.history(filters, page=page, page_size=50)
         found |= {item.sha256 for item in result.items}
         if page >= result.pages:
             assert result.total == len(found)
@@ -227,7 +230,7 @@ def _found(repo: AnalysisService, filters: HistoryFilter) -> set[str]:
 
 def test_history_filters_return_exactly_the_right_rows(full_history):
     repo, stored = full_history
-    assert repo.repository.stats()["analyses"] >= 200
+    assert repo._repository.stats()["analyses"] >= 200
     # a word that several photos' labels share (which one depends on the classifier's numbers, not on the filter)
     words = Counter(w for s in stored for n in s.analysis.classification.names for w in set(n.lower().split()))
     word = next(w for w, count in words.most_common() if len(w) > 3 and 3 <= count < len(stored))
@@ -269,13 +272,13 @@ def test_history_date_range_and_order(full_history):
     assert _found(repo, HistoryFilter(date_to=middle - timedelta(microseconds=1))) == {
         s.sha256 for s in stored if s.analysis.created_at < middle
     }
-    first_page = repo.repository.history(page=1, page_size=50)
+    first_page = repo.history(page=1, page_size=50)
     assert len(first_page.items) == 50 and first_page.total == len(stored)
     dates = [item.created_at for item in first_page.items]
     assert dates == sorted(dates, reverse=True)
-    assert first_page.items[0].thumbnail_key is not None
+    assert first_page.items[0].thumbnail is not None and first_page.items[0].thumbnail.content[:4] == b"RIFF"
     future = datetime.now(UTC) + timedelta(days=1)
-    assert repo.repository.history(HistoryFilter(date_from=future)).total == 0
+    assert repo._repository.history(HistoryFilter(date_from=future)).total == 0
 
 
 # --- failures of the real services ------------------------------------------------------------------------------
@@ -283,8 +286,8 @@ def test_history_date_range_and_order(full_history):
 
 def test_s3_down_mid_test_fails_clearly_and_leaves_no_row(seaweed, postgres, tmp_path, analyzer, zidane_path):
     repo = AnalysisService(s3_settings(seaweed, tmp_path, database_url=postgres.url), analyzer=analyzer)
-    repo.repository.blobs.ensure_bucket()
-    repo.repository.reset()
+    repo._repository.blobs.ensure_bucket()
+    repo._repository.reset()
     seaweed.stop()
     try:
         with pytest.raises(StorageError, match="object storage") as failure:
@@ -294,42 +297,42 @@ def test_s3_down_mid_test_fails_clearly_and_leaves_no_row(seaweed, postgres, tmp
     finally:
         seaweed.start()
     stored = repo.submit(zidane_path.read_bytes())
-    assert stored.status == "done" and repo.repository.blobs.exists(stored.blob_keys["original"])
-    repo.repository.reset()
+    assert stored.status == "done" and repo._repository.blobs.exists(stored.blob_keys["original"])
+    repo._repository.reset()
 
 
 def test_database_down_fails_clearly_and_leaves_no_orphan_blob(seaweed, postgres, tmp_path, analyzer, bus_path):
     repo = AnalysisService(s3_settings(seaweed, tmp_path, database_url=postgres.url), analyzer=analyzer)
-    repo.repository.blobs.ensure_bucket()
-    repo.repository.reset()
+    repo._repository.blobs.ensure_bucket()
+    repo._repository.reset()
     postgres.block_connections()
     try:
         with pytest.raises(DatabaseError, match="database could not") as failure:
             repo.submit(bus_path.read_bytes())
         assert "postgres" not in str(failure.value).lower() or "@" not in str(failure.value)
-        assert repo.repository.blobs.keys() == []
+        assert repo._repository.blobs.keys() == []
     finally:
         postgres.allow_connections()
-    repo.repository.engine.dispose()
+    repo._repository.engine.dispose()
     assert repo.submit(bus_path.read_bytes()).status == "done"
-    repo.repository.reset()
+    repo._repository.reset()
 
 
 def test_presigned_and_public_urls(seaweed, tmp_path, analyzer, zidane_path):
     import httpx
 
     repo = AnalysisService(s3_settings(seaweed, tmp_path), analyzer=analyzer)
-    repo.repository.blobs.ensure_bucket()
-    repo.repository.reset()
+    repo._repository.blobs.ensure_bucket()
+    repo._repository.reset()
     stored = repo.submit(zidane_path.read_bytes())
     response = httpx.get(stored.urls["original"])  # presigned: a browser can open it
     assert response.status_code == 200 and response.content == zidane_path.read_bytes()
     assert response.headers["content-type"] == "image/jpeg"
     public_settings = s3_settings(seaweed, tmp_path, s3_public_base_url="https://cdn.example/img")
     public = AnalysisService(public_settings, analyzer=analyzer)
-    public.image_blob(stored.sha256, "faces")  # drawn once
+    public.image(stored.sha256, "faces")  # drawn once
     assert public.get(stored.sha256).urls["faces"].startswith("https://cdn.example/img/renders/")
-    repo.repository.reset()
+    repo._repository.reset()
 
 
 # --- migrations and configuration -----------------------------------------------------------------------------
@@ -413,14 +416,14 @@ def test_file_names_with_control_characters_are_stored_cleaned(service, zidane_p
 def test_a_fresh_deployment_creates_its_bucket(seaweed, tmp_path, analyzer, zidane_path):
     settings = s3_settings(seaweed, tmp_path, bucket=f"fresh-{uuid.uuid4().hex[:12]}")
     service = AnalysisService(settings, analyzer=analyzer)
-    assert service.repository.health()["storage"] == "ok"
+    assert service._repository.health()["storage"] == "ok"
     assert service.submit(zidane_path.read_bytes()).status == "done"
 
 
 def test_a_missing_bucket_is_named_when_it_may_not_be_created(seaweed, tmp_path, analyzer, zidane_path):
     bucket = f"absent-{uuid.uuid4().hex[:12]}"
     service = AnalysisService(s3_settings(seaweed, tmp_path, bucket=bucket, s3_create_bucket=False), analyzer=analyzer)
-    health = service.repository.health()["storage"]
+    health = service._repository.health()["storage"]
     assert f"bucket {bucket!r} does not exist" in health and "PICMETRIC_S3_CREATE_BUCKET" in health
     with pytest.raises(StorageError, match=f"bucket {bucket!r} does not exist"):
         service.submit(zidane_path.read_bytes())
@@ -432,7 +435,7 @@ def test_sweep_during_an_upload_keeps_the_blobs_its_rows_will_point_to(service, 
     original_analyze = analyzer.analyze
 
     def analyze_then_sweep(image, options=None, **kwargs):  # the moment between blob write and row write
-        swept.append(service.repository.sweep_orphans())
+        swept.append(service._repository.sweep_orphans())
         return original_analyze(image, options, **kwargs)
 
     analyzer.analyze = analyze_then_sweep
@@ -442,18 +445,18 @@ def test_sweep_during_an_upload_keeps_the_blobs_its_rows_will_point_to(service, 
         del analyzer.analyze
     assert swept == [[]]
     for key in stored.blob_keys.values():
-        assert service.repository.blobs.get(key)  # every row points to a blob that exists
+        assert service._repository.blobs.get(key)  # every row points to a blob that exists
 
 
 def test_a_blob_missing_from_the_store_is_missing_not_an_outage(service, zidane_path):
     from picmetric.errors import MissingBlobError
 
     stored = service.submit(zidane_path.read_bytes())
-    key, _ = service.image_blob(stored.sha256, "faces")  # drawn and kept
-    service.repository.blobs.delete(key)  # removed behind PicMetric's back
+    key = service.image(stored.sha256, "faces").etag.strip('"')  # drawn and kept; its tag names its blob
+    service._repository.blobs.delete(key)  # removed behind PicMetric's back
     with pytest.raises(MissingBlobError, match="missing") as refused:
-        service.image_bytes(stored.sha256, "faces")
-    assert refused.value.http_status == 410
+        _ = service.image(stored.sha256, "faces").content
+    assert not refused.value.retryable and status_of(type(refused.value)) == 410
 
 
 def test_a_delete_racing_an_upload_leaves_nothing_and_answers_cleanly(service, zidane_path, analyzer):
@@ -464,7 +467,7 @@ def test_a_delete_racing_an_upload_leaves_nothing_and_answers_cleanly(service, z
     original_analyze = analyzer.analyze
 
     def delete_then_analyze(image, options=None, **kwargs):  # the DELETE lands while the models run
-        assert service.repository.delete(sha)
+        assert service._repository.delete(sha)
         return original_analyze(image, options, **kwargs)
 
     analyzer.analyze = delete_then_analyze
@@ -473,9 +476,9 @@ def test_a_delete_racing_an_upload_leaves_nothing_and_answers_cleanly(service, z
             service.submit(zidane_path.read_bytes())
     finally:
         del analyzer.analyze
-    assert refused.value.http_status == 409
-    assert service.get(sha) is None and service.repository.stats()["images"] == 0
-    assert service.repository.blobs.keys() == []
+    assert status_of(type(refused.value)) == 409  # the API's answer to it
+    assert service.get(sha) is None and service._repository.stats()["images"] == 0
+    assert service._repository.blobs.keys() == []
     assert service.submit(zidane_path.read_bytes()).status == "done"  # sending it again works
 
 
@@ -516,7 +519,7 @@ def test_a_live_claim_in_another_process_is_waited_for_and_a_dead_one_taken_over
         seaweed, postgres = request.getfixturevalue("seaweed"), request.getfixturevalue("postgres")
         settings = s3_settings(seaweed, tmp_path, database_url=postgres.url, claim_lease_s=1.0)
     service = AnalysisService(settings, analyzer=analyzer)
-    service.repository.reset()
+    service._repository.reset()
     photo = imagenet_samples()[3][0].read_bytes()
     context = multiprocessing.get_context("spawn")
     ready = context.Event()
@@ -532,8 +535,8 @@ def test_a_live_claim_in_another_process_is_waited_for_and_a_dead_one_taken_over
     assert holder.exitcode == 9
     assert stored.status == "done" and analyzer.calls == calls + 1
     assert 1.5 < waited < 3.0 + 1.0 + 5.0, waited  # not before the holder died; within its lease after that
-    assert service.repository.stats()["analyses"] == 1
-    service.repository.engine.dispose()
+    assert service._repository.stats()["analyses"] == 1
+    service._repository.engine.dispose()
 
 
 def test_one_requests_undo_keeps_blobs_another_analysis_of_the_image_may_share(service, zidane_path, analyzer):
@@ -555,13 +558,13 @@ def test_one_requests_undo_keeps_blobs_another_analysis_of_the_image_may_share(s
             other = pool.submit(service.submit, photo, options=AnalysisOptions(classifier="mobilenet_v2"))
             assert other_started.wait(60)
             failing_write = DatabaseError("the database could not store the results (simulated)")
-            service.repository.complete = lambda *args: (_ for _ in ()).throw(failing_write)  # type: ignore  # fails
+            service._repository.complete = lambda *args: (_ for _ in ()).throw(failing_write)  # type: ignore  # fails
             try:
                 with pytest.raises(DatabaseError, match="simulated"):
                     service.submit(photo)
             finally:
-                del service.repository.complete
-            kept = service.repository.blobs.keys()
+                del service._repository.complete
+            kept = service._repository.blobs.keys()
             assert any(key.startswith("originals/") for key in kept) and len(kept) >= 2  # original and renders stay
             other_may_finish.set()
             finished = other.result(timeout=120)
@@ -569,21 +572,21 @@ def test_one_requests_undo_keeps_blobs_another_analysis_of_the_image_may_share(s
         del analyzer.analyze
     assert finished.status == "done"
     for key in finished.blob_keys.values():
-        assert service.repository.blobs.get(key)
+        assert service._repository.blobs.get(key)
 
 
 def test_a_sweep_keeps_the_staged_upload_of_a_queued_job(service, zidane_path):
     """A job waiting in the broker for an hour still finds its upload: the sweep knows job rows."""
     from picmetric.storage import NewJob
 
-    repository = service.repository
+    repository = service._repository
     _, (job_id,) = repository.create_jobs(
         [NewJob(source="upload", options=AnalysisOptions().to_dict(), input_key="incoming/queued")], batch=False
     )
     repository.blobs.put("incoming/queued", zidane_path.read_bytes(), "application/octet-stream")
     repository.blobs.put("incoming/abandoned", b"left by a crash", "application/octet-stream")
     assert repository.sweep_orphans(min_age_s=0) == ["incoming/abandoned"]
-    repository.finish_job(job_id, sha256=None, error="stopped", error_status=503)
+    repository.finish_job(job_id, sha256=None, error="stopped", error_kind="DatabaseError")
     assert not repository.blobs.exists("incoming/queued")  # a finished job's staged upload goes with it
 
 
@@ -595,7 +598,7 @@ def test_a_reset_during_an_upload_leaves_no_row_pointing_to_a_deleted_blob(servi
     original_analyze = analyzer.analyze
 
     def reset_then_analyze(image, options=None, **kwargs):  # the reset lands while the models run
-        service.repository.reset()
+        service._repository.reset()
         return original_analyze(image, options, **kwargs)
 
     analyzer.analyze = reset_then_analyze
@@ -604,7 +607,7 @@ def test_a_reset_during_an_upload_leaves_no_row_pointing_to_a_deleted_blob(servi
             service.submit(zidane_path.read_bytes())
     finally:
         del analyzer.analyze
-    assert service.repository.stats()["images"] == 0 and service.repository.blobs.keys() == []
+    assert service._repository.stats()["images"] == 0 and service._repository.blobs.keys() == []
     assert service.submit(zidane_path.read_bytes()).status == "done"
 
 

@@ -34,7 +34,7 @@ def s3_api(tmp_path_factory, analyzer, seaweed):
         s3_read_allow=[f"{shared}/2026/"],
     )  # fmt: skip
     service = AnalysisService(settings, analyzer=analyzer)
-    service.repository.blobs.ensure_bucket()
+    service._repository.blobs.ensure_bucket()
     with ApiServer(create_app(settings, service)) as url, httpx.Client(base_url=url, timeout=120) as http:
         http.s3, http.private, http.shared = client, private, shared
         yield http
@@ -187,7 +187,7 @@ def test_a_body_sent_a_byte_at_a_time_meets_a_deadline(api):
 
 
 def test_the_allow_list_matches_the_bucket_exactly_and_prefixes_on_slashes():
-    from picmetric.core.intake import check_url
+    from picmetric.core.fetching import check_url
     from picmetric.errors import URLRefusedError
 
     allowed = Settings(s3_read_allow=["pub", "class/2026"])
@@ -323,4 +323,4 @@ def test_a_stalled_database_answers_the_first_request_within_its_timeout(tmp_pat
                 time.sleep(0.5)
     finally:
         proxy.close()
-        service.repository.engine.dispose()
+        service._repository.engine.dispose()

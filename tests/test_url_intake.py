@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from picmetric import FetchError, URLRefusedError, fetch_image
-from picmetric.core.intake import check_address, check_url
+from picmetric.core.fetching import check_address, check_url
 from picmetric.settings import Settings
 
 from .services import send_trickling

@@ -61,7 +61,7 @@ class Stack:
 
     @property
     def repository(self):
-        return self.service.repository
+        return self.service._repository
 
     def start_worker(self) -> WorkerProcess:
         worker = WorkerProcess(_environment(self.settings), self.log_dir / f"worker-{len(self.workers)}.log")
@@ -139,7 +139,7 @@ def _stack(tmp_path_factory, analyzer, seaweed, broker_url: str, workers: int, *
             yield stack
         finally:
             stack.stop()
-            service.repository.engine.dispose()
+            service._repository.engine.dispose()
             if faulty is not None:
                 faulty.close()
             _delete_queue(settings)

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from picmetric.core.analyzer import Analyzer
 from picmetric.core.annotate import BoxAnnotator, FaceAnnotator
-from picmetric.core.intake import LoadedImage
+from picmetric.core.decoding import LoadedImage
 from picmetric.core.models import FACE_DETECTORS, YuNetDetector
 from picmetric.core.models.classifier import (
     CLASSIFIERS,
@@ -19,7 +20,7 @@ from picmetric.core.models.classifier import (
     softmax,
 )
 from picmetric.core.models.detector import Candidates, ObjectDetector, class_aware_nms
-from picmetric.core.pipeline import AnalysisOptions, Analyzer
+from picmetric.core.options import AnalysisOptions
 from picmetric.core.results import Detections
 
 STAGE_COLOURS = {"pnet": (255, 196, 0), "rnet": (255, 96, 0), "onet": (0, 200, 80)}

@@ -76,15 +76,6 @@ class Classification:
     def top(self) -> tuple[str, float] | None:
         return (self.names[0], float(self.confidence[0])) if len(self) else None
 
-    def to_dict(self) -> dict:
-        return {
-            "model": self.model,
-            "labels": [
-                {"class_id": int(c), "name": n, "confidence": round(float(p), 6)}
-                for c, n, p in zip(self.class_id, self.names, self.confidence, strict=True)
-            ],
-        }
-
 
 class BoxSet:
     """What every set of boxes shares (supervision's Detections style): arrays with one row per box, selected,
@@ -153,19 +144,6 @@ class Detections(BoxSet):
             keep &= np.array([name in classes for name in self.labels], dtype=bool)
         return self.select(keep)
 
-    def to_dict(self) -> dict:
-        return {
-            "objects": [
-                {
-                    "class_id": int(c),
-                    "label": label,
-                    "confidence": round(float(p), 6),
-                    "box": [round(float(v), 1) for v in box],
-                }
-                for box, p, c, label in zip(self.xyxy, self.confidence, self.class_id, self.labels, strict=True)
-            ]
-        }
-
 
 @dataclass
 class Faces(BoxSet):
@@ -184,18 +162,3 @@ class Faces(BoxSet):
         _check_confidence(self.confidence, len(self.xyxy))
         if len(self.landmarks) != len(self.xyxy):
             raise ValueError("one set of landmarks per face is required")
-
-    def to_dict(self) -> dict:
-        return {
-            "faces": [
-                {
-                    "confidence": round(float(p), 6),
-                    "box": [round(float(v), 1) for v in box],
-                    "landmarks": {
-                        name: [round(float(x), 1), round(float(y), 1)]
-                        for name, (x, y) in zip(LANDMARK_NAMES, points, strict=True)
-                    },
-                }
-                for box, p, points in zip(self.xyxy, self.confidence, self.landmarks, strict=True)
-            ]
-        }

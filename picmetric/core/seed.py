@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from picmetric.core.pipeline import Analysis
+from picmetric.core.analyzer import Analysis
 
 SEED_FIELDS = ("error", "hash", "original", "resnet", "yolov3", "yolov3_source", "faces_source")
 

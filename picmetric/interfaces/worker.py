@@ -66,7 +66,7 @@ def _load_models(**_: object) -> None:
     logs.install()
     jobs = _job_service()
     jobs.keep_leases()  # this process' jobs stay leased; lapsed ones anywhere are sent again
-    jobs.service.analyzer.warm_up()
+    jobs.service.warm_up()
     logger.info("worker ready: models loaded, taking jobs from %s", jobs.settings.safe_broker_url)
 
 

@@ -9,50 +9,36 @@ machines) submit it at the same time: in-process callers queue on a lock, other 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import threading
 import time
 import weakref
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
 from picmetric import logs
+from picmetric.core.analyzer import RENDER_KINDS, Analysis, Analyzer, TaskCallback, shared_analyzer
 from picmetric.core.annotate import CONTENT_TYPES, encode_image
-from picmetric.core.intake import LoadedImage, load_image
-from picmetric.core.pipeline import (
-    DETECTOR,
-    RENDER_KINDS,
-    Analysis,
-    AnalysisOptions,
-    Analyzer,
-    TaskCallback,
-    coco_class_names,
-    default_analyzer,
-)
-from picmetric.core.pipeline import render as draw_results
+from picmetric.core.catalog import DETECTOR, DetectorEntry, coco_class_names, detectors
+from picmetric.core.decoding import LoadedImage, load_image
+from picmetric.core.drawing import render as draw_results
+from picmetric.core.explain import class_activations
+from picmetric.core.options import AnalysisOptions
 from picmetric.core.results import Classification, Detections, Faces
-from picmetric.errors import AnalysisFailedError, PicMetricError
+from picmetric.errors import AnalysisFailedError, NotFoundError, PicMetricError
 from picmetric.service.similar import SimilarPhoto, SimilarPhotos
+from picmetric.service.types import HistoryFilter, HistoryItem, HistoryPage, ImageKind, Picture, converted
 from picmetric.settings import Settings
-from picmetric.storage import (
-    AnalysisRecord,
-    HistoryFilter,
-    HistoryItem,
-    HistoryPage,
-    JobRecord,
-    JobState,
-    Repository,
-)
+from picmetric.storage import AnalysisRecord, Repository
+from picmetric.storage import HistoryFilter as StoredHistoryFilter
 from picmetric.storage.blobs import FORMAT_CONTENT_TYPES, original_key, render_key
 
-__all__ = [  # the stored history's types are the interfaces' too: they import them from here, never from storage
-    "AnalysisService", "HistoryFilter", "HistoryItem", "HistoryPage", "JobRecord", "JobState", "SimilarPhoto",
-    "StoredAnalysis", "migrate_database", "options_key",
-]  # fmt: skip
 logger = logging.getLogger(__name__)
 THUMBNAIL_SIDE = 256
 #: how long a caller waits for another process' analysis of the same image before giving up
@@ -106,23 +92,64 @@ class AnalysisService:
         analyzer: Analyzer | None = None,
     ) -> None:
         self.settings = settings
-        self.repository = repository or Repository(settings)
-        self.analyzer = analyzer or default_analyzer(self.settings)
-        self.similar_photos = SimilarPhotos(self.repository, self.analyzer, settings)
+        self._repository = repository or Repository(settings)
+        self.analyzer = analyzer or shared_analyzer(self.settings)
+        self.similar_photos = SimilarPhotos(self._repository, self.analyzer, settings)
         self._key_locks: weakref.WeakValueDictionary[tuple, threading.Lock] = weakref.WeakValueDictionary()
+        self._frame_faces = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-faces")
         self._key_locks_guard = threading.Lock()
+
+    # -- the models, for what is not kept: readiness, DeepStack's answers, live frames, evidence maps -------------
+
+    def warm_up(self) -> None:
+        """Load every default model now (a worker before taking jobs, the API before it reports ready)."""
+        self.analyzer.warm_up()
+
+    def loaded_models(self) -> dict[str, bool]:
+        """Each model this process has met, and whether it is loaded (readiness, the System page)."""
+        return self.analyzer.loaded_models()
+
+    def providers(self) -> list[str]:
+        """ONNX Runtime's execution providers in use here (CPU, CUDA)."""
+        return self.analyzer.providers()
+
+    def detectors(self) -> list[DetectorEntry]:
+        """Every object detector an analysis may name: the built-in one first, then the added ones."""
+        return detectors(self.settings)
+
+    def detector(self, name: str) -> DetectorEntry:
+        """The detector of this name; UnknownModelError when there is none."""
+        return self.analyzer.detector_entry(name)
+
+    def analyse_only(self, data: bytes, options: AnalysisOptions, name: str | None = None) -> Analysis:
+        """The models' answer for a photo, nothing stored (DeepStack's routes: an NVR sends a frame every few
+        seconds, which would flood the history)."""
+        return self.analyzer.analyze(load_image(data, settings=self.settings, name=name), options)
+
+    def see_frame(self, pixels: np.ndarray, options: AnalysisOptions) -> tuple[Detections, Faces]:
+        """A live camera frame's objects and faces, found as Analyze finds them, nothing stored: the face detector
+        runs on its own thread while the object detector runs on this one (both cores at once)."""
+        detector = self.analyzer.detector(options.detector_size, precision=options.detector_precision)
+        face_detector = self.analyzer.face_detector(options.face_detector)
+        faces = self._frame_faces.submit(face_detector.predict, pixels, options.face_score, options.min_face_size)
+        objects = detector.predict(pixels, options.min_confidence)
+        return objects, faces.result()
+
+    def evidence_maps(self, image: LoadedImage, options: AnalysisOptions, class_ids: list[int]) -> list:
+        """Where in the photo the classifier found the evidence for each of these labels (class activation maps)."""
+        return class_activations(self.analyzer, image, options, class_ids=class_ids)
 
     # -- reading -------------------------------------------------------------------------------------------------
 
     def get(self, sha256: str, options: AnalysisOptions | None = None) -> StoredAnalysis | None:
         """The stored analysis of this image (with these options, or the newest successful one)."""
-        record = self.repository.find(sha256, self.key_of(options) if options else None)
+        record = self._repository.find(sha256, self.key_of(options) if options else None)
         return self._stored(record) if record is not None else None
 
     def reset(self) -> None:
         """Delete every stored image, analysis and job, and the recent log lines: they name the uploads that are
         gone (the System page and /log would otherwise still list everyone's photos)."""
-        self.repository.reset()
+        self._repository.reset()
         self.similar_photos.index.forget()
         logs.clear()
         logger.warning("reset: every stored analysis and image was deleted, and the log before this line")
@@ -130,14 +157,14 @@ class AnalysisService:
     def ship_log_lines(self) -> None:
         """Write the lines this process logged since the last call to the database, where every process reads them
         (lost when the database is away)."""
-        self.repository.add_log_lines(logs.process_name(), logs.take_unshipped())
+        self._repository.add_log_lines(logs.process_name(), logs.take_unshipped())
 
     def recent_log(self, limit: int = 200) -> list[str]:
         """The newest log lines of every process sharing this store (workers' too: each ships its lines to the
         database), by time, each with the process that logged it; this process' own when the database is away."""
         try:
             self.ship_log_lines()
-            rows = self.repository.log_lines(limit)
+            rows = self._repository.log_lines(limit)
         except PicMetricError:
             return logs.recent_lines(limit)
         rows.sort(key=lambda row: row[2][:19])  # lines start with their time; shipping interleaves processes
@@ -145,13 +172,13 @@ class AnalysisService:
 
     def delete(self, sha256: str) -> bool:
         """Delete one image with its analyses and renders; False when there was none."""
-        deleted = self.repository.delete(sha256.lower())
+        deleted = self._repository.delete(sha256.lower())
         self.similar_photos.index.forget()  # rebuilt from the database at the next search
         return deleted
 
     def similar(self, sha256: str, limit: int = 10) -> list[SimilarPhoto] | None:
         """Stored photos like a stored one (sha256, md5 or a unique prefix), best first; None when not stored."""
-        sha = self.repository.resolve_image(sha256)  # the image's hash alone: its analysis is not needed here
+        sha = self._repository.resolve_image(sha256)  # the image's hash alone: its analysis is not needed here
         if sha is None:
             return None
         return self.similar_photos.like_stored(sha, lambda: self._original(sha), limit)
@@ -170,85 +197,98 @@ class AnalysisService:
         return self.similar_photos.backfill(self._original)
 
     def _original(self, sha256: str) -> bytes | None:
-        found = self.repository.image_bytes(sha256, "original")
+        found = self._repository.image_bytes(sha256, "original")
         return found[0] if found is not None else None
 
     # -- the stored history, for the interfaces: pages, API, CLI and worker never reach storage themselves ------
 
     def history(self, filters: HistoryFilter | None = None, page: int = 1, page_size: int = 50) -> HistoryPage:
         """One page of stored analyses, newest first, with the filters applied."""
-        return self.repository.history(filters, page=page, page_size=page_size)
+        found = self._repository.history(
+            converted(filters, StoredHistoryFilter) if filters else None, page=page, page_size=page_size
+        )
+        items = [
+            converted(item, HistoryItem, thumbnail=self._read(item.thumbnail_key, CONTENT_TYPES["webp"]))
+            if item.thumbnail_key
+            else converted(item, HistoryItem)
+            for item in found.items
+        ]
+        return HistoryPage(items, found.total, found.page, found.page_size)
 
-    def image_bytes(self, sha256: str, kind: str = "original") -> tuple[bytes, str] | None:
-        """A stored image (original, thumbnail, or its objects or faces drawn on it) with its content type; None
-        when there is none."""
-        found = self.image_blob(sha256, kind)
-        return (self.repository.blob(found[0]), found[1]) if found else None
+    def image(self, sha256: str, kind: ImageKind = "original") -> Picture | None:
+        """A stored picture of an image (sha256): the original, its thumbnail, or the newest analysis' objects or
+        faces drawn on the photo (drawn the first time they are asked for, then kept); None when there is none.
+        Its ETag names its content."""
+        found = self._image_key(sha256.lower(), kind)
+        return self._read(*found) if found else None
 
-    def image_blob(self, sha256: str, kind: str = "original") -> tuple[str, str] | None:
-        """Where a stored image is (its blob key, which names its content) and its content type. ``objects`` and
-        ``faces`` are the newest analysis' results drawn on the photo: drawn the first time they are asked for,
-        then kept."""
+    def picture(self, stored: StoredAnalysis, kind: ImageKind) -> Picture:
+        """This analysis' ``kind``: its original or thumbnail, or its objects or faces drawn on the photo (drawn
+        now when never asked for before, and kept for the next time)."""
+        found = self._render(stored, kind) if kind in RENDER_KINDS else self._image_key(stored.sha256, kind)
+        if found is None:
+            raise NotFoundError(f"no {kind} image for {stored.sha256}")
+        return self._read(*found)
+
+    def _read(self, key: str, content_type: str) -> Picture:
+        return Picture(
+            content_type, f'"{key}"', functools.partial(self._repository.blob, key), self._repository.blobs.url(key)
+        )
+
+    def _image_key(self, sha256: str, kind: str) -> tuple[str, str] | None:
+        """Where a stored picture is (its blob key, which names its content) and its content type."""
         if kind not in RENDER_KINDS:
-            return self.repository.image_blob(sha256, kind)
-        source = self.repository.render_source(sha256, kind)
+            return self._repository.image_blob(sha256, kind)
+        source = self._repository.render_source(sha256, kind)
         if source is None:
             return None
         options_key, drawn = source
         if drawn is not None:
             return drawn
-        record = self.repository.find(sha256, options_key)
-        return self.render(self._stored(record), kind) if record is not None else None
+        record = self._repository.find(sha256, options_key)
+        return self._render(self._stored(record), kind) if record is not None else None
 
-    def render(self, stored: StoredAnalysis, kind: str) -> tuple[str, str]:
-        """The blob key and content type of a stored analysis' ``kind`` (objects or faces) drawn on its photo: drawn
-        now from the stored original and results when never asked for before, and kept for the next time."""
+    def _render(self, stored: StoredAnalysis, kind: str) -> tuple[str, str]:
+        """The blob key and content type of a stored analysis' ``kind`` (objects or faces) drawn on its photo."""
         content_type = CONTENT_TYPES[stored.analysis.options.render_format]
         if kind in stored.blob_keys:
             return stored.blob_keys[kind], content_type
-        image = load_image(self.repository.blob(stored.blob_keys["original"]), settings=self.settings)
+        image = load_image(self._repository.blob(stored.blob_keys["original"]), settings=self.settings)
         data = draw_results(image, stored.analysis, kind)  # on the working copy the models saw: the same settings
         key = render_key(data, content_type)
-        created = not self.repository.blobs.exists(key)
+        created = not self._repository.blobs.exists(key)
         if created:
-            self.repository.blobs.put(key, data, content_type)
+            self._repository.blobs.put(key, data, content_type)
         try:
-            self.repository.keep_render(stored.id, kind, key, content_type)
+            self._repository.keep_render(stored.id, kind, key, content_type)
         except PicMetricError:
             if created:
-                self.repository.undo(None, None, [key])  # removed unless another analysis points to it meanwhile
+                self._repository.undo(None, None, [key])  # removed unless another analysis points to it meanwhile
             raise
         stored.blob_keys[kind] = key
         return key, content_type
 
-    def blob(self, key: str) -> bytes:
-        return self.repository.blob(key)
-
-    def blob_url(self, key: str) -> str | None:
-        """A URL a browser can open for a stored image, or None when PicMetric serves the bytes itself."""
-        return self.repository.blobs.url(key)
-
     def is_stored(self, sha256: str, options: AnalysisOptions) -> bool:
         """Whether this image has an analysis (done, running or failed) with these options."""
-        return self.repository.claim_state(sha256, self.key_of(options))[0] != "missing"
+        return self._repository.claim_state(sha256, self.key_of(options))[0] != "missing"
 
     def health(self) -> dict[str, str]:
         """'ok' or the reason, for the database and the object store."""
-        return self.repository.health()
+        return self._repository.health()
 
     def stats(self) -> dict[str, int | float]:
-        return self.repository.stats()
+        return self._repository.stats()
 
     def storage_description(self) -> str:
         """Where the images are kept, in words (a folder, or a bucket and endpoint)."""
-        return self.repository.blobs.describe()
+        return self._repository.blobs.describe()
 
     def job_counts(self) -> dict[str, int]:
-        return self.repository.job_counts()
+        return self._repository.job_counts()
 
     def sweep_orphans(self) -> list[str]:
         """Delete blobs no row references (left by a crash); returns their keys."""
-        return self.repository.sweep_orphans()
+        return self._repository.sweep_orphans()
 
     def list_s3_images(self, location: str, suffixes: Collection[str]) -> list[str]:
         """The s3:// URLs of the images under ``s3://bucket/prefix`` (``picmetric ingest``), read with this
@@ -259,7 +299,7 @@ class AnalysisService:
 
     def find(self, text: str) -> StoredAnalysis | None:
         """The newest stored analysis of the image ``text`` names: a sha256, an md5 or a unique prefix (8+)."""
-        sha = self.repository.resolve_image(text)
+        sha = self._repository.resolve_image(text)
         return self.get(sha) if sha else None
 
     def _stored(self, record: AnalysisRecord) -> StoredAnalysis:
@@ -326,7 +366,7 @@ class AnalysisService:
         else:
             image = load_image(data, settings=self.settings, origin=source or "upload", name=name)
         with self._lock_for((image.sha256, key)):
-            record = self.repository.find(image.sha256, key)
+            record = self._repository.find(image.sha256, key)
             if record is not None and record.status == "done":
                 logger.info("%s %s: found in history", image.sha256[:12], image.name or "")
                 return self._stored(record)
@@ -347,7 +387,7 @@ class AnalysisService:
     def _analyse_and_keep(
         self, image: LoadedImage, options: AnalysisOptions, key: str, on_task_done: TaskCallback | None
     ) -> StoredAnalysis:
-        repository = self.repository
+        repository = self._repository
         created_blobs: list[str] = []
 
         def put(blob_key: str, data: bytes, content_type: str) -> None:
@@ -409,7 +449,7 @@ class AnalysisService:
         """The result another holder is producing; None as soon as its claim lapses (the caller takes it over)."""
         deadline = time.monotonic() + WAIT_FOR_HOLDER_S
         while time.monotonic() < deadline:
-            state, error = self.repository.claim_state(sha256, key)
+            state, error = self._repository.claim_state(sha256, key)
             if state in ("missing", "lapsed"):
                 return None
             if state == "done":
@@ -422,7 +462,7 @@ class AnalysisService:
         raise AnalysisFailedError("another worker is still analysing this image; try again shortly")
 
     def _find_done(self, sha256: str, key: str) -> StoredAnalysis | None:
-        record = self.repository.find(sha256, key)
+        record = self._repository.find(sha256, key)
         return self._stored(record) if record is not None and record.status == "done" else None
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from picmetric.errors import NotFoundError, PicMetricError, ServerBusyError
 from picmetric.service.analyses import AnalysisService, StoredAnalysis
-from picmetric.storage.boards import BoardPhotoRecord, BoardRecord
+from picmetric.service.types import Board, BoardEntry, converted
 
 MARK_KINDS = {"false": "a false box", "duplicate": "a duplicate box", "missed": "something missed"}
 MARK_TASKS = ("objects", "faces", "labels")
@@ -31,24 +31,24 @@ class BoardPhoto:
     """A photo on a board with its analysis (None when that is gone from the history)."""
 
     id: int
-    record: BoardPhotoRecord
+    entry: BoardEntry
     stored: StoredAnalysis | None
 
 
 class ClassBoard:
     def __init__(self, service: AnalysisService) -> None:
         self.service = service
-        self.repository = service.repository
+        self._repository = service._repository
 
-    def start(self, title: str) -> BoardRecord:
+    def start(self, title: str) -> Board:
         title = " ".join(title.split())[:120] or "Class board"
-        return self.repository.create_board(secrets.token_urlsafe(9), title)
+        return converted(self._repository.create_board(secrets.token_urlsafe(9), title), Board)
 
-    def board(self, board_id: str) -> BoardRecord:
-        found = self.repository.board(board_id) if board_id and len(board_id) <= 32 else None
+    def board(self, board_id: str) -> Board:
+        found = self._repository.board(board_id) if board_id and len(board_id) <= 32 else None
         if found is None:
             raise NotFoundError("no class board at this address: ask for the QR code again")
-        return found
+        return converted(found, Board)
 
     def send(
         self, board_id: str, data: bytes, phone: str, name: str | None = None, address: str | None = None
@@ -58,15 +58,15 @@ class ClassBoard:
         self.board(board_id)
         if len(data) > PHONE_MAX_BYTES:
             raise PicMetricError(f"the photo is larger than {PHONE_MAX_BYTES / 1e6:.0f} MB: send a smaller one")
-        if self.repository.phone_uploads(board_id, phone, address) >= PHONE_MAX_PHOTOS:
+        if self._repository.phone_uploads(board_id, phone, address) >= PHONE_MAX_PHOTOS:
             raise PicMetricError(f"this phone has sent {PHONE_MAX_PHOTOS} photos to this board, the most it may")
-        if self.repository.phone_uploads(board_id, phone, address, within_s=PHONE_PAUSE_S):
+        if self._repository.phone_uploads(board_id, phone, address, within_s=PHONE_PAUSE_S):
             raise ServerBusyError(f"one photo every {PHONE_PAUSE_S:.0f} seconds: wait a moment and send it again")
         stored = self.service.submit(data, source="board", name=name)
-        record = self.repository.add_board_photo(board_id, stored.sha256, phone, address)
+        record = self._repository.add_board_photo(board_id, stored.sha256, phone, address)
         if record is None:
             raise PicMetricError("the photo was deleted while it was being placed on the board; send it again")
-        return BoardPhoto(record.id, record, stored)
+        return BoardPhoto(record.id, converted(record, BoardEntry), stored)
 
     def device_token(self, device: str) -> str:
         """``device`` signed, for the phone's cookie: a phone keeps its key across tabs and reloads, and cannot
@@ -103,11 +103,11 @@ class ClassBoard:
         staged.unlink()
         return path.read_bytes()
 
-    def records(self, board_id: str, *, hidden: bool = False, phone: str | None = None) -> list[BoardPhotoRecord]:
+    def records(self, board_id: str, *, hidden: bool = False, phone: str | None = None) -> list[BoardEntry]:
         """The board's photos, newest first, without their analyses (counting and listing cost one query)."""
-        return self.repository.board_photos(board_id, hidden=hidden, phone=phone)
+        return [converted(r, BoardEntry) for r in self._repository.board_photos(board_id, hidden=hidden, phone=phone)]
 
-    def with_analyses(self, records: list[BoardPhotoRecord]) -> list[BoardPhoto]:
+    def with_analyses(self, records: list[BoardEntry]) -> list[BoardPhoto]:
         """These photos, each with its stored analysis (read one by one: ask only for the ones shown)."""
         return [BoardPhoto(record.id, record, self.service.get(record.sha256)) for record in records]
 
@@ -116,20 +116,20 @@ class ClassBoard:
         return self.with_analyses(self.records(board_id, hidden=hidden, phone=phone))
 
     def hide(self, photo_id: int, hidden: bool = True) -> None:
-        self.repository.hide_board_photo(photo_id, hidden)
+        self._repository.hide_board_photo(photo_id, hidden)
 
     def mark(self, photo_id: int, task: str, kind: str, what: str | None = None) -> None:
         if task not in MARK_TASKS or kind not in MARK_KINDS:
             raise PicMetricError(f"a mark is one of {', '.join(MARK_KINDS)} for one of {', '.join(MARK_TASKS)}")
-        self.repository.add_board_mark(photo_id, task, kind, (what or "")[:120] or None)
+        self._repository.add_board_mark(photo_id, task, kind, (what or "")[:120] or None)
 
     def tally(self, board_id: str) -> dict[str, Counter[str]]:
         """The mistake museum: per model (task), how many false, duplicate and missed marks the class made."""
         counts: dict[str, Counter[str]] = {task: Counter() for task in MARK_TASKS}
-        for _photo, task, kind, _what in self.repository.board_marks(board_id):
+        for _photo, task, kind, _what in self._repository.board_marks(board_id):
             counts[task][kind] += 1
         return counts
 
     def exhibits(self, board_id: str) -> list[tuple[int, str, str, str | None]]:
         """Every mark, oldest first: (photo id, task, kind, what), for the museum's labels."""
-        return self.repository.board_marks(board_id)
+        return self._repository.board_marks(board_id)

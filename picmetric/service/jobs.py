@@ -26,23 +26,22 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.engine import make_url
 
 from picmetric import logs
-from picmetric.core.intake import check_url, fetch_image_bytes
-from picmetric.core.pipeline import AnalysisOptions
-from picmetric.errors import AnalysisFailedError, MissingBlobError, PicMetricError, QueueUnavailableError
+from picmetric.core.fetching import check_url, fetch_image_bytes
+from picmetric.core.options import AnalysisOptions
+from picmetric.errors import AnalysisFailedError, MissingBlobError, PicMetricError, QueueUnavailableError, error_kind
 from picmetric.service.analyses import AnalysisService, StoredAnalysis
+from picmetric.service.types import JOB_STATES, Job, converted
 from picmetric.settings import Settings
 from picmetric.storage import JobRecord, NewJob
-from picmetric.storage.repository import JOB_STATES
 
 if TYPE_CHECKING:
     from celery import Celery
 
 logger = logging.getLogger(__name__)
 TASK_NAME = "picmetric.run_job"
+
+
 #: a job failing with one of these statuses (database, store or broker away) is retried by a worker
-RETRYABLE_STATUSES = frozenset({503})
-
-
 @dataclass(frozen=True)
 class JobInput:
     """One photo to analyse: uploaded bytes, or a URL (http(s):// fetched with the URL guards, or s3://)."""
@@ -72,7 +71,12 @@ class JobQueue(Protocol):
 
 
 class RetryableJobError(Exception):
-    """A job met an outage (database, object store): a worker retries it later instead of failing it."""
+    """A job met an outage (database, object store): a worker retries it later instead of failing it. ``kind``:
+    the outage's error class, recorded if the job is given up on."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class JobService:
@@ -86,7 +90,7 @@ class JobService:
     def __init__(self, service: AnalysisService, queue: JobQueue | None = None) -> None:
         self.service = service
         self.settings = service.settings
-        self.repository = service.repository
+        self._repository = service._repository
         self._queue = queue
         self._queue_lock = threading.Lock()
         self.worker_name = logs.process_name()
@@ -112,6 +116,11 @@ class JobService:
     def uses_broker(self) -> bool:
         return self.settings.broker_url is not None
 
+    def runs_here(self, *, waiting: bool) -> bool:
+        """Whether a photo whose caller waits for its answer is analysed by the caller's process (no broker: the
+        embedded default) rather than queued for a worker. The API and the CLI ask this; they never decide it."""
+        return waiting and not self.uses_broker
+
     # -- submitting ----------------------------------------------------------------------------------------------
 
     def submit(
@@ -133,12 +142,12 @@ class JobService:
         ]
         try:
             for i, key in staged.items():
-                self.repository.blobs.put(key, inputs[i].data or b"", "application/octet-stream")
-            batch_id, job_ids = self.repository.create_jobs(jobs, batch=batch)
+                self._repository.blobs.put(key, inputs[i].data or b"", "application/octet-stream")
+            batch_id, job_ids = self._repository.create_jobs(jobs, batch=batch)
         except PicMetricError:
             for key in staged.values():  # store or database away: the sweep removes what this cannot
                 with contextlib.suppress(PicMetricError):
-                    self.repository.blobs.delete(key)
+                    self._repository.blobs.delete(key)
             raise
         self.keep_leases()
         sent = 0
@@ -148,7 +157,7 @@ class JobService:
                 sent += 1
         except PicMetricError as exc:
             for job_id in job_ids[sent:]:
-                self.repository.finish_job(job_id, sha256=None, error=str(exc), error_status=exc.http_status)
+                self._repository.finish_job(job_id, sha256=None, error=str(exc), error_kind=type(exc).__name__)
             raise
         return batch_id, job_ids
 
@@ -178,7 +187,7 @@ class JobService:
     def _run_once(self, job_id: str, analysis_slot: AbstractContextManager[Any] | None) -> None:
         keep_holding = False
         try:
-            job = self.repository.start_job(job_id, self.worker_name)
+            job = self._repository.start_job(job_id, self.worker_name)
             if job is None:
                 return
             self._hold(job_id)
@@ -186,14 +195,14 @@ class JobService:
                 outcome = self._analyse(job, analysis_slot)
             except RetryableJobError:
                 with contextlib.suppress(PicMetricError):  # database away too: the retry takes it back as its own
-                    self.repository.release_job(job_id)
+                    self._repository.release_job(job_id)
                 raise
-            self.repository.finish_job(job_id, **outcome)
+            self._repository.finish_job(job_id, **outcome)
         except PicMetricError as exc:  # starting or recording met the database away: the retry finds it stored
-            if exc.http_status not in RETRYABLE_STATUSES:
+            if not exc.retryable:
                 raise
             keep_holding = not self.uses_broker
-            raise RetryableJobError(str(exc)) from exc
+            raise RetryableJobError(str(exc), type(exc).__name__) from exc
         except RetryableJobError:
             keep_holding = not self.uses_broker
             raise
@@ -210,12 +219,16 @@ class JobService:
                     image, source=job.source, name=job.name or job.url, options=AnalysisOptions.from_stored(job.options)
                 )
         except PicMetricError as exc:
-            if exc.http_status in RETRYABLE_STATUSES:
-                raise RetryableJobError(str(exc)) from exc
-            return {"sha256": None, "error": str(exc), "error_status": exc.http_status}
+            if exc.retryable:
+                raise RetryableJobError(str(exc), type(exc).__name__) from exc
+            return {"sha256": None, "error": str(exc), "error_kind": type(exc).__name__}
         except Exception as exc:  # a bug must not leave the job running forever
             logger.exception("job %s crashed", job.id)
-            return {"sha256": None, "error": f"internal error ({exc.__class__.__name__})", "error_status": 500}
+            return {
+                "sha256": None,
+                "error": f"internal error ({exc.__class__.__name__})",
+                "error_kind": "InternalError",
+            }
         return {"sha256": stored.sha256, "cached": stored.cached}
 
     def retry_after(self, job_id: str, outage: RetryableJobError, retries: int, since: float) -> float | None:
@@ -226,7 +239,7 @@ class JobService:
             logger.warning("job %s: %s; giving up", job_id, outage)
             self._let_go(job_id)
             with contextlib.suppress(PicMetricError):  # still away: its lease lapses and it is reclaimed later
-                self.repository.finish_job(job_id, sha256=None, error=str(outage), error_status=503)
+                self._repository.finish_job(job_id, sha256=None, error=str(outage), error_kind=outage.kind)
             return None
         delay = min(10.0, 0.5 * 2**retries)
         logger.warning("job %s: %s; retrying in %.1f s", job_id, outage, delay)
@@ -238,9 +251,9 @@ class JobService:
         would; only ``picmetric ingest``'s jobs (source "s3") read their bucket unchecked."""
         if job.input_key is not None:
             try:
-                return self.repository.blobs.get(job.input_key)
+                return self._repository.blobs.get(job.input_key)
             except MissingBlobError:
-                raise _error_with_status("the uploaded photo was lost before its job ran; send it again", 410) from None
+                raise MissingBlobError("the uploaded photo was lost before its job ran; send it again") from None
         assert job.url is not None, "a job has staged bytes or a URL"
         return self.url_bytes(job.url if job.source == "s3" else check_url(job.url, self.settings))
 
@@ -287,7 +300,7 @@ class JobService:
             try:
                 with self._held_lock:
                     held = list(self._held)
-                self.repository.renew_jobs(held)
+                self._repository.renew_jobs(held)
                 self.service.ship_log_lines()
                 if ticks % reclaim_every == 0:
                     self.reclaim()
@@ -303,32 +316,34 @@ class JobService:
         if self.uses_broker:
             status = self.queue.status()
             queued = status.reachable and status.depth == 0
-        lapsed = self.repository.reclaim_lapsed_jobs(queued=queued)
+        lapsed = self._repository.reclaim_lapsed_jobs(queued=queued)
         for job_id, fetches_url in lapsed:
             self._send(job_id, fetches_url=fetches_url)
         return len(lapsed)
 
     # -- following -----------------------------------------------------------------------------------------------
 
-    def job(self, job_id: str) -> JobRecord | None:
-        return self.repository.job(job_id) if _is_id(job_id) else None
+    def job(self, job_id: str) -> Job | None:
+        found = self._repository.job(job_id) if _is_id(job_id) else None
+        return converted(found, Job) if found is not None else None
 
     def ended(self, job_ids: Sequence[str]) -> set[str]:
         """Of these jobs, those done, failed or gone: one query however many requests wait."""
-        return self.repository.ended_jobs(job_ids)
+        return self._repository.ended_jobs(job_ids)
 
-    def result(self, job: JobRecord) -> StoredAnalysis:
-        """A finished job's analysis, or its error raised with the status it was recorded with."""
+    def result(self, job: Job) -> StoredAnalysis:
+        """A finished job's analysis, or its error raised as the kind it was recorded as."""
         if job.state == "failed":
-            raise _error_with_status(job.error or "the analysis failed", job.error_status or 422)
+            raise error_kind(job.error_kind or "AnalysisFailedError")(job.error or "the analysis failed")
         stored = self.service.get(job.sha256 or "", AnalysisOptions.from_stored(job.options))
         if stored is None:
             raise AnalysisFailedError("the analysis was deleted after the job finished")
         stored.cached = bool(job.cached)
         return stored
 
-    def batch(self, batch_id: str) -> list[JobRecord] | None:
-        return self.repository.batch(batch_id) if _is_id(batch_id) else None
+    def batch(self, batch_id: str) -> list[Job] | None:
+        found = self._repository.batch(batch_id) if _is_id(batch_id) else None
+        return [converted(job, Job) for job in found] if found is not None else None
 
 
 def _is_id(text: str) -> bool:
@@ -337,13 +352,7 @@ def _is_id(text: str) -> bool:
     return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
 
-def _error_with_status(message: str, status: int) -> PicMetricError:
-    error = PicMetricError(message)
-    error.http_status = status
-    return error
-
-
-def batch_counts(jobs: Sequence[JobRecord]) -> dict[str, int]:
+def batch_counts(jobs: Sequence[Job]) -> dict[str, int]:
     """Jobs per state (queued, running, done, failed); done + failed = finished."""
     counts: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
     for job in jobs:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from usearch.index import MetricKind, search
 
-from picmetric.core.intake import LoadedImage, load_image
-from picmetric.core.pipeline import Analyzer
+from picmetric.core.analyzer import Analyzer
+from picmetric.core.decoding import LoadedImage, load_image
 from picmetric.core.results import Classification
 from picmetric.core.similar import hash_distance, near_duplicate, perceptual_hash
 from picmetric.settings import Settings
@@ -42,7 +42,7 @@ class SimilarPhoto:
 
 class SimilarityIndex:
     def __init__(self, repository: Repository, model: str = INDEXED_MODEL) -> None:
-        self.repository, self.model = repository, model
+        self._repository, self.model = repository, model
         self._lock = threading.Lock()
         self._clear()
 
@@ -76,11 +76,11 @@ class SimilarityIndex:
         return self._read_back(found)
 
     def _sync(self) -> None:
-        count, largest = self.repository.signature_stats(self.model)
+        count, largest = self._repository.signature_stats(self.model)
         if count < self._size or largest < self._last_row:  # rows went away (a delete elsewhere, a reset)
             self._clear()
         while largest > self._last_row:
-            rows = self.repository.signatures_since(self.model, self._last_row)
+            rows = self._repository.signatures_since(self.model, self._last_row)
             if not rows:
                 break
             self._append(rows)
@@ -140,7 +140,7 @@ class SimilarityIndex:
         return self._read_back(self.search(vector, phash, limit, exclude))
 
     def _read_back(self, found: list[tuple[int, float, bool]]) -> list[SimilarPhoto]:
-        stored = self.repository.neighbours([image_id for image_id, _, _ in found])
+        stored = self._repository.neighbours([image_id for image_id, _, _ in found])
         return [
             SimilarPhoto(stored[i].sha256, stored[i].name, round(c, 4), d, stored[i].thumbnail_key)
             for i, c, d in found
@@ -162,7 +162,7 @@ class SimilarPhotos:
     existed) that classifier runs once for the image, when asked or by ``picmetric db backfill``."""
 
     def __init__(self, repository: Repository, analyzer: Analyzer, settings: Settings) -> None:
-        self.repository, self.analyzer, self.settings = repository, analyzer, settings
+        self._repository, self.analyzer, self.settings = repository, analyzer, settings
         self.index = SimilarityIndex(repository)
 
     def describe_analysed(self, image: LoadedImage, classification: Classification) -> None:
@@ -176,7 +176,7 @@ class SimilarPhotos:
         if features is None:
             features = self._features(image)
         phash = perceptual_hash(image.pixels)
-        self.repository.save_signature(image.sha256, phash_text(phash), INDEXED_MODEL, vector_bytes(features))
+        self._repository.save_signature(image.sha256, phash_text(phash), INDEXED_MODEL, vector_bytes(features))
         return features, phash
 
     def _features(self, image: LoadedImage) -> np.ndarray:
@@ -186,7 +186,7 @@ class SimilarPhotos:
 
     def like_stored(self, sha256: str, original: Callable[[], bytes | None], limit: int) -> list[SimilarPhoto] | None:
         """Stored photos like a stored one (not itself), best first; None when it is not stored."""
-        image_id = self.repository.image_id(sha256)
+        image_id = self._repository.image_id(sha256)
         if image_id is None:
             return None
         found = self.index.similar_to_indexed(image_id, limit)
@@ -201,13 +201,13 @@ class SimilarPhotos:
     def like_photo(self, data: bytes, limit: int) -> list[SimilarPhoto]:
         """Stored photos like a photo that is not stored (and is not stored by asking)."""
         image = load_image(data, settings=self.settings)
-        exclude = self.repository.image_id(image.sha256)  # the very same bytes stored: not its own neighbour
+        exclude = self._repository.image_id(image.sha256)  # the very same bytes stored: not its own neighbour
         return self.index.similar(self._features(image), perceptual_hash(image.pixels), limit, exclude)
 
     def backfill(self, original: Callable[[str], bytes | None], batch: int = 50) -> int:
         """Describe every stored image that has no features yet; returns how many were described."""
         done = 0
-        while missing := self.repository.images_without_signature(INDEXED_MODEL, batch):
+        while missing := self._repository.images_without_signature(INDEXED_MODEL, batch):
             described = 0
             for sha256 in missing:
                 data = original(sha256)

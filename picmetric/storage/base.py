@@ -6,8 +6,9 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -33,8 +34,11 @@ class StoreBase:
         engine: Engine | None = None,
         blobs: BlobStore | None = None,
         migrate: bool = True,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
+        #: the time leases and heartbeats are kept by (tests turn it instead of sleeping)
+        self.now = clock
         self.engine = engine or make_engine(self.settings.resolved_database_url, self.settings.db_timeout_s)
         self.blobs = blobs or blob_store_from_settings(self.settings)
         if blobs is None and self.settings.s3_create_bucket:

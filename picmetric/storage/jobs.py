@@ -6,7 +6,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 from sqlalchemy import func, select, update
@@ -30,7 +30,7 @@ class JobStore(StoreBase):
         that is not there; a young blob without a row is kept by the sweep's grace period)."""
         batch_id = uuid.uuid4().hex if batch else None
         ids = [uuid.uuid4().hex for _ in jobs]
-        now = datetime.now(UTC)
+        now = self.now()
         with self._session("queue the jobs") as session:
             if batch_id is not None:
                 session.add(BatchRow(id=batch_id, created_at=now))
@@ -72,7 +72,7 @@ class JobStore(StoreBase):
         """Take a job to run it on ``worker``: a queued one, a running one whose lease lapsed (its runner died), or
         one ``worker`` itself was running (a retry after an outage). None when someone else holds it, it is
         finished, or it is unknown (a reset): a duplicate message is dropped, never run twice at once."""
-        now = datetime.now(UTC)
+        now = self.now()
         with self._session("start the job") as session:
             row = session.get(JobRow, job_id, with_for_update=True)
             if row is None or row.state in ("done", "failed"):
@@ -84,7 +84,7 @@ class JobStore(StoreBase):
             return _job_record(row)
 
     def _lease_cutoff(self) -> datetime:
-        return datetime.now(UTC) - timedelta(seconds=self.settings.job_lease_s)
+        return self.now() - timedelta(seconds=self.settings.job_lease_s)
 
     def _job_lapsed(self, row: JobRow) -> bool:
         """Nobody vouched for it within the lease (a row from before leases existed counts from its creation)."""
@@ -98,7 +98,7 @@ class JobStore(StoreBase):
             session.execute(
                 update(JobRow)
                 .where(JobRow.id.in_(list(job_ids)), JobRow.state.in_(("queued", "running")))
-                .values(heartbeat_at=datetime.now(UTC))
+                .values(heartbeat_at=self.now())
             )
 
     def release_job(self, job_id: str) -> None:
@@ -107,7 +107,7 @@ class JobStore(StoreBase):
             session.execute(
                 update(JobRow)
                 .where(JobRow.id == job_id, JobRow.state == "running")
-                .values(state="queued", worker=None, attempts=JobRow.attempts - 1, heartbeat_at=datetime.now(UTC))
+                .values(state="queued", worker=None, attempts=JobRow.attempts - 1, heartbeat_at=self.now())
             )
 
     def reclaim_lapsed_jobs(self, *, queued: bool) -> list[tuple[str, bool]]:
@@ -116,7 +116,7 @@ class JobStore(StoreBase):
         holder is gone (only with ``queued``) is renewed. Returns the jobs to send again, each with whether it
         fetches a URL (no staged upload). Each row is taken with
         a conditional update, so of several processes reclaiming at once exactly one gets each job."""
-        now = datetime.now(UTC)
+        now = self.now()
         states = ("queued", "running") if queued else ("running",)
         lapsed = func.coalesce(JobRow.heartbeat_at, JobRow.created_at) < self._lease_cutoff()  # as _job_lapsed
         resend: list[tuple[str, bool]] = []
@@ -134,7 +134,7 @@ class JobStore(StoreBase):
                 values: dict = {"heartbeat_at": now, "state": "queued", "worker": None}
                 if gave_up:
                     values = {
-                        "state": "failed", "error_status": 500, "input_key": None, "finished_at": now,
+                        "state": "failed", "error_kind": "InternalError", "input_key": None, "finished_at": now,
                         "error": f"the job was interrupted {attempts} times (its worker stopped; last {worker})",
                     }  # fmt: skip
                 taken = session.execute(
@@ -162,7 +162,7 @@ class JobStore(StoreBase):
         sha256: str | None,
         cached: bool | None = None,
         error: str | None = None,
-        error_status: int | None = None,
+        error_kind: str | None = None,
     ) -> None:
         """Record a job's outcome and remove its staged upload (each job has its own)."""
         with self._session("record the job") as session:
@@ -172,8 +172,8 @@ class JobStore(StoreBase):
             staged = row.input_key
             row.state = "failed" if error else "done"
             row.sha256 = sha256 or row.sha256
-            row.error, row.error_status, row.cached = error, error_status, cached
-            row.input_key, row.finished_at = None, datetime.now(UTC)
+            row.error, row.error_kind, row.cached = error, error_kind, cached
+            row.input_key, row.finished_at = None, self.now()
         if staged is not None:
             with contextlib.suppress(PicMetricError):  # store away: the sweep removes it later
                 self.blobs.delete(staged)
@@ -200,7 +200,8 @@ def _job_record(row: JobRow) -> JobRecord:
     return JobRecord(
         id=row.id, batch_id=row.batch_id, state=cast(JobState, row.state), source=row.source, name=row.name,
         url=row.url, input_key=row.input_key, options=dict(row.options), sha256=row.sha256, error=row.error,
-        error_status=row.error_status, cached=row.cached, attempts=row.attempts, worker=row.worker,
+        error_status=row.error_status, error_kind=row.error_kind, cached=row.cached, attempts=row.attempts,
+        worker=row.worker,
         created_at=_utc(row.created_at), started_at=_utc(row.started_at) if row.started_at else None,
         finished_at=_utc(row.finished_at) if row.finished_at else None,
     )  # fmt: skip

@@ -53,7 +53,8 @@ class JobRecord:
     options: dict
     sha256: str | None
     error: str | None
-    error_status: int | None
+    error_status: int | None  # rows recorded before error kinds (0009)
+    error_kind: str | None
     cached: bool | None
     attempts: int
     worker: str | None

@@ -168,7 +168,8 @@ class JobRow(Base):
     options: Mapped[dict] = mapped_column(JSON, nullable=False)
     sha256: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
-    error_status: Mapped[int | None] = mapped_column(Integer)  # the HTTP status the error means
+    error_status: Mapped[int | None] = mapped_column(Integer)  # rows before 0009: the HTTP status it meant
+    error_kind: Mapped[str | None] = mapped_column(String(40))  # the error's class name (InvalidImageError)
     cached: Mapped[bool | None] = mapped_column(Boolean)  # done: found in history rather than analysed now
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     worker: Mapped[str | None] = mapped_column(String(96))

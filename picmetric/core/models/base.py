@@ -12,7 +12,7 @@ import onnx
 import onnxruntime as ort
 
 from picmetric.core.models.batching import BatchingRunner, with_batch_axis
-from picmetric.settings import Settings, get_settings
+from picmetric.settings import Settings
 
 
 def available_providers() -> list[str]:
@@ -53,12 +53,14 @@ class OnnxModel(ABC):
         self._lock = threading.Lock()
         self._sessions: dict[str, ort.InferenceSession] | None = None
         self._runners: dict[str, BatchingRunner] = {}
-        #: cache folder and thread budget; the Analyzer that holds the model sets its own (else the global ones)
+        #: cache folder and thread budget: the Analyzer that holds the model sets its own
         self.settings: Settings | None = None
 
     @property
     def model_settings(self) -> Settings:
-        return self.settings or get_settings()
+        if self.settings is None:
+            raise RuntimeError(f"{self.name} has no settings: run it through an Analyzer, or give it its settings")
+        return self.settings
 
     @property
     def loaded(self) -> bool:

@@ -56,7 +56,7 @@ def create_app(settings: Settings, service: AnalysisService | None = None) -> Fa
         app.state.picmetric = ApiState(
             settings, analyses, jobs, ApiMetrics(), anyio.Semaphore(settings.url_max_concurrent)
         )
-        warm = asyncio.get_running_loop().run_in_executor(None, analyses.analyzer.warm_up)  # readyz: when done
+        warm = asyncio.get_running_loop().run_in_executor(None, analyses.warm_up)  # readyz: when done
         yield
         await run_in_threadpool(jobs.close)
         await asyncio.wait_for(asyncio.shield(warm), timeout=120)

@@ -28,7 +28,7 @@ from pydantic import (
 from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
-from picmetric.core.pipeline import AnalysisOptions
+from picmetric.core.options import AnalysisOptions
 from picmetric.interfaces.api.errors import BadRequest
 
 _CLOSED = ConfigDict(extra="forbid")  # a typo in a field name is refused, never ignored

@@ -10,8 +10,8 @@ import anyio
 from fastapi import Depends, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from picmetric.core.intake import check_url, fetch_image_bytes_async
-from picmetric.core.pipeline import AnalysisOptions
+from picmetric.core.fetching import check_url, fetch_image_bytes_async
+from picmetric.core.options import AnalysisOptions
 from picmetric.errors import AnalysisFailedError, FetchError, ImageTooLargeError, InvalidImageError, PicMetricError
 from picmetric.interfaces.api.metrics import ApiMetrics
 from picmetric.service.analyses import AnalysisService, StoredAnalysis
@@ -36,7 +36,7 @@ class ApiState:
         """One photo's analysis: right here with no broker (the embedded default), else as a job on a worker,
         waited for without holding a thread. The job's id instead when ``wait`` is false, or when the job is
         still running after ``job_wait_s``."""
-        if wait and not self.jobs.uses_broker:
+        if self.jobs.runs_here(waiting=wait):
             image = await fetch_url(self, job.url) if job.url is not None else job.data
             assert image is not None, "a job input has bytes or a URL"
             stored = await run_in_threadpool(self.service.submit, image, source=job.source, name=job.name,
@@ -120,8 +120,24 @@ def api_state(request: Request) -> ApiState:
     return request.app.state.picmetric
 
 
-#: the API's state, as a route or dependency parameter
+def _service(request: Request) -> AnalysisService:
+    return api_state(request).service
+
+
+def _jobs(request: Request) -> JobService:
+    return api_state(request).jobs
+
+
+def _settings(request: Request) -> Settings:
+    return api_state(request).settings
+
+
+#: what a route needs, each its own dependency: the whole state only where a photo is analysed (``analyse``:
+#: here, or as a job on a worker, waited for), the service, the jobs or the settings otherwise
 Api = Annotated[ApiState, Depends(api_state)]
+Service = Annotated[AnalysisService, Depends(_service)]
+Jobs = Annotated[JobService, Depends(_jobs)]
+ApiSettings = Annotated[Settings, Depends(_settings)]
 
 
 async def upload_input(upload: UploadFile, limit: int) -> JobInput:

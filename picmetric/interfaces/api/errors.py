@@ -14,7 +14,21 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from picmetric.core.seed import seed_response
-from picmetric.errors import PicMetricError
+from picmetric.errors import (
+    AnalysisFailedError,
+    DatabaseError,
+    ImageDeletedError,
+    ImageTooLargeError,
+    InternalError,
+    MissingBlobError,
+    NotFoundError,
+    PicMetricError,
+    QueueUnavailableError,
+    ServerBusyError,
+    StorageError,
+    UnknownModelError,
+    URLTooLongError,
+)
 
 
 class BadRequest(PicMetricError):
@@ -24,7 +38,30 @@ class BadRequest(PicMetricError):
 class Unauthorized(PicMetricError):
     """A required token or key is missing or wrong."""
 
-    http_status = 401
+
+#: the HTTP status of each kind of error, the one place that says it: a client's mistake is a 4xx (400 unless
+#: named here), a backend away or busy a 503, PicMetric's own failure a 500. A kind not named answers as its
+#: nearest named base class.
+STATUS: dict[type[PicMetricError], int] = {
+    PicMetricError: 400,
+    Unauthorized: 401,
+    NotFoundError: 404,
+    UnknownModelError: 404,
+    ImageDeletedError: 409,
+    MissingBlobError: 410,
+    ImageTooLargeError: 413,
+    URLTooLongError: 414,
+    AnalysisFailedError: 422,
+    InternalError: 500,
+    DatabaseError: 503,
+    StorageError: 503,
+    QueueUnavailableError: 503,
+    ServerBusyError: 503,
+}
+
+
+def status_of(kind: type[PicMetricError]) -> int:
+    return next(STATUS[base] for base in kind.__mro__ if base in STATUS)
 
 
 class BodyTooLarge(HTTPException):
@@ -98,7 +135,7 @@ async def picmetric_error(request: Request, exc: Exception) -> JSONResponse:
         api.metrics.errors.labels(exc.__class__.__name__).inc()
     challenge = _CHALLENGES.get(type(exc))
     headers = {"WWW-Authenticate": challenge} if challenge else None
-    return refusal(request.url.path, exc.http_status, str(exc), headers)
+    return refusal(request.url.path, status_of(type(exc)), str(exc), headers)
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:

@@ -16,8 +16,9 @@ from fastapi import APIRouter, Path, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 
-from picmetric.core.intake import load_image
-from picmetric.core.pipeline import NAME_PATTERN, Analysis, AnalysisOptions
+from picmetric.core.analyzer import Analysis
+from picmetric.core.catalog import NAME_PATTERN
+from picmetric.core.options import AnalysisOptions
 from picmetric.errors import NotFoundError, PicMetricError
 from picmetric.interfaces.api.bodies import Multipart
 from picmetric.interfaces.api.common import Api, upload_input
@@ -72,8 +73,7 @@ async def _answer(
     job = await upload_input(form.image, api.settings.max_upload_bytes)
     assert job.data is not None, "an upload has bytes"
     started = time.perf_counter()
-    image = await run_in_threadpool(load_image, job.data, settings=api.settings, name=job.name)
-    analysis = await run_in_threadpool(api.service.analyzer.analyze, image, checked)
+    analysis = await run_in_threadpool(api.service.analyse_only, job.data, checked, job.name)
     api.metrics.observe_models(analysis.timings_ms)
     return answer(analysis, round((time.perf_counter() - started) * 1000))
 
@@ -139,7 +139,7 @@ async def custom(
 ) -> PredictionsAnswer:
     _check_key(api, request, form)  # before anything about the shelf is said
     try:
-        api.service.analyzer.detector_entry(model)
+        api.service.detector(model)
     except PicMetricError:
         raise NotFoundError(f"no detector named {model!r} is added here") from None  # naming none of the others
     return await _answer(api, request, form, "objects", _objects, detector=model)

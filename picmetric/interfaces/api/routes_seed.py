@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from picmetric.core.pipeline import AnalysisOptions
+from picmetric.core.options import AnalysisOptions
 from picmetric.core.seed import seed_response
 from picmetric.errors import ServerBusyError
 from picmetric.interfaces.api.bodies import EachFieldOnce, JsonRoute, SeedUrl

@@ -3,46 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from pydantic import BaseModel
 
-from picmetric.core.pipeline import AnalysisOptions
-from picmetric.core.results import ImageFacts
-from picmetric.service.analyses import HistoryItem, JobState
-
-
-class Label(BaseModel):
-    class_id: int
-    name: str
-    confidence: float
-
-
-class DetectedObject(BaseModel):
-    class_id: int
-    label: str
-    confidence: float
-    box: list[float]  # x1, y1, x2, y2 in original pixels
-
-
-class Face(BaseModel):
-    confidence: float
-    box: list[float]
-    landmarks: dict[str, list[float]]  # left_eye, right_eye, nose, mouth_left, mouth_right -> [x, y]
-
-
-class AnalysisJson(BaseModel):
-    """PicMetric's JSON for one analysis (``Analysis.to_dict``); a task that did not run is null."""
-
-    image: ImageFacts
-    options: AnalysisOptions
-    labels: list[Label] | None
-    objects: list[DetectedObject] | None
-    faces: list[Face] | None
-    timings_ms: dict[str, float]
-    model_versions: dict[str, str]
-    renders: list[str]
-    created_at: datetime
+from picmetric.core.wire import AnalysisJson
+from picmetric.service.types import HistoryItem, JobState
 
 
 class SimilarItem(BaseModel):
@@ -70,10 +35,10 @@ class AnalysisAnswer(BaseModel):
 
 @dataclass(frozen=True, kw_only=True)
 class HistoryEntry(HistoryItem):
-    """One history entry as the API sends it: the stored item (image facts and what was found) and the URL of its
-    thumbnail."""
+    """One history entry as the API sends it: the service's item (image facts and what was found), with its
+    thumbnail as a URL."""
 
-    thumbnail: str
+    thumbnail: str  # type: ignore[assignment]  # the picture, as the URL that serves it
 
 
 class HistoryAnswer(BaseModel):

@@ -6,9 +6,10 @@ import json
 
 import streamlit as st
 
-from picmetric.core.pipeline import Analysis
+from picmetric.core.analyzer import Analysis
 from picmetric.service.analyses import AnalysisService
 from picmetric.service.board import BoardPhoto, ClassBoard
+from picmetric.service.types import Picture
 
 #: the signed device key a phone keeps for a year: its limits and "Your photos" outlive tabs and reloads
 DEVICE_COOKIE = "picmetric_device"
@@ -35,15 +36,16 @@ def client_address() -> str | None:
 
 
 def photo_picture(service: AnalysisService, photo: BoardPhoto) -> bytes | None:
-    """The photo with its boxes (the stored render), else the photo itself. The bytes are kept by their blob key,
+    """The photo with its boxes (the stored render), else the photo itself. The bytes are kept by their ETag,
     which names their content: the board, redrawn every second, reads each picture from the store once."""
-    found = service.image_blob(photo.record.sha256, "objects") or service.image_blob(photo.record.sha256, "original")
-    return _blob(found[0], service) if found else None
+    found = service.image(photo.entry.sha256, "objects") or service.image(photo.entry.sha256, "original")
+    return _content(found.etag, found) if found else None
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def _blob(key: str, _service: AnalysisService) -> bytes:
-    return _service.blob(key)
+def _content(etag: str, _image: Picture) -> bytes:
+    """A picture's bytes, kept by its ETag (it names the content)."""
+    return _image.content
 
 
 def board_photo_caption(photo: BoardPhoto) -> str:

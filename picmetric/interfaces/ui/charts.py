@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from picmetric.core.annotate import FACE_COLOUR, LANDMARK_COLOURS, BoxAnnotator, FaceAnnotator, colour_for
-from picmetric.core.pipeline import CLASSIFIERS
+from picmetric.core.catalog import CLASSIFIERS
 from picmetric.core.results import LANDMARK_NAMES, Classification, Detections, Faces
 
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, template="plotly_white")

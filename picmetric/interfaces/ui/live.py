@@ -7,14 +7,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import av
 import numpy as np
 
 from picmetric.core.annotate import BoxAnnotator, FaceAnnotator
-from picmetric.core.pipeline import AnalysisOptions, Analyzer
+from picmetric.core.options import AnalysisOptions
+from picmetric.service.analyses import AnalysisService
 
 #: no STUN or TURN server: localhost to localhost, or a classroom LAN, needs only the hosts' own addresses
 RTC_CONFIGURATION: dict = {"iceServers": []}
@@ -37,25 +37,24 @@ class LiveState:
 class LiveAnalyzer:
     """A ``video_frame_callback``: objects and faces on every frame it is given; thresholds change live."""
 
-    def __init__(self, analyzer: Analyzer, min_confidence: float = 0.25, face_score: float = 0.8) -> None:
-        self.detector = analyzer.detector(precision=AnalysisOptions().detector_precision)  # as Analyze runs it
-        self.face_detector = analyzer.face_detector("yunet")
+    def __init__(self, service: AnalysisService, min_confidence: float = 0.25, face_score: float = 0.8) -> None:
+        self.service = service
         self.min_confidence, self.face_score = min_confidence, face_score
         self._lock = threading.Lock()
         self._state = LiveState()
         self._done: deque[float] = deque(maxlen=60)
         self._latest: np.ndarray | None = None
         self._boxes, self._faces = BoxAnnotator(), FaceAnnotator()
-        self._faces_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-faces")
         self._clock: tuple[float, float] | None = None  # (wall clock, frame time) of the earliest frame seen
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         started = time.perf_counter()
         stamp = float(frame.time) if frame.time is not None else None
         pixels = frame.to_ndarray(format="rgb24")
-        finding_faces = self._faces_thread.submit(self.face_detector.predict, pixels, self.face_score)  # both cores
-        objects = self.detector.predict(pixels, self.min_confidence)
-        faces = finding_faces.result()
+        options = AnalysisOptions(  # Analyze's models, with the page's thresholds of the moment
+            tasks=("objects", "faces"), min_confidence=self.min_confidence, face_confidence=self.face_score
+        )
+        objects, faces = self.service.see_frame(pixels, options)
         drawn = self._faces.annotate(self._boxes.annotate(pixels, objects), faces)
         finished = time.perf_counter()
         with self._lock:

@@ -13,9 +13,9 @@ from pydantic import SecretStr
 from streamlit import runtime
 
 from picmetric import logs
+from picmetric.core.analyzer import Analyzer, shared_analyzer
 from picmetric.core.annotate import encode_image
-from picmetric.core.intake import LoadedImage, load_image
-from picmetric.core.pipeline import Analyzer, default_analyzer
+from picmetric.core.decoding import LoadedImage, load_image
 from picmetric.service.analyses import AnalysisService
 from picmetric.service.jobs import JobService
 from picmetric.settings import Settings, settings_from_mapping
@@ -33,7 +33,7 @@ def app_settings() -> Settings:
 @st.cache_resource(show_spinner="Loading the three models…")
 def get_analyzer() -> Analyzer:
     logs.install()
-    analyzer = default_analyzer(app_settings())  # secrets.toml may set the model cache and thread budget
+    analyzer = shared_analyzer(app_settings())  # secrets.toml may set the model cache and thread budget
     analyzer.warm_up()
     return analyzer
 
@@ -94,10 +94,10 @@ def working_image(service: AnalysisService, sha256: str) -> LoadedImage | None:
     """The decoded working copy of a stored original, kept per session for re-rendering without re-decoding."""
     cache: dict[str, LoadedImage] = st.session_state.setdefault("_working_images", {})
     if sha256 not in cache:
-        found = service.image_bytes(sha256, "original")
+        found = service.image(sha256, "original")
         if found is None:
             return None
         if len(cache) > 20:
             cache.pop(next(iter(cache)))
-        cache[sha256] = load_image(found[0], settings=service.settings)
+        cache[sha256] = load_image(found.content, settings=service.settings)
     return cache[sha256]

@@ -8,18 +8,19 @@ import io
 import streamlit as st
 from PIL import Image, ImageOps
 
-from picmetric.service.analyses import AnalysisService
+from picmetric.service.types import Picture
 
 
 @st.cache_data(max_entries=2000, show_spinner=False)
-def _data_uri(key: str, _service: AnalysisService) -> str:
-    return "data:image/webp;base64," + base64.b64encode(_service.blob(key)).decode()
+def _data_uri(etag: str, _image: Picture) -> str:
+    return f"data:{_image.content_type};base64," + base64.b64encode(_image.content).decode()
 
 
-def thumbnail_src(service: AnalysisService, key: str | None) -> str | None:
-    if key is None:
+def thumbnail_src(thumbnail: Picture | None) -> str | None:
+    """The store's own URL for a thumbnail, else a data URI (kept by its ETag: it names the content)."""
+    if thumbnail is None:
         return None
-    return service.blob_url(key) or _data_uri(key, service)
+    return thumbnail.url or _data_uri(thumbnail.etag, thumbnail)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from picmetric.core.analyzer import Analysis
 from picmetric.core.annotate import encode_image
-from picmetric.core.explain import class_activations
-from picmetric.core.intake import LoadedImage
-from picmetric.core.pipeline import FACE_DETECTORS, Analysis, AnalysisOptions, draw
+from picmetric.core.catalog import FACE_DETECTORS
+from picmetric.core.decoding import LoadedImage
+from picmetric.core.drawing import draw
+from picmetric.core.options import AnalysisOptions
 from picmetric.core.results import Detections, Faces
 from picmetric.core.seed import seed_response
 from picmetric.errors import PicMetricError
@@ -246,8 +248,8 @@ def _result_panel(
 
 
 def _thumbnail(service: AnalysisService, sha256: str) -> bytes | None:
-    found = service.image_bytes(sha256, "thumbnail") or service.image_bytes(sha256, "original")
-    return found[0] if found else None
+    found = service.image(sha256, "thumbnail") or service.image(sha256, "original")
+    return found.content if found else None
 
 
 def _near_duplicate_notice(service: AnalysisService, stored: StoredAnalysis) -> None:
@@ -307,7 +309,7 @@ def _evidence(service: AnalysisService, image: LoadedImage, analysis: Analysis, 
     if cache_key not in cache:
         if len(cache) > 10:
             cache.pop(next(iter(cache)))
-        maps = class_activations(service.analyzer, image, analysis.options, class_ids=list(labels))
+        maps = service.evidence_maps(image, analysis.options, class_ids=list(labels))
         cache[cache_key] = {m.class_id: m.overlay for m in maps}
     st.image(cache[cache_key][chosen], width="stretch", output_format="JPEG")
     st.caption(

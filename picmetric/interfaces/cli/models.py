@@ -1,59 +1,60 @@
-"""The CLI's model commands (``picmetric models list|warm|add|remove``: the classifiers, the detectors, the face
-detectors and your own; ``picmetric explain``: what the classifier sees in a photo), and the input helpers every
-command shares."""
+"""The model commands: ``models list|warm|add|remove`` (the classifiers, the detectors, the face detectors and your
+own) and ``explain`` (where the classifier's evidence is in a photo, and what its layers see)."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from picmetric.core.analyzer import shared_analyzer
 from picmetric.core.annotate import encode_image
-from picmetric.core.explain import LAYER_TITLES, class_activations, feature_grid
-from picmetric.core.intake import LoadedImage, fetch_image, load_image
-from picmetric.core.pipeline import (
+from picmetric.core.catalog import (
     CLASSIFIERS,
     DETECTOR_SIZES,
     FACE_DETECTORS,
     INT8_SIZES,
+    ONNX_LAYOUTS,
     PRECISIONS,
-    AnalysisOptions,
     add_darknet,
     add_onnx,
-    default_analyzer,
     detectors,
     remove_detector,
 )
-from picmetric.settings import get_settings
+from picmetric.core.explain import LAYER_TITLES, class_activations, feature_grid
+from picmetric.core.options import AnalysisOptions
+from picmetric.interfaces.cli.common import DEFAULTS, load_target, prepare_out_dir
+from picmetric.settings import Settings
 
 
-def is_url(text: str) -> bool:
-    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) is not None
+def register(commands: argparse._SubParsersAction) -> None:
+    explain = commands.add_parser(
+        "explain", help="where the classifier's evidence is (class activation map) and what its layers see"
+    )
+    explain.add_argument("photo", metavar="PATH_OR_URL")
+    explain.add_argument("--out", required=True, metavar="DIR", help="folder for the .npy map and the pictures")
+    explain.add_argument("--classifier", default=DEFAULTS.classifier, choices=sorted(CLASSIFIERS))
+    explain.set_defaults(func=cmd_explain)
+
+    models = commands.add_parser("models", help="list, warm, add or remove models")
+    models.set_defaults(func=cmd_models)
+    model_actions = models.add_subparsers(dest="action")
+    model_actions.add_parser("list", help="every classifier and detector, with its classes and source")
+    model_actions.add_parser("warm", help="load (and on first use convert) every model")
+    add = model_actions.add_parser("add", help="add your own object detector (Darknet or ONNX), converted once")
+    add.add_argument("name", help="how analyses choose it: --detector NAME, detector=NAME")
+    given = add.add_mutually_exclusive_group(required=True)
+    given.add_argument("--darknet", nargs=2, metavar=("CFG", "WEIGHTS"), help="a Darknet cfg and its weights")
+    given.add_argument("--onnx", metavar="FILE", help="an ONNX export (YOLOv5/v7, YOLOv8/v11, YOLOX layouts)")
+    add.add_argument("--names", required=True, metavar="FILE", help="class names, one per line, in output order")
+    add.add_argument("--layout", choices=ONNX_LAYOUTS, help="the ONNX output layout (found from its shape if unsaid)")
+    remove = model_actions.add_parser("remove", help="remove a detector you added")
+    remove.add_argument("name")
 
 
-def load_target(target: str) -> LoadedImage:
-    return fetch_image(target) if is_url(target) else load_image(target)
-
-
-def prepare_out_dir(out: str) -> str | None:
-    """Create the ``--out`` folder before any work; the reason it cannot be used, or None."""
-    try:
-        Path(out).mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        return f"--out {out}: a file of that name exists; give a folder"
-    except OSError as exc:
-        return f"--out {out}: cannot create that folder ({exc.strerror})"
-    if not os.access(out, os.W_OK):
-        return f"--out {out}: the folder is not writable"
-    return None
-
-
-def cmd_models(args: argparse.Namespace) -> int:
-    settings = get_settings()
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     action = getattr(args, "action", None) or "list"
     if action == "add":
         if args.darknet:
@@ -68,7 +69,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         remove_detector(settings, args.name)
         print(f"removed {args.name} (its stored analyses stay in the history)")
         return 0
-    analyzer = default_analyzer(settings)
+    analyzer = shared_analyzer(settings)
     if action == "warm":
         for key, spec in CLASSIFIERS.items():
             for precision in ("float32", "int8") if spec.int8 else ("float32",):
@@ -98,16 +99,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_explain(args: argparse.Namespace) -> int:
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     """Where the classifier's evidence for its top label is, and what three of its layers see, as files."""
     problem = prepare_out_dir(args.out)
     if problem:
         print(f"picmetric: {problem}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    image = load_target(args.photo)
+    image = load_target(args.photo, settings)
     options = AnalysisOptions(classifier=args.classifier)
-    analyzer = default_analyzer(get_settings())
+    analyzer = shared_analyzer(settings)
     labels = analyzer.classifier(options.classifier, options.classifier_precision).predict(image.pixels, top_k=3)
     top = class_activations(analyzer, image, options, class_ids=[int(i) for i in labels.class_id])[0]
     np.save(out / "class_activation.npy", top.on_photo)
