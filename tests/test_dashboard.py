@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
@@ -545,3 +546,26 @@ def test_a_class_board_gets_phone_photos_hides_them_and_keeps_the_class_mistakes
     missing.query_params["board"] = "no-such-board"
     missing.switch_page("pages/join.py").run()
     assert "no class board at this address" in " ".join(e.value for e in missing.error)
+
+
+def test_a_top_label_below_the_floor_is_said_to_be_a_guess(app, tmp_path):
+    """Grey noise: the classifier's best label is under 15 %: the page says it is not sure and shows the three best
+    guesses with their bars, instead of the label in large type."""
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (300, 400, 3), np.uint8)).save(noise)
+    upload(app, noise, "image/png")
+    shown = metrics(app)
+    assert shown["Top label"] == "Not sure", shown
+    assert any("not sure what this photo shows" in c.value for c in app.caption)
+    assert any(key.startswith("not-sure-") for key in charts(app))
+    assert any(c.value.startswith("YOLOv4-tiny ·") for c in app.caption)  # the detector that ran, by its name
+
+
+def test_captions_name_the_detector_that_ran_and_a_guess_as_a_guess():
+    from picmetric.core.results import Classification
+    from picmetric.interfaces.ui.charts import detector_title, top_label_text
+
+    assert detector_title("yolov4-tiny") == "YOLOv4-tiny" and detector_title("fruit") == "fruit"
+    sure = Classification(np.array([1, 2]), np.array([0.45, 0.2], np.float32), ["horse", "ox"], model="m")
+    guess = Classification(np.array([2, 1]), np.array([0.05, 0.04], np.float32), ["ox", "horse"], model="m")
+    assert top_label_text(sure) == "horse 45%" and top_label_text(guess) == "not sure: ox 5%?"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from urllib.parse import urlsplit
 
 import streamlit as st
 
 from picmetric.core.analyzer import Analysis
+from picmetric.interfaces.ui.charts import top_label_text
+from picmetric.interfaces.ui.resources import app_settings
 from picmetric.service.analyses import AnalysisService
 from picmetric.service.board import BoardPhoto, ClassBoard
 from picmetric.service.types import Picture
@@ -27,6 +31,26 @@ def phone_key(boards: ClassBoard) -> str:
         # Streamlit has no cookie setter: a script in a same-origin frame writes it for this site (st.iframe runs it)
         st.iframe(f"<script>document.cookie = {json.dumps(cookie)};</script>", height=1)
     return device
+
+
+def join_address(board_id: str) -> tuple[str, bool]:
+    """The address phones open to join a board, and whether no phone can reach it. It names the host the teacher
+    typed, unless that is this machine's own name for itself (localhost): then the network address
+    ``picmetric dashboard --lan`` found, when there is one."""
+    typed = urlsplit(st.context.url or "http://localhost:8501/board")
+    base = f"{typed.scheme}://{typed.netloc}"
+    loopback = typed.hostname in (None, "localhost") or _is_loopback(typed.hostname or "")
+    lan = app_settings().lan_url
+    if loopback and lan:
+        base = lan.rstrip("/")
+    return f"{base}/join?board={board_id}", loopback and not lan
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def client_address() -> str | None:
@@ -52,11 +76,10 @@ def board_photo_caption(photo: BoardPhoto) -> str:
     analysis = photo.stored.analysis if photo.stored else None
     if analysis is None:
         return f"Photo {photo.id}: no longer in the history"
-    top = analysis.classification.top if analysis.classification else None
     objects = sorted(set(analysis.detections.labels)) if analysis.detections is not None else []
     faces = len(analysis.faces) if analysis.faces is not None else 0
     parts = [
-        f"{top[0]} {top[1]:.0%}" if top else "",
+        top_label_text(analysis.classification),
         ", ".join(objects[:4]),
         f"{faces} face{'s' if faces != 1 else ''}",
     ]

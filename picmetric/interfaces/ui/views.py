@@ -19,7 +19,17 @@ from picmetric.core.options import AnalysisOptions
 from picmetric.core.results import Detections, Faces
 from picmetric.core.seed import seed_response
 from picmetric.errors import PicMetricError
-from picmetric.interfaces.ui.charts import detections_chart, faces_chart, labels_chart, photo_display_size, photo_figure
+from picmetric.interfaces.ui.charts import (
+    SURE_FLOOR,
+    detections_chart,
+    detector_title,
+    faces_chart,
+    is_sure,
+    labels_chart,
+    photo_display_size,
+    photo_figure,
+    top_of,
+)
 from picmetric.interfaces.ui.lesson import IMAGENET_GAPS
 from picmetric.interfaces.ui.presentation import (
     counted,
@@ -136,15 +146,26 @@ def _metrics(analysis: Analysis, detections, faces, cached: bool) -> None:
     columns = st.container(key="result-metrics").columns(4)
     columns[0].metric("Objects", len(detections) if detections is not None else "—")
     columns[1].metric("Faces", len(faces) if faces is not None else "—")
-    top = analysis.classification.top if analysis.classification else None
-    columns[2].metric(
-        "Top label", top[0] if top else "—", f"{top[1]:.0%} sure" if top else None, delta_color="off", delta_arrow="off"
-    )
+    classification = analysis.classification
+    top = classification.top if classification else None
+    if classification is not None and top is not None and not is_sure(classification):
+        # a guess is said as one: "ox" in large type above horses would be confident nonsense
+        columns[2].metric("Top label", "Not sure", f"best guess {top[0]}, {top[1]:.0%}", delta_color="off",
+                          delta_arrow="off")  # fmt: skip
+    else:
+        columns[2].metric("Top label", top[0] if top else "—", f"{top[1]:.0%} sure" if top else None,
+                          delta_color="off", delta_arrow="off")  # fmt: skip
     total = analysis.timings_ms.get("total")
     columns[3].metric(
         "Analysis time", f"{total:.0f} ms" if total else "—", "from history" if cached else None, delta_color="off",
         delta_arrow="off",
     )  # fmt: skip
+    if classification is not None and top is not None and not is_sure(classification):
+        st.caption(
+            f"The classifier is not sure what this photo shows: no label reaches {SURE_FLOOR:.0%}. Its three best "
+            "guesses:"
+        )
+        show_chart(labels_chart(top_of(classification)), key=f"not-sure-{analysis.sha256[:12]}")
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -326,7 +347,8 @@ def _found_view(image: LoadedImage, analysis: Analysis, key: str, task: str, fou
         return
     if isinstance(found, Detections):
         threshold = analysis.options.min_confidence
-        title, hint = f"YOLOv4-tiny · {counted(len(found), 'object')}", "hover a box for its class and confidence"
+        detector = detector_title(analysis.options.detector)  # the one that ran: built in, or one added
+        title, hint = f"{detector} · {counted(len(found), 'object')}", "hover a box for its class and confidence"
     else:
         threshold = analysis.options.face_score
         detector = FACE_DETECTORS[analysis.options.face_detector].title
