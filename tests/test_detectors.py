@@ -129,7 +129,7 @@ def test_bad_exports_and_names_are_refused_with_the_cause(shelf, tmp_path):
     remove_detector(settings, "fruit")
     with pytest.raises(UnknownModelError):
         remove_detector(settings, "fruit")
-    with pytest.raises(InvalidModelError, match="built in"):
+    with pytest.raises(InvalidModelError, match="the built-in detector: its name is reserved"):
         remove_detector(settings, "yolov4-tiny")
     assert [d.name for d in detectors(settings)] == ["yolov4-tiny"]
     assert not list((settings.data_dir / "detectors").iterdir())  # nothing half-added left behind
@@ -322,3 +322,29 @@ def test_removing_a_detector_folder_that_is_a_link_removes_the_link_only(shelf, 
     remove_detector(settings, "fruit")
     assert not (settings.data_dir / "detectors" / "fruit").exists() and (kept / "model.onnx").is_file()
     assert [d.name for d in detectors(settings)] == ["yolov4-tiny"]
+
+
+def test_the_wrong_file_as_weights_is_named_with_the_size_the_cfg_needs(tmp_path, shelf, zidane_path):
+    """A JPEG given as weights: one line saying it is not Darknet weights and how large this cfg's are; no numpy
+    warnings. The built-in detector's name is reserved, both for add and for remove."""
+    import warnings
+    from pathlib import Path
+
+    from picmetric.core.convert.darknet import weights_needed
+
+    settings, names, export = shelf
+    cfg, weights, coco = _tiny_cfg(tmp_path)
+    needed = weights_needed(cfg)
+    assert weights.stat().st_size == 20 + 4 * needed  # the count agrees with a real weights file
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning (numpy on garbage weights) fails the test
+        with pytest.raises(InvalidModelError) as refused:
+            add_darknet(settings, "photo", cfg, zidane_path, coco)
+    said = str(refused.value)
+    assert "not a Darknet weights file (it looks like a JPEG image" in said and f"{20 + 4 * needed:,} bytes" in said
+    short = tmp_path / "short.weights"
+    short.write_bytes(weights.read_bytes()[: 20 + 4 * 1000])
+    with pytest.raises(InvalidModelError, match=f"needs {needed:,} values: a weights file of"):
+        add_darknet(settings, "short", cfg, short, coco)
+    with pytest.raises(InvalidModelError, match="built-in detector's name, reserved"):
+        add_onnx(settings, "yolov4-tiny", Path(export("yolov8")), names)

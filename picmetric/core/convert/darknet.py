@@ -156,6 +156,13 @@ def read_bounded(path: Path, limit: int, what: str) -> bytes:
     return data
 
 
+#: what a file given as weights often is instead, by its first bytes
+_OTHER_FILES = (
+    (b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"PK\x03\x04", "a ZIP archive (a PyTorch .pt?)"),
+    (b"\x08", "an ONNX model (add it with --onnx)"), (b"[net]", "a Darknet cfg"),
+)  # fmt: skip
+
+
 class _WeightReader:
     """Darknet's weights file: a header (major, minor, revision; then 'seen', 64-bit from version 0.2), then float32
     values in layer order."""
@@ -163,8 +170,12 @@ class _WeightReader:
     def __init__(self, data: bytes) -> None:
         if len(data) < 16:
             raise DarknetError(f"the weights file is {len(data)} bytes: too short for even Darknet's header")
-        major, minor, _revision = np.frombuffer(data[:12], dtype="<i4")
-        header = 20 if major * 10 + minor >= 2 and major < 1000 and minor < 1000 else 16
+        major, minor, _revision = (int(v) for v in np.frombuffer(data[:12], dtype="<i4"))
+        if major not in (0, 1) or not 0 <= minor < 10:  # every Darknet writes 0.1 or 0.2
+            kind = next((what for magic, what in _OTHER_FILES if data.startswith(magic)), "some other file")
+            raise DarknetError(f"this is not a Darknet weights file (it looks like {kind}: its header is no Darknet "
+                               "version)")  # fmt: skip
+        header = 20 if major * 10 + minor >= 2 else 16
         self._values = np.frombuffer(data[header : header + (len(data) - header) // 4 * 4], dtype="<f4")
         self._pos = 0
 
@@ -182,6 +193,31 @@ class _WeightReader:
     @property
     def remaining(self) -> int:
         return self._values.size - self._pos
+
+
+class _CountingReader(_WeightReader):
+    """Zeros for every value asked for, counting them: how many a cfg needs, for a message about a file that
+    has not got them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def take(self, count: int, where: str) -> np.ndarray:
+        self.count += count
+        return np.zeros(count, np.float32)
+
+    @property
+    def remaining(self) -> int:
+        return 0
+
+
+def weights_needed(cfg_path: str | Path) -> int:
+    """The float32 values a cfg's layers take from a weights file (the file is 20 bytes of header and 4 per value)."""
+    sections = parse_cfg(read_bounded(Path(cfg_path), MAX_CFG_BYTES, "cfg").decode(errors="replace"))
+    reader = _CountingReader()
+    with np.errstate(all="ignore"):
+        _network(sections, reader, None, Path(cfg_path).name)
+    return reader.count
 
 
 @dataclass
@@ -235,10 +271,29 @@ def darknet_to_onnx(
     cfg_path: str | Path, weights_path: str | Path, input_size: tuple[int, int] | None = None
 ) -> onnx.ModelProto:
     """The network of ``cfg_path`` with the weights of ``weights_path``; ``input_size`` (width, height) fixes the
-    graph's input size (needed for ``[reorg]``), else height and width are free."""
+    graph's input size (needed for ``[reorg]``), else height and width are free. A weights file that is not one,
+    or not this cfg's, is refused with the size the cfg needs."""
     sections = parse_cfg(read_bounded(Path(cfg_path), MAX_CFG_BYTES, "cfg").decode(errors="replace"))
+    try:
+        reader = _WeightReader(read_bounded(Path(weights_path), MAX_WEIGHTS_BYTES, "weights"))
+        with np.errstate(all="ignore"):  # another model's weights can hold anything: the check says what is wrong
+            return _network(sections, reader, input_size, Path(cfg_path).name)
+    except DarknetError as exc:
+        if "weights" not in str(exc):
+            raise
+        try:
+            needed = weights_needed(cfg_path)
+        except DarknetError:  # the cfg has its own problem: the weights' is the one to tell
+            raise exc from None
+        raise DarknetError(
+            f"{exc}; {Path(cfg_path).name} needs {needed:,} values: a weights file of {20 + 4 * needed:,} bytes"
+        ) from None
+
+
+def _network(
+    sections: list[DarknetSection], reader: _WeightReader, input_size: tuple[int, int] | None, cfg_name: str
+) -> onnx.ModelProto:
     net, layers = sections[0], sections[1:]
-    reader = _WeightReader(read_bounded(Path(weights_path), MAX_WEIGHTS_BYTES, "weights"))
     g = GraphBuilder()
     width, height = input_size if input_size else (None, None)
     x = _Tensor("image", net.integer("channels", 3, 1, MAX_FILTERS), height, width)
@@ -334,4 +389,4 @@ def darknet_to_onnx(
     if not heads:
         raise DarknetError("the cfg has no [yolo] or [region] layer: it is not a detector")
     input_shape: list[int | str] = [1, net.integer("channels", 3, 1, MAX_FILTERS), height or "height", width or "width"]
-    return g.model("image", input_shape, heads, doc=f"converted from {Path(cfg_path).name}")
+    return g.model("image", input_shape, heads, doc=f"converted from {cfg_name}")

@@ -164,6 +164,8 @@ def _check_name(settings: Settings, name: str) -> None:
             f"{name!r} is not a usable detector name: 1-40 lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
+    if name == DETECTOR.key:
+        raise InvalidModelError(f"{name!r} is the built-in detector's name, reserved: choose another name")
     if any(entry.name == name for entry in detectors(settings)):
         raise InvalidModelError(f"a detector named {name!r} exists already; remove it first (picmetric models remove)")
 
@@ -322,7 +324,7 @@ def remove_detector(settings: Settings, name: str) -> None:
     """Take a detector off the shelf. A folder someone replaced by a symbolic link loses the link only: what it
     points to was never PicMetric's to delete."""
     if name == DETECTOR.key:
-        raise InvalidModelError(f"{name} is built in and cannot be removed")
+        raise InvalidModelError(f"{name} is the built-in detector: its name is reserved and it cannot be removed")
     target = shelf_folder(settings) / name
     if not NAME_PATTERN.fullmatch(name) or not (target.is_dir() or target.is_symlink()):
         raise UnknownModelError(f"no added detector named {name!r}")
