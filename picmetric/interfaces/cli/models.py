@@ -4,7 +4,10 @@ own) and ``explain`` (where the classifier's evidence is in a photo, and what it
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +45,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     models.set_defaults(func=cmd_models)
     model_actions = models.add_subparsers(dest="action")
     model_actions.add_parser("list", help="every classifier and detector, with its classes and source")
-    model_actions.add_parser("warm", help="load (and on first use convert) every model")
+    warm = model_actions.add_parser("warm", help="load (and on first use convert) every model")
+    warm.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     add = model_actions.add_parser("add", help="add your own object detector (Darknet or ONNX), converted once")
     add.add_argument("name", help="how analyses choose it: --detector NAME, detector=NAME")
     given = add.add_mutually_exclusive_group(required=True)
@@ -71,19 +75,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     analyzer = shared_analyzer(settings)
     if action == "warm":
-        for key, spec in CLASSIFIERS.items():
-            for precision in ("float32", "int8") if spec.int8 else ("float32",):
-                analyzer.classifier(key, precision).load()
-        for entry in detectors(settings):
-            builtin = entry.family == "builtin"
-            for size in DETECTOR_SIZES if builtin else (entry.input_size,):
-                for precision in PRECISIONS if builtin and size in INT8_SIZES else ("float32",):  # quantized now
-                    analyzer.detector(size, entry.name, precision).load()
-        for key in FACE_DETECTORS:
-            analyzer.face_detector(key).load()
-        for version, loaded in analyzer.loaded_models().items():
-            print(f"{version:30s} {'loaded' if loaded else 'not loaded'}")
-        return 0
+        return _warm(analyzer, settings, quiet=args.quiet)
     print("Classifiers (ImageNet labels)")
     for spec in CLASSIFIERS.values():
         print(f"  {spec.key:20s} {spec.title:20s} top-1 {spec.top1:.1f}%  {spec.licence}")
@@ -124,4 +116,31 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
           f"(then {', '.join(sure[1:])})")  # fmt: skip
     for path in written:
         print(f"  wrote {path}")
+    return 0
+
+
+def _warm(analyzer, settings: Settings, quiet: bool) -> int:
+    """Load every model, converting it the first time: one progress line each on stderr (a first run converts for
+    about a minute, a cached model loads in a second), then the models and their state."""
+    steps: list[tuple[str, Callable[[], object]]] = []
+    for key, spec in CLASSIFIERS.items():
+        for precision in ("float32", "int8") if spec.int8 else ("float32",):
+            steps.append((f"{key} {precision}", functools.partial(analyzer.classifier, key, precision)))
+    for entry in detectors(settings):
+        builtin = entry.family == "builtin"
+        for size in DETECTOR_SIZES if builtin else (entry.input_size,):
+            for precision in PRECISIONS if builtin and size in INT8_SIZES else ("float32",):  # quantized now
+                steps.append((f"{entry.name} {size} px {precision}",
+                              functools.partial(analyzer.detector, size, entry.name, precision)))  # fmt: skip
+    for key in FACE_DETECTORS:
+        steps.append((key, functools.partial(analyzer.face_detector, key)))
+    for number, (what, model) in enumerate(steps, 1):
+        started = time.monotonic()
+        if not quiet:
+            print(f"  model {number}/{len(steps)}: {what} …", end="", file=sys.stderr, flush=True)
+        model().load()  # type: ignore[attr-defined]
+        if not quiet:
+            print(f" {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+    for version, loaded in analyzer.loaded_models().items():
+        print(f"{version:30s} {'loaded' if loaded else 'not loaded'}")
     return 0
