@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import io
-from urllib.parse import urlsplit
 
 import segno
 import streamlit as st
 
 from picmetric import PicMetricError
-from picmetric.interfaces.ui.board import board_photo_caption, photo_picture
+from picmetric.interfaces.ui.board import board_photo_caption, join_address, photo_picture
 from picmetric.interfaces.ui.resources import get_service
 from picmetric.interfaces.ui.teacher import is_teacher, teacher_only_notice
 from picmetric.service.board import MARK_KINDS, MARK_TASKS, ClassBoard
@@ -52,8 +51,7 @@ except PicMetricError as exc:
     st.stop()
 st.session_state["board-id"] = board.id
 st.query_params["board"] = board.id
-address = urlsplit(st.context.url or "http://localhost:8501/board")
-join_url = f"{address.scheme}://{address.netloc}/join?board={board.id}"
+join_url, unreachable = join_address(board.id)
 
 code_column, board_column = st.columns([1, 3])
 with code_column:
@@ -61,8 +59,15 @@ with code_column:
     picture = io.BytesIO()
     segno.make(join_url, error="m").save(picture, kind="png", scale=10, border=2)  # made here: no web service
     st.image(picture.getvalue(), caption="Scan to send a photo", width="stretch")
-    st.code(join_url, language=None)
-    st.caption("Phones must reach this computer: the same Wi-Fi, and this address (not localhost) in the browser.")
+    st.code(join_url, language=None, wrap_lines=True)  # whole: a cut-off address cannot be typed
+    if unreachable:
+        st.warning(
+            "Phones cannot open **localhost**: start the dashboard with `./bootstrap.sh run --lan` (or open this "
+            "page by this computer's network address).",
+            icon=":material/wifi_off:",
+        )
+    else:
+        st.caption("Phones must be on the same network (the same Wi-Fi) as this computer.")
     if st.button("New board", icon=":material/add:", key="board-new") and is_teacher():
         st.session_state.pop("board-id", None)
         st.query_params.clear()

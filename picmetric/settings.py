@@ -119,6 +119,10 @@ class Settings(BaseSettings):
         "work overlaps another's inference",
     )  # fmt: skip
 
+    #: the dashboard's address for phones (``picmetric dashboard --lan`` sets it): the class board's link and QR code
+    #: name it when the teacher opened the board by localhost, which no phone can reach
+    lan_url: str | None = Field(default=None, description="e.g. http://192.168.1.20:8501")
+
     # HTTP API: admin routes (/reset, /log) need the admin token; DeepStack routes need the API key when set.
     admin_token: SecretStr | None = None
     http_head_timeout_s: float = Field(

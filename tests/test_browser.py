@@ -33,12 +33,13 @@ CHROMIUM_ARGS = [
 
 
 @contextlib.contextmanager
-def running_dashboard(data: Path):
-    """``picmetric dashboard`` (what ``./bootstrap.sh run`` starts) on a free port; its URL."""
+def running_dashboard(data: Path, *where: str):
+    """``picmetric dashboard`` (what ``./bootstrap.sh run`` starts) on a free port; its URL. ``where``: other
+    flags than listening on 127.0.0.1 (``--lan ADDRESS``)."""
     port = free_port()
     log = open(data / "streamlit.log", "w")  # noqa: SIM115 (open while the dashboard runs)
     process = subprocess.Popen(
-        [sys.executable, "-m", "picmetric", "dashboard", "--port", str(port), "--host", "127.0.0.1"],
+        [sys.executable, "-m", "picmetric", "dashboard", "--port", str(port), *(where or ("--host", "127.0.0.1"))],
         cwd=ROOT, env={**os.environ, "PICMETRIC_DATA_DIR": str(data)}, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -422,3 +423,35 @@ def test_the_live_page_draws_what_a_fake_camera_sees(dashboard, browser, tmp_pat
         expect(main.get_by_text("Stored:")).to_be_visible(timeout=60_000)
     finally:
         chromium.close()
+
+
+def test_with_lan_phones_get_the_network_address_whatever_the_teacher_typed(browser, tmp_path, zidane_path):
+    """``--lan ADDRESS``: the dashboard listens on the network and says where; the teacher opens the board by
+    localhost, yet its link and QR code name the network address, whole on screen, and a phone that opens it sends
+    a photo. (The network here is a second loopback address: no packet leaves this machine.)"""
+    with running_dashboard(tmp_path, "--lan", "127.0.0.2") as url:
+        port = url.rsplit(":", 1)[1]
+        said = (tmp_path / "streamlit.log").read_text()
+        assert f"on the network at http://127.0.0.2:{port}" in said, said
+        teacher = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+        teacher.goto(f"http://localhost:{port}/board")
+        main = teacher.get_by_test_id("stMain")
+        main.get_by_role("button", name="Start a class board").click()
+        code = main.get_by_test_id("stCode")
+        expect(code).to_contain_text(f"http://127.0.0.2:{port}/join?board=", timeout=60_000)
+        join_url = code.inner_text().strip()
+        box, shown = code.bounding_box(), teacher.evaluate("() => window.innerWidth")
+        assert box is not None and box["x"] + box["width"] <= shown, box  # the whole link is on screen
+        expect(main.get_by_text("Phones cannot open")).to_have_count(0)
+        _shot(teacher, "13-board-lan-1280x720")
+        phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                    user_agent=PHONE_USER_AGENT).new_page()  # fmt: skip
+        phone.goto(join_url)
+        expect(phone.get_by_role("heading", name="What do computers see?")).to_be_visible(timeout=60_000)
+        phone.locator("input[type=file]").set_input_files(str(zidane_path))
+        expect(phone.get_by_text("zidane.jpg")).to_be_visible(timeout=30_000)
+        phone.get_by_role("button", name="Send to the board").click()
+        expect(phone.get_by_text("On the board!")).to_be_visible(timeout=60_000)
+        expect(main.get_by_text("1 photo from the class")).to_be_visible(timeout=30_000)
+        teacher.close()
+        phone.close()

@@ -10,6 +10,7 @@ import tempfile
 import tomllib
 from pathlib import Path
 
+from picmetric.interfaces.lan import lan_addresses
 from picmetric.settings import Settings
 
 
@@ -22,6 +23,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     dashboard = commands.add_parser("dashboard", help="run the Streamlit dashboard")
     dashboard.add_argument("--host", default="localhost")
+    dashboard.add_argument(
+        "--lan", nargs="?", const="", metavar="ADDRESS",
+        help="listen on the network so phones can join the class board, and print the address they use (this "
+        "machine's own, or ADDRESS when it has several)",
+    )  # fmt: skip
     dashboard.add_argument("--port", type=int, default=8501)
     dashboard.epilog = "Any further flags are Streamlit's own (streamlit run --help), e.g. --server.headless true."
     dashboard.set_defaults(func=cmd_dashboard)
@@ -105,5 +111,15 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     command = [sys.executable, "-m", "picmetric.interfaces.ui.serve", "run", str(folder / "app.py")]  # Streamlit's CLI
     command += streamlit_flags(folder / ".streamlit" / "config.toml")
-    command += ["--server.port", str(args.port), "--server.address", args.host, *getattr(args, "streamlit_args", [])]
+    host = args.host
+    if args.lan is not None:
+        host = "0.0.0.0"  # the point: phones on the classroom's network connect
+        address = args.lan or next(iter(lan_addresses()), None)
+        if address is None:
+            print("picmetric: --lan: this machine has no network address (is it on the Wi-Fi?)", file=sys.stderr)
+            return 2
+        lan_url = f"http://{address}:{args.port}"
+        os.environ["PICMETRIC_LAN_URL"] = lan_url  # the class board's link and QR code name it
+        print(f"picmetric: on the network at {lan_url} (phones: scan the class board's QR code)", file=sys.stderr)
+    command += ["--server.port", str(args.port), "--server.address", host, *getattr(args, "streamlit_args", [])]
     os.execv(sys.executable, command)  # the dashboard takes over this process: signals reach Streamlit itself
