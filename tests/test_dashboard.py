@@ -497,6 +497,15 @@ def test_a_near_duplicate_is_said_and_more_like_this_lists_the_stored_photos(app
     app.run()
     listed = " ".join(m.value for m in app.markdown if "/history?sha=" in m.value)
     assert "zidane.jpg" in listed and "same photo, edited" in listed and "bus.jpg" in listed
+    # reopening the original: its copy came after it, and is named so
+    app.session_state["current"] = next(
+        sha for sha, result in app.session_state["results"].items() if result.analysis.name == "zidane.jpg"
+    )
+    app.session_state["analyze-view"] = "Objects"
+    app.run()
+    notice = " ".join(w.value for w in app.warning)
+    assert "An edited copy of this photo was stored after it: [zidane-small.jpg]" in notice, notice
+    assert "stored before" not in notice
 
 
 def test_a_class_board_gets_phone_photos_hides_them_and_keeps_the_class_mistakes(

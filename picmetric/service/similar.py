@@ -38,6 +38,8 @@ class SimilarPhoto:
     similarity: float
     near_duplicate: bool
     thumbnail_key: str | None
+    #: stored before the photo asked about (None: that photo is not stored): an original is no copy of its copy
+    stored_before: bool | None = None
 
 
 class SimilarityIndex:
@@ -73,7 +75,7 @@ class SimilarityIndex:
             at = int(where[0])
             phash = int(self._hashes[at]) if self._has_hash[at] else None
             found = self._search(self._vectors[at].astype(np.float32), phash, limit, image_id)
-        return self._read_back(found)
+        return self._read_back(found, image_id)
 
     def _sync(self) -> None:
         count, largest = self._repository.signature_stats(self.model)
@@ -137,12 +139,21 @@ class SimilarityIndex:
         self, vector: np.ndarray, phash: int | None, limit: int, exclude: int | None = None
     ) -> list[SimilarPhoto]:
         """As ``search``, read back from the database (an image deleted meanwhile is left out)."""
-        return self._read_back(self.search(vector, phash, limit, exclude))
+        return self._read_back(self.search(vector, phash, limit, exclude), exclude)
 
-    def _read_back(self, found: list[tuple[int, float, bool]]) -> list[SimilarPhoto]:
+    def _read_back(self, found: list[tuple[int, float, bool]], asked: int | None = None) -> list[SimilarPhoto]:
+        """The found images from the database; ``asked``: the stored photo asked about (image ids grow with time,
+        so a smaller one was stored before it)."""
         stored = self._repository.neighbours([image_id for image_id, _, _ in found])
         return [
-            SimilarPhoto(stored[i].sha256, stored[i].name, round(c, 4), d, stored[i].thumbnail_key)
+            SimilarPhoto(
+                stored[i].sha256,
+                stored[i].name,
+                round(c, 4),
+                d,
+                stored[i].thumbnail_key,
+                None if asked is None else i < asked,
+            )  # fmt: skip
             for i, c, d in found
             if i in stored
         ]

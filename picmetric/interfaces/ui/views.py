@@ -279,13 +279,16 @@ def _near_duplicate_notice(service: AnalysisService, stored: StoredAnalysis) -> 
     if twin is None:
         return
     notice, this, that = st.columns([4, 1, 1])
-    notice.warning(
-        f"Near-duplicate of [{twin.name or twin.sha256[:12]}](/history?sha={twin.sha256}) (similarity "
-        f"{twin.similarity:.0%}): the same picture, edited (resized, re-encoded, cropped or brightened), stored "
-        "before.",
-        icon=":material/content_copy:",
-    )
-    for column, sha, caption in ((this, stored.sha256, "this photo"), (that, twin.sha256, "stored before")):
+    link = f"[{twin.name or twin.sha256[:12]}](/history?sha={twin.sha256})"
+    edited = "the same picture, edited (resized, re-encoded, cropped or brightened)"
+    similarity = f"similarity {twin.similarity:.0%}"
+    if twin.stored_before is False:  # this is the original: the copy came later
+        said = f"An edited copy of this photo was stored after it: {link} ({similarity}), {edited}."
+        when = "stored after"
+    else:
+        said, when = f"Near-duplicate of {link} ({similarity}): {edited}, stored before.", "stored before"
+    notice.warning(said, icon=":material/content_copy:")
+    for column, sha, caption in ((this, stored.sha256, "this photo"), (that, twin.sha256, when)):
         picture = _thumbnail(service, sha)
         if picture is not None:
             column.image(picture, caption=caption, width="stretch")
