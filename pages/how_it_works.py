@@ -123,8 +123,9 @@ PLAY_STEP_S = 0.8
 def convolution_walkthrough() -> None:
     """One number of the first layer computed in front of the class, step by step; its own fragment."""
     st.subheader("One step of a convolution, with the real numbers")
-    if PLAYING and time.monotonic() - st.session_state.get("walk-moved", 0.0) >= PLAY_STEP_S - 0.1:
-        advance()  # a tick of the timer (not the reruns that turning Play on or off causes)
+    just_started = PLAYING and st.session_state.pop("walk-started", False)  # the run turning Play on: no step
+    if PLAYING and not just_started and time.monotonic() - st.session_state.get("walk-moved", 0.0) >= PLAY_STEP_S - 0.1:
+        advance()  # a tick of the timer (not the reruns that turning Play on or off causes, however slow)
         st.session_state["walk-moved"] = time.monotonic()
     inspector = analyzer.inspector(classifier_key)
     filters = inspector.first_convolution[0].shape[0]
@@ -137,6 +138,7 @@ def convolution_walkthrough() -> None:
 
         def started() -> None:
             st.session_state["walk-moved"] = time.monotonic()  # the first step comes one tick later
+            st.session_state["walk-started"] = True
 
         if st.toggle("Play", key="walk-play", help="Slide the filter along by itself", on_change=started) != PLAYING:
             st.rerun(scope="app")  # the fragment's timer starts or stops with a run of the page
