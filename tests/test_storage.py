@@ -631,5 +631,6 @@ def test_board_limits_count_by_device_and_by_address(service, zidane_path, bus_p
     device = boards.new_device()
     token = boards.device_token(device)
     assert boards.device_of(token) == device and ClassBoard(service).device_of(token) == device  # kept in a file
-    for forged in (f"{'e' * 16}.{token.split('.')[1]}", token[:-1] + "0", "", None, device, f"{device}.{'0' * 32}"):
+    tampered = token[:-1] + ("1" if token.endswith("0") else "0")
+    for forged in (f"{'e' * 16}.{token.split('.')[1]}", tampered, "", None, device, f"{device}.{'0' * 32}"):
         assert boards.device_of(forged) is None, forged
