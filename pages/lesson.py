@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -12,13 +14,28 @@ from picmetric.core.samples import samples
 from picmetric.interfaces.ui.charts import logits_chart
 from picmetric.interfaces.ui.lesson import TERM_STYLE, box_iou, explained, verdict
 from picmetric.interfaces.ui.presentation import counted, show_chart
-from picmetric.interfaces.ui.resources import app_settings, browser_jpeg, get_analyzer, image_src
+from picmetric.interfaces.ui.resources import app_settings, browser_jpeg, get_analyzer, get_service, image_src
 
 STEPS = ("numbers", "labels", "evidence", "guesses", "nms", "your box", "faces", "done")
+#: the overlap NMS drops at: Analyze's own, so the boxes each step shows and counts are the ones Analyze draws
+NMS_IOU = AnalysisOptions().iou_threshold
 analyzer = get_analyzer()
+service = get_service()
 choices = {s.key: s.title for s in samples()}
+# the class's own photos too: the newest in History (a board's photos among them)
+choices |= {
+    f"stored:{i.sha256}": f"{i.name or i.sha256[:12]} ({i.source})" for i in service.history(page_size=12).items
+}
 sample_key = st.sidebar.selectbox("Photo for the lesson", list(choices), format_func=choices.get, key="lesson-photo")
-image = load_image(next(s for s in samples() if s.key == sample_key).path, settings=app_settings())
+if sample_key.startswith("stored:"):
+    stored_photo = service.image(sample_key.removeprefix("stored:"))
+    if stored_photo is None:
+        st.warning("That photo was deleted from History: choose another one.", icon=":material/search_off:")
+        st.stop()
+    source: bytes | Path = stored_photo.content
+else:
+    source = next(s for s in samples() if s.key == sample_key).path
+image = load_image(source, settings=app_settings(), name=choices[sample_key])
 step = st.session_state.setdefault("lesson-step", 0)
 st.html(TERM_STYLE)
 st.title("Lesson: how a computer sees a photo")
@@ -29,9 +46,22 @@ def say(text: str) -> None:
     st.markdown(explained(text), unsafe_allow_html=True)
 
 
+def kept(widget: str, default: object) -> None:
+    """A step's answer as the student left it: Streamlit forgets a widget's value while its step is not shown, so
+    it is kept beside it and given back when the student comes back (Next, then Back)."""
+    if widget not in st.session_state:
+        st.session_state[widget] = st.session_state.get(f"{widget}-kept", default)
+
+
+def keep(widget: str) -> None:
+    st.session_state[f"{widget}-kept"] = st.session_state.get(widget)
+
+
 def predicted(question: str, key: str, *, low: int = 0, high: int = 10_000_000) -> int | None:
     """A number the student commits to before the reveal; None until they press Reveal."""
-    guess = st.number_input(question, low, high, low, key=f"lesson-guess-{key}")
+    kept(f"lesson-guess-{key}", low)
+    guess = st.number_input(question, low, high, key=f"lesson-guess-{key}")
+    keep(f"lesson-guess-{key}")
     if st.button("Reveal", icon=":material/visibility:", key=f"lesson-reveal-{key}") or st.session_state.get(
         f"lesson-revealed-{key}"
     ):
@@ -71,7 +101,9 @@ elif stage == "labels":
             "softmax turns them into probabilities."
         )
         options = list(dict.fromkeys([*walk.top_names[:3], "goldfish"]))
-        choice = st.radio("What will its top label be?", sorted(options), index=None, key="lesson-label")
+        kept("lesson-label", None)
+        choice = st.radio("What will its top label be?", sorted(options), key="lesson-label")
+        keep("lesson-label")
         if choice is not None:
             top = walk.top_names[0]
             right = choice == top
@@ -91,8 +123,8 @@ elif stage == "evidence":
         say("Does the red sit on the thing you would have looked at? When it does not, the network was right for the "
             "wrong reasons (or wrong).")  # fmt: skip
 elif stage in ("guesses", "nms"):
-    iou = 0.3
-    walk = explain_detector(analyzer, image, min_confidence=0.25, iou_threshold=iou)
+    walk = explain_detector(analyzer, image, min_confidence=0.25, iou_threshold=NMS_IOU)
+    iou = NMS_IOU
     with story_column:
         if stage == "guesses":
             say(
@@ -117,7 +149,7 @@ elif stage in ("guesses", "nms"):
                 shown = walk.after_render
     photo_column.image(shown, width="stretch", output_format="JPEG")
 elif stage == "your box":
-    walk = explain_detector(analyzer, image)
+    walk = explain_detector(analyzer, image, min_confidence=0.25, iou_threshold=NMS_IOU)  # the boxes NMS kept
     height, width = image.pixels.shape[:2]
     with story_column:
         say(
@@ -135,7 +167,7 @@ elif stage == "your box":
                             yref="y", sizing="stretch", layer="below")  # fmt: skip
     for (x1, y1, x2, y2), label in zip(walk.after_nms.xyxy, walk.after_nms.labels, strict=True):
         figure.add_shape(type="rect", x0=x1, y0=y1, x1=x2, y1=y2, line={"color": "#16a34a", "width": 3}, label={
-            "text": label, "textposition": "top left", "font": {"color": "#16a34a"}})  # fmt: skip
+            "text": label, "textposition": "top left", "font": {"color": "#16a34a", "size": 18}})  # fmt: skip
     figure.update_xaxes(range=[0, width], visible=False)
     figure.update_yaxes(range=[height, 0], visible=False, scaleanchor="x")
     # as tall as the photo is at the column's width: no empty bands to drag in
@@ -156,8 +188,9 @@ elif stage == "your box":
             if len(overlaps) and overlaps.max() > 0:
                 best = int(overlaps.argmax())
                 same = (
-                    "NMS would call these the same object" if overlaps[best] > 0.3 else "two different objects to NMS"
-                )
+                    "NMS would call these the same object" if overlaps[best] > NMS_IOU else
+                    "two different objects to NMS"
+                )  # fmt: skip
                 st.success(f"Your box overlaps the detector's **{walk.after_nms.labels[best]}** with IoU "
                            f"**{overlaps[best]:.2f}**: {same}.", icon=":material/crop_free:")  # fmt: skip
             else:

@@ -464,6 +464,10 @@ def test_the_lesson_walks_through_predict_then_reveal(app):
     app.number_input(key="lesson-guess-numbers").set_value(200_000).run()
     next(b for b in app.button if b.key == "lesson-reveal-numbers").click().run()
     assert any("3 × 260 × 260 = **202,800** numbers" in s.value and s.value.startswith("Right!") for s in app.success)
+    next(b for b in app.button if b.key == "lesson-next").click().run()
+    next(b for b in app.button if b.key == "lesson-back").click().run()  # back: the answer stays as it was left
+    assert app.number_input(key="lesson-guess-numbers").value == 200_000
+    assert any(s.value.startswith("Right!") for s in app.success)
     seen = []
     for _ in range(7):
         next(b for b in app.button if b.key == "lesson-next").click().run()
@@ -578,3 +582,24 @@ def test_captions_name_the_detector_that_ran_and_a_guess_as_a_guess():
     sure = Classification(np.array([1, 2]), np.array([0.45, 0.2], np.float32), ["horse", "ox"], model="m")
     guess = Classification(np.array([2, 1]), np.array([0.05, 0.04], np.float32), ["ox", "horse"], model="m")
     assert top_label_text(sure) == "horse 45%" and top_label_text(guess) == "not sure: ox 5%?"
+
+
+def test_the_lesson_offers_the_class_photos_and_its_steps_agree(app, zidane_path):
+    """A photo analysed on Analyze (or sent to a board) is one the lesson can walk through; the NMS step and the
+    drawing step show the same boxes (Analyze's own overlap), so a box NMS dropped never comes back a step later."""
+    upload(app, zidane_path)
+    sha = app.session_state["current"]
+    app.switch_page("pages/lesson.py").run()
+    choice = app.selectbox(key="lesson-photo")
+    assert "zidane.jpg (upload)" in choice.options
+    choice.set_value(f"stored:{sha}").run()
+    assert not app.exception
+    app.session_state["lesson-step"] = 4  # NMS
+    app.run()
+    app.number_input(key="lesson-guess-nms").set_value(4).run()
+    next(b for b in app.button if b.key == "lesson-reveal-nms").click().run()
+    kept = int(re.search(r"\*\*(\d+) box", " ".join(s.value for s in app.success)).group(1))
+    next(b for b in app.button if b.key == "lesson-next").click().run()  # the student's own box, on NMS's boxes
+    drawn = json.loads(app.get("plotly_chart")[0].proto.spec)["layout"]["shapes"]
+    assert len(drawn) == kept == 4, (len(drawn), kept)
+    assert all(shape["label"]["font"]["size"] >= 16 for shape in drawn)  # readable from the back of the room
