@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_similar.py --search      # search speed and memory at 10k and 100k photos
 
 Evaluation: the 28 shipped photos (foolbox's 20, bus, zidane, darknet's six) and five edited copies of each (half
-size, JPEG quality 30, centre crop 85 %, brightness x1.4, rotated 5 degrees). For each copy: is its nearest stored
+size, JPEG quality 30, centre crop 85 %, brightness x1.4, rotated 5 degrees, and the first three at once). For each copy: is its nearest stored
 photo its original (recall@1), and would it be called a near-duplicate of it? For every pair of different photos:
 would it be called a near-duplicate (it must not)? The pHash distance and feature cosine of both kinds of pairs are
 printed, so the thresholds in ``picmetric/core/similar.py`` can be read off.
@@ -64,6 +64,11 @@ EDITS = {
     ),  # fmt: skip
     "brightness x1.4": lambda im: _jpeg(ImageEnhance.Brightness(im).enhance(1.4)),
     "rotated 5°": lambda im: _jpeg(im.rotate(5, Image.Resampling.BICUBIC, expand=False)),
+    # what a phone's share sheet does: cropped, made smaller and recompressed, all at once
+    "crop + half + q30": lambda im: _jpeg(
+        im.crop((round(im.width * 0.075), round(im.height * 0.075), round(im.width * 0.925), round(im.height * 0.925)))
+        .resize((round(im.width * 0.425), round(im.height * 0.425)), Image.Resampling.LANCZOS), 30,
+    ),  # fmt: skip
 }
 
 
