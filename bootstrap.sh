@@ -81,10 +81,11 @@ case "${1:-}" in
     if [ $# -gt 1 ]; then  # tests named: just those
       exec "$VENV/bin/python" -m pytest "${@:2}"
     fi
-    # Two processes, a file at a time: much of the suite waits on servers and faults. The browser tests time what a
-    # person sees (a phone's photo on the board within 3 s, the camera's frames per second): they run alone, after.
-    "$VENV/bin/python" -m pytest -n 2 --dist loadfile --ignore=tests/test_browser.py
-    exec "$VENV/bin/python" -m pytest tests/test_browser.py
+    # Two processes, a file at a time: much of the suite waits on servers, browsers and faults. The tests marked
+    # timed measure what a person sees (a phone's photo on the board within 3 s, the camera's frames per second):
+    # beside another test process they measured its load, so they run alone, after.
+    "$VENV/bin/python" -m pytest -n 2 --dist loadfile -m "not timed"
+    exec "$VENV/bin/python" -m pytest -m timed
     ;;
   *)
     echo "usage: $0 run | test | lint | docs | setup" >&2

@@ -331,6 +331,7 @@ def test_the_objects_walkthrough_fits_one_720px_screen_with_its_sliders(dashboar
     page.close()
 
 
+@pytest.mark.timed
 def test_a_phone_photo_is_on_the_projected_board_within_3_seconds(dashboard, browser, zidane_path, bus_path):
     """Two browser contexts: the teacher's board at 1280x720 and a phone at 390x844 that opens the QR code's address,
     in two tabs: the second tab is the same phone to the board's limits (its signed cookie)."""
@@ -395,6 +396,7 @@ def _camera_clip(path: Path, photos: list[Path], seconds: int = 4, fps: int = 15
     return path
 
 
+@pytest.mark.timed
 def test_the_live_page_draws_what_a_fake_camera_sees(dashboard, browser, tmp_path, zidane_path, bus_path):
     """Chromium's fake camera plays zidane.jpg and bus.jpg: the page lists a person and shows a frame rate."""
     clip = _camera_clip(tmp_path / "camera.y4m", [zidane_path, bus_path])
