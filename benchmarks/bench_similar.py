@@ -3,10 +3,10 @@
     .venv/bin/python benchmarks/bench_similar.py               # the evaluation (chooses the thresholds)
     .venv/bin/python benchmarks/bench_similar.py --search      # search speed and memory at 10k and 100k photos
 
-Evaluation: the 28 shipped photos (foolbox's 20, bus, zidane, darknet's six) and five edited copies of each (half
-size, JPEG quality 30, centre crop 85 %, brightness x1.4, rotated 5 degrees, and the first three at once). For each copy: is its nearest stored
-photo its original (recall@1), and would it be called a near-duplicate of it? For every pair of different photos:
-would it be called a near-duplicate (it must not)? The pHash distance and feature cosine of both kinds of pairs are
+Evaluation: the 28 shipped photos (foolbox's 20, bus, zidane, darknet's six) and six edited copies of each (half
+size, JPEG quality 30, centre crop 85 %, brightness x1.4, rotated 5 degrees, and the first three at once). For each
+copy: is its nearest stored photo its original (recall@1), and would it be called a near-duplicate of it? For every
+pair of different photos: would it be called a near-duplicate (it must not)? The pHash distance and feature cosine of both kinds of pairs are
 printed, so the thresholds in ``picmetric/core/similar.py`` can be read off.
 
 Search: synthetic unit vectors of the classifier's 1280 dimensions, queried one at a time with a slightly edited
