@@ -6,8 +6,8 @@
 Evaluation: the 28 shipped photos (foolbox's 20, bus, zidane, darknet's six) and six edited copies of each (half
 size, JPEG quality 30, centre crop 85 %, brightness x1.4, rotated 5 degrees, and the first three at once). For each
 copy: is its nearest stored photo its original (recall@1), and would it be called a near-duplicate of it? For every
-pair of different photos: would it be called a near-duplicate (it must not)? The pHash distance and feature cosine of both kinds of pairs are
-printed, so the thresholds in ``picmetric/core/similar.py`` can be read off.
+pair of different photos: would it be called a near-duplicate (it must not)? The pHash distance and feature cosine
+of both kinds of pairs are printed, so the thresholds in ``picmetric/core/similar.py`` can be read off.
 
 Search: synthetic unit vectors of the classifier's 1280 dimensions, queried one at a time with a slightly edited
 stored vector: numpy's exact matmul, usearch's exact SIMD search over float16 (what the service uses), and usearch's
@@ -66,8 +66,10 @@ EDITS = {
     "rotated 5°": lambda im: _jpeg(im.rotate(5, Image.Resampling.BICUBIC, expand=False)),
     # what a phone's share sheet does: cropped, made smaller and recompressed, all at once
     "crop + half + q30": lambda im: _jpeg(
-        im.crop((round(im.width * 0.075), round(im.height * 0.075), round(im.width * 0.925), round(im.height * 0.925)))
-        .resize((round(im.width * 0.425), round(im.height * 0.425)), Image.Resampling.LANCZOS), 30,
+        im.crop(
+            (round(im.width * 0.075), round(im.height * 0.075), round(im.width * 0.925), round(im.height * 0.925))
+        ).resize((round(im.width * 0.425), round(im.height * 0.425)), Image.Resampling.LANCZOS),
+        30,
     ),  # fmt: skip
 }
 
