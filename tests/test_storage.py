@@ -222,7 +222,7 @@ def _found(repo: AnalysisService, filters: HistoryFilter) -> set[str]:
     while True:
         result = repo._repository.history(filters, page=page, page_size=50)
         found |= {item.sha256 for item in result.items}
-        if page >= result.pages:
+        if page * 50 >= result.total:
             assert result.total == len(found)
             return found
         page += 1

@@ -105,19 +105,12 @@ class HistoryItem(ImageFacts):
 
 @dataclass(frozen=True)
 class HistoryPage:
+    """One page as stored; the service's ``HistoryPage`` says how many pages there are, in words too."""
+
     items: list[HistoryItem]
     total: int
     page: int
     page_size: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.page_size))
-
-    @property
-    def summary(self) -> str:
-        noun = "analysis" if self.total == 1 else "analyses"
-        return f"{self.total} {noun} (page {self.page} of {self.pages})"
 
 
 def _utc(value: datetime) -> datetime:
