@@ -8,6 +8,7 @@ import streamlit as st
 from picmetric import AnalysisOptions, PicMetricError, fetch_image, load_image
 from picmetric.core.catalog import CLASSIFIERS, FACE_DETECTORS, PRECISIONS
 from picmetric.core.samples import samples
+from picmetric.interfaces.ui.presentation import presenting
 from picmetric.interfaces.ui.resources import get_jobs
 from picmetric.interfaces.ui.thumbnails import square_thumbnail
 from picmetric.interfaces.ui.views import display_sidebar, scroll_to, show_analysis
@@ -119,59 +120,67 @@ def analyse(source: bytes | str, *, origin: str, name: str) -> None:
     st.session_state["scroll_to_result"] = True
 
 
-st.title("Analyze a photo")
-upload_tab, url_tab, sample_tab, camera_tab = st.tabs(
-    [":material/upload: Upload", ":material/link: Image URL", ":material/photo_library: Samples",
-     ":material/photo_camera: Camera"]
-)  # fmt: skip
-with upload_tab:
-    # A new uploader key after each batch: Streamlit then drops the uploaded files (up to 30 MB each) from the
-    # session, which keeps only the results.
-    uploads_key = st.session_state.setdefault("uploads_key", 0)
-    files = st.file_uploader(
-        "Drop one or more photos", type=UPLOAD_TYPES, accept_multiple_files=True, key=f"uploads-{uploads_key}",
-        help="JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC, up to 30 MB each",
+# Presenting a result: it comes first (the room sees the photo, not the file picker) and the inputs fold below it.
+presenting_result = presenting() and st.session_state.get("current") in results
+result_area = st.container() if presenting_result else None
+inputs_area = (
+    st.expander("Analyze another photo", icon=":material/add_photo_alternate:") if presenting_result else st.container()
+)
+with inputs_area:
+    if not presenting_result:
+        st.title("Analyze a photo")
+    upload_tab, url_tab, sample_tab, camera_tab = st.tabs(
+        [":material/upload: Upload", ":material/link: Image URL", ":material/photo_library: Samples",
+         ":material/photo_camera: Camera"]
     )  # fmt: skip
-    if files and len(files) > 1:  # a batch: queued (on the workers, or this server's threads), followed below
-        try:
-            inputs = [JobInput(source="upload", name=file.name, data=file.getvalue()) for file in files]
-            st.session_state["batch"], _ = jobs.submit(inputs, options, batch=True)
-            st.session_state.pop("error", None)
-        except PicMetricError as exc:
-            st.session_state["error"] = f"The batch could not be queued: {exc}"
-    elif files:
-        analyse(files[0].getvalue(), origin="upload", name=files[0].name)
-    if files:
-        st.session_state["uploads_key"] = uploads_key + 1
-        st.rerun()  # show the fresh, empty uploader (and the results kept in the session)
+    with upload_tab:
+        # A new uploader key after each batch: Streamlit then drops the uploaded files (up to 30 MB each) from the
+        # session, which keeps only the results.
+        uploads_key = st.session_state.setdefault("uploads_key", 0)
+        files = st.file_uploader(
+            "Drop one or more photos", type=UPLOAD_TYPES, accept_multiple_files=True, key=f"uploads-{uploads_key}",
+            help="JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC, up to 30 MB each",
+        )  # fmt: skip
+        if files and len(files) > 1:  # a batch: queued (on the workers, or this server's threads), followed below
+            try:
+                inputs = [JobInput(source="upload", name=file.name, data=file.getvalue()) for file in files]
+                st.session_state["batch"], _ = jobs.submit(inputs, options, batch=True)
+                st.session_state.pop("error", None)
+            except PicMetricError as exc:
+                st.session_state["error"] = f"The batch could not be queued: {exc}"
+        elif files:
+            analyse(files[0].getvalue(), origin="upload", name=files[0].name)
+        if files:
+            st.session_state["uploads_key"] = uploads_key + 1
+            st.rerun()  # show the fresh, empty uploader (and the results kept in the session)
 
-with url_tab, st.form("url-form", border=False):
-    url = st.text_input("Image URL", placeholder="https://example.com/photo.jpg")
-    if st.form_submit_button("Analyze URL", icon=":material/search:") and url.strip():
-        analyse(url.strip(), origin="url", name=url.strip())
+    with url_tab, st.form("url-form", border=False):
+        url = st.text_input("Image URL", placeholder="https://example.com/photo.jpg")
+        if st.form_submit_button("Analyze URL", icon=":material/search:") and url.strip():
+            analyse(url.strip(), origin="url", name=url.strip())
 
-with sample_tab, st.container(key="sample-gallery"):
-    st.caption("Photos that ship with PicMetric's model packages: click one to analyse it, no file needed.")
-    st.html(SAMPLE_GALLERY_STYLE)
-    gallery, picked = samples(), None
-    for column, item in zip(st.columns(len(gallery)), gallery, strict=True):
-        # equal tiles whatever the photo's shape, the full title under each; the whole tile is the button
-        with column.container(key=f"sample-tile-{item.key}"):
-            st.image(square_thumbnail(str(item.path)), caption=item.title, width="stretch")
-            if st.button(f"Analyze “{item.title}”", key=f"sample-{item.key}"):
-                picked = item
-    if picked is not None:  # its progress under the gallery, not squeezed into the tile
-        analyse(picked.read(), origin="sample", name=picked.path.name)
+    with sample_tab, st.container(key="sample-gallery"):
+        st.caption("Photos that ship with PicMetric's model packages: click one to analyse it, no file needed.")
+        st.html(SAMPLE_GALLERY_STYLE)
+        gallery, picked = samples(), None
+        for column, item in zip(st.columns(len(gallery)), gallery, strict=True):
+            # equal tiles whatever the photo's shape, the full title under each; the whole tile is the button
+            with column.container(key=f"sample-tile-{item.key}"):
+                st.image(square_thumbnail(str(item.path)), caption=item.title, width="stretch")
+                if st.button(f"Analyze “{item.title}”", key=f"sample-{item.key}"):
+                    picked = item
+        if picked is not None:  # its progress under the gallery, not squeezed into the tile
+            analyse(picked.read(), origin="sample", name=picked.path.name)
 
-with camera_tab:
-    snapshot = st.camera_input("Take a photo of the room", key=f"camera-{st.session_state.get('uploads_key', 0)}")
-    if snapshot is not None:
-        analyse(snapshot.getvalue(), origin="camera", name="camera.jpg")
-        st.session_state["uploads_key"] = st.session_state.get("uploads_key", 0) + 1
-        st.rerun()  # a fresh camera: the next click takes a new photo
+    with camera_tab:
+        snapshot = st.camera_input("Take a photo of the room", key=f"camera-{st.session_state.get('uploads_key', 0)}")
+        if snapshot is not None:
+            analyse(snapshot.getvalue(), origin="camera", name="camera.jpg")
+            st.session_state["uploads_key"] = st.session_state.get("uploads_key", 0) + 1
+            st.rerun()  # a fresh camera: the next click takes a new photo
 
-if "error" in st.session_state:
-    st.error(st.session_state["error"], icon=":material/error:")
+    if "error" in st.session_state:
+        st.error(st.session_state["error"], icon=":material/error:")
 
 
 def batch_rows(records: list, detailed: bool) -> pd.DataFrame:
@@ -259,37 +268,40 @@ if batch_id:
     else:
         follow_batch(batch_id)
 
-current = results.get(st.session_state.get("current"))
-# one small query per rerun (not the whole analysis): is it still stored?
-if current is not None and not service.is_stored(current.sha256, current.analysis.options):
-    results.pop(current.sha256, None)  # deleted meanwhile (another tab, History, a reset): never shown as stored
-    st.session_state.pop("current", None)
-    st.warning(
-        f"{current.analysis.name or 'This photo'} was deleted from history meanwhile; send it again to analyse it.",
-        icon=":material/delete:",
-    )
-    current = None
-if current is not None and current.analysis.options.cache_key != options.cache_key:
-    original = service.image(current.sha256, "original")  # settings changed: same photo, new options
-    if original is not None:
-        name = current.analysis.name or current.sha256[:12]
-        analyse(original.content, origin=current.analysis.source, name=name)
-        current = results.get(st.session_state.get("current"))
+with result_area if result_area is not None else st.container():
+    current = results.get(st.session_state.get("current"))
+    # one small query per rerun (not the whole analysis): is it still stored?
+    if current is not None and not service.is_stored(current.sha256, current.analysis.options):
+        results.pop(current.sha256, None)  # deleted meanwhile (another tab, History, a reset): never shown as stored
+        st.session_state.pop("current", None)
+        st.warning(
+            f"{current.analysis.name or 'This photo'} was deleted from history meanwhile; send it again to analyse it.",
+            icon=":material/delete:",
+        )
+        current = None
+    if current is not None and current.analysis.options.cache_key != options.cache_key:
+        original = service.image(current.sha256, "original")  # settings changed: same photo, new options
+        if original is not None:
+            name = current.analysis.name or current.sha256[:12]
+            analyse(original.content, origin=current.analysis.source, name=name)
+            current = results.get(st.session_state.get("current"))
 
-display = display_sidebar(current.analysis if current else None)
-if current is None:
-    st.info(
-        "Upload a photo, paste an image URL or pick a sample to see what the three models find.",
-        icon=":material/lightbulb:",
-    )
-else:
-    if len(results) > 1:
-        names = {sha: (r.analysis.name or sha[:12]) for sha, r in results.items()}
-        chosen = st.selectbox("Showing", list(names), index=list(names).index(current.sha256), format_func=names.get)
-        if chosen != current.sha256:
-            st.session_state["current"] = chosen
-            st.rerun()
-    st.subheader(current.analysis.name or current.sha256[:12], anchor="result")
-    show_analysis(service, current, display, key="analyze")
-    if st.session_state.pop("scroll_to_result", False):
-        scroll_to("result")  # a new result: bring it into view, under the inputs
+    display = display_sidebar(current.analysis if current else None)
+    if current is None:
+        st.info(
+            "Upload a photo, paste an image URL or pick a sample to see what the three models find.",
+            icon=":material/lightbulb:",
+        )
+    else:
+        if len(results) > 1:
+            names = {sha: (r.analysis.name or sha[:12]) for sha, r in results.items()}
+            chosen = st.selectbox(
+                "Showing", list(names), index=list(names).index(current.sha256), format_func=names.get
+            )
+            if chosen != current.sha256:
+                st.session_state["current"] = chosen
+                st.rerun()
+        st.subheader(current.analysis.name or current.sha256[:12], anchor="result")
+        show_analysis(service, current, display, key="analyze")
+        if st.session_state.pop("scroll_to_result", False):
+            scroll_to("result")  # a new result: bring it into view, under the inputs

@@ -9,6 +9,7 @@ import streamlit as st
 
 from picmetric import PicMetricError
 from picmetric.interfaces.ui.board import board_photo_caption, join_address, photo_picture
+from picmetric.interfaces.ui.presentation import presenting
 from picmetric.interfaces.ui.resources import get_service
 from picmetric.interfaces.ui.teacher import is_teacher, teacher_only_notice
 from picmetric.service.board import MARK_KINDS, MARK_TASKS, ClassBoard
@@ -82,8 +83,10 @@ def live_board() -> None:
     if not records:
         st.info("Waiting for the first photo…", icon=":material/photo_camera:")
     photos = boards.with_analyses(records[:BOARD_SIZE])  # the analyses of the photos shown only
-    for row in range(0, len(photos), 4):
-        for column, photo in zip(st.columns(4), photos[row : row + 4], strict=False):
+    per_row = 2 if presenting() else 4  # on a projector: photos large enough that their boxes' labels read
+    grid = st.container(key="board-photos")
+    for row in range(0, len(photos), per_row):
+        for column, photo in zip(grid.columns(per_row), photos[row : row + per_row], strict=False):
             picture = photo_picture(service, photo)
             if picture is not None:
                 column.image(picture, width="stretch")

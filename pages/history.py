@@ -69,11 +69,24 @@ frame = pd.DataFrame(
             "analysed": item.created_at,
             "settings": options_summary(item.options),
             "ms": round(item.total_ms) if item.total_ms else None,
+            "hash": item.sha256[:12],  # enough to tell photos apart and to search by (8+); whole, it was cut
             "sha256": item.sha256,
         }
         for item in page.items
     ],
-    columns=["thumbnail", "name", "top label", "objects", "faces", "source", "analysed", "settings", "ms", "sha256"],
+    columns=[
+        "thumbnail",
+        "name",
+        "top label",
+        "objects",
+        "faces",
+        "source",
+        "analysed",
+        "settings",
+        "ms",
+        "hash",
+        "sha256",
+    ],  # fmt: skip
 )
 event = st.dataframe(
     frame, hide_index=True, width="stretch", on_select="rerun", selection_mode=["single-row", "single-cell"],
@@ -83,7 +96,9 @@ event = st.dataframe(
         "thumbnail": st.column_config.ImageColumn("", width="small"),
         "analysed": st.column_config.DatetimeColumn("analysed (UTC)", format="YYYY-MM-DD HH:mm"),
         "settings": st.column_config.TextColumn("settings", help="what this analysis ran with"),
-        "sha256": st.column_config.TextColumn("hash", width="small"),
+        "ms": st.column_config.NumberColumn("ms", format="%d", width=70),
+        "hash": st.column_config.TextColumn("hash", width=130, help="the start of the photo's sha256"),
+        "sha256": None,  # not shown: what a click opens
     },
 )  # fmt: skip
 previous, _, following = st.columns([1, 4, 1])

@@ -289,10 +289,13 @@ def test_the_lesson_lets_a_student_draw_a_box_and_see_its_iou(dashboard, browser
     page.close()
 
 
-def test_presenting_a_result_keeps_numbers_large_and_the_photo_on_screen(dashboard, browser):
-    """At 1280x720: the metric values grow (not shrink under the labels), the sidebar folds away, and the photo
-    with its boxes fits the screen height."""
-    page = browser.new_page(viewport={"width": 1280, "height": 720})
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 720}, {"width": 1920, "height": 1080}])
+def test_presenting_a_result_fills_the_first_screen_with_large_numbers(dashboard, browser, viewport):
+    """On a projector, at both sizes: the metric values grow (not shrink under the labels), the sidebar folds
+    away, the result comes before the inputs, and the photo with its boxes is on the first screen, as large as
+    the screen's height allows."""
+    width, height = viewport["width"], viewport["height"]
+    page = browser.new_page(viewport=viewport)
     page.goto(dashboard)
     page.get_by_role("tab", name="Samples").click()
     tile = page.locator(".st-key-sample-tile-zidane img")
@@ -307,11 +310,18 @@ def test_presenting_a_result_keeps_numbers_large_and_the_photo_on_screen(dashboa
     label = main.get_by_test_id("stMetricLabel").first.locator("p").first
     expect(label).to_have_css("font-size", "21.6px", timeout=30_000)  # the labels stay smaller than the numbers
     expect(page.get_by_test_id("stSidebar")).to_have_attribute("data-collapsed", "true", timeout=30_000)
+    expect(main.get_by_text("Analyze another photo")).to_be_visible(timeout=30_000)  # the inputs, folded below
+    page.mouse.move(width / 2, height / 2)
+    page.mouse.wheel(0, -10_000)  # the first screen
+    time.sleep(1.0)
     photo = main.locator(".st-key-analyze-objects-image .main-svg").first
-    photo.scroll_into_view_if_needed()
+    expect(photo).to_be_visible(timeout=30_000)
     box = photo.bounding_box()
-    assert box["height"] <= 720 and box["width"] > 700, box
-    _shot(page, "10b-presentation-analyze-1280x720")
+    assert box["y"] >= 0 and box["y"] + box["height"] <= height, box  # whole, without scrolling
+    assert box["height"] >= height * 0.45 and box["width"] <= width, box  # as large as the height allows
+    numbers = value.bounding_box()
+    assert numbers["y"] >= 0 and numbers["y"] + numbers["height"] <= height, numbers
+    _shot(page, f"10b-presentation-analyze-{width}x{height}")
     page.close()
 
 
@@ -455,5 +465,11 @@ def test_with_lan_phones_get_the_network_address_whatever_the_teacher_typed(brow
         phone.get_by_role("button", name="Send to the board").click()
         expect(phone.get_by_text("On the board!")).to_be_visible(timeout=60_000)
         expect(main.get_by_text("1 photo from the class")).to_be_visible(timeout=30_000)
+        teacher.get_by_test_id("stSidebar").get_by_text("Presentation mode").click()  # on the projector
+        thumbnail = main.locator(".st-key-board-photos [data-testid=stImage] img").first
+        expect(thumbnail).to_be_visible(timeout=30_000)
+        teacher.wait_for_function("() => [...document.querySelectorAll('.st-key-board-photos img')]"
+                                  ".some(img => img.getBoundingClientRect().width >= 400)", timeout=30_000)  # fmt: skip
+        _shot(teacher, "13-board-lan-presenting-1280x720")
         teacher.close()
         phone.close()

@@ -13,11 +13,18 @@ import streamlit as st
 from picmetric.interfaces.ui.charts import BASE_TAG_FONT
 
 PRESENTATION_KEY = "presentation"
-#: the width a photo is drawn for: half of a 1280 px page beside the sidebar, or most of it when presenting
-PHOTO_WIDTH, PRESENTED_PHOTO_WIDTH = 420, 820
+#: the width a photo's figure is made for: CSS then sizes it to its half of the page, or, when presenting, to the
+#: screen's height (plotly stretches a figure to its container, never shrinks one below its own size)
+PHOTO_WIDTH = 420
 #: how much larger chart fonts and chart heights get in presentation mode
 CHART_SCALE = 1.4
+#: what sits above and below the photo of a result when presenting (its name, the numbers, the view buttons, the
+#: caption), measured at 1280x720 and 1920x1080: the photo takes the rest of the screen's height
+PRESENTED_CHROME_PX = 370
 _STYLE = """<style>
+.stMainBlockContainer {padding-top: 2rem !important;}
+.stMainBlockContainer [data-testid="stMetricValue"] > div {white-space: normal !important; overflow: visible !important;
+  text-overflow: clip !important;}
 .stMainBlockContainer p:not([data-testid="stMetricValue"] p), .stMainBlockContainer li,
 .stMainBlockContainer label p,
 .stMainBlockContainer [data-testid="stCaptionContainer"] {font-size: 1.35rem !important; line-height: 1.55;}
@@ -28,6 +35,8 @@ _STYLE = """<style>
   font-size: 3rem !important; line-height: 1.2;}
 .stMainBlockContainer [data-testid="stMetricLabel"] p {font-size: 1.35rem !important;}
 .stMainBlockContainer code {font-size: 1.15rem !important;}
+.stMainBlockContainer input, .stMainBlockContainer textarea, .stMainBlockContainer [data-baseweb="select"] *,
+.stMainBlockContainer button p {font-size: 1.35rem !important;}
 .stMainBlockContainer [data-testid="stImage"] img {max-height: 80vh; width: auto !important; max-width: 100%;
   margin: 0 auto; display: block;}
 </style>"""
@@ -71,13 +80,13 @@ def script_in_page(script: str) -> None:
         st.iframe(f"<script>{script}</script>", height=1)
 
 
-def photo_width() -> int:
-    return PRESENTED_PHOTO_WIDTH if presenting() else PHOTO_WIDTH
+#: box tags on a presented photo: readable from the back of a room on a 1280x720 projector (22 px)
+PRESENTED_TAG_FONT = 22
 
 
 def tag_font() -> int:
     """The size of box tags on photos drawn in the browser."""
-    return round(BASE_TAG_FONT * CHART_SCALE) if presenting() else BASE_TAG_FONT
+    return PRESENTED_TAG_FONT if presenting() else BASE_TAG_FONT
 
 
 def show_chart(figure: go.Figure, key: str, photo: bool = False, fill: bool = False) -> None:
@@ -86,7 +95,9 @@ def show_chart(figure: go.Figure, key: str, photo: bool = False, fill: bool = Fa
     container (one whose shape CSS sets)."""
     if presenting() and not photo:
         figure.update_layout(
-            font_size=round(14 * CHART_SCALE), height=round((figure.layout.height or 320) * CHART_SCALE)
+            font_size=round(14 * CHART_SCALE),
+            title_font_size=round(18 * CHART_SCALE),
+            height=round((figure.layout.height or 320) * CHART_SCALE),
         )
         figure.update_annotations(font_size=round(12 * CHART_SCALE))
         figure.update_traces(textfont_size=round(13 * CHART_SCALE), selector=dict(type="bar"))

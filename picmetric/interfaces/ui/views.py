@@ -32,8 +32,9 @@ from picmetric.interfaces.ui.charts import (
 )
 from picmetric.interfaces.ui.lesson import IMAGENET_GAPS
 from picmetric.interfaces.ui.presentation import (
+    PHOTO_WIDTH,
+    PRESENTED_CHROME_PX,
     counted,
-    photo_width,
     presenting,
     script_in_page,
     show_chart,
@@ -203,7 +204,7 @@ def _result_panel(
     if stored.status != "done":
         st.error(f"This analysis failed: {stored.error}")
         return
-    if stored.cached and history_notice:
+    if stored.cached and history_notice and not presenting():  # presenting: the numbers say "from history"
         st.info(
             f"Analysed before ({analysis.created_at:%Y-%m-%d %H:%M} UTC): loaded from history by its hash, "
             "the models did not run again.",
@@ -376,7 +377,7 @@ def _photo_beside_original(
 ) -> None:
     """The photo with what was found drawn over it (in the browser), beside the original; when presenting, the
     annotated photo alone, larger (the Compare view still shows the original)."""
-    size, width = (analysis.width, analysis.height), photo_width()
+    size, width = (analysis.width, analysis.height), PHOTO_WIDTH
     annotated = photo_figure(
         image_src(image, key),
         size,
@@ -386,8 +387,15 @@ def _photo_beside_original(
         detections=found if isinstance(found, Detections) else None,
         faces=found if isinstance(found, Faces) else None,
     )
-    if presenting():
-        show_chart(annotated, key=f"{key}-image", photo=True)
+    if presenting():  # alone, as large as the screen's height allows below the numbers: the first screen
+        shown_w, shown_h = photo_display_size(size, width)
+        with st.container(key=f"photo-{key}-presented"):
+            st.html(
+                f"<style>.st-key-photo-{key}-presented {{margin: 0 auto; aspect-ratio: {shown_w} / {shown_h}; "
+                f"width: min(100%, calc((100vh - {PRESENTED_CHROME_PX}px) * {shown_w} / {shown_h})) !important;}}"
+                "</style>"
+            )
+            show_chart(annotated, key=f"{key}-image", photo=True, fill=True)
         st.caption(caption)
         return
     left, right = st.columns(2)
