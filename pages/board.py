@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import pandas as pd
 import segno
 import streamlit as st
 
@@ -99,10 +100,11 @@ def live_board() -> None:
     tally = boards.tally(board.id)
     st.subheader("Mistake museum")
     counts = {task: tally[task] for task in MARK_TASKS}
-    st.dataframe(
-        [{"model": task, **{MARK_KINDS[k]: counts[task][k] for k in MARK_KINDS}} for task in MARK_TASKS],
-        hide_index=True, width="stretch",
-    )  # fmt: skip
+    rows = [{"model": task, **{MARK_KINDS[k]: counts[task][k] for k in MARK_KINDS}} for task in MARK_TASKS]
+    if presenting():  # a table of text, which presentation mode's type enlarges (a data grid it cannot)
+        st.table(pd.DataFrame(rows).set_index("model"))
+    else:
+        st.dataframe(rows, hide_index=True, width="stretch")
     exhibits = boards.exhibits(board.id)[-6:]
     for photo_id, task, kind, what in reversed(exhibits):
         st.caption(f"Photo {photo_id} · {task}: {MARK_KINDS[kind]}{f' ({what})' if what else ''}")

@@ -36,7 +36,8 @@ _STYLE = """<style>
 .stMainBlockContainer [data-testid="stMetricLabel"] p {font-size: 1.35rem !important;}
 .stMainBlockContainer code {font-size: 1.15rem !important;}
 .stMainBlockContainer input, .stMainBlockContainer textarea, .stMainBlockContainer [data-baseweb="select"] *,
-.stMainBlockContainer button p {font-size: 1.35rem !important;}
+.stMainBlockContainer button p, .stMainBlockContainer [data-testid="stTable"] td,
+.stMainBlockContainer [data-testid="stTable"] th {font-size: 1.35rem !important;}
 .stMainBlockContainer [data-testid="stImage"] img {max-height: 80vh; width: auto !important; max-width: 100%;
   margin: 0 auto; display: block;}
 </style>"""
