@@ -5,6 +5,7 @@ a tally per model, the "mistake museum"."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import os
@@ -87,8 +88,9 @@ class ClassBoard:
         return secrets.token_hex(8)
 
     def _signature(self, device: str) -> str:
-        return hmac.new(self._device_secret(), device.encode(), hashlib.sha256).hexdigest()[:32]
+        return hmac.new(self._device_secret, device.encode(), hashlib.sha256).hexdigest()[:32]
 
+    @functools.cached_property
     def _device_secret(self) -> bytes:
         """This installation's key for device cookies, made once in the data folder (readable by this user only)."""
         path = self.service.settings.data_dir / "board-device.key"

@@ -22,11 +22,10 @@ DEVICE_COOKIE = "picmetric_device"
 def phone_key(boards: ClassBoard) -> str:
     """This phone's device key: from its signed cookie (sent with the page's connection), else a new one that a
     cookie keeps from now on, for every tab and reload of this browser."""
-    device = st.session_state.get("phone-id") or boards.device_of(st.context.cookies.get(DEVICE_COOKIE))
-    if device is None:
-        device = boards.new_device()
+    from_cookie = boards.device_of(st.context.cookies.get(DEVICE_COOKIE))
+    device = st.session_state.get("phone-id") or from_cookie or boards.new_device()
     st.session_state["phone-id"] = device
-    if boards.device_of(st.context.cookies.get(DEVICE_COOKIE)) != device:
+    if from_cookie != device:
         cookie = f"{DEVICE_COOKIE}={boards.device_token(device)}; path=/; max-age=31536000; SameSite=Lax"
         # Streamlit has no cookie setter: a script in a same-origin frame writes it for this site (st.iframe runs it)
         st.iframe(f"<script>document.cookie = {json.dumps(cookie)};</script>", height=1)
