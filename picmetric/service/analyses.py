@@ -232,7 +232,10 @@ class AnalysisService:
 
     def _read(self, key: str, content_type: str) -> Picture:
         return Picture(
-            content_type, f'"{key}"', functools.partial(self._repository.blob, key), self._repository.blobs.url(key)
+            content_type,
+            f'"{key}"',
+            functools.partial(self._repository.blob, key),
+            functools.partial(self._repository.blobs.url, key),
         )
 
     def _image_key(self, sha256: str, kind: str) -> tuple[str, str] | None:

@@ -32,11 +32,16 @@ class Picture:
     content_type: str
     etag: str
     read: Callable[[], bytes] = field(repr=False, compare=False)
-    url: str | None = None  # the object store's own URL for browsers (public or presigned); None: ask PicMetric
+    #: the object store's own URL for browsers (public or presigned; None: ask PicMetric), made when asked for
+    locate: Callable[[], str | None] = field(repr=False, compare=False, default=lambda: None)
 
     @property
     def content(self) -> bytes:
         return self.read()
+
+    @property
+    def url(self) -> str | None:
+        return self.locate()
 
 
 @dataclass(frozen=True)
