@@ -1,5 +1,5 @@
 """How many boxes the built-in detector gets right on the shipped photos, under each way of choosing among its guesses.
-Counts against hand-drawn boxes (``data/detection-ground-truth.json``); prints a table; asserts nothing.
+Counts against the sample dataset's hand-drawn boxes (``picmetric/core/sample_data``); prints a table; asserts nothing.
 
     .venv/bin/python benchmarks/bench_detection.py
 
@@ -18,7 +18,6 @@ scoring 0.4 or more found with IoU >= 0.85, and no fewer true or more false boxe
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -39,10 +38,9 @@ from picmetric.core.models.detector import (  # noqa: E402
     coco_class_names,
     synonym_groups,
 )
-from picmetric.core.models.weights import package_file  # noqa: E402
+from picmetric.core.samples import hand_drawn_boxes, sample_photo_path  # noqa: E402
 from picmetric.settings import Settings  # noqa: E402
 
-GROUND_TRUTH = ROOT / "benchmarks" / "data" / "detection-ground-truth.json"
 VEHICLES = (("car", "truck", "bus"),)
 VEHICLES_AND_ANIMALS = COCO_SYNONYMS  # the default since this benchmark
 
@@ -79,14 +77,6 @@ VARIANTS = [
 ]
 
 
-def photo_path(key: str) -> Path:
-    """A ground-truth key's photo: inside its package, or among darknet's photos copied here (also for tests)."""
-    package, *rest = key.split("/")
-    if package == "darknet":
-        return ROOT / "benchmarks" / "data" / "darknet-photos" / rest[-1]
-    return package_file(package, *rest)
-
-
 def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
     x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
@@ -117,7 +107,7 @@ def score(labels: list[str], xyxy: np.ndarray, truth: list[list]) -> dict[str, i
 
 def main() -> None:
     argparse.ArgumentParser(description=__doc__).parse_args()
-    truth = json.loads(GROUND_TRUTH.read_text())["photos"]
+    truth = hand_drawn_boxes()
     names = coco_class_names()
     groups = {
         "per class": None,
@@ -129,7 +119,7 @@ def main() -> None:
     detectors = {(v.size, v.precision): BuiltinDetector(v.size, v.precision) for v in VARIANTS}
     for detector in detectors.values():
         detector.settings = settings
-    images = {key: load_image(photo_path(key), settings=settings) for key in truth}
+    images = {key: load_image(sample_photo_path(key), settings=settings) for key in truth}
     drawn = sum(len(boxes) for boxes in truth.values())
     print(f"{len(images)} photos, {drawn} drawn boxes; YOLOv4-tiny; IoU >= 0.5 to count as found\n")
     print(f"| {'variant':50s} | true | false | duplicate | missed | errors | ms/photo |")

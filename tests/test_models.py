@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -155,17 +154,18 @@ def test_int8_detector_finds_what_the_float_detector_finds(analyzer):
     same class from 0.5 up), and against the hand-drawn boxes no fewer true and no more false boxes than float."""
     from collections import Counter
 
-    from benchmarks.bench_detection import GROUND_TRUTH, agreement, photo_path, score
+    from benchmarks.bench_detection import agreement, score
     from picmetric import AnalysisOptions
     from picmetric.core.models.calibration import calibration_photos
+    from picmetric.core.samples import hand_drawn_boxes, sample_photo_path
 
     assert AnalysisOptions().detector_precision == "int8"
     assert AnalysisOptions(detector_size=608).detector_precision == "float32"  # its int8 model missed the bar
     with pytest.raises(ValueError, match="no int8 model at 608 px"):
         analyzer.detector(608, precision="int8")
     as_float, as_int8 = analyzer.detector(precision="float32"), analyzer.detector(precision="int8")
-    truth = json.loads(GROUND_TRUTH.read_text())["photos"]
-    images = {key: load_image(photo_path(key)) for key in truth}
+    truth = hand_drawn_boxes()
+    images = {key: load_image(sample_photo_path(key)) for key in truth}
     found = agreement(as_float, as_int8, [*(i.pixels for i in images.values()), *calibration_photos()])
     for confidence, overlap, same_class in found.matches:
         if confidence >= 0.4:
@@ -251,10 +251,9 @@ def test_opencv_nms_keeps_the_same_boxes_as_greedy_nms(analyzer, bus_path, zidan
 def test_one_pickup_is_one_box_not_a_car_and_a_truck(analyzer):
     """darknet's dog.jpg: YOLOv4-tiny sees the pickup as car 67 % and truck 60 %; merged synonyms keep one box."""
     from picmetric import AnalysisOptions
+    from picmetric.core.samples import sample_photo_path
 
-    from .conftest import ROOT
-
-    image = load_image(ROOT / "benchmarks" / "data" / "darknet-photos" / "dog.jpg")
+    image = load_image(sample_photo_path("darknet/dog.jpg"))
     vehicles = {"car", "truck", "bus"}
     per_class = analyzer.analyze(image, AnalysisOptions(tasks=("objects",), merge_synonyms=False, iou_threshold=0.4))
     merged = analyzer.analyze(image, AnalysisOptions(tasks=("objects",)))

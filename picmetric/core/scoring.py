@@ -300,11 +300,13 @@ def confusion_matrix(
     images = np.union1d(truth.image, pred_image)
     truth_by_image = np.argsort(truth.image, kind="stable")
     pred_by_image = np.lexsort((-pred_score, pred_image))
-    truth_cut = np.searchsorted(truth.image[truth_by_image], images, "left"), np.searchsorted(
-        truth.image[truth_by_image], images, "right"
+    truth_cut = (
+        np.searchsorted(truth.image[truth_by_image], images, "left"),
+        np.searchsorted(truth.image[truth_by_image], images, "right"),
     )
-    pred_cut = np.searchsorted(pred_image[pred_by_image], images, "left"), np.searchsorted(
-        pred_image[pred_by_image], images, "right"
+    pred_cut = (
+        np.searchsorted(pred_image[pred_by_image], images, "left"),
+        np.searchsorted(pred_image[pred_by_image], images, "right"),
     )
     for i in range(len(images)):
         t = truth_by_image[truth_cut[0][i] : truth_cut[1][i]]

@@ -131,3 +131,33 @@ class BoardEntry:
     phone: str
     hidden: bool
     created_at: datetime
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Labelled photos kept to measure models on."""
+
+    name: str
+    task: str  # objects | labels
+    format: str  # coco | yolo | voc | imagefolder | board
+    categories: list[tuple[int, str]]  # (the dataset's own id, name)
+    synonyms: dict[str, str]  # dataset name -> a model's class name, as the user set them
+    notes: list[str]
+    photo_count: int
+    created_at: datetime
+
+    @property
+    def category_names(self) -> list[str]:
+        return [name for _, name in self.categories]
+
+
+@dataclass(frozen=True)
+class DatasetPhoto:
+    """A photo of a dataset with its truth: boxes ``[category index, x1, y1, x2, y2, crowd, area]`` (objects) in
+    its pixels, or a label (labels)."""
+
+    image: ImageFacts
+    file_name: str
+    source_id: int
+    label: str | None
+    boxes: list[list]

@@ -11,6 +11,8 @@ from picmetric.storage.records import HistoryFilter, HistoryItem, HistoryPage, _
 from picmetric.storage.schema import (
     AnalysisRow,
     BatchRow,
+    DatasetPhotoRow,
+    DatasetRow,
     EmbeddingRow,
     FaceRow,
     ImageRow,
@@ -151,6 +153,8 @@ class HistoryStore(StoreBase):
                 LabelRow,
                 AnalysisRow,
                 EmbeddingRow,
+                DatasetPhotoRow,
+                DatasetRow,
                 ImageRow,
                 JobRow,
                 BatchRow,

@@ -15,6 +15,13 @@ from __future__ import annotations
 from picmetric.storage.analyses import AnalysisStore
 from picmetric.storage.base import StoreBase
 from picmetric.storage.boards import BoardPhotoRecord, BoardRecord, BoardStore
+from picmetric.storage.datasets import (
+    DatasetNameTakenError,
+    DatasetPhotoRecord,
+    DatasetRecord,
+    DatasetStore,
+    NewDatasetPhoto,
+)
 from picmetric.storage.history import SWEEP_GRACE_S, HistoryStore
 from picmetric.storage.jobs import JobStore
 from picmetric.storage.records import (
@@ -33,10 +40,11 @@ from picmetric.storage.status import StatusStore
 
 __all__ = [
     "JOB_STATES", "SWEEP_GRACE_S", "AnalysisRecord", "BoardPhotoRecord", "BoardRecord", "ClaimState",
+    "DatasetNameTakenError", "DatasetPhotoRecord", "DatasetRecord", "NewDatasetPhoto",
     "HistoryFilter", "HistoryItem", "HistoryPage",
     "JobRecord", "JobState", "Neighbour", "NewJob", "Repository", "Signature", "StoreBase",
 ]  # fmt: skip
 
 
-class Repository(AnalysisStore, BoardStore, HistoryStore, JobStore, SignatureStore, StatusStore):
+class Repository(AnalysisStore, BoardStore, DatasetStore, HistoryStore, JobStore, SignatureStore, StatusStore):
     """Everything storage does, one object per database + blob store; each concern lives in its own module."""

@@ -240,3 +240,33 @@ class BoardMarkRow(Base):
     kind: Mapped[str] = mapped_column(String(16), nullable=False)  # false | duplicate | missed
     what: Mapped[str | None] = mapped_column(String(120))  # the detection marked ("person 31 %"), if any
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False)
+
+
+class DatasetRow(Base):
+    """Labelled photos to measure models on (``picmetric datasets add``): the truth lives in ``DatasetPhotoRow``."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    task: Mapped[str] = mapped_column(String(16), nullable=False)  # objects | labels
+    format: Mapped[str] = mapped_column(String(16), nullable=False)  # coco | yolo | voc | imagefolder | board
+    categories: Mapped[list] = mapped_column(JSON, nullable=False)  # [[the dataset's own id, name], ...]
+    synonyms: Mapped[dict] = mapped_column(JSON, nullable=False)  # dataset name -> a model's class name
+    notes: Mapped[list] = mapped_column(JSON, nullable=False)  # what was noticed on import, not fatal
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False)
+
+
+class DatasetPhotoRow(Base):
+    """A photo of a dataset (stored like any other image) with its truth: boxes, or a label."""
+
+    __tablename__ = "dataset_photos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), nullable=False, index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), nullable=False, index=True)
+    file_name: Mapped[str] = mapped_column(Text, nullable=False)
+    source_id: Mapped[int] = mapped_column(BigInteger, nullable=False)  # the dataset's own id (COCO's image id)
+    label: Mapped[str | None] = mapped_column(String(64))
+    #: [[category index, x1, y1, x2, y2, crowd 0/1, COCO area or null], ...] in the photo's pixels
+    boxes: Mapped[list] = mapped_column(JSON, nullable=False)

