@@ -21,9 +21,9 @@ from typing import Literal
 
 import yaml
 
+from picmetric.core.decoding import IMAGE_SUFFIXES
 from picmetric.errors import PicMetricError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif")
 MAX_FILES = 50_000
 MAX_PHOTOS = 10_000
 MAX_ANNOTATIONS = 50_000

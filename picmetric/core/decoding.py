@@ -36,7 +36,7 @@ pillow_heif.register_heif_opener()
 # below is checked first and says more, and a bomb Pillow refuses is reported as ImageTooLargeError.
 
 #: where a stored image came from; the History filters (dashboard, API, CLI) offer these
-ImageSource = Literal["upload", "url", "s3", "sample", "camera", "board"]
+ImageSource = Literal["upload", "url", "s3", "sample", "camera", "board", "dataset"]
 IMAGE_SOURCES: tuple[str, ...] = get_args(ImageSource)
 #: file names a folder or bucket walk takes for photos (the content is still checked when it is decoded)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
