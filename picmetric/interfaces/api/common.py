@@ -15,6 +15,8 @@ from picmetric.core.options import AnalysisOptions
 from picmetric.errors import AnalysisFailedError, FetchError, ImageTooLargeError, InvalidImageError, PicMetricError
 from picmetric.interfaces.api.metrics import ApiMetrics
 from picmetric.service.analyses import AnalysisService, StoredAnalysis
+from picmetric.service.datasets import DatasetService
+from picmetric.service.evaluation import EvaluationService
 from picmetric.service.jobs import JobInput, JobService
 from picmetric.settings import Settings
 
@@ -132,12 +134,23 @@ def _settings(request: Request) -> Settings:
     return api_state(request).settings
 
 
+def _datasets(request: Request) -> DatasetService:
+    return DatasetService(api_state(request).service)
+
+
+def _evaluations(request: Request) -> EvaluationService:
+    state = api_state(request)
+    return EvaluationService(state.jobs, DatasetService(state.service))
+
+
 #: what a route needs, each its own dependency: the whole state only where a photo is analysed (``analyse``:
 #: here, or as a job on a worker, waited for), the service, the jobs or the settings otherwise
 Api = Annotated[ApiState, Depends(api_state)]
 Service = Annotated[AnalysisService, Depends(_service)]
 Jobs = Annotated[JobService, Depends(_jobs)]
 ApiSettings = Annotated[Settings, Depends(_settings)]
+Datasets = Annotated[DatasetService, Depends(_datasets)]
+Evaluations = Annotated[EvaluationService, Depends(_evaluations)]
 
 
 async def upload_input(upload: UploadFile, limit: int) -> JobInput:

@@ -42,7 +42,7 @@ def access_of(method: str, path: str) -> Access:
     unknown address) needs the key: a route added later is protected by default."""
     if path in _PUBLIC or path.startswith("/docs"):
         return Access.PUBLIC
-    if (method, path) in _ADMIN or (method == "DELETE" and path.startswith("/api/v1/analyses/")):
+    if (method, path) in _ADMIN or (method == "DELETE" and path.startswith(("/api/v1/analyses/", "/api/v1/datasets/"))):
         return Access.ADMIN
     if path.startswith("/v1/vision/"):
         return Access.KEY_OR_FORM
@@ -85,7 +85,7 @@ class RequestGuard:
         denied = self._denied(scope, headers)
         if denied is not None:
             return await self._refuse(scope, send, *denied)
-        limit = self.batch_limit if path == "/api/v1/batches" else self.single_limit
+        limit = self.batch_limit if path in ("/api/v1/batches", "/api/v1/datasets") else self.single_limit
         declared = headers.get(b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             return await self._refuse(scope, send, 413, too_large(limit))

@@ -113,9 +113,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     dataset = datasets.require(name)
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise UsageError("--threshold is between 0 and 1")
-    model = evaluation.model(
-        dataset.task, detector=args.detector, classifier=args.classifier, precision=args.precision
-    )
+    model = evaluation.model(dataset.task, detector=args.detector, classifier=args.classifier, precision=args.precision)
     report = evaluation.evaluate(dataset.name, model, _progress(f"{model.title} on {dataset.name}"))
     if args.predictions_out:
         if dataset.task != "objects":
