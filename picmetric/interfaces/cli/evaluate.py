@@ -70,8 +70,22 @@ def cmd_datasets_list(args: argparse.Namespace, settings: Settings) -> int:
     datasets, _ = _services(settings)
     found = datasets.list()
     if args.json:
-        print(json.dumps([{"name": d.name, "task": d.task, "format": d.format, "photos": d.photo_count,
-                           "categories": d.category_names, "synonyms": d.synonyms} for d in found], indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": d.name,
+                        "task": d.task,
+                        "format": d.format,
+                        "photos": d.photo_count,
+                        "categories": d.category_names,
+                        "synonyms": d.synonyms,
+                    }
+                    for d in found
+                ],
+                indent=2,
+            )
+        )
     else:
         for d in found:
             print(f"{d.name:24} {d.task:8} {d.format:12} {d.photo_count:6} photos  {len(d.categories)} categories")
