@@ -30,7 +30,7 @@ st.caption(
 
 for sample in SAMPLE_DATASETS:  # the page's default works with no file at hand
     datasets.add_sample(sample)
-kept = datasets.list()
+kept = datasets.kept()
 names = [d.name for d in kept]
 with st.sidebar:
     chosen_name = st.selectbox("Dataset", names, index=names.index(SAMPLE_OBJECTS), key="evaluate-dataset")
@@ -79,6 +79,7 @@ if models and missing and st.button(f"Evaluate {len(missing)} model(s)", type="p
                 status.update(label=f"{model.title}: {exc}", state="error")
                 st.stop()
         status.update(label="Evaluated", state="complete", expanded=False)
+    st.rerun()  # the button goes: every picked model has its result
 results = [st.session_state[key_of[m.title]] for m in models if key_of[m.title] in st.session_state]
 if not models:
     st.info("Pick one or more models in the sidebar.", icon=":material/tune:")
@@ -124,7 +125,16 @@ def detection_panels(results: list[Evaluation]) -> None:
         width="stretch",
         column_config={
             c: st.column_config.NumberColumn(format="%.3f")
-            for c in ("mAP", "mAP50", "mAP75", "small", "medium", "large")
+            for c in (
+                "mAP",
+                "mAP50",
+                "mAP75",
+                "small",
+                "medium",
+                "large",
+                f"precision @{threshold:.2f}",
+                f"recall @{threshold:.2f}",
+            )
         },
     )
     names = results[0].categories

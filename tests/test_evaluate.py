@@ -121,8 +121,9 @@ def test_precision_and_recall_at_a_threshold_need_no_second_matching():
         keep = preds.score >= threshold
         alone = BoxTable.of(preds.image[keep], preds.class_id[keep], preds.xyxy[keep], score=preds.score[keep])
         again = at_threshold(match(truth, alone, 120, 6), 0.0)
-        assert at_threshold(once, threshold) == again.__class__(threshold, again.true_positives,
-                                                                again.false_positives, again.missed)
+        assert at_threshold(once, threshold) == again.__class__(
+            threshold, again.true_positives, again.false_positives, again.missed
+        )
 
 
 def test_label_metrics_count_top1_top5_and_confusion():
@@ -283,7 +284,7 @@ def test_bad_coco_datasets_are_refused_with_nothing_kept(evaluation, tmp_path, i
     blobs_before = set(evaluation.service._repository.blobs.keys())
     with pytest.raises(DatasetError, match=message.replace("(", r"\(").replace(")", r"\)")):
         evaluation.datasets.add("bad", folder)
-    assert evaluation.datasets.list() == []
+    assert evaluation.datasets.kept() == []
     assert set(evaluation.service._repository.blobs.keys()) == blobs_before
 
 
@@ -292,7 +293,7 @@ def test_unreadable_photo_named_and_nothing_kept(evaluation, tmp_path):
     (folder / "photo.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     with pytest.raises(DatasetError, match="photo.jpg: "):
         evaluation.datasets.add("bad", folder)
-    assert evaluation.datasets.list() == []
+    assert evaluation.datasets.kept() == []
 
 
 def test_unknown_categories_are_listed_not_fatal(evaluation, tmp_path):
@@ -319,7 +320,7 @@ def test_zip_bomb_stops_at_the_cap(evaluation, tmp_path):
     assert bomb.stat().st_size < 1_000_000
     with pytest.raises(DatasetError, match="photo.jpg in bomb.zip inflates to more than"):
         evaluation.datasets.add("bomb", bomb)
-    assert evaluation.datasets.list() == []
+    assert evaluation.datasets.kept() == []
 
 
 def test_a_link_out_of_the_dataset_is_not_read(tmp_path):

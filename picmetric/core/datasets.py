@@ -313,10 +313,10 @@ def coco_document(tree: FileTree, name: str, document: dict) -> DatasetFiles:
         area = annotation.get("area")
         entry["boxes"].append(
             TruthBox(
-                category_names[category],  # type: ignore[index]
+                category_names[category],
                 (x, y, x + w, y + h),
                 bool(annotation.get("iscrowd", 0)),
-                float(area) if _number(area) else None,
+                float(area) if isinstance(area, int | float) and _number(area) else None,
             )
         )
     notes = [
@@ -447,7 +447,7 @@ def _voc(tree: FileTree) -> DatasetFiles | None:
 
 
 def _image_folder(tree: FileTree) -> DatasetFiles | None:
-    photos = []
+    photos: list[DatasetPhoto] = []
     for name in sorted(_photos_in(tree, "")):
         parts = name.split("/")
         if len(parts) < 2:

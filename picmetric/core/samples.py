@@ -75,7 +75,7 @@ def sample_dataset(name: str) -> DatasetFiles:
     if name == SAMPLE_LABELS:
         names = imagenet_names()
         folder = package_file("foolbox", "data", "imagenet_00_243.jpg", pip_name="foolbox").parent
-        photos = []
+        photos: list[DatasetPhoto] = []
         for path in sorted(folder.glob("imagenet_*.jpg")):
             label = names[int(path.stem.rsplit("_", 1)[1])]
             photos.append(DatasetPhoto(f"{label}/{path.name}", path.read_bytes, len(photos) + 1, label=label))

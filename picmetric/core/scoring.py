@@ -60,6 +60,13 @@ class BoxTable:
         return len(self.image)
 
     @property
+    def scores(self) -> np.ndarray:
+        """The predictions' scores (a truth table has none)."""
+        if self.score is None:
+            raise ValueError("predictions need scores")
+        return self.score
+
+    @property
     def box_area(self) -> np.ndarray:
         return (self.xyxy[:, 2] - self.xyxy[:, 0]) * (self.xyxy[:, 3] - self.xyxy[:, 1])
 
@@ -82,13 +89,12 @@ class Matching:
 
 def match(truth: BoxTable, predictions: BoxTable, n_images: int, n_classes: int) -> Matching:
     """Match predictions to ground truth as COCOeval.evaluate does, at every IoU threshold and size range."""
-    if predictions.score is None:
-        raise ValueError("predictions need scores")
+    scores = predictions.scores
     crowd = truth.crowd if truth.crowd is not None else np.zeros(len(truth), bool)
     truth_area = truth.area if truth.area is not None else truth.box_area
     # predictions per (photo, class), best first, ties in their given order; COCOeval keeps the best 100
     group_of_pred = predictions.image * n_classes + predictions.class_id
-    order = np.lexsort((np.arange(len(predictions)), -predictions.score, group_of_pred))
+    order = np.lexsort((np.arange(len(predictions)), -scores, group_of_pred))
     sorted_groups = group_of_pred[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_groups)) + 1] if len(order) else np.zeros(0, np.int64)
     rank_sorted = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
@@ -96,9 +102,7 @@ def match(truth: BoxTable, predictions: BoxTable, n_images: int, n_classes: int)
     rank_all = np.empty(len(order), np.int64)
     rank_all[order] = rank_sorted
     kept = np.sort(keep)
-    preds = BoxTable(
-        predictions.image[kept], predictions.class_id[kept], predictions.xyxy[kept], predictions.score[kept]
-    )
+    preds = BoxTable(predictions.image[kept], predictions.class_id[kept], predictions.xyxy[kept], scores[kept])
     rank = rank_all[kept]
     pred_group = preds.image * n_classes + preds.class_id
     truth_group = truth.image * n_classes + truth.class_id
@@ -194,7 +198,7 @@ def coco_metrics(matching: Matching) -> DetectionMetrics:
     precision = {name: -np.ones((n_t, n_r, n_k)) for name in AREA_RANGES}
     recall = {name: -np.ones((n_t, n_k)) for name in AREA_RANGES}
     preds, truth = matching.predictions, matching.truth
-    order = np.lexsort((matching.rank, preds.image, -preds.score, preds.class_id))  # COCOeval's concatenation
+    order = np.lexsort((matching.rank, preds.image, -preds.scores, preds.class_id))  # COCOeval's concatenation
     pred_class = preds.class_id[order]
     class_starts = np.searchsorted(pred_class, np.arange(n_k + 1))
     for name in AREA_RANGES:
@@ -261,28 +265,30 @@ class AtThreshold:
 
 def at_threshold(matching: Matching, threshold: float) -> AtThreshold:
     """TP, FP and missed boxes at ``threshold`` from the one matching (greedy by score: no rematch needed)."""
-    shown = matching.predictions.score >= threshold
+    shown, found = _shown_and_found(matching, threshold)
     matched, ignored = matching.matched["all"][0], matching.ignored["all"][0]
-    truth_counted = ~matching.truth_ignored["all"]
-    hit = matching.matched_by[0]
-    found = np.zeros(len(hit), bool)
-    found[hit >= 0] = shown[hit[hit >= 0]]
     return AtThreshold(
         threshold,
         int((matched & ~ignored & shown).sum()),
         int((~matched & ~ignored & shown).sum()),
-        int((truth_counted & ~found).sum()),
+        int((~matching.truth_ignored["all"] & ~found).sum()),
     )
+
+
+def _shown_and_found(matching: Matching, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """The predictions at or above ``threshold``, and the truths one of them matched (IoU 0.5)."""
+    shown = matching.predictions.scores >= threshold
+    hit = matching.matched_by[0]
+    found = np.zeros(len(hit), bool)
+    found[hit >= 0] = shown[hit[hit >= 0]]
+    return shown, found
 
 
 def false_and_missed(matching: Matching, threshold: float) -> tuple[np.ndarray, np.ndarray]:
     """At ``threshold`` and IoU 0.5: which predictions are false (no box of theirs) and which truths are missed,
     as boolean masks over ``matching.predictions`` and ``matching.truth``."""
-    shown = matching.predictions.score >= threshold
+    shown, found = _shown_and_found(matching, threshold)
     false = shown & ~matching.matched["all"][0] & ~matching.ignored["all"][0]
-    hit = matching.matched_by[0]
-    found = np.zeros(len(hit), bool)
-    found[hit >= 0] = shown[hit[hit >= 0]]
     return false, ~found & ~matching.truth_ignored["all"]
 
 
@@ -292,11 +298,10 @@ def confusion_matrix(
     """(classes + 1) x (classes + 1) counts, rows the truth and columns the prediction, the last of each being
     background: a missed box counts in the background column, a false one in the background row. Matching ignores
     class (supervision's ConfusionMatrix): each prediction, by score, takes the free truth it overlaps most."""
-    assert predictions.score is not None
     matrix = np.zeros((n_classes + 1, n_classes + 1), np.int64)
-    shown = predictions.score >= threshold
+    shown = predictions.scores >= threshold
     pred_image, pred_class = predictions.image[shown], predictions.class_id[shown]
-    pred_xyxy, pred_score = predictions.xyxy[shown], predictions.score[shown]
+    pred_xyxy, pred_score = predictions.xyxy[shown], predictions.scores[shown]
     images = np.union1d(truth.image, pred_image)
     truth_by_image = np.argsort(truth.image, kind="stable")
     pred_by_image = np.lexsort((-pred_score, pred_image))
@@ -325,7 +330,8 @@ def confusion_matrix(
                     matrix[truth.class_id[t[best]], pred_class[pred]] += 1
                     continue
             matrix[n_classes, pred_class[pred]] += 1
-        np.add.at(matrix, (truth.class_id[t[free]], n_classes), 1)
+        missed = truth.class_id[t[free]]
+        np.add.at(matrix, (missed, np.full(len(missed), n_classes)), 1)
     return matrix
 
 

@@ -48,7 +48,7 @@ class DatasetService:
                 raise
             return found
 
-    def list(self) -> list[Dataset]:
+    def kept(self) -> list[Dataset]:
         return [converted(record, Dataset) for record in self._repository.datasets()]
 
     def get(self, name: str) -> Dataset | None:
@@ -61,7 +61,7 @@ class DatasetService:
             return self.add_sample(name)
         found = self.get(name)
         if found is None:
-            known = ", ".join(d.name for d in self.list()) or "none yet"
+            known = ", ".join(d.name for d in self.kept()) or "none yet"
             raise DatasetNotFoundError(f"no dataset named {name[:64]!r} (datasets: {known})")
         return found
 

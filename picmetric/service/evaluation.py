@@ -165,7 +165,10 @@ class Evaluation:
         return report
 
     def _box_json(self, table: BoxTable, i: int) -> dict:
-        box = {"class": self.categories[int(table.class_id[i])], "box": [round(float(v), 1) for v in table.xyxy[i]]}
+        box: dict[str, object] = {
+            "class": self.categories[int(table.class_id[i])],
+            "box": [round(float(v), 1) for v in table.xyxy[i]],
+        }
         if table.score is not None:
             box["confidence"] = round(float(table.score[i]), 4)
         return box
@@ -175,13 +178,12 @@ class Evaluation:
         assert self.predictions is not None, "objects only"
         ids = [i for i, _ in self.dataset.categories]
         found = self.predictions
-        assert found.score is not None
         return [
             {
                 "image_id": self.photos[int(found.image[j])].source_id,
                 "category_id": ids[int(found.class_id[j])],
                 "bbox": [round(float(v), 2) for v in _xywh(found.xyxy[j])],
-                "score": round(float(found.score[j]), 5),
+                "score": round(float(found.scores[j]), 5),
             }
             for j in range(len(found))
         ]

@@ -93,8 +93,8 @@ class DatasetStore(StoreBase):
                         )  # fmt: skip
                         .on_conflict_do_nothing(index_elements=["sha256"])
                     )
-                ids = dict(
-                    session.execute(
+                ids: dict[str, int] = dict(
+                    session.execute(  # type: ignore[arg-type]
                         select(ImageRow.sha256, ImageRow.id).where(
                             ImageRow.sha256.in_({p.image.sha256 for p in photos})
                         )
@@ -118,8 +118,8 @@ class DatasetStore(StoreBase):
 
     def datasets(self) -> list[DatasetRecord]:
         with self._session("list the datasets") as session:
-            counts = dict(
-                session.execute(
+            counts: dict[int, int] = dict(
+                session.execute(  # type: ignore[arg-type]
                     select(DatasetPhotoRow.dataset_id, func.count()).group_by(DatasetPhotoRow.dataset_id)
                 ).all()
             )

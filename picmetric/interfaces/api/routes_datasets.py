@@ -76,7 +76,7 @@ class EvaluationAnswer(BaseModel):
 
 @router.get("/datasets", summary="The datasets kept here", response_model=list[DatasetItem])
 async def list_datasets(datasets: Datasets) -> list[DatasetItem]:
-    return [DatasetItem.of(d) for d in await run_in_threadpool(datasets.list)]
+    return [DatasetItem.of(d) for d in await run_in_threadpool(datasets.kept)]
 
 
 @router.post(

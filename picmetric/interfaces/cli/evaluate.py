@@ -68,7 +68,7 @@ def cmd_datasets_add(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_datasets_list(args: argparse.Namespace, settings: Settings) -> int:
     datasets, _ = _services(settings)
-    found = datasets.list()
+    found = datasets.kept()
     if args.json:
         print(
             json.dumps(

@@ -67,9 +67,11 @@ def pr_figure(results: list[Evaluation], category: int, name: str) -> go.Figure:
 
 
 def confusion_figure(matrix: np.ndarray, rows: list[str], columns: list[str], title: str) -> go.Figure:
-    """Counts with the truth down the side and the answer along the top; only classes that occur are shown."""
-    used_rows = [i for i in range(len(rows)) if matrix[i].sum()]
-    used_cols = [j for j in range(len(columns)) if matrix[:, j].sum()]
+    """Counts with the truth down the side and the answer along the top. Only classes that occur (as truth or as
+    an answer) are shown, the same ones on both axes, so that the diagonal is where the model was right."""
+    occurs = [i for i in range(len(columns)) if matrix[:, i].sum() or (i < len(rows) and matrix[i].sum())]
+    used_rows = [i for i in occurs if i < len(rows)]
+    used_cols = occurs
     shown = matrix[np.ix_(used_rows, used_cols)]
     figure = go.Figure(
         go.Heatmap(
@@ -98,10 +100,10 @@ def mistakes_picture(data: bytes, false: list[tuple[str, np.ndarray]], missed: l
     width = 4 if presenting() else 3
     for name, box in missed:
         _dashed(draw, box * scale, MISSED_COLOUR, width)
-        draw.text((box[0] * scale + 4, box[1] * scale + 2), f"missed {name}", fill=MISSED_COLOUR, font_size=16)
+        draw.text((box[0] * scale + 4, box[1] * scale + 2), f"missed {name}", fill=MISSED_COLOUR, font_size=20)
     for name, box in false:
         draw.rectangle(tuple(box * scale), outline=FALSE_COLOUR, width=width)
-        draw.text((box[0] * scale + 4, box[1] * scale + 2), f"false {name}", fill=FALSE_COLOUR, font_size=16)
+        draw.text((box[0] * scale + 4, box[1] * scale + 2), f"false {name}", fill=FALSE_COLOUR, font_size=20)
     out = io.BytesIO()
     photo.save(out, "JPEG", quality=85)
     return out.getvalue()
