@@ -14,6 +14,7 @@ from picmetric.interfaces.ui.presentation import presenting
 from picmetric.interfaces.ui.resources import get_service
 from picmetric.interfaces.ui.teacher import is_teacher, teacher_only_notice
 from picmetric.service.board import MARK_KINDS, MARK_TASKS, ClassBoard
+from picmetric.service.datasets import DatasetService
 
 service = get_service()
 boards = ClassBoard(service)
@@ -70,6 +71,24 @@ with code_column:
         )
     else:
         st.caption("Phones must be on the same network (the same Wi-Fi) as this computer.")
+    st.caption("The class's marks make the board a dataset: the detector's boxes, less those marked false or "
+               "duplicate, plus those drawn around what it missed.")  # fmt: skip
+    truth_name = f"board-{board.id[:8]}"
+    if st.button("Evaluate this board", icon=":material/fact_check:", key="board-evaluate", width="stretch"):
+        try:
+            DatasetService(service).keep(truth_name, boards.ground_truth(board.id), replace=True)
+            st.session_state["evaluate-dataset"] = truth_name
+            st.switch_page("pages/evaluate.py")
+        except PicMetricError as exc:
+            st.warning(str(exc), icon=":material/hourglass_empty:")
+    if st.button("Export as COCO", icon=":material/download:", key="board-export", width="stretch"):
+        try:
+            datasets = DatasetService(service)
+            datasets.keep(truth_name, boards.ground_truth(board.id), replace=True)
+            st.download_button("Download the zip", datasets.export_coco(truth_name), f"{truth_name}-coco.zip",
+                               "application/zip", icon=":material/folder_zip:", width="stretch")  # fmt: skip
+        except PicMetricError as exc:
+            st.warning(str(exc), icon=":material/hourglass_empty:")
     if st.button("New board", icon=":material/add:", key="board-new") and is_teacher():
         st.session_state.pop("board-id", None)
         st.query_params.clear()

@@ -5,7 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from picmetric import PicMetricError
-from picmetric.interfaces.ui.board import answers, board_photo_caption, client_address, phone_key, photo_picture
+from picmetric.interfaces.ui.board import (
+    answers,
+    board_photo_caption,
+    box_preview,
+    client_address,
+    drawn_box,
+    phone_key,
+    photo_picture,
+)
 from picmetric.interfaces.ui.resources import get_service
 from picmetric.service.board import MARK_KINDS, MARK_TASKS, ClassBoard
 
@@ -43,12 +51,32 @@ for photo in mine:
         st.image(picture, width="stretch")
     st.caption(board_photo_caption(photo))
     analysis = photo.stored.analysis if photo.stored else None
+    listed = answers(analysis)
+    found = analysis.detections if analysis is not None else None
     with st.form(f"mark-{photo.id}", border=True):
         task = st.radio("Which model?", list(MARK_TASKS), horizontal=True, key=f"task-{photo.id}")
-        what = st.selectbox("Which answer? (none for something it missed)", ["(none)", *answers(analysis)],
-                            key=f"what-{photo.id}")  # fmt: skip
+        chosen = st.selectbox("Which answer? (none for something it missed)", [-1, *range(len(listed))],
+                              format_func=lambda i, listed=listed: "(none)" if i < 0 else listed[i],
+                              key=f"what-{photo.id}")  # fmt: skip
         kind = st.radio("What is wrong?", list(MARK_KINDS), format_func=MARK_KINDS.get, horizontal=True,
                         key=f"kind-{photo.id}")  # fmt: skip
         if st.form_submit_button("Mark it", width="stretch"):
-            boards.mark(photo.id, task, kind, None if what == "(none)" else what)
+            on_box = task == "objects" and found is not None and 0 <= chosen < len(found)  # objects come first
+            boards.mark(
+                photo.id, task, kind, None if chosen < 0 else listed[chosen],
+                box=found.xyxy[chosen].tolist() if on_box and found is not None else None,
+                category=found.labels[chosen] if on_box and found is not None else None,
+            )  # fmt: skip
             st.success("Marked: it is in the mistake museum.", icon=":material/museum:")
+    if found is not None and analysis is not None:
+        with st.expander("Draw a box around an object it missed", icon=":material/crop_free:"):
+            what = st.selectbox("What is it?", found.class_names, key=f"missed-class-{photo.id}")
+            across = st.slider("Left to right (%)", 0, 100, (30, 70), key=f"missed-x-{photo.id}")
+            down = st.slider("Top to bottom (%)", 0, 100, (30, 70), key=f"missed-y-{photo.id}")
+            box = drawn_box(across, down, analysis.width, analysis.height)
+            original = service.image(photo.entry.sha256)
+            if original is not None:
+                st.image(box_preview(original.etag, original, box), width="stretch")
+            if st.button("Mark it as missed", key=f"missed-{photo.id}", width="stretch", disabled=box is None):
+                boards.mark(photo.id, "objects", "missed", f"{what} (drawn)", box=box, category=what)
+                st.success(f"Marked: a missed {what}.", icon=":material/museum:")

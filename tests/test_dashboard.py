@@ -539,17 +539,25 @@ def test_a_class_board_gets_phone_photos_hides_them_and_keeps_the_class_mistakes
     assert "1 photo from the class" in [h.value for h in teacher.subheader]
     assert any(c.value.startswith("Photo ") and "person" in c.value for c in teacher.caption)
     # the student marks a false box; the museum counts it for the objects model
-    phone.selectbox(key=next(s.key for s in phone.selectbox if s.key.startswith("what-"))).set_value(
-        next(o for o in phone.selectbox[0].options if o.startswith("tie"))
-    )
+    which = phone.selectbox(key=next(s.key for s in phone.selectbox if s.key.startswith("what-")))
+    which.select_index(next(i for i, o in enumerate(which.options) if o.startswith("tie")))
     next(b for b in phone.button if b.label == "Mark it").click().run()
     assert any("mistake museum" in s.value for s in phone.success)
+    # and draws a box around what it missed: the sliders move the box on the photo
+    phone.selectbox(key=next(s.key for s in phone.selectbox if s.key.startswith("missed-class-"))).set_value("cup")
+    phone.slider(key=next(s.key for s in phone.slider if s.key.startswith("missed-x-"))).set_value((10, 20))
+    phone.slider(key=next(s.key for s in phone.slider if s.key.startswith("missed-y-"))).set_value((80, 95))
+    next(b for b in phone.button if b.label == "Mark it as missed").click().run()
+    assert any("a missed cup" in s.value for s in phone.success), [e.value for e in phone.exception]
     phone.radio(key=next(r.key for r in phone.radio if r.key.startswith("task-"))).set_value("labels")
     phone.radio(key=next(r.key for r in phone.radio if r.key.startswith("kind-"))).set_value("missed")
     next(b for b in phone.button if b.label == "Mark it").click().run()  # the classifier missed something
     teacher.run()
     museum = teacher.dataframe[0].value.set_index("model")
-    assert museum.loc["objects", "a false box"] == 1 and museum.loc["labels", "something missed"] == 1
+    assert museum.loc["objects", "a false box"] == 1 and museum.loc["objects", "something missed"] == 1
+    assert museum.loc["labels", "something missed"] == 1
+    next(b for b in teacher.button if b.label == "Export as COCO").click().run()  # the marks, as a dataset
+    assert any(b.label == "Download the zip" for b in teacher.get("download_button")), teacher.exception
     next(b for b in teacher.button if b.label == "Hide").click().run()  # the teacher hides it
     assert "0 photos from the class" in [h.value for h in teacher.subheader]
     assert any("off the projected board only" in c.value for c in teacher.caption)  # what hiding does, said

@@ -18,6 +18,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from streamlit.testing.v1 import AppTest
 
+from picmetric import PicMetricError
 from picmetric.core.datasets import MAX_ANNOTATIONS, DatasetError, read_dataset
 from picmetric.core.samples import SAMPLE_LABELS, SAMPLE_OBJECTS, sample_dataset, sample_photo_path
 from picmetric.core.scoring import BoxTable, at_threshold, coco_metrics, label_metrics, match
@@ -390,3 +391,41 @@ def test_evaluate_page_compares_models_and_moves_with_the_slider(analyzer):
     moved = table()
     assert (moved["recall @0.60"] <= first["recall @0.25"]).all() and list(moved["mAP"]) == list(first["mAP"])
     assert any("Worst photos" in s.value for s in page.subheader)
+
+
+def test_a_boards_marks_become_ground_truth_and_export_as_coco(evaluation, zidane_path, tmp_path):
+    """The detector's boxes on a board photo, less the one marked false, plus the one drawn around what it missed:
+    scored against that truth, the model has exactly one false box and one missed object; exported as COCO and
+    imported again, the truth is the same."""
+    from picmetric.service.board import ClassBoard
+
+    boards = ClassBoard(evaluation.service)
+    board = boards.start("Seeing machines")
+    sent = boards.send(board.id, zidane_path.read_bytes(), boards.new_device(), name="z.jpg")
+    found = sent.stored.analysis.detections
+    tie = found.labels.index("tie")
+    boards.mark(sent.id, "objects", "false", "tie", box=found.xyxy[tie].tolist(), category="tie")
+    boards.mark(sent.id, "objects", "missed", "cup (drawn)", box=[10, 600, 120, 700], category="cup")
+    boards.mark(sent.id, "labels", "missed")  # no box: not part of the objects' truth
+    with pytest.raises(PicMetricError, match="four numbers"):
+        boards.mark(sent.id, "objects", "missed", box=[1, 2, 3], category="cup")
+    truth = boards.ground_truth(board.id)
+    assert truth.format == "board" and len(truth.photos) == 1
+    assert sorted(b.category for b in truth.photos[0].boxes) == sorted(
+        [*(label for i, label in enumerate(found.labels) if i != tie), "cup"]
+    )
+    evaluation.datasets.keep("board-truth", truth, replace=True)
+    evaluation.datasets.keep("board-truth", boards.ground_truth(board.id), replace=True)  # made again: replaced
+    report = evaluation.evaluate("board-truth", evaluation.model("objects"))
+    at = report.at(report.threshold)
+    assert (at.false_positives, at.missed) == (1, 1), at
+    packed = tmp_path / "board.zip"
+    packed.write_bytes(evaluation.datasets.export_coco("board-truth"))
+    again = evaluation.datasets.add("board-again", packed)
+    assert (again.format, again.photo_count) == ("coco", 1)
+    assert again.categories == evaluation.datasets.require("board-truth").categories
+
+    def boxes(name: str) -> list[list]:  # the export writes each box's area out; the board's truth leaves it to be
+        return [[box[:6] for box in p.boxes] for p in evaluation.datasets.photos(name)]  # computed from the box
+
+    assert boxes("board-again") == boxes("board-truth")

@@ -8,12 +8,15 @@ import contextlib
 import functools
 import hashlib
 import hmac
+import math
 import os
 import re
 import secrets
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from picmetric.core.datasets import DatasetFiles, DatasetPhoto, TruthBox
 from picmetric.errors import NotFoundError, PicMetricError, ServerBusyError
 from picmetric.service.analyses import AnalysisService, StoredAnalysis
 from picmetric.service.types import Board, BoardEntry, converted
@@ -120,10 +123,64 @@ class ClassBoard:
     def hide(self, photo_id: int, hidden: bool = True) -> None:
         self._repository.hide_board_photo(photo_id, hidden)
 
-    def mark(self, photo_id: int, task: str, kind: str, what: str | None = None) -> None:
+    def mark(
+        self, photo_id: int, task: str, kind: str, what: str | None = None, *,
+        box: Sequence[float] | None = None, category: str | None = None,
+    ) -> None:  # fmt: skip
+        """A student's verdict. On objects it may name the box (the one found false or duplicate, or the one drawn
+        around what was missed, in the photo's pixels) and its class: the board's ground truth (``ground_truth``)."""
         if task not in MARK_TASKS or kind not in MARK_KINDS:
             raise PicMetricError(f"a mark is one of {', '.join(MARK_KINDS)} for one of {', '.join(MARK_TASKS)}")
-        self._repository.add_board_mark(photo_id, task, kind, (what or "")[:120] or None)
+        if box is not None:
+            values = [float(v) for v in box]
+            if task != "objects" or len(values) != 4 or not all(math.isfinite(v) for v in values):
+                raise PicMetricError("a marked box is four numbers x1, y1, x2, y2 on an object")
+            if values[2] <= values[0] or values[3] <= values[1]:
+                raise PicMetricError("a marked box needs a width and a height")
+            box = values
+        if category is not None and not (0 < len(category) <= 64 and category.isprintable()):
+            raise PicMetricError("a class name is 1-64 printable characters")
+        self._repository.add_board_mark(
+            photo_id, task, kind, (what or "")[:120] or None, list(box) if box is not None else None, category
+        )
+
+    def ground_truth(self, board_id: str) -> DatasetFiles:
+        """The board as labelled photos: on each shown photo, the objects the detector found, less those the class
+        marked false or duplicate, plus those it drew around what was missed. A photo nobody marked keeps the
+        model's answers: the class saw them and let them stand."""
+        marks: dict[int, list[tuple[str, list[float], str | None]]] = {}
+        for photo_id, kind, box, category in self._repository.board_object_marks(board_id):
+            marks.setdefault(photo_id, []).append((kind, box, category))
+        photos: list[DatasetPhoto] = []
+        names: dict[str, None] = {}
+        for photo in self.photos(board_id):
+            analysis = photo.stored.analysis if photo.stored else None
+            if analysis is None or analysis.detections is None:
+                continue
+            wrong = [box for kind, box, _ in marks.get(photo.id, []) if kind in ("false", "duplicate")]
+            boxes = [
+                TruthBox(label, tuple(float(v) for v in xyxy))  # type: ignore[arg-type]
+                for label, xyxy in zip(analysis.detections.labels, analysis.detections.xyxy, strict=True)
+                if not any(_same_box(xyxy, marked) for marked in wrong)
+            ]
+            boxes += [
+                TruthBox(category, tuple(box))  # type: ignore[arg-type]
+                for kind, box, category in marks.get(photo.id, []) if kind == "missed" and category
+            ]  # fmt: skip
+            names.update((b.category, None) for b in boxes)
+            sha = photo.entry.sha256
+            suffix = analysis.format.lower().replace("jpeg", "jpg")
+            photos.append(DatasetPhoto(f"photo-{photo.id}.{suffix}", functools.partial(self._original, sha), photo.id,
+                                       tuple(boxes)))  # fmt: skip
+        if not photos:
+            raise PicMetricError("the board has no photo with objects found yet")
+        return DatasetFiles("objects", "board", photos[::-1], list(enumerate(names, 1)))
+
+    def _original(self, sha256: str) -> bytes:
+        picture = self.service.image(sha256)
+        if picture is None:
+            raise PicMetricError(f"photo {sha256[:12]} is no longer stored")
+        return picture.content
 
     def tally(self, board_id: str) -> dict[str, Counter[str]]:
         """The mistake museum: per model (task), how many false, duplicate and missed marks the class made."""
@@ -135,3 +192,8 @@ class ClassBoard:
     def exhibits(self, board_id: str) -> list[tuple[int, str, str, str | None]]:
         """Every mark, oldest first: (photo id, task, kind, what), for the museum's labels."""
         return self._repository.board_marks(board_id)
+
+
+def _same_box(found: Sequence[float], marked: Sequence[float]) -> bool:
+    """Whether a marked box is this found one (stored as floats: equal within half a pixel)."""
+    return all(abs(float(a) - float(b)) <= 0.5 for a, b in zip(found, marked, strict=True))

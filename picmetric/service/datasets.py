@@ -3,8 +3,11 @@ samples, or a class board's marks. Each is checked whole before anything is kept
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import re
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from picmetric.storage.repository import NewDatasetPhoto
 logger = logging.getLogger(__name__)
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 Progress = Callable[[int, int], None]
+_NAME_RULE = "a dataset's name is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 class DatasetService:
@@ -33,7 +37,7 @@ class DatasetService:
     def add(self, name: str, path: Path, on_progress: Progress | None = None) -> Dataset:
         """Import the dataset at ``path`` (a folder or a zip) as ``name``."""
         self._check_name(name)
-        return self._keep(name, read_dataset(Path(path)), on_progress)
+        return self.keep(name, read_dataset(Path(path)), on_progress)
 
     def add_sample(self, name: str) -> Dataset:
         """The shipped sample dataset ``name``, imported the first time it is asked for."""
@@ -41,7 +45,7 @@ class DatasetService:
         if found is not None:
             return found
         try:
-            return self._keep(name, sample_dataset(name), None)
+            return self.keep(name, sample_dataset(name))
         except PicMetricError:
             found = self.get(name)  # another process imported it meanwhile
             if found is None:
@@ -84,6 +88,36 @@ class DatasetService:
         self._repository.set_dataset_synonyms(name, table)
         return self.require(name)
 
+    def export_coco(self, name: str) -> bytes:
+        """The dataset as a zip: ``annotations.json`` (COCO, with the dataset's own ids) and its photos under
+        ``images/``; ``picmetric datasets add`` reads it back as it was."""
+        dataset = self.require(name)
+        ids = [i for i, _ in dataset.categories]
+        images: list[dict] = []
+        annotations: list[dict] = []
+        packed = io.BytesIO()
+        with zipfile.ZipFile(packed, "w", zipfile.ZIP_STORED) as archive:  # photos are compressed already
+            for photo in self.photos(dataset.name):
+                picture = self.service.image(photo.image.sha256)
+                if picture is None:
+                    raise PicMetricError(f"{photo.file_name} is no longer stored")
+                archive.writestr(f"images/{photo.file_name}", picture.content)
+                images.append({"id": photo.source_id, "file_name": photo.file_name, "width": photo.image.width,
+                               "height": photo.image.height})  # fmt: skip
+                for category, x1, y1, x2, y2, crowd, area in photo.boxes:
+                    annotations.append({
+                        "id": len(annotations) + 1, "image_id": photo.source_id, "category_id": ids[int(category)],
+                        "bbox": [x1, y1, x2 - x1, y2 - y1], "area": area if area is not None else (x2 - x1) * (y2 - y1),
+                        "iscrowd": int(crowd),
+                    })  # fmt: skip
+            document = {
+                "info": {"description": f"{dataset.name}, exported by PicMetric ({dataset.format})"},
+                "images": images, "annotations": annotations,
+                "categories": [{"id": i, "name": n} for i, n in dataset.categories],
+            }  # fmt: skip
+            archive.writestr("annotations.json", json.dumps(document, indent=1))
+        return packed.getvalue()
+
     def matches(self, dataset: Dataset, classes: list[list[str]]) -> dict[str, int | None]:
         """Each category's class among ``classes`` (each class by all its names), or None when it has none."""
         return match_categories(dataset.category_names, classes, dataset.synonyms)
@@ -98,8 +132,14 @@ class DatasetService:
         if self.get(name) is not None:
             raise PicMetricError(f"a dataset named {name!r} exists already; remove it or pick another name")
 
-    def _keep(self, name: str, files: DatasetFiles, on_progress: Progress | None) -> Dataset:
-        """Decode every photo and check every box first; then the blobs, then every row in one transaction."""
+    def keep(
+        self, name: str, files: DatasetFiles, on_progress: Progress | None = None, *, replace: bool = False
+    ) -> Dataset:
+        """Keep ``files`` as the dataset ``name`` (``replace``: instead of the one of that name, e.g. a board's truth
+        made again after more marks). Every photo is decoded and every box checked first; then the blobs, then
+        every row in one transaction."""
+        if not DATASET_NAME.fullmatch(name):
+            raise PicMetricError(_NAME_RULE)
         index = {category: i for i, (_, category) in enumerate(files.categories)}
         pending: list[tuple[NewDatasetPhoto, bytes]] = []
         for number, photo in enumerate(files.photos, 1):
@@ -126,7 +166,13 @@ class DatasetService:
                     self._repository.blobs.put(new.blob_key, data, new.content_type)
                     created.append(new.blob_key)
             self._repository.add_dataset(
-                name, files.task, files.format, files.categories, files.notes, [new for new, _ in pending]
+                name,
+                files.task,
+                files.format,
+                files.categories,
+                files.notes,
+                [new for new, _ in pending],
+                replace=replace,
             )
         except BaseException:
             self._repository.undo(None, None, created)  # blobs no row uses go; a row's are kept

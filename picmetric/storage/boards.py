@@ -94,9 +94,25 @@ class BoardStore(StoreBase):
                 query = query.where(BoardPhotoRow.created_at >= since)
             return int(session.scalar(query) or 0)
 
-    def add_board_mark(self, photo_id: int, task: str, kind: str, what: str | None) -> None:
+    def add_board_mark(
+        self, photo_id: int, task: str, kind: str, what: str | None, box: list[float] | None = None,
+        category: str | None = None,
+    ) -> None:  # fmt: skip
         with self._session("keep the mark") as session:
-            session.add(BoardMarkRow(photo_id=photo_id, task=task, kind=kind, what=what))
+            session.add(BoardMarkRow(photo_id=photo_id, task=task, kind=kind, what=what, box=box, category=category))
+
+    def board_object_marks(self, board_id: str) -> list[tuple[int, str, list[float], str | None]]:
+        """The marks on objects that name a box: (photo id, kind, [x1, y1, x2, y2], class), oldest first."""
+        with self._session("read the marks") as session:
+            rows = session.execute(
+                select(BoardMarkRow.photo_id, BoardMarkRow.kind, BoardMarkRow.box, BoardMarkRow.category)
+                .join(BoardPhotoRow, BoardPhotoRow.id == BoardMarkRow.photo_id)
+                .where(
+                    BoardPhotoRow.board_id == board_id, BoardMarkRow.task == "objects", BoardMarkRow.box.is_not(None)
+                )
+                .order_by(BoardMarkRow.id)
+            ).all()
+        return [(int(p), k, [float(v) for v in b], c) for p, k, b, c in rows]
 
     def board_marks(self, board_id: str) -> list[tuple[int, str, str, str | None]]:
         """Every mark on a board's photos: (photo id, task, kind, what)."""

@@ -63,11 +63,16 @@ class DatasetStore(StoreBase):
         categories: list[tuple[int, str]],
         notes: list[str],
         photos: list[NewDatasetPhoto],
+        *,
+        replace: bool = False,
     ) -> None:
         """The dataset, its photos' image rows (inserted, or those already there) and its truth, in one
-        transaction: a dataset is kept whole or not at all."""
+        transaction: a dataset is kept whole or not at all (``replace``: in place of the one of that name)."""
         try:
             with self._session("keep the dataset") as session:
+                if replace:
+                    session.execute(delete(DatasetRow).where(DatasetRow.name == name))
+                    session.flush()
                 row = DatasetRow(
                     name=name, task=task, format=format, categories=[list(c) for c in categories], synonyms={},
                     notes=notes,

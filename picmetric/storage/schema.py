@@ -239,6 +239,10 @@ class BoardMarkRow(Base):
     task: Mapped[str] = mapped_column(String(16), nullable=False)  # objects | faces | labels
     kind: Mapped[str] = mapped_column(String(16), nullable=False)  # false | duplicate | missed
     what: Mapped[str | None] = mapped_column(String(120))  # the detection marked ("person 31 %"), if any
+    #: objects: the box marked ([x1, y1, x2, y2], the photo's pixels) and its class: a false or duplicate box, or
+    #: the one a student drew around what was missed. Marks from before: none
+    box: Mapped[list | None] = mapped_column(JSON)
+    category: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 from urllib.parse import urlsplit
 
 import streamlit as st
+from PIL import Image, ImageDraw, ImageOps
 
 from picmetric.core.analyzer import Analysis
 from picmetric.interfaces.ui.charts import top_label_text
@@ -99,3 +101,25 @@ def answers(analysis: Analysis | None) -> list[str]:
         labels = analysis.classification
         found += [f"{name} {p:.0%}" for name, p in zip(labels.names, labels.confidence, strict=True)]
     return found
+
+
+def drawn_box(across: tuple[int, int], down: tuple[int, int], width: int, height: int) -> list[float] | None:
+    """A box a student drew with two range sliders (percent of the photo), in the photo's pixels; None when it
+    has no width or height."""
+    if across[1] <= across[0] or down[1] <= down[0]:
+        return None
+    return [across[0] / 100 * width, down[0] / 100 * height, across[1] / 100 * width, down[1] / 100 * height]
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def box_preview(etag: str, _picture: Picture, box: list[float] | None) -> bytes:
+    """The photo (at most 640 px) with the box being drawn, so the sliders are seen to move it."""
+    with Image.open(io.BytesIO(_picture.content)) as opened:
+        photo = ImageOps.exif_transpose(opened).convert("RGB")
+    scale = min(1.0, 640 / max(photo.size))
+    photo = photo.resize((round(photo.width * scale), round(photo.height * scale)))
+    if box is not None:
+        ImageDraw.Draw(photo).rectangle([v * scale for v in box], outline=(255, 150, 0), width=4)
+    out = io.BytesIO()
+    photo.save(out, "JPEG", quality=85)
+    return out.getvalue()
