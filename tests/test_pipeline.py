@@ -32,8 +32,8 @@ def test_analysis_records_timings_versions_and_draws_only_when_asked(analyzer, b
         assert value > 0
     assert analysis.timings_ms["total"] >= analysis.timings_ms["faces"]
     assert analysis.model_versions == {
-        "labels": "efficientnet_lite2@260-int8w7",
-        "objects": "yolov4-tiny@416-int8w7",
+        "labels": "efficientnet_lite2@260-int8w7h",
+        "objects": "yolov4-tiny@416-int8w7h",
         "faces": "yunet@2023mar",
     }
     assert analysis.render_kinds == ["objects", "faces"] and analysis.to_dict()["renders"] == ["faces", "objects"]

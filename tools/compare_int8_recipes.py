@@ -21,7 +21,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image
 
-from picmetric.core.models.calibration import calibration_photos
+from picmetric.core.models.calibration import classifier_calibration_photos
 from picmetric.core.models.classifier import ImageClassifier, softmax
 from picmetric.core.models.weights import package_file
 
@@ -61,7 +61,7 @@ def compare(key: str) -> None:
         (classifier.preprocess(np.asarray(Image.open(p).convert("RGB"))), int(p.stem.split("_")[-1]))
         for p in sorted(folder.glob("imagenet_*.jpg"))
     ]
-    calibration = [{"image": classifier.preprocess(p)} for p in calibration_photos()]
+    calibration = [{"image": classifier.preprocess(p)} for p in classifier_calibration_photos()]
 
     def logits(s: ort.InferenceSession) -> list[np.ndarray]:
         return [s.run(None, {"image": tensor})[0][0] for tensor, _ in photos]

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 
 #: named in cached files and model versions: a model quantized another way is another model
-INT8_RECIPE = "int8w7"
+INT8_RECIPE = "int8w7h"
 #: what ``precision`` may say: int8 where a model's quantized copy holds the accuracy bar, float32 everywhere
 PRECISIONS = ("int8", "float32")
 #: the widest weight a 7-bit quantization writes; ``vpmaddubsw`` cannot saturate below 128

@@ -17,7 +17,7 @@ from PIL import Image
 from picmetric.core.convert.mobile_classifiers import efficientnet_lite_to_onnx, mobilenet_v2_to_onnx
 from picmetric.core.convert.quantize import INT8_RECIPE, PRECISIONS, quantize_int8
 from picmetric.core.models.base import OnnxModel
-from picmetric.core.models.calibration import calibration_photos
+from picmetric.core.models.calibration import classifier_calibration_photos
 from picmetric.core.models.weights import cached_onnx, package_file
 from picmetric.core.results import Classification
 
@@ -149,7 +149,8 @@ class ImageClassifier(OnnxModel):
             return {"net": float_model}
 
         def quantize() -> onnx.ModelProto:  # the photos are read only when there is no cached int8 model
-            return quantize_int8(float_model, ({"image": self.preprocess(p)} for p in calibration_photos()))
+            feeds = ({"image": self.preprocess(p)} for p in classifier_calibration_photos())
+            return quantize_int8(float_model, feeds, float_outputs=True)
 
         name, cache = f"{self.spec.key}_{self.spec.input_size}_{INT8_RECIPE}", self.model_settings.model_cache_dir
         return {"net": cached_onnx(name, [float_model], quantize, cache)}

@@ -26,7 +26,7 @@ import onnx
 from picmetric.core.convert.darknet import YoloHead, darknet_to_onnx, parse_cfg, yolo_heads
 from picmetric.core.convert.quantize import INT8_RECIPE, PRECISIONS, quantize_int8
 from picmetric.core.models.base import OnnxModel
-from picmetric.core.models.calibration import calibration_photos, varied
+from picmetric.core.models.calibration import detector_calibration_photos
 from picmetric.core.models.weights import cached_onnx, package_file
 from picmetric.core.results import Detections
 
@@ -318,7 +318,7 @@ class BuiltinDetector(DarknetDetector):
             return {"net": float_model}
 
         def quantize() -> onnx.ModelProto:  # the photos are read only when there is no cached int8 model
-            feeds = ({"image": letterbox(p, self.input_size).tensor} for p in varied(calibration_photos()))
+            feeds = ({"image": letterbox(p, self.input_size).tensor} for p in detector_calibration_photos())
             return quantize_int8(float_model, feeds, float_outputs=True)
 
         return {"net": cached_onnx(f"yolov4_tiny_{INT8_RECIPE}", [float_model], quantize, cache)}
