@@ -37,6 +37,13 @@ jobs = get_jobs()
 service = jobs.service
 results = st.session_state.setdefault("results", {})  # sha256 -> StoredAnalysis, kept across reruns
 MAX_RESULTS_KEPT = 50  # a session holds results (rows, not image bytes) of its newest analyses only
+opened = st.query_params.get("sha")
+if opened:  # a link to a stored photo (Evaluate's worst photos): its newest analysis, opened here
+    found = service.find(opened)
+    if found is not None:
+        results[found.sha256] = found
+        st.session_state["current"] = found.sha256
+    del st.query_params["sha"]
 
 st.sidebar.subheader("Analysis")
 st.sidebar.caption("These run the models again: for the next photo, and for this one when you re-analyse it.")

@@ -16,6 +16,7 @@ from picmetric.interfaces.ui.evaluation import (
     confusion_figure,
     get_evaluation,
     pr_figure,
+    show_comparison,
 )
 from picmetric.interfaces.ui.presentation import show_chart
 from picmetric.service.evaluation import Evaluation
@@ -119,24 +120,7 @@ def detection_panels(results: list[Evaluation]) -> None:
         help="Precision, recall, the confusion matrix and the worst photos at this confidence; "
         "mAP counts every box down to 0.05.",
     )
-    st.dataframe(
-        comparison_table(results, threshold),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            c: st.column_config.NumberColumn(format="%.3f")
-            for c in (
-                "mAP",
-                "mAP50",
-                "mAP75",
-                "small",
-                "medium",
-                "large",
-                f"precision @{threshold:.2f}",
-                f"recall @{threshold:.2f}",
-            )
-        },
-    )
+    show_comparison(comparison_table(results, threshold))
     names = results[0].categories
     scored = sorted({k for r in results if r.detection for k in r.detection.ap_per_class})
     left, right = st.columns(2)
@@ -153,7 +137,7 @@ def detection_panels(results: list[Evaluation]) -> None:
             key="evaluate-confusion",
         )
     st.subheader(f"Worst photos for {shown.model.title}")
-    st.caption("Solid red: a false box. Dashed orange: a missed object. Open one to see the full analysis.")
+    st.caption("Solid red: a false box. Dashed orange: a missed object. Open one in Analyze for the full analysis.")
     worst = [e for e in shown.photo_errors(threshold) if e.count][:6]
     if not worst:
         st.success("No false box and no missed object at this threshold.", icon=":material/check_circle:")
@@ -178,17 +162,12 @@ def detection_panels(results: list[Evaluation]) -> None:
             )
             column.markdown(
                 f"**{errors.photo.file_name}** · {len(errors.false)} false, {len(errors.missed)} missed "
-                f"· [open](/history?sha={errors.photo.image.sha256})"
+                f"· [open](/?sha={errors.photo.image.sha256})"
             )
 
 
 def label_panels(results: list[Evaluation]) -> None:
-    st.dataframe(
-        comparison_table(results, 0.0),
-        hide_index=True,
-        width="stretch",
-        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("top-1", "top-5")},
-    )
+    show_comparison(comparison_table(results, 0.0))
     names = results[0].categories
     accuracy = pd.DataFrame(
         {r.model.title: {names[k]: v for k, v in (r.labels.per_class if r.labels else {}).items()} for r in results}
@@ -208,9 +187,7 @@ def label_panels(results: list[Evaluation]) -> None:
             picture = evaluation.service.image(photo.image.sha256, "thumbnail")
             if picture is not None:
                 column.image(picture.content, width="stretch")
-            column.markdown(
-                f"truth **{photo.label}**, said **{answers[0]}** · [open](/history?sha={photo.image.sha256})"
-            )
+            column.markdown(f"truth **{photo.label}**, said **{answers[0]}** · [open](/?sha={photo.image.sha256})")
 
 
 if results and dataset.task == "objects":

@@ -429,3 +429,14 @@ def test_a_boards_marks_become_ground_truth_and_export_as_coco(evaluation, zidan
         return [[box[:6] for box in p.boxes] for p in evaluation.datasets.photos(name)]  # computed from the box
 
     assert boxes("board-again") == boxes("board-truth")
+
+
+def test_a_worst_photo_opens_in_analyze(analyzer):
+    page = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    page.switch_page("pages/evaluate.py").run()
+    page.button[0].click().run()
+    link = next(m.value for m in page.markdown if "[open](/?sha=" in m.value)
+    sha = link.split("/?sha=")[1].rstrip(")")
+    page.query_params["sha"] = sha
+    page.switch_page("pages/analyze.py").run()
+    assert not page.exception and page.session_state["current"] == sha

@@ -48,6 +48,17 @@ def comparison_table(results: list[Evaluation], threshold: float) -> pd.DataFram
     return frame.replace(-1.0, np.nan)  # -1: nothing of that size in the dataset
 
 
+def show_comparison(frame: pd.DataFrame) -> None:
+    """The comparison table, numbers to three places: a data grid, or in presentation mode a table of text, which
+    that mode's type enlarges (a data grid is drawn on a canvas it cannot reach)."""
+    numbers = [c for c in frame.columns if frame[c].dtype.kind == "f"]
+    if presenting():
+        st.table(frame.set_index("model").style.format("{:.3f}", subset=numbers, na_rep="–"))
+    else:
+        st.dataframe(frame, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in numbers})  # fmt: skip
+
+
 def pr_figure(results: list[Evaluation], category: int, name: str) -> go.Figure:
     """Precision against recall at IoU 0.5 for one class, a line per model (COCO's 101-point envelope)."""
     figure = go.Figure()
