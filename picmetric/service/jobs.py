@@ -28,7 +28,14 @@ from sqlalchemy.engine import make_url
 from picmetric import logs
 from picmetric.core.fetching import check_url, fetch_image_bytes
 from picmetric.core.options import AnalysisOptions
-from picmetric.errors import AnalysisFailedError, MissingBlobError, PicMetricError, QueueUnavailableError, error_kind
+from picmetric.errors import (
+    AnalysisFailedError,
+    InternalError,
+    MissingBlobError,
+    PicMetricError,
+    QueueUnavailableError,
+    error_kind,
+)
 from picmetric.service.analyses import AnalysisService, StoredAnalysis
 from picmetric.service.types import JOB_STATES, Job, converted
 from picmetric.settings import Settings
@@ -46,10 +53,12 @@ TASK_NAME = "picmetric.run_job"
 class JobInput:
     """One photo to analyse: uploaded bytes, or a URL (http(s):// fetched with the URL guards, or s3://)."""
 
-    source: str  # upload | url | s3 | sample | camera
+    source: str  # upload | url | s3 | sample | camera | video
     name: str | None = None
     data: bytes | None = None
     url: str | None = None
+    kind: str = "photo"  # or video-chunk: ``spec`` says which frames of which stored clip
+    spec: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,13 @@ class JobService:
         self._held_lock = threading.Lock()
         self._keeper: threading.Thread | None = None
         self._stopping = threading.Event()
+        #: how jobs of other kinds than a photo run (``VideoService`` registers video-chunk): their outcome, as
+        #: ``finish_job``'s arguments
+        self._kinds: dict[str, Callable[[JobRecord], dict[str, Any]]] = {}
+
+    def register(self, kind: str, run: Callable[[JobRecord], dict[str, Any]]) -> None:
+        """Run jobs of ``kind`` with ``run`` (in this process: a worker registers what it can run)."""
+        self._kinds[kind] = run
 
     @property
     def queue(self) -> JobQueue:
@@ -137,7 +153,15 @@ class JobService:
         # one staged blob per job, never shared: a job that ends removes its own without asking who else needs it
         staged = {i: f"incoming/{uuid.uuid4().hex}" for i, item in enumerate(inputs) if item.data is not None}
         jobs = [
-            NewJob(source=item.source, options=options.to_dict(), name=item.name, url=item.url, input_key=staged.get(i))
+            NewJob(
+                source=item.source,
+                options=options.to_dict(),
+                name=item.name,
+                url=item.url,
+                input_key=staged.get(i),
+                kind=item.kind,
+                spec=item.spec,
+            )  # fmt: skip
             for i, item in enumerate(inputs)
         ]
         try:
@@ -153,7 +177,7 @@ class JobService:
         sent = 0
         try:
             for item, job_id in zip(inputs, job_ids, strict=True):
-                self._send(job_id, fetches_url=item.data is None)
+                self._send(job_id, fetches_url=item.data is None and item.kind == "photo")
                 sent += 1
         except PicMetricError as exc:
             for job_id in job_ids[sent:]:
@@ -213,6 +237,11 @@ class JobService:
     def _analyse(self, job: JobRecord, analysis_slot: AbstractContextManager[Any] | None) -> dict[str, Any]:
         """The job's outcome as ``finish_job``'s arguments; an outage raises RetryableJobError."""
         try:
+            if job.kind != "photo":
+                if job.kind not in self._kinds:
+                    raise InternalError(f"this process does not run {job.kind} jobs")
+                with analysis_slot or nullcontext():
+                    return self._kinds[job.kind](job)
             image = self._input_data(job)
             with analysis_slot or nullcontext():
                 stored = self.service.submit(
@@ -257,13 +286,14 @@ class JobService:
         assert job.url is not None, "a job has staged bytes or a URL"
         return self.url_bytes(job.url if job.source == "s3" else check_url(job.url, self.settings))
 
-    def url_bytes(self, url: str) -> bytes:
-        """An image's bytes from s3:// (this server's credentials) or http(s):// (with the URL guards)."""
+    def url_bytes(self, url: str, limit: int | None = None) -> bytes:
+        """An image's (or with its own ``limit``, a video's) bytes from s3:// (this server's credentials) or
+        http(s):// (with the URL guards)."""
         if url.startswith("s3://"):
             from picmetric.storage.s3 import S3Objects
 
-            return S3Objects(self.settings).get(url, self.settings.max_upload_bytes)
-        return fetch_image_bytes(url, settings=self.settings)
+            return S3Objects(self.settings).get(url, limit or self.settings.max_upload_bytes)
+        return fetch_image_bytes(url, settings=self.settings, limit=limit)
 
     # -- leases --------------------------------------------------------------------------------------------------
 

@@ -19,7 +19,14 @@ from picmetric.errors import DatabaseError, ImageDeletedError, StorageError
 from picmetric.settings import Settings
 from picmetric.storage.blobs import BlobStore, blob_store_from_settings
 from picmetric.storage.db import make_engine, upgrade, within
-from picmetric.storage.schema import ImageRow, JobRow, RenderRow
+from picmetric.storage.schema import (
+    ImageRow,
+    JobRow,
+    RenderRow,
+    VideoAnalysisRow,
+    VideoChunkRow,
+    VideoRow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +82,10 @@ class StoreBase:
     def _referenced_keys(self, session: Session, among: list[str] | None = None) -> set[str]:
         """Blob keys that rows point to (all of them, or only those of ``among``)."""
         found: set[str] = set()
-        for column in (ImageRow.blob_key, RenderRow.blob_key, JobRow.input_key):
+        for column in (
+            ImageRow.blob_key, RenderRow.blob_key, JobRow.input_key, VideoRow.blob_key, VideoAnalysisRow.result_key,
+            VideoAnalysisRow.clip_key, VideoChunkRow.result_key,
+        ):  # fmt: skip
             query = select(column) if among is None else select(column).where(column.in_(among))
             found |= {key for key in session.scalars(query) if key is not None}
         return found

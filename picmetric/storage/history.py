@@ -21,6 +21,9 @@ from picmetric.storage.schema import (
     LogRow,
     ObjectRow,
     RenderRow,
+    VideoAnalysisRow,
+    VideoChunkRow,
+    VideoRow,
 )
 
 logger = logging.getLogger(__name__)
@@ -155,6 +158,9 @@ class HistoryStore(StoreBase):
                 EmbeddingRow,
                 DatasetPhotoRow,
                 DatasetRow,
+                VideoChunkRow,
+                VideoAnalysisRow,
+                VideoRow,
                 ImageRow,
                 JobRow,
                 BatchRow,

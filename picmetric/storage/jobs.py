@@ -45,6 +45,8 @@ class JobStore(StoreBase):
                     url=job.url,
                     input_key=job.input_key,
                     options=job.options,
+                    kind=job.kind,
+                    spec=job.spec,
                     attempts=0,
                     created_at=now,
                     heartbeat_at=now,
@@ -203,5 +205,6 @@ def _job_record(row: JobRow) -> JobRecord:
         error_status=row.error_status, error_kind=row.error_kind, cached=row.cached, attempts=row.attempts,
         worker=row.worker,
         created_at=_utc(row.created_at), started_at=_utc(row.started_at) if row.started_at else None,
-        finished_at=_utc(row.finished_at) if row.finished_at else None,
+        finished_at=_utc(row.finished_at) if row.finished_at else None, kind=row.kind or "photo",
+        spec=dict(row.spec) if row.spec else None,
     )  # fmt: skip

@@ -61,17 +61,22 @@ class JobRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    kind: str = "photo"  # photo | video-chunk
+    spec: dict | None = None  # a video chunk's: which analysis, which frames
 
 
 @dataclass(frozen=True)
 class NewJob:
-    """A job to record: an upload staged under ``input_key``, or a URL (http(s) or s3://) a worker fetches."""
+    """A job to record: an upload staged under ``input_key``, or a URL (http(s) or s3://) a worker fetches; or a
+    chunk of a stored video (``kind`` video-chunk, ``spec``)."""
 
     source: str
     options: dict
     name: str | None = None
     url: str | None = None
     input_key: str | None = None
+    kind: str = "photo"
+    spec: dict | None = None
 
 
 @dataclass(frozen=True)

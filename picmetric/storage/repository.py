@@ -37,14 +37,18 @@ from picmetric.storage.records import (
 )
 from picmetric.storage.signatures import Neighbour, Signature, SignatureStore
 from picmetric.storage.status import StatusStore
+from picmetric.storage.videos import VideoAnalysisRecord, VideoChunkRecord, VideoRecord, VideoStore
 
 __all__ = [
     "JOB_STATES", "SWEEP_GRACE_S", "AnalysisRecord", "BoardPhotoRecord", "BoardRecord", "ClaimState",
-    "DatasetNameTakenError", "DatasetPhotoRecord", "DatasetRecord", "NewDatasetPhoto",
+    "DatasetNameTakenError", "DatasetPhotoRecord", "DatasetRecord", "NewDatasetPhoto", "VideoAnalysisRecord",
+    "VideoChunkRecord", "VideoRecord",
     "HistoryFilter", "HistoryItem", "HistoryPage",
     "JobRecord", "JobState", "Neighbour", "NewJob", "Repository", "Signature", "StoreBase",
 ]  # fmt: skip
 
 
-class Repository(AnalysisStore, BoardStore, DatasetStore, HistoryStore, JobStore, SignatureStore, StatusStore):
+class Repository(
+    AnalysisStore, BoardStore, DatasetStore, HistoryStore, JobStore, SignatureStore, StatusStore, VideoStore
+):
     """Everything storage does, one object per database + blob store; each concern lives in its own module."""

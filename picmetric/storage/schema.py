@@ -178,6 +178,9 @@ class JobRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     #: when a runner (or the in-process queue holding it) last vouched for it: a lapsed lease sends it again
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+    #: photo (an analysis), or video-chunk (frames of a stored clip, ``spec`` says which): rows before 0012, photo
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="photo", server_default="photo")
+    spec: Mapped[dict | None] = mapped_column(JSON)
 
 
 class LogRow(Base):
@@ -274,3 +277,63 @@ class DatasetPhotoRow(Base):
     label: Mapped[str | None] = mapped_column(String(64))
     #: [[category index, x1, y1, x2, y2, crowd 0/1, COCO area or null], ...] in the photo's pixels
     boxes: Mapped[list] = mapped_column(JSON, nullable=False)
+
+
+class VideoRow(Base):
+    """A stored clip (content-addressed like a photo: one row per sha256), with its header's facts."""
+
+    __tablename__ = "videos"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    container: Mapped[str] = mapped_column(String(32), nullable=False)
+    codec: Mapped[str] = mapped_column(String(32), nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    fps: Mapped[float] = mapped_column(Float, nullable=False)
+    frames: Mapped[int] = mapped_column(Integer, nullable=False)
+    duration_s: Mapped[float] = mapped_column(Float, nullable=False)
+    rotation: Mapped[int] = mapped_column(Integer, nullable=False)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    original_name: Mapped[str | None] = mapped_column(Text)
+    blob_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False, index=True)
+
+
+class VideoAnalysisRow(Base):
+    """A clip analysed with some options: its chunks are jobs; the last one to finish stitches them and keeps the
+    result (JSON) and the annotated clip as blobs."""
+
+    __tablename__ = "video_analyses"
+    __table_args__ = (UniqueConstraint("video_id", "options_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    video_id: Mapped[int] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), nullable=False, index=True)
+    options_key: Mapped[str] = mapped_column(String(64), nullable=False)
+    options: Mapped[dict] = mapped_column(JSON, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # running | merging | done | failed
+    chunks: Mapped[int] = mapped_column(Integer, nullable=False)
+    batch_id: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    result_key: Mapped[str | None] = mapped_column(String(255))
+    clip_key: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class VideoChunkRow(Base):
+    """One chunk's progress and, once analysed, its tracked boxes (a blob)."""
+
+    __tablename__ = "video_chunks"
+    __table_args__ = (UniqueConstraint("analysis_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(
+        ForeignKey("video_analyses.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    index: Mapped[int] = mapped_column(Integer, nullable=False)
+    frames_done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    frames_total: Mapped[int] = mapped_column(Integer, nullable=False)
+    result_key: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, nullable=False)

@@ -11,7 +11,15 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
 from picmetric import __version__, logs
-from picmetric.interfaces.api import routes_datasets, routes_deepstack, routes_jobs, routes_ops, routes_seed, routes_v1
+from picmetric.interfaces.api import (
+    routes_datasets,
+    routes_deepstack,
+    routes_jobs,
+    routes_ops,
+    routes_seed,
+    routes_v1,
+    routes_videos,
+)
 from picmetric.interfaces.api.bodies import merged_openapi
 from picmetric.interfaces.api.common import ApiState
 from picmetric.interfaces.api.errors import install_error_handlers
@@ -86,7 +94,7 @@ def create_app(settings: Settings, service: AnalysisService | None = None) -> Fa
         return response
 
     install_error_handlers(app)
-    for module in (routes_seed, routes_v1, routes_jobs, routes_datasets, routes_deepstack, routes_ops):
+    for module in (routes_seed, routes_v1, routes_jobs, routes_datasets, routes_videos, routes_deepstack, routes_ops):
         app.include_router(module.router)
     app.openapi = lambda: merged_openapi(  # type: ignore[method-assign]
         app, lambda method, path: _REQUIREMENTS[access_of(method, path)], _SECURITY_SCHEMES

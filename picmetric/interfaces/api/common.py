@@ -18,6 +18,7 @@ from picmetric.service.analyses import AnalysisService, StoredAnalysis
 from picmetric.service.datasets import DatasetService
 from picmetric.service.evaluation import EvaluationService
 from picmetric.service.jobs import JobInput, JobService
+from picmetric.service.videos import VideoService
 from picmetric.settings import Settings
 
 
@@ -30,9 +31,11 @@ class ApiState:
     #: URL downloads in flight: slow servers hold these, never the threads that analyses need
     url_slots: anyio.Semaphore
     job_waiter: JobWaiter = field(init=False)
+    videos: VideoService = field(init=False)
 
     def __post_init__(self) -> None:
         self.job_waiter = JobWaiter(self.jobs)
+        self.videos = VideoService(self.jobs)  # this process runs video chunk jobs too (no broker: it runs them all)
 
     async def analyse(self, job: JobInput, options: AnalysisOptions, *, wait: bool = True) -> StoredAnalysis | str:
         """One photo's analysis: right here with no broker (the embedded default), else as a job on a worker,
@@ -95,7 +98,7 @@ class JobWaiter:
             await anyio.sleep(0.05)
 
 
-async def fetch_url(app: ApiState, url: str) -> bytes:
+async def fetch_url(app: ApiState, url: str, limit: int | None = None) -> bytes:
     """Fetch an image URL (http(s), or s3:// on the allow-list) in one of the process's URL slots
     (``url_max_concurrent``); waiting for a slot is bounded by the same deadline as the download itself."""
     try:
@@ -105,8 +108,10 @@ async def fetch_url(app: ApiState, url: str) -> bytes:
         raise FetchError("too many image URLs are being fetched right now; try again shortly") from None
     try:
         if url.startswith("s3://"):
-            return await run_in_threadpool(app.jobs.url_bytes, url)
-        return await fetch_image_bytes_async(url, settings=app.settings)  # no thread held while a server dawdles
+            return await run_in_threadpool(app.jobs.url_bytes, url, limit)
+        return await fetch_image_bytes_async(
+            url, settings=app.settings, limit=limit
+        )  # no thread held while a server dawdles
     finally:
         app.url_slots.release()
 
@@ -134,6 +139,10 @@ def _settings(request: Request) -> Settings:
     return api_state(request).settings
 
 
+def _videos(request: Request) -> VideoService:
+    return api_state(request).videos
+
+
 def _datasets(request: Request) -> DatasetService:
     return DatasetService(api_state(request).service)
 
@@ -150,6 +159,7 @@ Service = Annotated[AnalysisService, Depends(_service)]
 Jobs = Annotated[JobService, Depends(_jobs)]
 ApiSettings = Annotated[Settings, Depends(_settings)]
 Datasets = Annotated[DatasetService, Depends(_datasets)]
+Videos = Annotated[VideoService, Depends(_videos)]
 Evaluations = Annotated[EvaluationService, Depends(_evaluations)]
 
 

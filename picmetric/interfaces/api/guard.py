@@ -73,6 +73,7 @@ class RequestGuard:
         self.app, self.settings = app, settings
         self.single_limit = settings.max_upload_bytes + MULTIPART_OVERHEAD
         self.batch_limit = settings.max_batch_bytes + MULTIPART_OVERHEAD
+        self.video_limit = settings.max_video_bytes + MULTIPART_OVERHEAD
         self.admin_tries = Lockout()  # wrong admin tokens per client address
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,7 +86,11 @@ class RequestGuard:
         denied = self._denied(scope, headers)
         if denied is not None:
             return await self._refuse(scope, send, *denied)
-        limit = self.batch_limit if path in ("/api/v1/batches", "/api/v1/datasets") else self.single_limit
+        limit = self.single_limit
+        if path in ("/api/v1/batches", "/api/v1/datasets"):
+            limit = self.batch_limit
+        elif path == "/api/v1/videos":
+            limit = self.video_limit
         declared = headers.get(b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             return await self._refuse(scope, send, 413, too_large(limit))

@@ -13,11 +13,11 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from picmetric import __version__
 from picmetric.errors import PicMetricError
-from picmetric.interfaces.cli import analyze, evaluate, models, servers, stored
+from picmetric.interfaces.cli import analyze, evaluate, models, servers, stored, video
 from picmetric.interfaces.cli.common import UsageError
 from picmetric.settings import get_settings
 
-COMMAND_GROUPS = (analyze, models, stored, evaluate, servers)
+COMMAND_GROUPS = (analyze, models, stored, evaluate, video, servers)
 
 
 def build_parser() -> argparse.ArgumentParser:

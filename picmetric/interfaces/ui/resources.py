@@ -18,6 +18,7 @@ from picmetric.core.annotate import encode_image
 from picmetric.core.decoding import LoadedImage, load_image
 from picmetric.service.analyses import AnalysisService
 from picmetric.service.jobs import JobService
+from picmetric.service.videos import VideoService
 from picmetric.settings import Settings, settings_from_mapping
 
 
@@ -41,8 +42,14 @@ def get_analyzer() -> Analyzer:
 @st.cache_resource(show_spinner="Opening storage…")
 def _jobs(fingerprint: str, _settings: Settings) -> JobService:
     jobs = JobService(AnalysisService(_settings, analyzer=get_analyzer()))
+    VideoService(jobs)  # video chunks run here too when no broker is configured
     jobs.keep_leases()  # a batch left by a dashboard that stopped is picked up again
     return jobs
+
+
+def get_videos() -> VideoService:
+    """Videos, on the same jobs and storage as the photos."""
+    return VideoService(get_jobs())
 
 
 def get_service() -> AnalysisService:
