@@ -185,7 +185,18 @@ def test_a_bookmarked_page_is_the_first_request_after_a_start(browser, tmp_path,
         navigation = page.get_by_test_id("stSidebarNav")
         expect(navigation).to_be_visible()
         links = [text.strip().splitlines()[-1] for text in navigation.get_by_role("link").all_inner_texts()]
-        pages = ["Analyze", "History", "How it works", "Live camera", "Lesson", "Class board", "Join a board", "System"]
+        pages = [
+            "Analyze",
+            "History",
+            "Video",
+            "Evaluate",
+            "How it works",
+            "Live camera",
+            "Lesson",
+            "Class board",
+            "Join a board",
+            "System",
+        ]
         assert links == pages, links
         expect(page.get_by_text("Page not found")).to_have_count(0)
         _shot(page, f"0-cold-start-{path}")

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from picmetric.core.catalog import DETECTOR, DETECTOR_SIZES, PRECISIONS
 from picmetric.core.options import AnalysisOptions
-from picmetric.core.tracking import TRACKERS, CountingLine, ObjectTracker, Row, draw_frame, stitch
+from picmetric.core.tracking import TRACKERS, CountingLine, Crossing, ObjectTracker, Row, draw_frame, stitch
 from picmetric.core.video import ClipWriter, VideoFacts, chunk_bounds, decode_frames, probe_video
 from picmetric.errors import NotFoundError, PicMetricError
 from picmetric.service.jobs import JobInput, JobService
@@ -203,7 +203,7 @@ class VideoService:
             done = total
         return VideoProgress(analysis_id, record.state, done, total, round(rate, 1), left, record.error)
 
-    def wait(self, analysis_id: int, on_progress: Progress | None = None, poll_s: float = 0.25,
+    def wait(self, analysis_id: int, on_progress: Progress | None = None, poll_s: float = 0.5,
              timeout_s: float = 3600.0) -> dict[str, Any]:  # fmt: skip
         """The result once the analysis ends (its error raised when it failed)."""
         deadline = time.monotonic() + timeout_s
@@ -226,11 +226,27 @@ class VideoService:
         return json.loads(self._repository.blobs.get(record.result_key))
 
     def clip(self, analysis_id: int) -> bytes:
-        """The annotated clip (H.264 MP4)."""
+        """The annotated clip (H.264 MP4): drawn the first time it is asked for, then kept (as a photo's boxes
+        are), so the workers' time goes to finding and following the objects."""
         record = self._analysis(analysis_id)
-        if record.state != "done" or record.clip_key is None:
-            raise NotFoundError(f"video analysis {analysis_id} has no annotated clip yet")
-        return self._repository.blobs.get(record.clip_key)
+        if record.clip_key is not None:
+            return self._repository.blobs.get(record.clip_key)
+        result = self.result(analysis_id)
+        options = VideoOptions(**record.options)
+        data, facts = self._clip_data(record.sha256)
+        names = self.service.detector(options.detector).classes
+        index = {name: i for i, name in enumerate(names)}
+        per_frame: dict[int, list[Row]] = {}
+        for track in result["tracks"]:
+            for frame, *box, confidence in track["boxes"]:
+                per_frame.setdefault(frame, []).append([track["id"], index.get(track["class"], 0), *box, confidence])
+        crossings = [Crossing(c["track"], index.get(c["class"], 0), c["frame"], c["direction"])
+                     for c in result["crossings"]]  # fmt: skip
+        clip = self._draw(data, facts, per_frame, crossings, options.counting_line, names, options.every)
+        key = f"video-renders/{hashlib.sha256(clip).hexdigest()}.mp4"
+        self._repository.blobs.put(key, clip, "video/mp4")
+        self._repository.set_video_clip(analysis_id, key)
+        return clip
 
     def videos(self, limit: int = 50) -> list[tuple[dict[str, Any], VideoProgress | None]]:
         """The newest clips (their facts) with their newest analysis: the History page's video list."""
@@ -269,7 +285,7 @@ class VideoService:
             analysis_id
         ):
             try:
-                self._merge(record, options, data, facts)
+                self._merge(record, options, facts)
             except Exception as exc:
                 logger.exception("video analysis %s: stitching failed", analysis_id)
                 self._repository.fail_video_analysis(analysis_id, f"stitching the chunks failed ({exc})")
@@ -302,13 +318,13 @@ class VideoService:
             rows[str(number)] = [r for r in tracked if r[6] >= options.min_confidence]
             if faces is not None:
                 face_counts[str(number)] = len(faces.predict(frame).filter(analysis.face_score))
-            if time.monotonic() - last_report > 0.5:
+            if time.monotonic() - last_report > 1.0:
                 self._repository.chunk_progress(analysis_id, index, number - start + 1, total)
                 last_report = time.monotonic()
         return rows, face_counts
 
-    def _merge(self, record: VideoAnalysisRecord, options: VideoOptions, data: bytes, facts: VideoFacts) -> None:
-        """Stitch the chunks, count the crossings, draw the clip; keep both."""
+    def _merge(self, record: VideoAnalysisRecord, options: VideoOptions, facts: VideoFacts) -> None:
+        """Stitch the chunks, count the crossings, keep the result (the clip is drawn when first asked for)."""
         chunks = []
         faces: dict[str, int] = {}
         for chunk in self._repository.video_chunks(record.id):
@@ -321,15 +337,13 @@ class VideoService:
         names = self.service.detector(options.detector).classes
         line = options.counting_line
         crossings = line.crossings(tracks) if line is not None else []
-        per_frame: dict[int, list[Row]] = {}
+        in_view: dict[int, list[int]] = {}
         for track in tracks:
-            for frame, box, confidence, class_id in zip(
-                track.frames, track.boxes, track.confidences, track.class_ids, strict=True
-            ):
-                per_frame.setdefault(frame, []).append([track.id, class_id, *box, confidence])
+            for frame in track.frames:
+                in_view.setdefault(frame, []).append(track.id)
         class_of = {t.id: names[t.class_id] for t in tracks}
         counts = [
-            {"frame": f, "objects": dict(Counter(class_of[int(row[0])] for row in per_frame.get(f, [])))}
+            {"frame": f, "objects": dict(Counter(class_of[t] for t in in_view.get(f, [])))}
             for f in range(0, facts.frames, options.every)
         ]
         result = {
@@ -348,13 +362,10 @@ class VideoService:
             "counts": counts,
             "faces": [{"frame": int(f), "faces": n} for f, n in sorted(faces.items(), key=lambda i: int(i[0]))],
         }  # fmt: skip
-        clip = self._draw(data, facts, per_frame, crossings, line, names, options.every)
         payload = json.dumps(result).encode()
         result_key = f"video-results/{hashlib.sha256(payload).hexdigest()}.json"
-        clip_key = f"video-renders/{hashlib.sha256(clip).hexdigest()}.mp4"
         self._repository.blobs.put(result_key, payload, "application/json")
-        self._repository.blobs.put(clip_key, clip, "video/mp4")
-        self._repository.finish_video_analysis(record.id, result_key, clip_key)
+        self._repository.finish_video_analysis(record.id, result_key)
         logger.info("video %s: %d tracks, %d crossings", record.sha256[:12], len(tracks), len(crossings))
 
     def _draw(self, data: bytes, facts: VideoFacts, per_frame: dict[int, list[Row]], crossings: list,

@@ -184,12 +184,18 @@ class VideoStore(StoreBase):
                 ).rowcount  # type: ignore[attr-defined]  # an UPDATE's result has one
             )
 
-    def finish_video_analysis(self, analysis_id: int, result_key: str, clip_key: str) -> None:
+    def finish_video_analysis(self, analysis_id: int, result_key: str) -> None:
         with self._session("keep the video's result") as session:
             session.execute(
                 update(VideoAnalysisRow)
                 .where(VideoAnalysisRow.id == analysis_id)
-                .values(state="done", result_key=result_key, clip_key=clip_key, finished_at=datetime.now(UTC))
+                .values(state="done", result_key=result_key, finished_at=datetime.now(UTC))
+            )
+
+    def set_video_clip(self, analysis_id: int, clip_key: str) -> None:
+        with self._session("keep the annotated clip") as session:
+            session.execute(
+                update(VideoAnalysisRow).where(VideoAnalysisRow.id == analysis_id).values(clip_key=clip_key)
             )
 
     def fail_video_analysis(self, analysis_id: int, error: str) -> None:
