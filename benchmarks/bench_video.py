@@ -10,8 +10,8 @@
    lasting 3 s or more, and the median track length.
 3. One worker against two (Celery on a private Redis, SQLite and a folder shared on this machine) on vtest.avi
    three times over (2,385 frames, ten chunks): each worker a host of one core (``taskset`` pins it to its own
-   CPU; unpinned, one worker's two job threads already fill both cores of this machine, and a second one adds
-   nothing).
+   CPU; one job at a time, ``--concurrency=1``). Unpinned, one worker's two job threads already fill both cores
+   of this machine, and a second worker adds nothing.
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ def with_workers(data: bytes, count: int) -> float:
     coordinator = VideoService(JobService(AnalysisService(settings)))  # migrates the database first
     workers = [
         subprocess.Popen(
-            ["taskset", "-c", str(i), sys.executable, "-m", "picmetric", "worker", "--log-level=warning"],
+            ["taskset", "-c", str(i), sys.executable, "-m", "picmetric", "worker", "--concurrency=1",
+             "--log-level=warning"],
             env={**os.environ, **env}, stdout=open(folder / f"worker-{i}.log", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT, start_new_session=True,
         )
