@@ -57,7 +57,8 @@ def coco_inputs(truth: BoxTable, preds: BoxTable, photos: int, classes: int) -> 
         "categories": [{"id": c + 1, "name": str(c)} for c in range(classes)],
         "annotations": [
             {"id": j + 1, "image_id": int(truth.image[j]) + 1, "category_id": int(truth.class_id[j]) + 1,
-             "bbox": xywh(truth.xyxy[j]), "area": float(truth.box_area[j]), "iscrowd": 0}
+             "bbox": xywh(truth.xyxy[j]), "area": float(truth.box_area[j]),
+             "iscrowd": int(truth.crowd[j]) if truth.crowd is not None else 0}
             for j in range(len(truth))
         ],
     }  # fmt: skip

@@ -158,4 +158,5 @@ def service(request, tmp_path, analyzer) -> AnalysisService:
     service._repository.reset()
     analyzer.calls = 0
     yield service
+    service._repository.reset()  # the session's database is shared: the next test (of any file) starts empty
     service._repository.engine.dispose()

@@ -18,6 +18,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from streamlit.testing.v1 import AppTest
 
+from benchmarks.bench_scoring import coco_inputs
 from picmetric import PicMetricError
 from picmetric.core.datasets import MAX_ANNOTATIONS, DatasetError, read_dataset
 from picmetric.core.samples import SAMPLE_LABELS, SAMPLE_OBJECTS, sample_dataset, sample_photo_path
@@ -93,24 +94,7 @@ def _theirs(stats: np.ndarray) -> list[float]:
 def test_detection_metrics_equal_pycocotools(seed):
     truth, preds = _random_boxes(seed)
     ours = coco_metrics(match(truth, preds, 120, 6))
-
-    def xywh(b):
-        return [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
-
-    ground_truth = {
-        "images": [{"id": i + 1} for i in range(120)],
-        "categories": [{"id": c + 1, "name": str(c)} for c in range(6)],
-        "annotations": [
-            {"id": j + 1, "image_id": int(truth.image[j]) + 1, "category_id": int(truth.class_id[j]) + 1,
-             "bbox": xywh(truth.xyxy[j]), "area": float(truth.box_area[j]), "iscrowd": int(truth.crowd[j])}
-            for j in range(len(truth))
-        ],
-    }  # fmt: skip
-    results = [
-        {"image_id": int(preds.image[j]) + 1, "category_id": int(preds.class_id[j]) + 1, "bbox": xywh(preds.xyxy[j]),
-         "score": float(preds.score[j])}
-        for j in range(len(preds))
-    ]  # fmt: skip
+    ground_truth, results = coco_inputs(truth, preds, 120, 6)
     np.testing.assert_allclose(_ours(ours), _theirs(_cocoeval(ground_truth, results)), atol=1e-3)
 
 

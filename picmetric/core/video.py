@@ -215,20 +215,25 @@ def _upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
 
 
 class ClipWriter:
-    """An H.264 MP4 (yuv420p, even sides, the source's frame rate): what every browser plays."""
+    """An H.264 MP4 (yuv420p, the source's frame rate): what every browser plays. yuv420p needs even sides: an odd
+    one gets a black line."""
 
     def __init__(self, path: Path | io.BytesIO, width: int, height: int, fps: float) -> None:
         self._container = av.open(path, mode="w", format="mp4")
         rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(25)
         self._stream = self._container.add_stream("libx264", rate=rate)
-        self._stream.width, self._stream.height = width - width % 2, height - height % 2
+        self._stream.width, self._stream.height = max(2, width + width % 2), max(2, height + height % 2)
         self._stream.pix_fmt = "yuv420p"
         self._stream.options = {"preset": "veryfast", "crf": "23", "movflags": "+faststart"}
 
     def write(self, rgb: np.ndarray) -> None:
-        frame = av.VideoFrame.from_ndarray(rgb[: self._stream.height, : self._stream.width], format="rgb24")
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        padding = ((0, self._stream.height - rgb.shape[0]), (0, self._stream.width - rgb.shape[1]), (0, 0))
+        frame = av.VideoFrame.from_ndarray(np.pad(rgb, padding) if any(p[1] for p in padding) else rgb, "rgb24")
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except av.FFmpegError as exc:
+            raise InvalidVideoError(f"the annotated clip could not be written ({_reason(exc)})") from None
 
     def close(self) -> None:
         for packet in self._stream.encode():

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from picmetric.core.catalog import DETECTOR, DETECTOR_SIZES, PRECISIONS
 from picmetric.core.options import AnalysisOptions
@@ -57,25 +57,12 @@ class VideoOptions(BaseModel):
             CountingLine.parse(",".join(str(v) for v in value))
         return value
 
-    @field_validator("detector_size")
+    @field_validator("detector_size", "precision", "tracker")
     @classmethod
-    def _size(cls, value: int) -> int:
-        if value not in DETECTOR_SIZES:
-            raise ValueError(f"detector_size must be one of {', '.join(map(str, DETECTOR_SIZES))}")
-        return value
-
-    @field_validator("precision")
-    @classmethod
-    def _precision(cls, value: str) -> str:
-        if value not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
-        return value
-
-    @field_validator("tracker")
-    @classmethod
-    def _tracker(cls, value: str) -> str:
-        if value not in TRACKERS:
-            raise ValueError(f"tracker must be one of {', '.join(TRACKERS)}")
+    def _one_of(cls, value: object, info: ValidationInfo) -> object:
+        choices = {"detector_size": DETECTOR_SIZES, "precision": PRECISIONS, "tracker": TRACKERS}[str(info.field_name)]
+        if value not in choices:
+            raise ValueError(f"{info.field_name} must be one of {', '.join(map(str, choices))}")
         return value
 
     @property

@@ -31,23 +31,7 @@ class AnalysisStore(StoreBase):
     def ensure_image(self, image: ImageFacts, key: str, content_type: str) -> int:
         """The image's row (inserted, or the one already there); its original blob must be stored first."""
         with self._session("store the image") as session:
-            session.execute(
-                self._insert(ImageRow)
-                .values(
-                    sha256=image.sha256,
-                    md5=image.md5,
-                    size_bytes=image.size_bytes,
-                    format=image.format,
-                    width=image.width,
-                    height=image.height,
-                    source=image.source,
-                    original_name=image.name,
-                    blob_key=key,
-                    content_type=content_type,
-                    created_at=datetime.now(UTC),
-                )  # fmt: skip
-                .on_conflict_do_nothing(index_elements=["sha256"])
-            )
+            session.execute(self._image_insert(image, key, content_type))
             image_id = session.scalar(select(ImageRow.id).where(ImageRow.sha256 == image.sha256))
             assert image_id is not None, "the row exists: inserted or already there"
             return image_id

@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from picmetric.core.results import ImageFacts
 from picmetric.errors import DatabaseError, ImageDeletedError, StorageError
 from picmetric.settings import Settings
 from picmetric.storage.blobs import BlobStore, blob_store_from_settings
@@ -78,6 +79,26 @@ class StoreBase:
 
     def _insert(self, table):
         return (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
+
+    def _image_insert(self, image: ImageFacts, key: str, content_type: str):
+        """An image's row, unless one of its sha256 is there already (its original blob is stored first)."""
+        return (
+            self._insert(ImageRow)
+            .values(
+                sha256=image.sha256,
+                md5=image.md5,
+                size_bytes=image.size_bytes,
+                format=image.format,
+                width=image.width,
+                height=image.height,
+                source=image.source,
+                original_name=image.name,
+                blob_key=key,
+                content_type=content_type,
+                created_at=datetime.now(UTC),
+            )  # fmt: skip
+            .on_conflict_do_nothing(index_elements=["sha256"])
+        )
 
     def _referenced_keys(self, session: Session, among: list[str] | None = None) -> set[str]:
         """Blob keys that rows point to (all of them, or only those of ``among``)."""

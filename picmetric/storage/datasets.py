@@ -4,7 +4,7 @@ blobs, one ``images`` row each); a dataset's rows place them in it with their tr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.exc import IntegrityError
@@ -80,24 +80,7 @@ class DatasetStore(StoreBase):
                 session.add(row)
                 session.flush()
                 for photo in photos:
-                    image = photo.image
-                    session.execute(
-                        self._insert(ImageRow)
-                        .values(
-                            sha256=image.sha256,
-                            md5=image.md5,
-                            size_bytes=image.size_bytes,
-                            format=image.format,
-                            width=image.width,
-                            height=image.height,
-                            source=image.source,
-                            original_name=image.name,
-                            blob_key=photo.blob_key,
-                            content_type=photo.content_type,
-                            created_at=datetime.now(UTC),
-                        )  # fmt: skip
-                        .on_conflict_do_nothing(index_elements=["sha256"])
-                    )
+                    session.execute(self._image_insert(photo.image, photo.blob_key, photo.content_type))
                 ids: dict[str, int] = dict(
                     session.execute(  # type: ignore[arg-type]
                         select(ImageRow.sha256, ImageRow.id).where(

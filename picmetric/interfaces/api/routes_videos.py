@@ -4,9 +4,9 @@ and the annotated clip, served with HTTP range requests so a browser can seek.""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Request, Response, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -20,6 +20,7 @@ from picmetric.service.videos import VideoOptions, VideoProgress, csv_rows
 
 router = APIRouter(prefix="/api/v1", tags=["videos"], responses=error_responses(Problem))
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+AnalysisId = Annotated[int, Path(ge=1, le=2**31 - 1, description="a video analysis' id")]
 
 
 class VideoAccepted(BaseModel):
@@ -111,7 +112,7 @@ async def add_video_url(videos: Videos, request: Request, body: VideoUrlRequest)
 
 
 @router.get("/videos/{analysis_id}", summary="How a video analysis stands", response_model=VideoAccepted)
-async def video_status(videos: Videos, request: Request, analysis_id: int) -> VideoAccepted:
+async def video_status(videos: Videos, request: Request, analysis_id: AnalysisId) -> VideoAccepted:
     return _accepted(request, await run_in_threadpool(videos.progress, analysis_id))
 
 
@@ -119,7 +120,7 @@ async def video_status(videos: Videos, request: Request, analysis_id: int) -> Vi
     "/videos/{analysis_id}/result",
     summary="frames, fps, tracks (id, class, first and last frame, boxes), crossings, totals, counts per frame",
 )
-async def video_result(videos: Videos, analysis_id: int, format: str = "json") -> Any:
+async def video_result(videos: Videos, analysis_id: AnalysisId, format: Literal["json", "csv"] = "json") -> Any:
     result = await run_in_threadpool(videos.result, analysis_id)
     if format == "csv":
         return Response(csv_rows(result), media_type="text/csv")
@@ -132,7 +133,7 @@ async def video_result(videos: Videos, analysis_id: int, format: str = "json") -
     response_class=Response,
     responses={200: {"content": {"video/mp4": {}}}, 206: {"content": {"video/mp4": {}}}},
 )
-async def video_clip(videos: Videos, request: Request, analysis_id: int) -> Response:
+async def video_clip(videos: Videos, request: Request, analysis_id: AnalysisId) -> Response:
     clip = await run_in_threadpool(videos.clip, analysis_id)
     size = len(clip)
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600"}
