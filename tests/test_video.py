@@ -7,8 +7,10 @@ import csv
 import io
 import json
 import struct
+import threading
 import time
 from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
@@ -332,3 +334,43 @@ def test_a_worker_survives_a_bad_clip_and_nothing_is_half_stored(tmp_path, analy
     done = videos.wait(videos.analyse(_clip("mp4", 12), VideoOptions()).id)  # the same service goes on
     assert done["frames"] == 12
     videos.jobs.close()
+
+
+def test_a_clip_by_url_passes_the_photos_guards(tmp_path, analyzer):
+    """The URL guards of photos: a private address is refused before anything is read; allowed, a clip larger than
+    a photo may be (the video byte limit applies) and is analysed."""
+    clip = _clip("mp4", 30, size=(320, 240))
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(clip)))
+            self.end_headers()
+            self.wfile.write(clip)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
+    try:
+        with TestClient(create_app(Settings(data_dir=tmp_path / "closed"))) as client:
+            refused = client.post("/api/v1/videos/url", json={"url": url})
+            assert refused.status_code == 400 and "not a public internet address" in refused.json()["detail"], (
+                refused.text
+            )
+        allowed = Settings(data_dir=tmp_path / "open", url_allow_networks=["127.0.0.1/32"], max_upload_bytes=1000)
+        with TestClient(create_app(allowed)) as client:
+            accepted = client.post("/api/v1/videos/url", json={"url": url, "options": {"every": 3}})
+            assert accepted.status_code == 202, accepted.text
+            status = accepted.json()
+            deadline = time.monotonic() + 120
+            while status["state"] not in ("done", "failed"):
+                assert time.monotonic() < deadline
+                time.sleep(0.3)
+                status = client.get(status["status_url"]).json()
+            assert status["state"] == "done" and client.get(status["result_url"]).json()["frames"] == 30
+    finally:
+        server.shutdown()

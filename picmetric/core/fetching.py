@@ -9,6 +9,7 @@ import ipaddress
 import re
 import socket
 import zlib
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import anyio
@@ -20,6 +21,7 @@ from picmetric.errors import FetchError, URLRefusedError, URLTooLongError
 from picmetric.settings import Settings
 
 _ACCEPTED_CONTENT_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
+_VIDEO_CONTENT_TYPES = ("video/", "application/octet-stream", "binary/octet-stream", "application/mp4")
 #: longer than any image address needs; the URL is stored as the image's name and a job's input
 MAX_URL_LENGTH = 4096
 
@@ -175,12 +177,22 @@ def _resolve(host: str, port: int, settings: Settings) -> str:
     return addresses[0]
 
 
-async def _read_body(response: httpx.Response, url: str, limit: int) -> bytes:
+@dataclass(frozen=True)
+class _Wanted:
+    """What a download is for: named in messages, its byte limit, the content types a server may call it."""
+
+    noun: str
+    limit: int
+    content_types: tuple[str, ...]
+
+
+async def _read_body(response: httpx.Response, url: str, wanted: _Wanted) -> bytes:
+    limit = wanted.limit
     if response.status_code >= 400:
         raise FetchError(f"the server answered HTTP {response.status_code} for {url}")
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type and not content_type.startswith(_ACCEPTED_CONTENT_TYPES):
-        raise FetchError(f"the URL returned {content_type}, not an image")
+    if content_type and not content_type.startswith(wanted.content_types):
+        raise FetchError(f"the URL returned {content_type}, not {wanted.noun}")
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise FetchError(f"the image is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB")
@@ -212,24 +224,29 @@ def _inflate(data: bytes, encodings: list[str], limit: int) -> bytes:
     return data
 
 
-def fetch_image_bytes(url: str, *, settings: Settings, limit: int | None = None) -> bytes:
+def fetch_image_bytes(url: str, *, settings: Settings, video: bool = False) -> bytes:
     """``fetch_image_bytes_async`` for callers without an event loop (workers, the CLI, the dashboard)."""
-    return anyio.run(functools.partial(fetch_image_bytes_async, url, settings=settings, limit=limit))
+    return anyio.run(functools.partial(fetch_image_bytes_async, url, settings=settings, video=video))
 
 
-async def fetch_image_bytes_async(url: str, *, settings: Settings, limit: int | None = None) -> bytes:
-    """Download an image (or, with a ``limit`` of its own, a video) over http(s) with SSRF protection, redirect
-    checks, a byte limit and one deadline for the whole download: every DNS lookup, connection, response head (a
-    server may send it a line a second), redirect and body read together."""
+async def fetch_image_bytes_async(url: str, *, settings: Settings, video: bool = False) -> bytes:
+    """Download an image (``video``: a clip, with its own byte limit and content types) over http(s) with SSRF
+    protection, redirect checks, a byte limit and one deadline for the whole download: every DNS lookup,
+    connection, response head (a server may send it a line a second), redirect and body read together."""
     timeout_s = settings.url_timeout_s
+    wanted = (
+        _Wanted("a video", settings.max_video_bytes, _VIDEO_CONTENT_TYPES)
+        if video
+        else _Wanted("an image", settings.max_upload_bytes, _ACCEPTED_CONTENT_TYPES)
+    )
     try:
         with anyio.fail_after(timeout_s):
-            return await _fetch(url.strip(), settings, limit or settings.max_upload_bytes)
+            return await _fetch(url.strip(), settings, wanted)
     except TimeoutError:
         raise FetchError(f"the download of {url[:200]} did not finish within {timeout_s:g} s") from None
 
 
-async def _fetch(url: str, settings: Settings, limit: int) -> bytes:
+async def _fetch(url: str, settings: Settings, wanted: _Wanted) -> bytes:
     current = url
     async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=settings.url_timeout_s) as client:
         for _hop in range(settings.url_max_redirects + 1):
@@ -254,7 +271,7 @@ async def _fetch(url: str, settings: Settings, limit: int) -> bytes:
                 response = await client.send(request, stream=True)
                 try:
                     if not response.is_redirect:
-                        return await _read_body(response, url, limit)
+                        return await _read_body(response, url, wanted)
                     location = response.headers.get("location")
                 finally:
                     await response.aclose()

@@ -286,14 +286,15 @@ class JobService:
         assert job.url is not None, "a job has staged bytes or a URL"
         return self.url_bytes(job.url if job.source == "s3" else check_url(job.url, self.settings))
 
-    def url_bytes(self, url: str, limit: int | None = None) -> bytes:
-        """An image's (or with its own ``limit``, a video's) bytes from s3:// (this server's credentials) or
+    def url_bytes(self, url: str, video: bool = False) -> bytes:
+        """An image's (``video``: a clip's, with its own limit) bytes from s3:// (this server's credentials) or
         http(s):// (with the URL guards)."""
         if url.startswith("s3://"):
             from picmetric.storage.s3 import S3Objects
 
-            return S3Objects(self.settings).get(url, limit or self.settings.max_upload_bytes)
-        return fetch_image_bytes(url, settings=self.settings, limit=limit)
+            limit = self.settings.max_video_bytes if video else self.settings.max_upload_bytes
+            return S3Objects(self.settings).get(url, limit)
+        return fetch_image_bytes(url, settings=self.settings, video=video)
 
     # -- leases --------------------------------------------------------------------------------------------------
 

@@ -98,7 +98,7 @@ class JobWaiter:
             await anyio.sleep(0.05)
 
 
-async def fetch_url(app: ApiState, url: str, limit: int | None = None) -> bytes:
+async def fetch_url(app: ApiState, url: str, *, video: bool = False) -> bytes:
     """Fetch an image URL (http(s), or s3:// on the allow-list) in one of the process's URL slots
     (``url_max_concurrent``); waiting for a slot is bounded by the same deadline as the download itself."""
     try:
@@ -108,10 +108,8 @@ async def fetch_url(app: ApiState, url: str, limit: int | None = None) -> bytes:
         raise FetchError("too many image URLs are being fetched right now; try again shortly") from None
     try:
         if url.startswith("s3://"):
-            return await run_in_threadpool(app.jobs.url_bytes, url, limit)
-        return await fetch_image_bytes_async(
-            url, settings=app.settings, limit=limit
-        )  # no thread held while a server dawdles
+            return await run_in_threadpool(app.jobs.url_bytes, url, video)
+        return await fetch_image_bytes_async(url, settings=app.settings, video=video)  # no thread held meanwhile
     finally:
         app.url_slots.release()
 

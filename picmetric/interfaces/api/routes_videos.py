@@ -105,7 +105,7 @@ async def add_video(
 async def add_video_url(videos: Videos, request: Request, body: VideoUrlRequest) -> VideoAccepted:
     state = api_state(request)
     url = check_url(body.url, state.settings)  # malformed, or s3:// off the allow-list: 4xx before any read
-    data = await fetch_url(state, url, limit=state.settings.max_video_bytes)
+    data = await fetch_url(state, url, video=True)
     name = body.url.rsplit("/", 1)[-1][:200]
     progress = await run_in_threadpool(videos.analyse, data, body.options, name=name, source="url")
     return _accepted(request, progress)

@@ -43,7 +43,7 @@ def cmd_video(args: argparse.Namespace, settings: Settings) -> int:
         faces=args.faces, tracker=args.tracker, line=(line.x1, line.y1, line.x2, line.y2) if line else None,
     )  # fmt: skip
     if "://" in args.clip:
-        data = fetch_image_bytes(check_url(args.clip, settings), settings=settings, limit=settings.max_video_bytes)
+        data = fetch_image_bytes(check_url(args.clip, settings), settings=settings, video=True)
         name = args.clip.rsplit("/", 1)[-1][:200]
     else:
         path = Path(args.clip)
