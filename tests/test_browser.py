@@ -322,12 +322,16 @@ def test_presenting_a_result_fills_the_first_screen_with_large_numbers(dashboard
     expect(label).to_have_css("font-size", "21.6px", timeout=30_000)  # the labels stay smaller than the numbers
     expect(page.get_by_test_id("stSidebar")).to_have_attribute("data-collapsed", "true", timeout=30_000)
     expect(main.get_by_text("Analyze another photo")).to_be_visible(timeout=30_000)  # the inputs, folded below
-    page.mouse.move(width / 2, height / 2)
-    page.mouse.wheel(0, -10_000)  # the first screen
-    time.sleep(1.0)
     photo = main.locator(".st-key-analyze-objects-image .main-svg").first
     expect(photo).to_be_visible(timeout=30_000)
-    box = photo.bounding_box()
+    deadline = time.monotonic() + 20
+    while True:  # the first screen; a busy machine may run the page's scroll to its result after a first wheel
+        page.mouse.move(width / 2, height / 2)
+        page.mouse.wheel(0, -10_000)
+        time.sleep(1.0)
+        box = photo.bounding_box()
+        if box["y"] >= 0 or time.monotonic() > deadline:
+            break
     assert box["y"] >= 0 and box["y"] + box["height"] <= height, box  # whole, without scrolling
     assert box["height"] >= height * 0.45 and box["width"] <= width, box  # as large as the height allows
     numbers = value.bounding_box()
