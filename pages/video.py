@@ -34,11 +34,14 @@ if upload is None:
     st.stop()
 
 data = upload.getvalue()
-try:
-    facts = videos.store(data, name=upload.name)
-except PicMetricError as exc:
-    st.error(str(exc), icon=":material/error:")
-    st.stop()
+stored_as = f"video-facts:{upload.file_id}"  # checked and stored once per upload, not at every slider move
+if stored_as not in st.session_state:
+    try:
+        st.session_state[stored_as] = videos.store(data, name=upload.name)
+    except PicMetricError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+facts = st.session_state[stored_as]
 st.caption(f"{upload.name}: {facts.width}x{facts.height}, {facts.frames} frames at {facts.fps:g} fps "
            f"({facts.duration_s:.1f} s, {facts.codec})")  # fmt: skip
 
@@ -52,7 +55,7 @@ with st.expander("Counting line", expanded=True, icon=":material/horizontal_rule
             end_y / 100 * facts.height)  # fmt: skip
     usable = counting and (start_x, start_y) != (end_x, end_y)
     with right:
-        st.image(line_preview(first_frame(facts.sha256, data), line if usable else None), width="stretch",
+        st.image(line_preview(first_frame(facts.sha256, facts, data), line if usable else None), width="stretch",
                  caption="The first frame: 'in' is crossing from the line's left to its right, walking from start "
                  "to end")  # fmt: skip
 
@@ -85,6 +88,7 @@ if key not in st.session_state:
 
 analysis_id = st.session_state[key]
 result = videos.result(analysis_id)
+clip = videos.clip(analysis_id)  # read (or drawn) once, for the player and the download
 names = sorted({t["class"] for t in result["tracks"]})
 metrics = st.columns(max(2, min(5, 2 + len(result["totals"]))))
 metrics[0].metric("Tracks", len(result["tracks"]))
@@ -94,7 +98,7 @@ for column, (kind, ways) in zip(metrics[2:], sorted(result["totals"].items()), s
 
 clip_column, chart_column = st.columns([3, 2]) if not presenting() else (st.container(), st.container())
 with clip_column:
-    st.video(videos.clip(analysis_id), format="video/mp4")
+    st.video(clip, format="video/mp4")
 with chart_column:
     show_chart(counts_figure(result), key="video-counts")
 
@@ -106,7 +110,7 @@ rows = picked.selection.rows if picked is not None else []
 if rows:
     track = result["tracks"][rows[0]]
     st.caption(f"Track {track['id']} ({track['class']}): frames {track['first_frame']}–{track['last_frame']}")
-    for column, picture in zip(st.columns(4), track_thumbnails(facts.sha256, data, track), strict=False):
+    for column, picture in zip(st.columns(4), track_thumbnails(facts.sha256, facts, data, track), strict=False):
         column.image(picture, width="stretch")
 else:
     st.caption("Click a track for its thumbnails.")
@@ -114,4 +118,4 @@ else:
 downloads = st.columns(3)
 downloads[0].download_button("Result (JSON)", json.dumps(result), f"{facts.sha256[:12]}.json", "application/json")
 downloads[1].download_button("Boxes (CSV)", csv_rows(result), f"{facts.sha256[:12]}.csv", "text/csv")
-downloads[2].download_button("Annotated clip (MP4)", videos.clip(analysis_id), f"{facts.sha256[:12]}.mp4", "video/mp4")
+downloads[2].download_button("Annotated clip (MP4)", clip, f"{facts.sha256[:12]}.mp4", "video/mp4")

@@ -12,19 +12,13 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from picmetric.core.video import VideoFacts, decode_frames, probe_video
-from picmetric.interfaces.ui.resources import app_settings
+from picmetric.core.video import VideoFacts, decode_frames
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def first_frame(sha256: str, _data: bytes) -> np.ndarray:
+def first_frame(sha256: str, _facts: VideoFacts, _data: bytes) -> np.ndarray:
     """The clip's first frame, upright (kept by the clip's hash)."""
-    facts = _facts(sha256, _data)
-    return next(frame for _, frame in decode_frames(_data, facts, stop=1))
-
-
-def _facts(sha256: str, data: bytes) -> VideoFacts:
-    return probe_video(data, settings=app_settings())
+    return next(frame for _, frame in decode_frames(_data, _facts, stop=1))
 
 
 def line_preview(frame: np.ndarray, line: tuple[float, float, float, float] | None) -> bytes:
@@ -72,14 +66,16 @@ def tracks_table(result: dict[str, Any]) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def track_thumbnails(sha256: str, _data: bytes, track: dict[str, Any], count: int = 4) -> list[bytes]:
+def track_thumbnails(
+    sha256: str, _facts: VideoFacts, _data: bytes, track: dict[str, Any], count: int = 4
+) -> list[bytes]:
     """Crops of the object at a few moments of its track (first, last and between)."""
     boxes = track["boxes"]
     picks = sorted({boxes[round(i * (len(boxes) - 1) / max(count - 1, 1))][0] for i in range(count)})
     wanted = {b[0]: b[1:5] for b in boxes if b[0] in picks}
-    facts = _facts(sha256, _data)
     crops = []
-    for number, frame in decode_frames(_data, facts, start=_keyframe_before(facts, picks[0]), stop=picks[-1] + 1):
+    start = _keyframe_before(_facts, picks[0])
+    for number, frame in decode_frames(_data, _facts, start=start, stop=picks[-1] + 1):
         if number in wanted:
             x1, y1, x2, y2 = (int(v) for v in wanted[number])
             crop = Image.fromarray(frame[max(0, y1) : y2, max(0, x1) : x2])
