@@ -244,10 +244,11 @@ def read_dataset(path: Path) -> DatasetFiles:
 def _coco(tree: FileTree) -> DatasetFiles | None:
     candidates = [n for n in tree.sizes if n.endswith(".json") and n.count("/") <= 1]
     for name in sorted(candidates, key=lambda n: (n.count("/"), n)):
+        text = tree.text(name)  # up to 64 MB: read once
         try:
-            document = json.loads(tree.text(name))
+            document = json.loads(text)
         except json.JSONDecodeError as exc:
-            if _looks_coco(tree.text(name)):
+            if _looks_coco(text):
                 raise DatasetError(f"{name} is not valid JSON: {exc}") from None
             continue
         if isinstance(document, dict) and "images" in document and "annotations" in document:

@@ -314,10 +314,10 @@ class EvaluationService:
     ) -> Evaluation:  # fmt: skip
         classes = self.service.detector(model.options.detector).classes
         matched = self.datasets.matches(dataset, [[name] for name in classes])
-        category_of_class = {}
-        for category, class_index in reversed(list(enumerate(matched.values()))):
+        category_of_class: dict[int, int] = {}  # a class two categories mean is scored as the first of them
+        for category, class_index in enumerate(matched.values()):
             if class_index is not None:
-                category_of_class[class_index] = category
+                category_of_class.setdefault(class_index, category)
         scored = {i for i, m in enumerate(matched.values()) if m is not None}
         truth_rows = [
             (i, int(box[0]), box[1:5], bool(box[5]), box[6])
