@@ -15,7 +15,7 @@ from picmetric.core.models.weights import package_file
 from picmetric.service.analyses import AnalysisService
 from picmetric.settings import Settings, get_settings
 
-from .services import PostgresDatabase, SeaweedS3
+from .services import PostgresDatabase, RedisServer, SeaweedS3
 
 
 def sample_photo(name: str) -> Path:
@@ -126,6 +126,15 @@ def seaweed(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_broker(tmp_path_factory):
+    """A private redis-server: a module's tests may kill and restart it."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.kill()
 
 
 @pytest.fixture(scope="session")

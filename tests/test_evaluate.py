@@ -3,7 +3,6 @@ with nothing kept, and the CLI, the API and the page measure the real models on 
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import time
@@ -14,11 +13,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from streamlit.testing.v1 import AppTest
 
-from benchmarks.bench_scoring import coco_inputs
+from benchmarks.bench_scoring import coco_inputs, reference
 from picmetric import PicMetricError
 from picmetric.core.datasets import MAX_ANNOTATIONS, DatasetError, read_dataset
 from picmetric.core.samples import SAMPLE_LABELS, SAMPLE_OBJECTS, sample_dataset, sample_photo_path
@@ -68,17 +65,9 @@ def _random_boxes(seed: int, photos: int = 120, classes: int = 6) -> tuple[BoxTa
     )
 
 
-def _cocoeval(ground_truth: dict, results: list[dict]) -> np.ndarray:
-    """pycocotools' twelve numbers (the reference)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO()
-        truth.dataset = ground_truth
-        truth.createIndex()
-        evaluation = COCOeval(truth, truth.loadRes(results), "bbox")
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return evaluation.stats
+def _cocoeval(ground_truth: dict, results: list[dict]) -> list[float]:
+    """pycocotools' numbers (the reference) in ``_ours``' order: the benchmark's call of it."""
+    return reference("pycocotools", ground_truth, results)[1]
 
 
 def _ours(metrics) -> list[float]:
@@ -86,16 +75,12 @@ def _ours(metrics) -> list[float]:
             metrics.mar_100]  # fmt: skip
 
 
-def _theirs(stats: np.ndarray) -> list[float]:
-    return [*stats[:6], stats[8]]
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_detection_metrics_equal_pycocotools(seed):
     truth, preds = _random_boxes(seed)
     ours = coco_metrics(match(truth, preds, 120, 6))
     ground_truth, results = coco_inputs(truth, preds, 120, 6)
-    np.testing.assert_allclose(_ours(ours), _theirs(_cocoeval(ground_truth, results)), atol=1e-3)
+    np.testing.assert_allclose(_ours(ours), _cocoeval(ground_truth, results), atol=1e-3)
 
 
 def test_precision_and_recall_at_a_threshold_need_no_second_matching():
@@ -140,7 +125,7 @@ def test_sample_dataset_scored_as_pycocotools_scores_its_predictions(evaluation)
     analysed = evaluation.service.analyzer.calls
     assert analysed == 15 and not report.failed and not report.unmatched
     ground_truth = json.loads(HAND_DRAWN.read_text())
-    np.testing.assert_allclose(_ours(report.detection), _theirs(_cocoeval(ground_truth, report.coco_results())),
+    np.testing.assert_allclose(_ours(report.detection), _cocoeval(ground_truth, report.coco_results()),
                                atol=1e-3)  # fmt: skip
     assert 0.4 < report.detection.map < 0.8, report.detection.map
     assert evaluation.evaluate(SAMPLE_OBJECTS, model).to_json() == report.to_json()
@@ -328,8 +313,8 @@ def test_cli_evaluate_json_and_predictions_out(tmp_path, capsys, analyzer):
                 "recall", "confusion", "per_photo"):  # fmt: skip
         assert key in report
     assert len(report["per_photo"]) == 15 and report["confusion"]["classes"][-1] == "background"
-    reference = _cocoeval(json.loads(HAND_DRAWN.read_text()), json.loads(out.read_text()))
-    assert abs(reference[0] - report["map"]) < 1e-3
+    expected = _cocoeval(json.loads(HAND_DRAWN.read_text()), json.loads(out.read_text()))
+    assert abs(expected[0] - report["map"]) < 1e-3
     assert main(["datasets", "list"]) == 0
     assert SAMPLE_OBJECTS in capsys.readouterr().out
     assert main(["evaluate", "no-such-set"]) == 1

@@ -25,7 +25,7 @@ from picmetric.settings import Settings
 from picmetric.storage.schema import AnalysisRow, ImageRow, JobRow
 
 from .conftest import photo_variants, s3_settings
-from .services import ApiServer, FaultyProxy, PostgresDatabase, RedisServer, WorkerProcess, free_port, wait_for_http
+from .services import ApiServer, FaultyProxy, PostgresDatabase, WorkerProcess, free_port, wait_for_http
 
 LEASE_S = 3.0
 VISIBILITY_S = 6.0
@@ -106,14 +106,6 @@ class Stack:
     def stop(self) -> None:
         for worker in self.workers:
             worker.stop()
-
-
-@pytest.fixture(scope="module")
-def redis_broker(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.kill()
 
 
 def _stack(tmp_path_factory, analyzer, seaweed, broker_url: str, workers: int, *, fast: bool = True, proxy=False):
