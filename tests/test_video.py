@@ -30,7 +30,7 @@ from picmetric.settings import Settings
 
 from .conftest import ROOT, s3_settings
 from .services import PostgresDatabase, WorkerProcess
-from .test_workers import _environment
+from .stack import deployment_environment
 
 CLIPS = Path("/usr/share/doc/opencv-doc/examples/data")
 VTEST = CLIPS / "vtest.avi"  # 768x576, 795 frames at 10 fps, pedestrians
@@ -297,7 +297,7 @@ def test_two_workers_give_the_same_tracks_and_crossings_as_one(tmp_path, analyze
     database = PostgresDatabase()
     settings = s3_settings(seaweed, tmp_path / "two", bucket="videos-two", database_url=database.url,
                            broker_url=redis_broker.url, job_queue="picmetric-video-test", video_chunk_s=25)  # fmt: skip
-    workers = [WorkerProcess(_environment(settings), tmp_path / f"worker-{i}.log") for i in range(2)]
+    workers = [WorkerProcess(deployment_environment(settings), tmp_path / f"worker-{i}.log") for i in range(2)]
     try:
         deadline = time.monotonic() + 180
         while len(CeleryQueue(settings).status(ping_workers=True).workers) < 2:

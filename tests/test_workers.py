@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from picmetric.interfaces.api import create_app
 from picmetric.service.analyses import AnalysisService
@@ -26,86 +26,10 @@ from picmetric.storage.schema import AnalysisRow, ImageRow, JobRow
 
 from .conftest import photo_variants, s3_settings
 from .services import ApiServer, FaultyProxy, PostgresDatabase, WorkerProcess, free_port, wait_for_http
+from .stack import Stack, batch_through_fault, deployment_environment
 
 LEASE_S = 3.0
 VISIBILITY_S = 6.0
-
-
-def _environment(settings: Settings) -> dict[str, str]:
-    """The variables a worker machine would be given: the same store, the same broker."""
-    env = {
-        "PICMETRIC_DATABASE_URL": settings.resolved_database_url,
-        "PICMETRIC_S3_BUCKET": settings.s3_bucket or "",
-        "PICMETRIC_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "PICMETRIC_S3_ACCESS_KEY": "test-access",
-        "PICMETRIC_S3_SECRET_KEY": "test-secret-value",
-        "PICMETRIC_JOB_QUEUE": settings.job_queue,
-        "PICMETRIC_CLAIM_LEASE_S": str(settings.claim_lease_s),
-        "PICMETRIC_JOB_LEASE_S": str(settings.job_lease_s),
-        "PICMETRIC_JOB_VISIBILITY_TIMEOUT_S": str(settings.job_visibility_timeout_s),
-        "PICMETRIC_INTRA_OP_THREADS": "1",  # two workers on two cores
-        "PICMETRIC_DATA_DIR": str(settings.data_dir),
-    }
-    assert settings.broker_url is not None
-    env["PICMETRIC_BROKER_URL"] = settings.broker_url.get_secret_value()
-    return env
-
-
-class Stack:
-    """API + workers + broker + PostgreSQL + S3, as a deployment on several machines would run them."""
-
-    def __init__(self, settings: Settings, service: AnalysisService, client: httpx.Client, log_dir) -> None:
-        self.settings, self.service, self.client, self.log_dir = settings, service, client, log_dir
-        self.workers: list[WorkerProcess] = []
-        self.proxy: FaultyProxy | None = None
-
-    @property
-    def repository(self):
-        return self.service._repository
-
-    def start_worker(self) -> WorkerProcess:
-        worker = WorkerProcess(_environment(self.settings), self.log_dir / f"worker-{len(self.workers)}.log")
-        self.workers.append(worker)
-        return worker
-
-    def wait_for_workers(self, count: int, timeout_s: float = 180.0) -> None:
-        queue = CeleryQueue(self.settings)
-        deadline = time.monotonic() + timeout_s
-        while len(queue.status(ping_workers=True).workers) < count:
-            for worker in self.workers:
-                assert worker.process.poll() in (None, -9), f"a worker exited; see {worker.log_path}"
-            assert time.monotonic() < deadline, f"{count} workers did not answer; see {self.log_dir}"
-
-    def wait_for_batch(self, batch_id: str, timeout_s: float = 240.0) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            answer = self.client.get(f"/api/v1/batches/{batch_id}").json()
-            if answer["finished"]:
-                return answer
-            assert time.monotonic() < deadline, answer["counts"]
-            time.sleep(0.2)
-
-    def assert_store_consistent(self) -> None:
-        """Every row's blob exists, and every blob belongs to a row: nothing orphaned, nothing missing."""
-        stored = set(self.repository.blobs.keys())
-        for stored_analysis in self._all_analyses():
-            for key in stored_analysis.blob_keys.values():
-                assert key in stored, f"row points to missing blob {key}"
-        assert self.repository.sweep_orphans(min_age_s=0) == [], "blobs without a row"
-        assert not [key for key in stored if key.startswith("incoming/")], "staged uploads left behind"
-
-    def _all_analyses(self):
-        with self.repository.engine.connect() as connection:
-            shas = list(connection.scalars(select(ImageRow.sha256)))
-        return [self.service.get(sha) for sha in shas]
-
-    def count(self, column, *where) -> int:
-        with self.repository.engine.connect() as connection:
-            return int(connection.scalar(select(func.count(column)).where(*where)) or 0)
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
 
 
 def _stack(tmp_path_factory, analyzer, seaweed, broker_url: str, workers: int, *, fast: bool = True, proxy=False):
@@ -228,7 +152,7 @@ def test_the_dashboard_queues_a_batch_for_the_workers_and_shows_them(redis_stack
 
     from .test_dashboard import APP
 
-    for name, value in _environment(redis_stack.settings).items():
+    for name, value in deployment_environment(redis_stack.settings).items():
         monkeypatch.setenv(name, value)
     app = AppTest.from_file(APP, default_timeout=120)
     app.run()
@@ -267,7 +191,7 @@ def test_the_cli_sends_a_folder_to_the_workers_and_follows_it(redis_stack, tmp_p
         (folder / f"cli{i}.jpg").write_bytes(data)
     result = subprocess.run(
         [sys.executable, "-m", "picmetric", "analyze", str(tmp_path / "class"), "--store", "--json"],
-        env={**os.environ, **_environment(redis_stack.settings)}, capture_output=True, text=True, timeout=300,
+        env={**os.environ, **deployment_environment(redis_stack.settings)}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     answers = json.loads(result.stdout)
@@ -320,48 +244,6 @@ def healing_stack(tmp_path_factory, analyzer, seaweed, redis_broker):
     yield from _stack(tmp_path_factory, analyzer, seaweed, redis_broker.url, workers=2, fast=False, proxy=True)
 
 
-def _running_job(stack: Stack, batch_id: str):
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        for item in stack.client.get(f"/api/v1/batches/{batch_id}").json()["items"]:
-            job = stack.repository.job(item["job"])
-            if job is not None and job.state == "running" and job.worker:
-                return job
-        time.sleep(0.02)
-    raise AssertionError("no job was seen running")
-
-
-def _batch_through_fault(stack: Stack, name: str, photos: list[bytes], fault, heal, fault_s: float = 15.0):
-    """Send a batch, cause the fault once a job runs, end it after ``fault_s``; every job must end done within
-    RECOVERY_S, each image analysed once, no blob missing or orphaned, no staged upload left."""
-    files = [("files", (f"{name}{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]
-    response = stack.client.post("/api/v1/batches", files=files, data={"tasks": "labels,objects,faces"})
-    assert response.status_code == 202, response.text
-    batch_id = response.json()["batch"]
-    victim = _running_job(stack, batch_id)
-    fault(victim)
-    time.sleep(fault_s)
-    heal()
-    healed = time.monotonic()
-    answer = stack.wait_for_batch(batch_id, timeout_s=RECOVERY_S)
-    recovery_s = time.monotonic() - healed
-    assert answer["counts"] == {"queued": 0, "running": 0, "done": len(photos), "failed": 0}, answer
-    jobs = stack.repository.batch(batch_id) or []
-    shas = {job.sha256 for job in jobs}
-    assert len(shas) == len(photos)
-    with stack.repository.engine.connect() as connection:
-        analyses = connection.scalar(
-            select(func.count(AnalysisRow.id)).join(ImageRow).where(ImageRow.sha256.in_(shas))
-        )  # fmt: skip
-    assert analyses == len(photos), "an image was analysed twice"
-    # a job whose analysis was stored just before the fault finds it stored when it runs again: done, "cached"
-    resumed = sum(bool(job.cached) for job in jobs)
-    stack.assert_store_consistent()
-    print(f"FAULT {name}: {len(photos)} done, 0 failed, 0 stuck, 0 duplicates, {resumed} resumed from a stored "
-          f"analysis, recovery {recovery_s:.1f} s")  # fmt: skip
-    return victim, jobs
-
-
 def test_a_worker_machine_dies_mid_job_and_the_other_finishes_it_within_the_lease(healing_stack):
     """SIGKILL of the whole worker (a machine gone): the job's lease lapses and it is sent again at once, long
     before Redis would redeliver it (visibility timeout 1 h); the other worker finishes it."""
@@ -373,7 +255,7 @@ def test_a_worker_machine_dies_mid_job_and_the_other_finishes_it_within_the_leas
         killed.append(next(w for w in stack.workers if w.owns(pid)))
         killed[0].kill()
 
-    victim, jobs = _batch_through_fault(stack, "kill", _big_photos(4), kill, lambda: None, fault_s=0)
+    victim, jobs = batch_through_fault(stack, "kill", _big_photos(4), kill, lambda: None, fault_s=0)
     finished = next(job for job in jobs if job.id == victim.id)
     assert finished.attempts == 2 and finished.worker != victim.worker
     stack.workers.remove(killed[0])
@@ -384,13 +266,13 @@ def test_a_worker_machine_dies_mid_job_and_the_other_finishes_it_within_the_leas
 def test_postgresql_cut_for_15_s_mid_batch_heals_without_a_restart(healing_stack):
     proxy = healing_stack.proxy
     assert proxy is not None
-    _batch_through_fault(healing_stack, "cut", photo_variants(24), lambda _: proxy.cut(), proxy.heal)
+    batch_through_fault(healing_stack, "cut", photo_variants(24), lambda _: proxy.cut(), proxy.heal)
 
 
 def test_postgresql_stalled_for_15_s_mid_batch_heals(healing_stack):
     proxy = healing_stack.proxy
     assert proxy is not None
-    _batch_through_fault(healing_stack, "stall", photo_variants(48)[24:], lambda _: proxy.stall(), proxy.heal)
+    batch_through_fault(healing_stack, "stall", photo_variants(48)[24:], lambda _: proxy.stall(), proxy.heal)
 
 
 def test_a_worker_killed_while_postgresql_is_down(healing_stack):
@@ -405,7 +287,7 @@ def test_a_worker_killed_while_postgresql_is_down(healing_stack):
         killed.append(next(w for w in stack.workers if w.owns(pid)))
         killed[0].kill()
 
-    _batch_through_fault(stack, "cutkill", photo_variants(60)[48:], cut_then_kill, proxy.heal)
+    batch_through_fault(stack, "cutkill", photo_variants(60)[48:], cut_then_kill, proxy.heal)
     stack.workers.remove(killed[0])
     stack.start_worker()
     stack.wait_for_workers(2)
