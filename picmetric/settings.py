@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     claim_lease_s: float = Field(
         default=15.0, gt=0, description="a running analysis whose holder has not renewed its claim this long is retaken"
     )
+    s3_timeout_s: float = Field(
+        default=20.0, gt=0, le=600, description="S3: one request (two tries) gives up after about this long: a 503"
+    )
     s3_create_bucket: bool = Field(default=True, description="create the bucket on start when it does not exist")
 
     # Jobs: with no broker every analysis runs in the process that received it (background threads for batches);

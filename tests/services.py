@@ -78,6 +78,19 @@ def weed_binary() -> str:
     return found
 
 
+def weed_command(data_dir: Path, address: str, ports: dict[str, int]) -> list[str]:
+    """``weed server -s3`` on ``address``, with ``ports`` for its master, volume, filer and s3 services."""
+    return [
+        weed_binary(), "server", f"-dir={data_dir}", f"-ip={address}", f"-ip.bind={address}",
+        f"-master.port={ports['master']}", f"-volume.port={ports['volume']}", f"-filer.port={ports['filer']}",
+        "-s3", f"-s3.port={ports['s3']}",
+        # every bucket is a collection with volumes of its own: allow plenty, and keep them small
+        "-volume.max=256", "-master.volumeSizeLimitMB=64",
+        # no Iceberg or Lance listeners: their fixed ports would clash with a second server on the machine
+        "-s3.port.iceberg=0", "-s3.port.lance=0",
+    ]  # fmt: skip
+
+
 class SeaweedS3:
     """``weed server -s3`` in a temporary folder, on free ports; ``stop`` kills it (SIGKILL), ``start`` revives it
     with the same data."""
@@ -92,16 +105,8 @@ class SeaweedS3:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "weed.log", "ab")  # noqa: SIM115 (open while the server runs)
         self._process = subprocess.Popen(
-            [
-                weed_binary(), "server", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                f"-master.port={self.ports['master']}", f"-volume.port={self.ports['volume']}",
-                f"-filer.port={self.ports['filer']}", "-s3", f"-s3.port={self.ports['s3']}",
-                # every bucket is a collection with volumes of its own: allow plenty, and keep them small
-                "-volume.max=256", "-master.volumeSizeLimitMB=64",
-                # no Iceberg or Lance listeners: their fixed ports would clash with a second server on the machine
-                "-s3.port.iceberg=0", "-s3.port.lance=0",
-            ],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            weed_command(self.data_dir, "127.0.0.1", self.ports), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -180,6 +185,17 @@ class PostgresDatabase:
         self._admin(self._terminate(), sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(self.name)))
 
 
+def redis_command(data_dir: Path, address: str, port: int) -> list[str]:
+    """``redis-server`` on ``address``, with an append-only file synced on every write, as a broker should run."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is required (Debian's redis-server package)"
+    return [
+        binary, "--port", str(port), "--bind", address, "--dir", str(data_dir), "--appendonly", "yes",
+        "--appendfsync", "always", "--save", "",
+        "--protected-mode", "no",  # a test server on a host of its own: reachable from the others, no password
+    ]  # fmt: skip
+
+
 class RedisServer:
     """A private ``redis-server`` with an append-only file synced on every write (as a broker should run), so a
     SIGKILL and a restart on the same port keep the queued jobs."""
@@ -191,16 +207,11 @@ class RedisServer:
         self._process: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 30.0) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is required (Debian's redis-server package)"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 (open while the server runs)
         self._process = subprocess.Popen(
-            [
-                binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir),
-                "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-            ],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            redis_command(self.data_dir, "127.0.0.1", self.port), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -34,6 +34,7 @@ from picmetric.errors import (
     MissingBlobError,
     PicMetricError,
     QueueUnavailableError,
+    StorageError,
     error_kind,
 )
 from picmetric.service.analyses import AnalysisService, StoredAnalysis
@@ -168,8 +169,10 @@ class JobService:
             for i, key in staged.items():
                 self._repository.blobs.put(key, inputs[i].data or b"", "application/octet-stream")
             batch_id, job_ids = self._repository.create_jobs(jobs, batch=batch)
-        except PicMetricError:
-            for key in staged.values():  # store or database away: the sweep removes what this cannot
+        except PicMetricError as exc:
+            # the database away: the staged uploads go now; the store away: asking it again would only wait its
+            # timeout twice before the caller hears 503, so the sweep removes whatever of them it kept
+            for key in staged.values() if not isinstance(exc, StorageError) else ():
                 with contextlib.suppress(PicMetricError):
                     self._repository.blobs.delete(key)
             raise
@@ -362,6 +365,15 @@ class JobService:
         """Of these jobs, those done, failed or gone: one query however many requests wait."""
         return self._repository.ended_jobs(job_ids)
 
+    def follow_endings(
+        self, on_ended: Callable[[str], None], on_connected: Callable[[], None]
+    ) -> Callable[[], None] | None:
+        """Have ``on_ended(job_id)`` called, from a thread of its own, as each job ends anywhere, and
+        ``on_connected()`` whenever that starts or starts again (ends meanwhile were missed: ask ``ended`` then);
+        returns what stops it. None where the database cannot tell (SQLite): ask ``ended``."""
+        endings = self._repository.follow_job_endings(on_ended, on_connected)
+        return endings.close if endings is not None else None
+
     def result(self, job: Job) -> StoredAnalysis:
         """A finished job's analysis, or its error raised as the kind it was recorded as."""
         if job.state == "failed":
@@ -482,8 +494,17 @@ class CeleryQueue:
         self.app = celery_app(settings)
 
     def send(self, job_id: str, *, fetches_url: bool = False) -> None:
+        """Publish, giving up within about ``broker_timeout_s`` (twice that at worst): a try that failed fast (a
+        connection the broker closed, say after a restart) is made once more on a new connection; one that timed
+        out (a silent network) is not, where kombu's own retries would wait the timeout again and again."""
+        started = time.monotonic()
         try:
-            self.app.send_task(TASK_NAME, args=[job_id], queue=self.settings.job_queue)
+            try:
+                self.app.send_task(TASK_NAME, args=[job_id], queue=self.settings.job_queue, retry=False)
+            except Exception:
+                if time.monotonic() - started > self.settings.broker_timeout_s / 2:
+                    raise
+                self.app.send_task(TASK_NAME, args=[job_id], queue=self.settings.job_queue, retry=False)
         except Exception as exc:  # kombu's and redis' connection errors have no common base worth naming
             # the address and the broker's words go to the log (the admin's); the caller learns what to do
             logger.warning("the job queue (%s) is unreachable: %s", self.settings.safe_broker_url, self._reason(exc))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 
 from picmetric.errors import PicMetricError
 from picmetric.storage.base import StoreBase
+from picmetric.storage.notices import JobEndings
 from picmetric.storage.records import JOB_STATES, JobRecord, JobState, NewJob, _utc
 from picmetric.storage.schema import BatchRow, JobRow
 
@@ -69,6 +70,15 @@ class JobStore(StoreBase):
                 )
             )
         return set(job_ids) - open_
+
+    def follow_job_endings(
+        self, on_ended: Callable[[str], None], on_connected: Callable[[], None]
+    ) -> JobEndings | None:
+        """PostgreSQL tells of each job's end as it commits (``JobEndings``: close it when done); None on SQLite,
+        which cannot: ask ``ended_jobs``."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        return JobEndings(self.engine, on_ended, on_connected, self.settings.db_timeout_s)
 
     def start_job(self, job_id: str, worker: str) -> JobRecord | None:
         """Take a job to run it on ``worker``: a queued one, a running one whose lease lapsed (its runner died), or

@@ -25,7 +25,9 @@ _REFUSED_FOR_GOOD = (
 
 
 def s3_client(settings: Settings):
-    """A boto3 client for the configured endpoint and credentials, with short timeouts."""
+    """A boto3 client for the configured endpoint and credentials. A request gives up within ``s3_timeout_s`` in
+    all: two tries, each with a quarter of it to connect and a quarter for every wait on the server, so a silent
+    network or a stalled server answers 503 then, not after botocore's default minute per wait."""
     return boto3.client(
         "s3",
         region_name=settings.s3_region,
@@ -33,7 +35,8 @@ def s3_client(settings: Settings):
         aws_access_key_id=settings.s3_access_key.get_secret_value() if settings.s3_access_key else None,
         aws_secret_access_key=settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None,
         config=BotoConfig(
-            connect_timeout=3, read_timeout=15, retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=settings.s3_timeout_s / 4, read_timeout=settings.s3_timeout_s / 4,
+            retries={"max_attempts": 2, "mode": "standard"},
             s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
         ),
     )  # fmt: skip

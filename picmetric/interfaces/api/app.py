@@ -64,8 +64,11 @@ def create_app(settings: Settings, service: AnalysisService | None = None) -> Fa
         app.state.picmetric = ApiState(
             settings, analyses, jobs, ApiMetrics(), anyio.Semaphore(settings.url_max_concurrent)
         )
+        if jobs.uses_broker:  # workers run the jobs requests wait for: hear of their ends
+            app.state.picmetric.job_waiter.start()  # a thread of its own: nothing waits here
         warm = asyncio.get_running_loop().run_in_executor(None, analyses.warm_up)  # readyz: when done
         yield
+        await run_in_threadpool(app.state.picmetric.job_waiter.close)
         await run_in_threadpool(jobs.close)
         await asyncio.wait_for(asyncio.shield(warm), timeout=120)
 

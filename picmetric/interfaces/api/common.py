@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -66,18 +68,42 @@ class ApiState:
 
 
 class JobWaiter:
-    """Requests waiting for their jobs, answered by one loop per process that asks the database about all of
-    them at once every 50 ms (one query per tick, not one per waiting request per tick)."""
+    """Requests waiting for their jobs (a worker runs them). On PostgreSQL the database tells this process as each
+    job ends (one listening connection per process, ``JobService.follow_endings``); each time that (re)connects,
+    one query asks about every job still waited for, so no end is missed while it was away. Where the database
+    cannot tell (SQLite beside a broker), one query every 50 ms asks about all waiting requests at once."""
 
     def __init__(self, jobs: JobService) -> None:
         self.jobs = jobs
         self._waiting: dict[str, anyio.Event] = {}
+        #: jobs told ended lately: a request that starts waiting just after its job ended finds it here
+        self._ended: OrderedDict[str, None] = OrderedDict()
         self._poller: asyncio.Task[None] | None = None
+        self._stop_following: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        """Listen for job endings (in the app's lifespan, on its loop), where the database can tell."""
+        loop = asyncio.get_running_loop()
+
+        def ended(job_id: str) -> None:  # the listening thread's calls run on the app's loop
+            loop.call_soon_threadsafe(self._ended_now, job_id)
+
+        def connected() -> None:
+            loop.call_soon_threadsafe(self._ask_all)
+
+        self._stop_following = self.jobs.follow_endings(ended, connected)
+
+    def close(self) -> None:
+        if self._stop_following is not None:
+            self._stop_following()
+            self._stop_following = None
 
     async def wait(self, job_id: str, timeout_s: float) -> bool:
         """True once the job finished (or is gone); False when ``timeout_s`` passed first."""
         event = self._waiting.setdefault(job_id, anyio.Event())
-        if self._poller is None or self._poller.done():
+        if job_id in self._ended:
+            self._ended_now(job_id)
+        elif self._stop_following is None and (self._poller is None or self._poller.done()):
             self._poller = asyncio.get_running_loop().create_task(self._poll())
         with anyio.move_on_after(timeout_s):
             await event.wait()
@@ -85,16 +111,30 @@ class JobWaiter:
             self._waiting.pop(job_id, None)
         return event.is_set()
 
+    def _ended_now(self, job_id: str) -> None:
+        self._ended[job_id] = None
+        while len(self._ended) > 10_000:
+            self._ended.popitem(last=False)
+        event = self._waiting.pop(job_id, None)
+        if event is not None:
+            event.set()
+
+    def _ask_all(self) -> None:
+        """Listening (again): ends told while nobody listened are asked for, once."""
+        if self._waiting:
+            asyncio.get_running_loop().create_task(self._ask())
+
+    async def _ask(self) -> None:
+        try:
+            ended = await run_in_threadpool(self.jobs.ended, list(self._waiting))
+        except PicMetricError:  # database away: the waiters keep waiting, up to their deadline
+            return
+        for job_id in ended:
+            self._ended_now(job_id)
+
     async def _poll(self) -> None:
         while self._waiting:
-            try:
-                ended = await run_in_threadpool(self.jobs.ended, list(self._waiting))
-            except PicMetricError:  # database away: the waiters keep waiting, up to their deadline
-                ended = set()
-            for job_id in ended:
-                event = self._waiting.pop(job_id, None)
-                if event is not None:
-                    event.set()
+            await self._ask()
             await anyio.sleep(0.05)
 
 

@@ -1,0 +1,88 @@
+"""One worker's photos per second when PostgreSQL, S3 and Redis are on other hosts: the same deployment as
+``tests/test_hosts.py`` (network namespaces joined by its switch; run as root), with the links at 0 ms and at
+20 ms +- 5 ms round trip, and optionally another checkout's worker (``--before-tree``) in the same run. Prints a
+table; asserts nothing.
+
+    git worktree add /tmp/picmetric-before <commit>
+    .venv/bin/python benchmarks/bench_hosts.py [--photos 48] [--before-tree /tmp/picmetric-before]
+
+A batch of distinct photos is queued through the API; the clock runs from the submission to the last job's end.
+The worker runs with its defaults (one process, ``worker_threads`` jobs side by side, one ONNX Runtime thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from picmetric.service.analyses import AnalysisService  # noqa: E402
+from tests.conftest import photo_variants  # noqa: E402
+from tests.hostnet import Deployment  # noqa: E402
+from tests.stack import Stack  # noqa: E402
+
+
+def run_batch(stack: Stack, photos: list[bytes]) -> tuple[float, list[float]]:
+    """Seconds for the batch, and each job's run (start to end) in seconds."""
+    stack.repository.reset()
+    files = [("files", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]
+    started = time.perf_counter()
+    answer = stack.client.post("/api/v1/batches", files=files)
+    assert answer.status_code == 202, answer.text
+    batch = stack.wait_for_batch(answer.json()["batch"], timeout_s=600)
+    took = time.perf_counter() - started
+    assert batch["counts"]["done"] == len(photos), batch["counts"]
+    jobs = stack.repository.batch(batch["batch"]) or []
+    runs = [(job.finished_at - job.started_at).total_seconds() for job in jobs if job.started_at and job.finished_at]
+    return took, runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", type=int, default=48)
+    parser.add_argument("--before-tree", type=Path, help="another checkout whose worker runs the same batches")
+    args = parser.parse_args()
+    trees: list[tuple[str, Path | None]] = [("this tree", None)]
+    if args.before_tree:
+        trees.insert(0, ("before", args.before_tree.resolve()))
+    photos = photo_variants(args.photos)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-hosts-") as folder:
+        deployment = Deployment(Path(folder), workers=1)
+        try:
+            service = AnalysisService(deployment.settings)
+            deployment.start_api()
+            with httpx.Client(base_url=deployment.api_url, timeout=600) as client:
+                stack = Stack(deployment.settings, service, client, deployment.log_dir)
+                for label, tree in trees:
+                    deployment.start_worker("worker1", tree=tree)
+                    stack.wait_for_workers(1)
+                    run_batch(stack, photos[:4])  # warm: connections opened, first-run costs paid
+                    for rtt in (0.0, 20.0):
+                        deployment.network.shape(rtt, rtt / 4)
+                        took, runs = run_batch(stack, photos)
+                        rows.append((label, rtt, len(photos) / took, statistics.median(runs)))
+                        print(f"  {label}, {rtt:.0f} ms: {len(photos) / took:.2f} photos/s", file=sys.stderr)
+                    deployment.network.shape()
+                    deployment.network.kill("worker1")
+            service._repository.engine.dispose()
+        finally:
+            deployment.close()
+    print(f"\nOne worker, {args.photos} photos per batch, PostgreSQL, S3 and Redis on hosts of their own\n")
+    print("| worker | round trip | photos/s | vs 0 ms | median job run |")
+    print("|---|---|---|---|---|")
+    base = {label: rate for label, rtt, rate, _ in rows if rtt == 0}
+    for label, rtt, rate, run in rows:
+        print(f"| {label} | {rtt:.0f} ms | {rate:.2f} | {rate / base[label]:.0%} | {run * 1000:.0f} ms |")
+
+
+if __name__ == "__main__":
+    main()
