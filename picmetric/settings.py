@@ -128,10 +128,13 @@ class Settings(BaseSettings):
     )  # fmt: skip
     worker_concurrency: int = Field(default=1, ge=1, le=64, description="processes per `picmetric worker`")
     worker_threads: int = Field(
-        default=2, ge=1, le=64,
-        description="jobs one worker process runs at once over its one model set: one job's storage and database "
-        "work overlaps another's inference",
+        default=8, ge=1, le=64,
+        description="jobs one worker process runs at once over its one model set: their storage, database and "
+        "network waits overlap the inference of others (benchmarks/bench_hosts.py)",
     )  # fmt: skip
+    worker_analyses: int = Field(
+        default=2, ge=1, le=64, description="of a worker process' jobs, how many run the models at once"
+    )
 
     #: the dashboard's address for phones (``picmetric dashboard --lan`` sets it): the class board's link and QR code
     #: name it when the teacher opened the board by localhost, which no phone can reach

@@ -83,16 +83,16 @@ def test_renewed_jobs_stay_and_a_released_one_does_not_count_as_an_attempt(jobs,
 def test_a_duplicate_message_while_this_process_runs_the_job_is_dropped(jobs, zidane_path):
     """Two threads of one worker process get the same job: one runs it, the other returns at once."""
     started, release = threading.Event(), threading.Event()
-    submit = jobs.service.submit
+    keep = jobs.service.keep
     runs = []
 
-    def slow_submit(*args, **kwargs):
+    def slow_keep(*args, **kwargs):
         runs.append(1)
         started.set()
         release.wait(10)
-        return submit(*args, **kwargs)
+        return keep(*args, **kwargs)
 
-    jobs.service.submit = slow_submit  # type: ignore[method-assign]
+    jobs.service.keep = slow_keep  # type: ignore[method-assign]
     _, (job_id,) = jobs._repository.create_jobs(
         [NewJob(source="upload", options=AnalysisOptions().to_dict(), input_key="incoming/one")], batch=False
     )

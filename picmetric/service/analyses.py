@@ -17,7 +17,9 @@ import time
 import weakref
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -66,6 +68,15 @@ class StoredAnalysis:
     @property
     def sha256(self) -> str:
         return self.analysis.sha256
+
+
+@dataclass(frozen=True)
+class KeptAnalysis:
+    """What a job records of its photo (``AnalysisService.keep``): which image, and whether its analysis was
+    found stored rather than made by this call."""
+
+    sha256: str
+    cached: bool
 
 
 def migrate_database(settings: Settings) -> str:
@@ -364,16 +375,47 @@ class AnalysisService:
         ``on_task_done`` reports each model as it finishes (not called for a stored analysis)."""
         options = options or AnalysisOptions()
         key = self.key_of(options)  # an unknown detector is refused here, before anything is stored
-        if isinstance(data, LoadedImage):
-            image = dataclasses.replace(data, source=source or data.source, name=name or data.name)
-        else:
-            image = load_image(data, settings=self.settings, origin=source or "upload", name=name)
+        image = self._loaded(data, source, name)
         with self._lock_for((image.sha256, key)):
             record = self._repository.find(image.sha256, key)
             if record is not None and record.status == "done":
                 logger.info("%s %s: found in history", image.sha256[:12], image.name or "")
                 return self._stored(record)
-            return self._analyse_and_keep(image, options, key, on_task_done)
+            by_another = self._analyse_and_keep(image, options, key, on_task_done)
+            if by_another is not None:
+                return by_another
+        record = self._repository.find(image.sha256, key)
+        assert record is not None
+        stored = self._stored(record)
+        stored.cached = False
+        return stored
+
+    def keep(
+        self,
+        data: bytes,
+        *,
+        source: str,
+        name: str | None,
+        options: AnalysisOptions,
+        analysis_slot: AbstractContextManager[Any] | None = None,
+    ) -> KeptAnalysis:
+        """What a job does: ``submit`` without reading the analysis back (the job records only which image it was
+        and whether it was found stored), so a worker far from the database pays no round trips for an answer
+        nobody reads. ``analysis_slot`` is held while the models run, and only then: the job's storage and
+        database work overlaps other jobs' inference."""
+        key = self.key_of(options)
+        image = self._loaded(data, source, name)
+        with self._lock_for((image.sha256, key)):
+            state, _ = self._repository.claim_state(image.sha256, key)
+            if state == "done":
+                return KeptAnalysis(image.sha256, cached=True)
+            by_another = self._analyse_and_keep(image, options, key, None, analysis_slot)
+        return KeptAnalysis(image.sha256, cached=by_another is not None)
+
+    def _loaded(self, data: bytes | LoadedImage, source: str | None, name: str | None) -> LoadedImage:
+        if isinstance(data, LoadedImage):
+            return dataclasses.replace(data, source=source or data.source, name=name or data.name)
+        return load_image(data, settings=self.settings, origin=source or "upload", name=name)
 
     def key_of(self, options: AnalysisOptions) -> str:
         """The stored key of these options with this analyzer's models (refuses a detector that is not here)."""
@@ -388,8 +430,14 @@ class AnalysisService:
             return lock
 
     def _analyse_and_keep(
-        self, image: LoadedImage, options: AnalysisOptions, key: str, on_task_done: TaskCallback | None
-    ) -> StoredAnalysis:
+        self,
+        image: LoadedImage,
+        options: AnalysisOptions,
+        key: str,
+        on_task_done: TaskCallback | None,
+        analysis_slot: AbstractContextManager[Any] | None = None,
+    ) -> StoredAnalysis | None:
+        """Analyse and store; None when done here, or the analysis another process (holding the claim) made."""
         repository = self._repository
         created_blobs: list[str] = []
 
@@ -412,7 +460,7 @@ class AnalysisService:
                     return stored
                 analysis_id = repository.claim(image_id, key, options.to_dict())  # its holder died: take it over
             try:
-                with repository.heartbeat(analysis_id):
+                with repository.heartbeat(analysis_id), analysis_slot or nullcontext():
                     analysis = self.analyzer.analyze(image, options, on_task_done=on_task_done)
             except PicMetricError as exc:
                 logger.warning("%s: analysis failed: %s", image.sha256[:12], exc)
@@ -429,12 +477,16 @@ class AnalysisService:
             put(thumbnail_key, thumbnail, CONTENT_TYPES["webp"])
             render_keys = {"thumbnail": (thumbnail_key, CONTENT_TYPES["webp"])}
             results = (analysis.classification, analysis.detections, analysis.faces)
+            signature = (
+                self.similar_photos.signature_of_analysed(image, analysis.classification)
+                if analysis.classification is not None
+                else None
+            )  # features from this run, kept in the same transaction
             repository.complete(
-                analysis_id, results, analysis.model_versions, analysis.timings_ms, render_keys, _weaker(analysis)
-            )
+                analysis_id, results, analysis.model_versions, analysis.timings_ms, render_keys, _weaker(analysis),
+                signature,
+            )  # fmt: skip
             analysis_id = None
-            if analysis.classification is not None:
-                self.similar_photos.describe_analysed(image, analysis.classification)  # features from this run
         except BaseException as exc:
             logger.warning("%s: not stored (%s)", image.sha256[:12], exc)
             repository.undo(analysis_id, image_id, created_blobs)
@@ -442,11 +494,7 @@ class AnalysisService:
         logger.info(
             "%s %s: analysed in %.0f ms and stored", image.sha256[:12], image.name or "", analysis.timings_ms["total"]
         )
-        record = repository.find(image.sha256, key)
-        assert record is not None
-        stored = self._stored(record)
-        stored.cached = False
-        return stored
+        return None
 
     def _wait_for(self, sha256: str, key: str) -> StoredAnalysis | None:
         """The result another holder is producing; None as soon as its claim lapses (the caller takes it over)."""

@@ -199,7 +199,7 @@ class JobService:
         """Run one job and record its outcome. A job that finished, or that another runner holds, is not run
         again. An outage (database, object store) raises RetryableJobError with the job put back in the queue
         (still held by this process when the retry is in-process: a broker's retry may run anywhere).
-        ``analysis_slot`` is held for the analysis only, not while a URL is fetched."""
+        ``analysis_slot`` is held while the models run, not while a URL is fetched or storage answers."""
         self.keep_leases()
         with self._held_lock:
             if job_id in self._running:  # a duplicate message while this process runs it: that run records it
@@ -246,10 +246,10 @@ class JobService:
                 with analysis_slot or nullcontext():
                     return self._kinds[job.kind](job)
             image = self._input_data(job)
-            with analysis_slot or nullcontext():
-                stored = self.service.submit(
-                    image, source=job.source, name=job.name or job.url, options=AnalysisOptions.from_stored(job.options)
-                )
+            kept = self.service.keep(
+                image, source=job.source, name=job.name or job.url, options=AnalysisOptions.from_stored(job.options),
+                analysis_slot=analysis_slot,
+            )  # fmt: skip
         except PicMetricError as exc:
             if exc.retryable:
                 raise RetryableJobError(str(exc), type(exc).__name__) from exc
@@ -261,7 +261,7 @@ class JobService:
                 "error": f"internal error ({exc.__class__.__name__})",
                 "error_kind": "InternalError",
             }
-        return {"sha256": stored.sha256, "cached": stored.cached}
+        return {"sha256": kept.sha256, "cached": kept.cached}
 
     def retry_after(self, job_id: str, outage: RetryableJobError, retries: int, since: float) -> float | None:
         """After ``run`` met an outage for the ``retries``-th time since ``since`` (a ``time.time()``): the seconds
@@ -498,13 +498,14 @@ class CeleryQueue:
         connection the broker closed, say after a restart) is made once more on a new connection; one that timed
         out (a silent network) is not, where kombu's own retries would wait the timeout again and again."""
         started = time.monotonic()
+        once = {"retry": True, "retry_policy": {"max_retries": 0}}  # kombu's connecting too: one try, no loop
         try:
             try:
-                self.app.send_task(TASK_NAME, args=[job_id], queue=self.settings.job_queue, retry=False)
+                self.app.send_task(TASK_NAME, args=[job_id], queue=self.settings.job_queue, **once)
             except Exception:
                 if time.monotonic() - started > self.settings.broker_timeout_s / 2:
                     raise
-                self.app.send_task(TASK_NAME, args=[job_id], queue=self.settings.job_queue, retry=False)
+                self.app.send_task(TASK_NAME, args=[job_id], queue=self.settings.job_queue, **once)
         except Exception as exc:  # kombu's and redis' connection errors have no common base worth naming
             # the address and the broker's words go to the log (the admin's); the caller learns what to do
             logger.warning("the job queue (%s) is unreachable: %s", self.settings.safe_broker_url, self._reason(exc))

@@ -22,7 +22,7 @@ from picmetric.core.decoding import LoadedImage, load_image
 from picmetric.core.results import Classification
 from picmetric.core.similar import hash_distance, near_duplicate, perceptual_hash
 from picmetric.settings import Settings
-from picmetric.storage import Repository
+from picmetric.storage import NewSignature, Repository
 
 #: the classifier whose features the index holds: the default one, so most analyses bring theirs for free
 INDEXED_MODEL = "efficientnet_lite2"
@@ -176,19 +176,24 @@ class SimilarPhotos:
         self._repository, self.analyzer, self.settings = repository, analyzer, settings
         self.index = SimilarityIndex(repository)
 
-    def describe_analysed(self, image: LoadedImage, classification: Classification) -> None:
-        """Store an analysed image's description when its run brought the indexed classifier's features (another
-        classifier: described later, when asked or by a backfill, never by an extra model run now)."""
-        if classification.model == INDEXED_MODEL and classification.features is not None:
-            self.describe(image, classification.features)
+    def signature_of_analysed(self, image: LoadedImage, classification: Classification) -> NewSignature | None:
+        """An analysed image's signature, to keep with its results, when its run brought the indexed classifier's
+        features (another classifier: described later, when asked or by a backfill, never by an extra model run
+        now)."""
+        if classification.model != INDEXED_MODEL or classification.features is None:
+            return None
+        return self._signature(image, classification.features)
 
     def describe(self, image: LoadedImage, features: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """Store (and return) an image's features (computed here unless given) and pHash."""
         if features is None:
             features = self._features(image)
-        phash = perceptual_hash(image.pixels)
-        self._repository.save_signature(image.sha256, phash_text(phash), INDEXED_MODEL, vector_bytes(features))
-        return features, phash
+        signature = self._signature(image, features)
+        self._repository.save_signature(image.sha256, signature)
+        return features, int(signature.phash, 16)
+
+    def _signature(self, image: LoadedImage, features: np.ndarray) -> NewSignature:
+        return NewSignature(phash_text(perceptual_hash(image.pixels)), INDEXED_MODEL, vector_bytes(features))
 
     def _features(self, image: LoadedImage) -> np.ndarray:
         found = self.analyzer.classifier(INDEXED_MODEL, "int8").predict(image.pixels, top_k=1).features

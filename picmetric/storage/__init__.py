@@ -3,6 +3,7 @@ and reads; running the models and deciding what to keep is ``picmetric.service``
 
 from picmetric.errors import DatabaseError, ImageDeletedError, MissingBlobError, StorageError
 from picmetric.storage.blobs import BlobStore, LocalBlobStore, blob_store_from_settings
+from picmetric.storage.records import NewSignature
 from picmetric.storage.repository import (
     AnalysisRecord,
     HistoryFilter,
@@ -27,6 +28,7 @@ __all__ = [
     "LocalBlobStore",
     "MissingBlobError",
     "NewJob",
+    "NewSignature",
     "Repository",
     "StorageError",
     "blob_store_from_settings",

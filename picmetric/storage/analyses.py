@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import delete, exists, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import selectinload
 
 from picmetric.core.results import Classification, Detections, Faces, ImageFacts
 from picmetric.errors import DatabaseError, ImageDeletedError, PicMetricError
 from picmetric.storage.base import StoreBase, _deleted_meanwhile
-from picmetric.storage.records import AnalysisRecord, ClaimState, _utc
+from picmetric.storage.records import AnalysisRecord, ClaimState, NewSignature, _utc
 from picmetric.storage.schema import AnalysisRow, FaceRow, ImageRow, LabelRow, ObjectRow, RenderRow
 
 logger = logging.getLogger(__name__)
@@ -30,9 +30,10 @@ class AnalysisStore(StoreBase):
 
     def ensure_image(self, image: ImageFacts, key: str, content_type: str) -> int:
         """The image's row (inserted, or the one already there); its original blob must be stored first."""
-        with self._session("store the image") as session:
-            session.execute(self._image_insert(image, key, content_type))
-            image_id = session.scalar(select(ImageRow.id).where(ImageRow.sha256 == image.sha256))
+        with self._statement("store the image") as connection:
+            image_id = connection.scalar(self._image_insert(image, key, content_type).returning(ImageRow.id))
+            if image_id is None:  # there already: one more round trip, only then
+                image_id = connection.scalar(select(ImageRow.id).where(ImageRow.sha256 == image.sha256))
             assert image_id is not None, "the row exists: inserted or already there"
             return image_id
 
@@ -41,15 +42,16 @@ class AnalysisStore(StoreBase):
         claim. A failed analysis, or a claim whose holder stopped renewing it, is taken over."""
         for _ in range(3):
             try:
-                with self._session("reserve the analysis") as session:
+                with self._statement("reserve the analysis") as connection:  # one INSERT: no transaction
                     now = datetime.now(UTC)
-                    row = AnalysisRow(
-                        image_id=image_id, options_key=options_key, options=options, status="running",
-                        model_versions={}, timings_ms={}, created_at=now, claimed_by=self.owner, heartbeat_at=now,
+                    claimed = connection.scalar(
+                        insert(AnalysisRow).values(
+                            image_id=image_id, options_key=options_key, options=options, status="running",
+                            model_versions={}, timings_ms={}, created_at=now, claimed_by=self.owner, heartbeat_at=now,
+                        ).returning(AnalysisRow.id)
                     )  # fmt: skip
-                    session.add(row)
-                    session.flush()
-                    return row.id
+                    assert claimed is not None, "an INSERT ... RETURNING answers the new row's id"
+                    return int(claimed)
             except IntegrityError:
                 with self._session("read the analysis") as session:
                     existing = session.scalar(
@@ -59,7 +61,9 @@ class AnalysisStore(StoreBase):
                     )
                     if existing is None:
                         continue
-                    if existing.status == "done" or (existing.status == "running" and not self._lapsed(existing)):
+                    if existing.status == "done" or (
+                        existing.status == "running" and not self._lapsed(existing.heartbeat_at, existing.created_at)
+                    ):
                         return None
                     if existing.status == "running":
                         logger.warning("%s: taking over a claim whose holder stopped (%s)", options_key[:12],
@@ -69,21 +73,21 @@ class AnalysisStore(StoreBase):
 
     def claim_state(self, sha256: str, options_key: str) -> tuple[ClaimState, str | None]:
         """Where an analysis stands, with its error when it failed; 'lapsed': running, but its holder stopped."""
-        with self._session("read the claim") as session:
-            row = session.scalar(
-                select(AnalysisRow).join(ImageRow).where(
-                    ImageRow.sha256 == sha256, AnalysisRow.options_key == options_key
-                )
-            )  # fmt: skip
+        with self._statement("read the claim") as connection:
+            row = connection.execute(
+                select(AnalysisRow.status, AnalysisRow.error, AnalysisRow.heartbeat_at, AnalysisRow.created_at)
+                .join(ImageRow)
+                .where(ImageRow.sha256 == sha256, AnalysisRow.options_key == options_key)
+            ).one_or_none()
             if row is None:
                 return "missing", None
             if row.status == "running":
-                return ("lapsed" if self._lapsed(row) else "running"), None
+                return ("lapsed" if self._lapsed(row.heartbeat_at, row.created_at) else "running"), None
             return ("done" if row.status == "done" else "failed"), row.error
 
-    def _lapsed(self, row: AnalysisRow) -> bool:
+    def _lapsed(self, heartbeat_at: datetime | None, created_at: datetime) -> bool:
         """A running claim whose holder has not renewed it within the lease: the holder died or lost the database."""
-        last = _utc(row.heartbeat_at or row.created_at)
+        last = _utc(heartbeat_at or created_at)
         return last < datetime.now(UTC) - timedelta(seconds=self.settings.claim_lease_s)
 
     @contextmanager
@@ -123,9 +127,11 @@ class AnalysisStore(StoreBase):
         timings_ms: dict[str, float],
         render_keys: dict[str, tuple[str, str]],
         candidates: dict | None = None,
+        signature: NewSignature | None = None,
     ) -> None:
-        """Store an analysis' results and renders and mark it done. ImageDeletedError: the image was deleted while
-        the models ran (the claim went with it), so nothing is kept."""
+        """Store an analysis' results and renders and mark it done, with the image's ``signature`` (similar-photo
+        search) when the run brought one: one transaction. ImageDeletedError: the image was deleted while the
+        models ran (the claim went with it), so nothing is kept."""
         with _deleted_meanwhile(), self._session("store the results") as session:
             c, d, f = results
             if c is not None:
@@ -187,6 +193,9 @@ class AnalysisStore(StoreBase):
                     face_count=len(f) if f is not None else 0,
                 )  # fmt: skip
             )
+            if signature is not None:
+                image_id = select(AnalysisRow.image_id).where(AnalysisRow.id == analysis_id).scalar_subquery()
+                self._add_signature(session, image_id, signature)
 
     def undo(self, analysis_id: int | None, image_id: int | None, created_blobs: list[str]) -> None:
         """Best effort after a failure: drop our claim, the image row if nothing else uses it, and the blobs this

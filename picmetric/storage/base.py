@@ -9,8 +9,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, LargeBinary, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,7 +21,9 @@ from picmetric.errors import DatabaseError, ImageDeletedError, StorageError
 from picmetric.settings import Settings
 from picmetric.storage.blobs import BlobStore, blob_store_from_settings
 from picmetric.storage.db import make_engine, upgrade, within
+from picmetric.storage.records import NewSignature
 from picmetric.storage.schema import (
+    EmbeddingRow,
     ImageRow,
     JobRow,
     RenderRow,
@@ -69,13 +72,21 @@ class StoreBase:
                 yield
         except IntegrityError:
             raise
-        except SQLAlchemyError as exc:
+        # the driver's own errors too: a few calls reach it unwrapped (switching a broken connection to autocommit)
+        except (SQLAlchemyError, self.engine.dialect.loaded_dbapi.Error) as exc:
             raise DatabaseError(f"the database could not {action} ({exc.__class__.__name__})") from None
 
     @contextmanager
     def _session(self, action: str) -> Iterator[Session]:
         with self._db_errors(action), self._sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def _statement(self, action: str) -> Iterator[Connection]:
+        """For one statement that needs no transaction around it (it is atomic alone): run as it is sent, without
+        the BEGIN and COMMIT round trips a transaction costs, which over a network are most of its time."""
+        with self._db_errors(action), self.engine.connect() as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
     def _insert(self, table):
         return (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
@@ -98,6 +109,21 @@ class StoreBase:
                 created_at=datetime.now(UTC),
             )  # fmt: skip
             .on_conflict_do_nothing(index_elements=["sha256"])
+        )
+
+    def _add_signature(self, session: Session, image_id: Any, signature: NewSignature) -> None:
+        """Two statements, whatever ``image_id`` is (a number, or a subquery that finds it): the caller's
+        transaction may be far from the database."""
+        session.execute(update(ImageRow).where(ImageRow.id == image_id).values(phash=signature.phash))
+        session.execute(
+            self._insert(EmbeddingRow)
+            .from_select(
+                ["image_id", "model", "vector"],
+                select(ImageRow.id, literal(signature.model), literal(signature.vector, LargeBinary)).where(
+                    ImageRow.id == image_id
+                ),
+            )
+            .on_conflict_do_nothing(index_elements=["image_id", "model"])
         )
 
     def _referenced_keys(self, session: Session, among: list[str] | None = None) -> set[str]:

@@ -51,8 +51,8 @@ def make_engine(url: str, timeout_s: float = 10.0) -> Engine:
     import psycopg2.extensions
 
     psycopg2.extensions.set_wait_callback(_wait_within_deadline)  # process-wide; idempotent
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=timeout_s,
+    engine = create_engine(
+        url, pool_size=10, max_overflow=20, pool_timeout=timeout_s,
         connect_args={
             "connect_timeout": seconds,
             "options": f"-c statement_timeout={seconds * 1000} -c idle_in_transaction_session_timeout={seconds * 6000}",
@@ -60,6 +60,40 @@ def make_engine(url: str, timeout_s: float = 10.0) -> Engine:
             "tcp_user_timeout": seconds * 1000,
         },
     )  # fmt: skip
+    _ping_when_idle(engine)
+    return engine
+
+
+#: a pooled connection unused this long is pinged before it is handed out; one used more lately is trusted
+IDLE_BEFORE_PING_S = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's pool_pre_ping, but only for connections idle ``IDLE_BEFORE_PING_S``: a ping is a round trip,
+    and with the database on another host every store call paid one (nine per job). A busy connection was seen
+    working moments ago; if it broke since, its statement fails as retryable, and the pool drops every
+    connection opened before (SQLAlchemy invalidates the pool on a disconnect), so the next try is fresh."""
+    from sqlalchemy import exc
+
+    @event.listens_for(engine, "connect")
+    def _opened(_dbapi_connection, record) -> None:
+        record.info["used_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_connection, record) -> None:
+        if record is not None:
+            record.info["used_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, _proxy) -> None:
+        if time.monotonic() - record.info.get("used_at", 0.0) < IDLE_BEFORE_PING_S:
+            return
+        try:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            dbapi_connection.rollback()
+        except Exception as error:  # the pool replaces it (up to three tries) when told it is disconnected
+            raise exc.DisconnectionError(f"stale connection: {error.__class__.__name__}") from error
 
 
 _call_deadline = threading.local()

@@ -7,9 +7,9 @@ import logging
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, and_, func, or_, select, update
 
 from picmetric.errors import PicMetricError
 from picmetric.storage.base import StoreBase
@@ -83,17 +83,24 @@ class JobStore(StoreBase):
     def start_job(self, job_id: str, worker: str) -> JobRecord | None:
         """Take a job to run it on ``worker``: a queued one, a running one whose lease lapsed (its runner died), or
         one ``worker`` itself was running (a retry after an outage). None when someone else holds it, it is
-        finished, or it is unknown (a reset): a duplicate message is dropped, never run twice at once."""
-        now = self.now()
-        with self._session("start the job") as session:
-            row = session.get(JobRow, job_id, with_for_update=True)
-            if row is None or row.state in ("done", "failed"):
-                return None
-            if row.state == "running" and row.worker != worker[:96] and not self._job_lapsed(row):
-                return None
-            row.state, row.worker, row.attempts = "running", worker[:96], row.attempts + 1
-            row.started_at = row.heartbeat_at = now
-            return _job_record(row)
+        finished, or it is unknown (a reset): a duplicate message is dropped, never run twice at once. One
+        conditional update: of two takers at once, exactly one gets it."""
+        now, worker = self.now(), worker[:96]
+        lapsed = func.coalesce(JobRow.heartbeat_at, JobRow.created_at) < self._lease_cutoff()  # as _job_lapsed
+        with self._statement("start the job") as connection:
+            row = connection.execute(
+                update(JobRow)
+                .where(
+                    JobRow.id == job_id,
+                    or_(
+                        JobRow.state == "queued",
+                        and_(JobRow.state == "running", or_(JobRow.worker == worker, lapsed)),
+                    ),
+                )
+                .values(state="running", worker=worker, attempts=JobRow.attempts + 1, started_at=now, heartbeat_at=now)
+                .returning(*JobRow.__table__.columns)
+            ).one_or_none()  # fmt: skip
+        return _job_record(row) if row is not None else None
 
     def _lease_cutoff(self) -> datetime:
         return self.now() - timedelta(seconds=self.settings.job_lease_s)
@@ -176,16 +183,23 @@ class JobStore(StoreBase):
         error: str | None = None,
         error_kind: str | None = None,
     ) -> None:
-        """Record a job's outcome and remove its staged upload (each job has its own)."""
-        with self._session("record the job") as session:
-            row = session.get(JobRow, job_id)
-            if row is None:
-                return
-            staged = row.input_key
-            row.state = "failed" if error else "done"
-            row.sha256 = sha256 or row.sha256
-            row.error, row.error_kind, row.cached = error, error_kind, cached
-            row.input_key, row.finished_at = None, self.now()
+        """Record a job's outcome and remove its staged upload (each job has its own). On PostgreSQL one statement,
+        which also answers what the staged upload was (SQLite's RETURNING cannot see the row as it was: there, on
+        this machine, a read before the write costs nothing)."""
+        values: dict = {"state": "failed" if error else "done", "error": error, "error_kind": error_kind,
+                        "cached": cached, "input_key": None, "finished_at": self.now()}  # fmt: skip
+        if sha256:
+            values["sha256"] = sha256
+        if self.engine.dialect.name == "postgresql":
+            before = select(JobRow.id, JobRow.input_key).where(JobRow.id == job_id).subquery()
+            with self._statement("record the job") as connection:
+                staged = connection.scalar(
+                    update(JobRow).where(JobRow.id == before.c.id).values(**values).returning(before.c.input_key)
+                )
+        else:
+            with self._session("record the job") as session:
+                staged = session.scalar(select(JobRow.input_key).where(JobRow.id == job_id))
+                session.execute(update(JobRow).where(JobRow.id == job_id).values(**values))
         if staged is not None:
             with contextlib.suppress(PicMetricError):  # store away: the sweep removes it later
                 self.blobs.delete(staged)
@@ -208,7 +222,7 @@ class JobStore(StoreBase):
         return {state: int(counts.get(state, 0)) for state in JOB_STATES}
 
 
-def _job_record(row: JobRow) -> JobRecord:
+def _job_record(row: JobRow | Row[Any]) -> JobRecord:
     return JobRecord(
         id=row.id, batch_id=row.batch_id, state=cast(JobState, row.state), source=row.source, name=row.name,
         url=row.url, input_key=row.input_key, options=dict(row.options), sha256=row.sha256, error=row.error,

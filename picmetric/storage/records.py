@@ -120,3 +120,12 @@ class HistoryPage:
 
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class NewSignature:
+    """An image's signature to keep: its pHash (hex), and its features (float16 bytes) as ``model`` sees them."""
+
+    phash: str
+    model: str
+    vector: bytes

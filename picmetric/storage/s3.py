@@ -37,6 +37,7 @@ def s3_client(settings: Settings):
         config=BotoConfig(
             connect_timeout=settings.s3_timeout_s / 4, read_timeout=settings.s3_timeout_s / 4,
             retries={"max_attempts": 2, "mode": "standard"},
+            max_pool_connections=64,  # a worker's jobs side by side each hold one while they wait (default 10)
             s3={"addressing_style": "path"} if settings.s3_endpoint_url else None,
         ),
     )  # fmt: skip

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from picmetric.storage.base import StoreBase
+from picmetric.storage.records import NewSignature
 from picmetric.storage.schema import AnalysisRow, EmbeddingRow, ImageRow, RenderRow
 
 
@@ -32,18 +33,12 @@ class Neighbour:
 
 
 class SignatureStore(StoreBase):
-    def save_signature(self, sha256: str, phash: str, model: str, vector: bytes) -> None:
-        """Keep an image's pHash and its features as ``model`` sees them (replacing an older vector)."""
+    def save_signature(self, sha256: str, signature: NewSignature) -> None:
+        """Keep an image's pHash and its features as the signature's model sees them (a vector already there for
+        that model stays)."""
         with self._session("store the image's signature") as session:
-            image_id = session.scalar(select(ImageRow.id).where(ImageRow.sha256 == sha256))
-            if image_id is None:
-                return  # deleted meanwhile: nothing to describe
-            session.execute(update(ImageRow).where(ImageRow.id == image_id).values(phash=phash))
-            existing = session.scalar(
-                select(EmbeddingRow).where(EmbeddingRow.image_id == image_id, EmbeddingRow.model == model)
-            )
-            if existing is None:
-                session.add(EmbeddingRow(image_id=image_id, model=model, vector=vector))
+            image_id = select(ImageRow.id).where(ImageRow.sha256 == sha256).scalar_subquery()
+            self._add_signature(session, image_id, signature)  # deleted meanwhile: nothing is described
 
     def signature_stats(self, model: str) -> tuple[int, int]:
         """(row count, largest row id) of ``model``'s features: how an index knows it is behind."""

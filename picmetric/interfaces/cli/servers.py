@@ -17,7 +17,11 @@ from picmetric.settings import Settings
 def register(commands: argparse._SubParsersAction) -> None:
     worker = commands.add_parser("worker", help="run a Celery worker for queued analyses (needs PICMETRIC_BROKER_URL)")
     worker.add_argument("--concurrency", type=int, help="processes, each with its own models, one job each (default 1)")
-    worker.add_argument("--threads", type=int, help="jobs one process runs at once over one model set (default 2)")
+    worker.add_argument(
+        "--threads",
+        type=int,
+        help="jobs one process runs at once over one model set (default 8: PICMETRIC_WORKER_THREADS)",
+    )
     worker.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     worker.set_defaults(func=cmd_worker)
 
