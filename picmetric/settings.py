@@ -103,9 +103,6 @@ class Settings(BaseSettings):
     job_queue: str = Field(default="picmetric", min_length=1, description="the broker queue jobs are sent to")
     job_threads: int = Field(default=2, ge=1, le=64, description="in-process jobs at once (no broker)")
     job_wait_s: float = Field(default=120.0, gt=0, description="a synchronous request waits this long, then 202")
-    job_visibility_timeout_s: float = Field(
-        default=3600.0, gt=0, description="Redis: an unacknowledged job goes to another worker after this long"
-    )
     broker_timeout_s: float = Field(default=3.0, gt=0, description="connecting to or publishing on the broker")
     job_lease_s: float = Field(
         default=30.0, gt=0, le=3600,
@@ -128,7 +125,7 @@ class Settings(BaseSettings):
     )  # fmt: skip
     worker_concurrency: int = Field(default=1, ge=1, le=64, description="processes per `picmetric worker`")
     worker_threads: int = Field(
-        default=8, ge=1, le=64,
+        default=16, ge=1, le=64,
         description="jobs one worker process runs at once over its one model set: their storage, database and "
         "network waits overlap the inference of others (benchmarks/bench_hosts.py)",
     )  # fmt: skip

@@ -28,7 +28,6 @@ def deployment_environment(settings: Settings) -> dict[str, str]:
         "PICMETRIC_JOB_QUEUE": settings.job_queue,
         "PICMETRIC_CLAIM_LEASE_S": str(settings.claim_lease_s),
         "PICMETRIC_JOB_LEASE_S": str(settings.job_lease_s),
-        "PICMETRIC_JOB_VISIBILITY_TIMEOUT_S": str(settings.job_visibility_timeout_s),
         "PICMETRIC_DB_TIMEOUT_S": str(settings.db_timeout_s),
         "PICMETRIC_BROKER_TIMEOUT_S": str(settings.broker_timeout_s),
         "PICMETRIC_S3_TIMEOUT_S": str(settings.s3_timeout_s),

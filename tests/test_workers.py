@@ -29,17 +29,17 @@ from .services import ApiServer, FaultyProxy, PostgresDatabase, WorkerProcess, f
 from .stack import Stack, batch_through_fault, deployment_environment
 
 LEASE_S = 3.0
-VISIBILITY_S = 6.0
+JOB_LEASE_S = 6.0
 
 
 def _stack(tmp_path_factory, analyzer, seaweed, broker_url: str, workers: int, *, fast: bool = True, proxy=False):
-    """The stack on its own database and bucket; ``fast``: short leases and visibility timeout (else the
+    """The stack on its own database and bucket; ``fast``: short claim and job leases (else the
     defaults); ``proxy``: PostgreSQL reached through a FaultyProxy (``stack.proxy``) that can cut or stall it."""
     database = PostgresDatabase()
     tmp = tmp_path_factory.mktemp("stack")
     faulty = FaultyProxy("127.0.0.1", 5432) if proxy else None
     url = database.url if faulty is None else database.url.replace(":5432/", f":{faulty.port}/")
-    quick = {"claim_lease_s": LEASE_S, "job_visibility_timeout_s": VISIBILITY_S} if fast else {}
+    quick = {"claim_lease_s": LEASE_S, "job_lease_s": JOB_LEASE_S} if fast else {}
     settings = s3_settings(
         seaweed, tmp, bucket=f"jobs-{uuid.uuid4().hex[:10]}", database_url=url, broker_url=broker_url,
         job_queue=f"picmetric-test-{uuid.uuid4().hex[:8]}", broker_timeout_s=2.0, **quick,
@@ -221,7 +221,7 @@ def test_a_broker_restart_mid_batch_answers_503_then_recovers(redis_stack, redis
         assert "picmetric_broker_up 0.0" in redis_stack.client.get("/metrics").text
     finally:
         redis_broker.start()
-    answer = redis_stack.wait_for_batch(batch_id, timeout_s=VISIBILITY_S + 180)
+    answer = redis_stack.wait_for_batch(batch_id, timeout_s=JOB_LEASE_S + 180)
     for item in answer["items"]:  # completes, or says clearly why not
         assert item["state"] == "done" or item["error"], item
     assert answer["counts"]["done"] >= 1
@@ -240,13 +240,14 @@ RECOVERY_S = 60.0
 
 @pytest.fixture(scope="module")
 def healing_stack(tmp_path_factory, analyzer, seaweed, redis_broker):
-    """Two workers on the default job lease, claim lease and visibility timeout; PostgreSQL behind a proxy."""
+    """Two workers on the default job and claim leases; PostgreSQL behind a proxy."""
     yield from _stack(tmp_path_factory, analyzer, seaweed, redis_broker.url, workers=2, fast=False, proxy=True)
 
 
 def test_a_worker_machine_dies_mid_job_and_the_other_finishes_it_within_the_lease(healing_stack):
     """SIGKILL of the whole worker (a machine gone): the job's lease lapses and it is sent again at once, long
-    before Redis would redeliver it (visibility timeout 1 h); the other worker finishes it."""
+    (nothing in Redis waits for an acknowledgement: workers take a message and forget it); the other worker
+    finishes it."""
     stack = healing_stack
     killed: list[WorkerProcess] = []
 

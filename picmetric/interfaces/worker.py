@@ -12,10 +12,12 @@ import os
 import socket
 import threading
 import time
+from typing import Any
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 
 from picmetric import logs
 from picmetric.service.analyses import AnalysisService
@@ -45,27 +47,34 @@ def _job_service() -> tuple[JobService, threading.BoundedSemaphore]:
         return _jobs, _analysis_slots
 
 
-class _RedisQoS(kombu_redis.QoS):
+class _QoS(virtual.QoS):
     restore_at_shutdown = False  # see RedisTransport
 
 
 class _RedisChannel(kombu_redis.Channel):
-    QoS = _RedisQoS
+    #: no unacknowledged-message bookkeeping in Redis: it cost two more round trips per job in Celery's one
+    #: consuming thread (a pipeline on delivery, another on acknowledgement), the ceiling of a worker 20 ms from
+    #: Redis (benchmarks/bench_hosts.py). A message lost with its worker is a job whose lease lapses: sent again.
+    ack_emulation = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.QoS = _QoS  # kombu sets its plain QoS when ack_emulation is off
 
     def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
         if self.closed:  # its connection was lost while the job ran: see RedisTransport
-            logger.info("a finished job's message came from a lost connection: Redis restores it, unacknowledged")
+            logger.info("a finished job's message came from a lost connection: its job has ended")
             return
         super().basic_ack(delivery_tag, multiple)
 
 
 class RedisTransport(kombu_redis.Transport):
-    """kombu's Redis transport for workers, minus two steps that fail once the connection was lost with jobs in
-    hand: putting their messages back as the lost channel closes, and acknowledging them when they end. Both raise
-    AttributeError inside kombu (its client is gone), which Celery takes for an unrecoverable error: the worker
-    stays up and never consumes again (tests/test_workers.py's broker restart found it, with more jobs at once
-    per worker). Nothing is lost without them: Redis' visibility sweep restores an unacknowledged message, a job's
-    lease has it sent again before that, and a job that ended is never run twice."""
+    """kombu's Redis transport for workers, with no acknowledgement emulation in Redis (the jobs' leases in the
+    database do its work: a job whose worker died, or whose message was lost, is sent again), and minus two steps
+    that fail once the connection was lost with jobs in hand: putting their messages back as the lost channel
+    closes, and acknowledging them when they end. Both raise AttributeError inside kombu (its client is gone),
+    which Celery takes for an unrecoverable error: the worker stays up and never consumes again
+    (tests/test_workers.py's broker restart found it, with more jobs at once per worker)."""
 
     Channel = _RedisChannel
 

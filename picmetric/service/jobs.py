@@ -455,7 +455,9 @@ class InProcessQueue:
 
 def celery_app(settings: Settings) -> Celery:
     """The Celery application both sides use: the API publishes with it, ``picmetric worker`` consumes with it.
-    Late acknowledgement + reject on a lost worker: a job whose worker died goes to another worker."""
+    Late acknowledgement + reject on a lost worker: RabbitMQ gives a job whose worker died to another worker (a
+    Redis worker acknowledges nothing there: see ``picmetric.interfaces.worker.RedisTransport``); either way the
+    job's lease sends it again."""
     from celery import Celery
 
     assert settings.broker_url is not None
@@ -473,11 +475,6 @@ def celery_app(settings: Settings) -> Celery:
         broker_connection_timeout=timeout,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
-            # Redis: a job whose worker died unacknowledged is redelivered after the visibility timeout; the sweep
-            # that does so runs every unacked_restore_interval seconds (kombu's default sweeps only every ~100 s)
-            "visibility_timeout": settings.job_visibility_timeout_s,
-            "unacked_restore_interval": max(1, min(10, int(settings.job_visibility_timeout_s / 2))),
-            "unacked_restore_throttle": 1,
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
         },

@@ -20,7 +20,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     worker.add_argument(
         "--threads",
         type=int,
-        help="jobs one process runs at once over one model set (default 8: PICMETRIC_WORKER_THREADS)",
+        help="jobs one process runs at once over one model set (default 16: PICMETRIC_WORKER_THREADS)",
     )
     worker.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     worker.set_defaults(func=cmd_worker)
