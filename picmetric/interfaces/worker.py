@@ -59,7 +59,7 @@ class _RedisChannel(kombu_redis.Channel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.QoS = _QoS  # kombu sets its plain QoS when ack_emulation is off
+        self.QoS = _QoS  # type: ignore[assignment]  # kombu sets its plain virtual QoS when ack_emulation is off
 
     def basic_ack(self, delivery_tag: str, multiple: bool = False) -> None:
         if self.closed:  # its connection was lost while the job ran: see RedisTransport
