@@ -56,14 +56,29 @@ def run_batch(stack: Stack, photos: list[bytes]) -> BatchRun:
     return BatchRun(queued, total, (max(ends) - min(starts)).total_seconds(), runs)
 
 
+MIGRATIONS = Path("picmetric/storage/migrations/versions")
+
+
+def add_later_migrations(tree: Path) -> None:
+    """The database is migrated by this tree; an older worker refuses a revision it does not know. Give its (throwaway)
+    worktree the later migration files: they only add what it does not use."""
+    for migration in sorted((ROOT / MIGRATIONS).glob("[0-9]*.py")):
+        if not (tree / MIGRATIONS / migration.name).exists():
+            (tree / MIGRATIONS / migration.name).write_bytes(migration.read_bytes())
+            print(f"  {tree}: added {migration.name}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=int, default=48)
     parser.add_argument("--before-tree", type=Path, help="another checkout whose worker runs the same batches")
+    parser.add_argument("--threads", default="", help="this tree's worker also with these --threads (comma-separated)")
     args = parser.parse_args()
-    trees: list[tuple[str, Path | None]] = [("this tree", None)]
+    runs: list[tuple[str, Path | None, tuple[str, ...]]] = [("this tree", None, ())]
+    runs += [(f"this tree, {n} threads", None, ("--threads", n)) for n in args.threads.split(",") if n]
     if args.before_tree:
-        trees.insert(0, ("before", args.before_tree.resolve()))
+        runs.insert(0, ("before", args.before_tree.resolve(), ()))
+        add_later_migrations(args.before_tree.resolve())
     photos = photo_variants(args.photos)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-hosts-") as folder:
@@ -73,8 +88,8 @@ def main() -> None:
             deployment.start_api()
             with httpx.Client(base_url=deployment.api_url, timeout=600) as client:
                 stack = Stack(deployment.settings, service, client, deployment.log_dir)
-                for label, tree in trees:
-                    deployment.start_worker("worker1", tree=tree)
+                for label, tree, extra in runs:
+                    deployment.start_worker("worker1", *extra, tree=tree)
                     stack.wait_for_workers(1)
                     run_batch(stack, photos[:4])  # warm: connections opened, first-run costs paid
                     for rtt in (0.0, 20.0):
