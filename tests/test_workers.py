@@ -245,9 +245,8 @@ def healing_stack(tmp_path_factory, analyzer, seaweed, redis_broker):
 
 
 def test_a_worker_machine_dies_mid_job_and_the_other_finishes_it_within_the_lease(healing_stack):
-    """SIGKILL of the whole worker (a machine gone): the job's lease lapses and it is sent again at once, long
-    (nothing in Redis waits for an acknowledgement: workers take a message and forget it); the other worker
-    finishes it."""
+    """SIGKILL of the whole worker (a machine gone): the job's lease lapses and it is sent again at once (nothing in
+    Redis waits for an acknowledgement: workers take a message and forget it); the other worker finishes it."""
     stack = healing_stack
     killed: list[WorkerProcess] = []
 
